@@ -1,0 +1,37 @@
+"""workbench: durable, recorded, replayable workflow graphs for LLM agents.
+
+The public authoring API::
+
+    from workbench import Graph, START, END, Send, RetryPolicy, append, add, merge, interrupt
+"""
+
+from workbench.context import Context, Event, interrupt
+from workbench.errors import WorkbenchError
+from workbench.graph import END, START, Graph, RetryPolicy, Send
+from workbench.runtime import NO_VALUE, RunResult, Runner, run_graph
+from workbench.state import add, append, custom, merge, replace
+from workbench.store import TraceStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "END",
+    "NO_VALUE",
+    "START",
+    "Context",
+    "Event",
+    "Graph",
+    "RetryPolicy",
+    "RunResult",
+    "Runner",
+    "Send",
+    "TraceStore",
+    "WorkbenchError",
+    "add",
+    "append",
+    "custom",
+    "interrupt",
+    "merge",
+    "replace",
+    "run_graph",
+]

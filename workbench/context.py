@@ -1,0 +1,180 @@
+"""The context a node receives: run metadata, model calls, human input and streamed output."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.llm.client import LLMReply
+
+
+class InterruptSignal(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a node by :func:`interrupt` to pause the run for human input.
+
+    A BaseException so that a node's ``except Exception`` does not swallow the pause.
+    """
+
+    def __init__(self, payload: Any, index: int) -> None:
+        super().__init__(payload)
+        self.payload = payload
+        self.index = index
+
+
+@dataclass
+class Event:
+    """Something that happened during a run, as sent to listeners (CLI progress, the TUI)."""
+
+    kind: str  # run_started, task_started, task_finished, step_committed, token, output, paused, ...
+    run_id: str
+    step: int | None = None
+    node: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]
+
+
+@dataclass
+class RecordedCall:
+    """A model or tool call recorded by an earlier execution of the same task (served on resume)."""
+
+    seq: int
+    fingerprint: str
+    response: Any
+    row: dict[str, Any]
+
+
+class Context:
+    """What a node's second argument gives it.
+
+    Attributes:
+        run_id: the run's id. graph: the graph's name. step: the superstep number.
+        node: this node's name. task: its index within the step. attempt: 1 for the first try.
+        error: for a node reached through ``on_error``, a dict describing the failure.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        graph: str,
+        step: int,
+        node: str,
+        task: int,
+        attempt: int,
+        recorder: Any,
+        resume_values: list[Any],
+        recorded_calls: list[RecordedCall],
+        next_seq: int,
+        emit: Listener | None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.graph = graph
+        self.step = step
+        self.node = node
+        self.task = task
+        self.attempt = attempt
+        self.error = error
+        self._recorder = recorder
+        self._resume_values = resume_values
+        self._interrupts = 0
+        self._recorded = recorded_calls
+        self._served = 0
+        self._seq = next_seq
+        self._emit = emit
+
+    # ----------------------------------------------------------------- human input
+
+    def interrupt(self, payload: Any = None) -> Any:
+        """Pause the run and wait for a human; returns the value the run is resumed with.
+
+        On resume the node runs again from its top: each ``interrupt`` call already answered
+        returns its answer, and model calls made before the pause are served from the recording.
+        """
+        index = self._interrupts
+        self._interrupts += 1
+        if index < len(self._resume_values):
+            return self._resume_values[index]
+        raise InterruptSignal(payload, index)
+
+    # ----------------------------------------------------------------- model calls
+
+    def llm(self, messages: Any, *, model: str | None = None, **params: Any) -> LLMReply:
+        """Call a model through litellm and record the call (see ``workbench.llm``).
+
+        ``messages`` is a chat message list or a plain prompt string. Keyword arguments:
+        ``model`` (default: the configured model), ``fallbacks`` (models to try next),
+        ``retries``, ``timeout``, ``stream`` and any litellm completion parameter.
+        """
+        from workbench.llm.client import call_llm
+
+        return call_llm(self, messages, model=model, **params)
+
+    async def allm(self, messages: Any, *, model: str | None = None, **params: Any) -> LLMReply:
+        """The async form of :meth:`llm`."""
+        from workbench.llm.client import acall_llm
+
+        return await acall_llm(self, messages, model=model, **params)
+
+    def take_recorded(self, fingerprint: str) -> RecordedCall | None:
+        """The next recorded call of this task if there is one (used by the LLM layer).
+
+        Calls are matched by order; a different request fingerprint means the code now asks
+        something else, so the recording is abandoned from here on and calls go live.
+        """
+        if self._served < len(self._recorded):
+            rec = self._recorded[self._served]
+            if rec.fingerprint == fingerprint and rec.row.get("error") is None:
+                self._served += 1
+                return rec
+            self._recorded = self._recorded[: self._served]
+        return None
+
+    def next_seq(self) -> int:
+        """The call number to record the next live call under."""
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    def record_call(self, row: dict[str, Any]) -> None:
+        if self._recorder is not None:
+            self._recorder(row)
+
+    # ----------------------------------------------------------------- output
+
+    def emit(self, kind: str, data: Any = None) -> None:
+        """Stream something to whoever watches the run (the TUI, the CLI). Not recorded."""
+        if self._emit is not None:
+            from workbench.context import Event
+
+            self._emit(Event(kind, self.run_id, self.step, self.node, {"data": data}))
+
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("workbench_context", default=None)
+
+
+def current_context() -> Context:
+    """The context of the node running in this task or thread."""
+    ctx = _current.get()
+    if ctx is None:
+        raise WorkbenchError("interrupt()/current_context() called outside a running node")
+    return ctx
+
+
+def set_current(ctx: Context | None) -> contextvars.Token[Context | None]:
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[Context | None]) -> None:
+    _current.reset(token)
+
+
+def interrupt(payload: Any = None) -> Any:
+    """Pause the running node for human input; see :meth:`Context.interrupt`."""
+    return current_context().interrupt(payload)

@@ -1,0 +1,396 @@
+"""The graph model: nodes, edges, routers, fan-out and joins, validated when the graph is built.
+
+A graph is written in a Python file::
+
+    g = Graph("support", State)
+
+    @g.node(retry=RetryPolicy(attempts=3), timeout=30)
+    def classify(state, ctx):
+        reply = ctx.llm([{"role": "user", "content": state["message"]}])
+        return {"category": reply.text}
+
+    g.edge(START, "classify")
+    g.route("classify", pick_next, targets=["refund", "answer"])
+    g.edge("refund", END)
+
+Validation happens on first use (``g.validate()``); each problem is reported with the graph's
+file, the node and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import GraphDefinitionError
+from workbench.state import StateSchema
+
+START = "__start__"
+"""The virtual node a run enters from."""
+END = "__end__"
+"""The virtual node that ends a run."""
+
+_RESERVED = {START, END}
+
+
+@dataclass(frozen=True)
+class Send:
+    """Run ``node`` with its own input ``arg`` — one branch of a fan-out decided at run time.
+
+    A router returns a list of Sends; every Send becomes a task of the next superstep, and the
+    node receives ``arg`` in place of the shared state.
+    """
+
+    node: str
+    arg: Any = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, to retry a failing node.
+
+    ``attempts`` counts the first try. The wait before attempt ``n`` (n >= 2) is
+    ``min(initial_delay * backoff ** (n - 2), max_delay)``, scaled by a random factor in
+    [0.5, 1.0] when ``jitter`` is on. Only exceptions in ``retry_on`` are retried.
+    """
+
+    attempts: int = 3
+    initial_delay: float = 0.5
+    backoff: float = 2.0
+    max_delay: float = 30.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def delay(self, next_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before ``next_attempt`` (2 for the first retry)."""
+        base = min(self.initial_delay * self.backoff ** max(0, next_attempt - 2), self.max_delay)
+        if self.jitter:
+            base *= 0.5 + 0.5 * (rng or random).random()
+        return base
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        return attempt < self.attempts and isinstance(error, self.retry_on)
+
+
+@dataclass
+class Node:
+    """A step of the graph: a function (or a subgraph) and its policies."""
+
+    name: str
+    fn: Callable[..., Any] | None
+    subgraph: Graph | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    on_error: str | None = None
+    file: str = ""
+    line: int = 0
+    is_async: bool = False
+    takes_ctx: bool = False
+
+    @property
+    def source_hash(self) -> str:
+        """Hash of the node's source code, to tell which nodes changed between versions."""
+        if self.subgraph is not None:
+            return self.subgraph.code_version
+        try:
+            src = inspect.getsource(self.fn)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            src = repr(self.fn)
+        return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Route:
+    """A run-time decision after ``source``: ``router(state)`` names the next node(s)."""
+
+    source: str
+    router: Callable[[Any], Any]
+    targets: dict[str, str]  # label returned by the router -> node name
+
+
+@dataclass
+class Join:
+    """``target`` runs once every node in ``sources`` has finished since it last ran."""
+
+    sources: tuple[str, ...]
+    target: str
+
+
+@dataclass
+class _Problems:
+    items: list[str] = field(default_factory=list)
+
+
+def _caller_file() -> tuple[str, int]:
+    frame = inspect.currentframe()
+    # Walk out of this module to the user's file.
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>", 0
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def display_path(path: str) -> str:
+    """A file path relative to the working directory when it is inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+class Graph:
+    """A workflow graph over a typed shared state.
+
+    Args:
+        name: the graph's name, shown in the CLI, the trace store and the TUI.
+        state: the state schema (TypedDict, dataclass or Pydantic model); ``None`` for an
+            untyped dict state.
+        max_steps: supersteps a run may take before it fails with a step-limit error that names
+            the loop (override per run).
+        description: one line shown in listings.
+    """
+
+    def __init__(
+        self, name: str, state: Any = None, *, max_steps: int = 100, description: str = ""
+    ) -> None:
+        self.name = name
+        self.schema = StateSchema(state)
+        self.max_steps = max_steps
+        self.description = description
+        self.file, self.line = _caller_file()
+        self.nodes: dict[str, Node] = {}
+        self.edges: dict[str, list[str]] = {}
+        self.routes: dict[str, Route] = {}
+        self.joins: list[Join] = []
+        self._validated = False
+
+    # ----------------------------------------------------------------- building
+
+    def node(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+    ) -> Any:
+        """Add a node; usable as ``@g.node``, ``@g.node(retry=...)`` or ``g.node(fn)``.
+
+        The function takes ``(state)`` or ``(state, ctx)``, may be ``async``, and returns a dict
+        of state updates (or None). ``retry`` retries failures, ``timeout`` (seconds) bounds each
+        attempt, ``on_error`` names a node the run goes to when the node still fails.
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_node(name or f.__name__, f, retry=retry, timeout=timeout, on_error=on_error)
+            return f
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def add_node(
+        self,
+        name: str,
+        fn: Callable[..., Any] | Graph,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+    ) -> Graph:
+        """Add a node by name: a function, or another Graph used as a subgraph."""
+        if name in _RESERVED or not name or name.startswith("__"):
+            raise GraphDefinitionError(self._where(name, "this node name is reserved; choose another"))
+        if name in self.nodes:
+            raise GraphDefinitionError(self._where(name, "a node with this name already exists"))
+        if isinstance(fn, Graph):
+            node = Node(name, None, subgraph=fn, retry=retry, timeout=timeout, on_error=on_error,
+                        file=fn.file, line=fn.line, is_async=True, takes_ctx=True)
+        else:
+            if not callable(fn):
+                raise GraphDefinitionError(self._where(name, f"{fn!r} is not a function"))
+            target = inspect.unwrap(fn)
+            try:
+                params = [
+                    p for p in inspect.signature(fn).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                ]
+            except (TypeError, ValueError):
+                params = []
+            code = getattr(target, "__code__", None)
+            node = Node(
+                name, fn, retry=retry, timeout=timeout, on_error=on_error,
+                file=code.co_filename if code else self.file,
+                line=code.co_firstlineno if code else 0,
+                is_async=inspect.iscoroutinefunction(target),
+                takes_ctx=len(params) >= 2,
+            )
+        self.nodes[name] = node
+        self._validated = False
+        return self
+
+    def edge(self, source: str, target: str) -> Graph:
+        """After ``source`` finishes, run ``target`` (``START`` and ``END`` allowed)."""
+        self.edges.setdefault(source, []).append(target)
+        self._validated = False
+        return self
+
+    def sequence(self, *names: str) -> Graph:
+        """Chain nodes: ``sequence(START, "a", "b", END)`` adds a→b edges in order."""
+        for a, b in zip(names, names[1:], strict=False):
+            self.edge(a, b)
+        return self
+
+    def route(
+        self,
+        source: str,
+        router: Callable[[Any], Any],
+        targets: Sequence[str] | dict[str, str],
+    ) -> Graph:
+        """After ``source``, call ``router(state)`` to pick what runs next.
+
+        The router returns a node name (or a label of ``targets`` when it is a dict), ``END``, a
+        list of names, or a list of :class:`Send` for a fan-out of run-time width. ``targets``
+        declares every node it may return, so the graph can be checked and drawn.
+        """
+        if source in self.routes:
+            raise GraphDefinitionError(self._where(source, "already has a router; combine the two functions"))
+        mapping = dict(targets) if isinstance(targets, dict) else {t: t for t in targets}
+        self.routes[source] = Route(source, router, mapping)
+        self._validated = False
+        return self
+
+    def join(self, sources: Iterable[str], target: str) -> Graph:
+        """Run ``target`` once all of ``sources`` have finished (a wait-for-all join)."""
+        self.joins.append(Join(tuple(sources), target))
+        self._validated = False
+        return self
+
+    # ----------------------------------------------------------------- reading
+
+    def successors(self, name: str) -> list[str]:
+        """Every node (or END) that may run after ``name``, from all edge kinds."""
+        out: list[str] = list(self.edges.get(name, []))
+        route = self.routes.get(name)
+        if route:
+            out.extend(route.targets.values())
+        out.extend(j.target for j in self.joins if name in j.sources)
+        node = self.nodes.get(name)
+        if node and node.on_error:
+            out.append(node.on_error)
+        return list(dict.fromkeys(out))
+
+    @property
+    def code_version(self) -> str:
+        """A hash of the graph file's source: runs record it, so a changed graph is visible."""
+        try:
+            with open(self.file, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            data = repr(sorted(self.nodes)).encode()
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    def node_versions(self) -> dict[str, str]:
+        """``{node: hash of its source}`` — to show which nodes changed since a run."""
+        return {name: node.source_hash for name, node in self.nodes.items()}
+
+    # ----------------------------------------------------------------- validation
+
+    def _where(self, node: str | None, problem: str) -> str:
+        loc = display_path(self.file)
+        n = self.nodes.get(node or "")
+        if n is not None and n.line and n.file == self.file:
+            loc = f"{loc}:{n.line}"
+        subject = f"graph {self.name!r}" + (f", node {node!r}" if node else "")
+        return f"{loc}: {subject}: {problem}"
+
+    def validate(self) -> Graph:
+        """Check the graph; raise GraphDefinitionError naming file, node and problem."""
+        if self._validated:
+            return self
+        known = set(self.nodes) | {END}
+
+        def check_target(src: str, dst: str, kind: str) -> None:
+            if dst == START:
+                raise GraphDefinitionError(self._where(src if src != START else None, f"{kind} to START is not allowed"))
+            if dst not in known:
+                hint = _closest(dst, self.nodes)
+                raise GraphDefinitionError(
+                    self._where(src if src in self.nodes else None,
+                                f"{kind} to unknown node {dst!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                )
+
+        for src, dsts in self.edges.items():
+            if src != START and src not in self.nodes:
+                raise GraphDefinitionError(self._where(None, f"edge from unknown node {src!r}"))
+            if src == END:
+                raise GraphDefinitionError(self._where(None, "edge from END is not allowed"))
+            for dst in dsts:
+                check_target(src, dst, "edge")
+        for src, route in self.routes.items():
+            if src != START and src not in self.nodes:
+                raise GraphDefinitionError(self._where(None, f"router after unknown node {src!r}"))
+            for dst in route.targets.values():
+                check_target(src, dst, "route")
+        for join in self.joins:
+            for s in join.sources:
+                if s not in self.nodes:
+                    raise GraphDefinitionError(self._where(None, f"join from unknown node {s!r}"))
+            check_target(join.sources[0], join.target, "join")
+        for node in self.nodes.values():
+            if node.on_error:
+                check_target(node.name, node.on_error, "on_error route")
+            if node.subgraph is not None:
+                node.subgraph.validate()
+
+        if not self.edges.get(START) and START not in self.routes:
+            raise GraphDefinitionError(
+                self._where(None, "no entry: add g.edge(START, 'first_node')")
+            )
+        for name in self.nodes:
+            if not self.successors(name) or self.successors(name) == [self.nodes[name].on_error]:
+                raise GraphDefinitionError(
+                    self._where(name, f"has no outgoing edge; add g.edge({name!r}, END) or a route")
+                )
+        reachable = self._reachable_from(START)
+        for name in self.nodes:
+            if name not in reachable:
+                raise GraphDefinitionError(
+                    self._where(name, "is unreachable from START; connect it with an edge or remove it")
+                )
+        if END not in reachable:
+            raise GraphDefinitionError(self._where(None, "no path from START to END"))
+        for name in self.nodes:
+            if END not in self._reachable_from(name):
+                raise GraphDefinitionError(self._where(name, "can never reach END (a loop with no exit?)"))
+        self._validated = True
+        return self
+
+    def _reachable_from(self, start: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [start]
+        while stack:
+            cur = stack.pop()
+            for nxt in self.successors(cur):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, nodes={list(self.nodes)})"
+
+
+def _closest(name: str, options: Iterable[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return match[0] if match else None

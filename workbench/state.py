@@ -1,0 +1,298 @@
+"""Typed shared state: the schema of a graph's state and the merge rule of each key.
+
+A state schema is a TypedDict, a dataclass or a Pydantic model. Each key has a merge rule that
+says how an update from a node combines with the current value:
+
+* ``replace`` (default): the update replaces the value. Two nodes writing the same replace-key
+  in one superstep is an error naming both nodes and the key.
+* ``append``: the update (an item list) is appended to the list.
+* ``add``: numbers are added.
+* ``merge``: dicts are merged, the update's keys winning.
+* any function ``f(current, update) -> new``: a custom rule.
+
+Declare a rule with ``typing.Annotated``::
+
+    class State(TypedDict):
+        question: str
+        notes: Annotated[list[str], append]
+        cost: Annotated[float, add]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.errors import InvalidUpdateError
+
+
+@dataclass(frozen=True)
+class MergeRule:
+    """How an update to one state key combines with its current value."""
+
+    kind: str  # replace | append | add | merge | custom
+    fn: Callable[[Any, Any], Any] | None = None
+
+    def __repr__(self) -> str:
+        return self.kind if self.fn is None else f"custom({getattr(self.fn, '__name__', self.fn)})"
+
+
+replace = MergeRule("replace")
+"""The update replaces the current value (the default)."""
+append = MergeRule("append")
+"""The update — a list of items, or one item — is appended to the current list."""
+add = MergeRule("add")
+"""The update is added to the current number."""
+merge = MergeRule("merge")
+"""The update dict is merged into the current dict (shallow; the update's keys win)."""
+
+
+def custom(fn: Callable[[Any, Any], Any]) -> MergeRule:
+    """A merge rule from a function ``fn(current, update) -> new value``."""
+    return MergeRule("custom", fn)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One key of the state: its name, declared type, merge rule and default."""
+
+    name: str
+    annotation: Any
+    rule: MergeRule
+    default: Callable[[], Any]
+
+
+#: A change to one key after one step, as stored: ``(key, op, value)`` where ``op`` is ``set``
+#: (value is the new whole value) or ``extend`` (value is the list of items appended).
+Change = tuple[str, str, Any]
+
+
+def _rule_from_metadata(base: Any, metadata: Iterable[Any]) -> MergeRule:
+    for meta in metadata:
+        if isinstance(meta, MergeRule):
+            return meta
+        if meta is operator.add:
+            # LangGraph's idiom: operator.add on a list means append.
+            return append if typing.get_origin(base) is list or base is list else add
+        if callable(meta):
+            return custom(meta)
+    return replace
+
+
+def _default_for(annotation: Any, rule: MergeRule) -> Callable[[], Any]:
+    base = typing.get_origin(annotation) or annotation
+    if rule.kind == "append" or base is list:
+        return list
+    if rule.kind == "merge" or base is dict:
+        return dict
+    if rule.kind == "add":
+        return (lambda: 0.0) if base is float else (lambda: 0)
+    return lambda: None
+
+
+def _simple_type(annotation: Any) -> type | None:
+    """The runtime type to check an update against, or None when it is not a simple one."""
+    base = typing.get_origin(annotation) or annotation
+    if base in (str, int, float, bool, list, dict):
+        return base  # type: ignore[no-any-return]
+    return None
+
+
+class StateSchema:
+    """The keys of a graph's state, with their types, merge rules and defaults."""
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self.kind: str
+        self.channels: dict[str, Channel] = {}
+        if schema is None or schema is dict:
+            self.kind = "dict"
+            return
+        if dataclasses.is_dataclass(schema):
+            self.kind = "dataclass"
+        elif hasattr(schema, "model_fields"):
+            self.kind = "pydantic"
+        elif typing.is_typeddict(schema):
+            self.kind = "typeddict"
+        else:
+            raise TypeError(
+                f"state schema must be a TypedDict, dataclass or Pydantic model, not {schema!r}"
+            )
+        hints = typing.get_type_hints(schema, include_extras=True)
+        field_defaults = self._field_defaults(schema)
+        for name, hint in hints.items():
+            if name.startswith("_"):
+                continue
+            base, metadata = hint, ()
+            if typing.get_origin(hint) is typing.Annotated:
+                base, *rest = typing.get_args(hint)
+                metadata = tuple(rest)
+            rule = _rule_from_metadata(base, metadata)
+            default = field_defaults.get(name) or _default_for(base, rule)
+            self.channels[name] = Channel(name, base, rule, default)
+
+    @staticmethod
+    def _field_defaults(schema: Any) -> dict[str, Callable[[], Any]]:
+        out: dict[str, Callable[[], Any]] = {}
+        if dataclasses.is_dataclass(schema):
+            for f in dataclasses.fields(schema):
+                if f.default is not dataclasses.MISSING:
+                    out[f.name] = lambda v=f.default: v
+                elif f.default_factory is not dataclasses.MISSING:
+                    out[f.name] = f.default_factory
+        elif hasattr(schema, "model_fields"):
+            for name, info in schema.model_fields.items():
+                if info.default_factory is not None:
+                    out[name] = info.default_factory
+                elif not info.is_required():
+                    out[name] = lambda v=info.default: v
+        return out
+
+    @property
+    def keys(self) -> list[str]:
+        """The declared keys, in declaration order (empty for an untyped dict state)."""
+        return list(self.channels)
+
+    def is_open(self) -> bool:
+        """True for an untyped dict state, which accepts any key with the replace rule."""
+        return self.kind == "dict"
+
+    def rule(self, key: str) -> MergeRule:
+        ch = self.channels.get(key)
+        return ch.rule if ch else replace
+
+    def initial(self, values: dict[str, Any] | None, where: str = "input") -> tuple[dict[str, Any], list[Change]]:
+        """The state a run starts from: defaults overlaid with ``values`` (validated)."""
+        values = dict(values or {})
+        self.check_keys(values, where)
+        state: dict[str, Any] = {name: ch.default() for name, ch in self.channels.items()}
+        for key, value in values.items():
+            self.check_type(key, value, where)
+            state[key] = value
+        changes: list[Change] = [(k, "set", v) for k, v in state.items()]
+        return state, changes
+
+    def check_keys(self, update: dict[str, Any], where: str) -> None:
+        """Refuse keys the schema does not declare, naming them and the known ones."""
+        if self.is_open():
+            return
+        unknown = [k for k in update if k not in self.channels]
+        if unknown:
+            raise InvalidUpdateError(
+                f"{where}: unknown state key {unknown[0]!r} (state keys: {', '.join(self.channels)})"
+            )
+
+    def check_type(self, key: str, value: Any, where: str) -> None:
+        """Refuse a value whose type plainly contradicts the schema (str for int, and so on)."""
+        ch = self.channels.get(key)
+        if ch is None or value is None:
+            return
+        expected = _simple_type(ch.annotation)
+        if ch.rule.kind == "append":
+            return  # an append update may be one item or a list of items
+        if expected is None:
+            return
+        ok = isinstance(value, expected)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if expected is int and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise InvalidUpdateError(
+                f"{where}: state key {key!r} expects {expected.__name__}, got {type(value).__name__}"
+            )
+
+    def merge(
+        self, state: dict[str, Any], updates: list[tuple[str, dict[str, Any] | None]]
+    ) -> tuple[dict[str, Any], list[Change]]:
+        """Apply the updates of one superstep, in the given (fixed) order.
+
+        ``updates`` is ``[(node name, update dict or None), ...]``. Returns the new state (a new
+        dict; the old one is left as it was) and the list of changes to store.
+        """
+        new = dict(state)
+        writers: dict[str, str] = {}
+        extended: dict[str, list[Any]] = {}
+        touched: list[str] = []
+        for node, update in updates:
+            if not update:
+                continue
+            if not isinstance(update, dict):
+                raise InvalidUpdateError(
+                    f"node {node!r} returned {type(update).__name__}; a node returns a dict of state updates or None"
+                )
+            self.check_keys(update, f"node {node!r}")
+            for key, value in update.items():
+                rule = self.rule(key)
+                self.check_type(key, value, f"node {node!r}")
+                if rule.kind == "replace":
+                    if key in writers and writers[key] != node:
+                        raise InvalidUpdateError(
+                            f"nodes {writers[key]!r} and {node!r} both wrote state key {key!r} in the "
+                            "same step; give the key a merge rule (e.g. Annotated[list, append]) "
+                            "or write it from one node"
+                        )
+                    writers[key] = node
+                    new[key] = value
+                elif rule.kind == "append":
+                    items = value if isinstance(value, list) else [value]
+                    new[key] = [*(new.get(key) or []), *items]
+                    extended.setdefault(key, []).extend(items)
+                elif rule.kind == "add":
+                    new[key] = (new.get(key) or 0) + value
+                elif rule.kind == "merge":
+                    if not isinstance(value, dict):
+                        raise InvalidUpdateError(
+                            f"node {node!r}: state key {key!r} merges dicts, got {type(value).__name__}"
+                        )
+                    new[key] = {**(new.get(key) or {}), **value}
+                else:
+                    assert rule.fn is not None
+                    new[key] = rule.fn(new.get(key), value)
+                if key not in touched:
+                    touched.append(key)
+        changes: list[Change] = []
+        for key in touched:
+            if key in extended and self.rule(key).kind == "append":
+                changes.append((key, "extend", extended[key]))
+            else:
+                changes.append((key, "set", new[key]))
+        return new, changes
+
+    def view(self, state: dict[str, Any]) -> Any:
+        """The object a node receives: a dict, or an instance of the dataclass/Pydantic schema."""
+        if self.kind in ("dict", "typeddict"):
+            return state
+        return self.schema(**self.decode(state))
+
+    def decode(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Restore declared types (datetimes, models, ...) on a state decoded from JSON."""
+        from workbench.codec import coerce
+
+        out = dict(state)
+        for key, ch in self.channels.items():
+            if key in out:
+                out[key] = coerce(out[key], ch.annotation)
+        return out
+
+    def describe(self) -> list[dict[str, str]]:
+        """The schema as rows of ``{key, type, rule}`` (for docs, the CLI and the TUI)."""
+        rows = []
+        for ch in self.channels.values():
+            t = getattr(ch.annotation, "__name__", None) or str(ch.annotation).replace("typing.", "")
+            rows.append({"key": ch.name, "type": t, "rule": repr(ch.rule)})
+        return rows
+
+
+def apply_changes(state: dict[str, Any], changes: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
+    """Fold stored changes into a state (used to rebuild any step's state from the store)."""
+    for key, op, value in changes:
+        if op == "extend":
+            state[key] = [*(state.get(key) or []), *value]
+        else:
+            state[key] = value
+    return state
