@@ -91,7 +91,11 @@ def _default_for(annotation: Any, rule: MergeRule) -> Callable[[], Any]:
         return dict
     if rule.kind == "add":
         return (lambda: 0.0) if base is float else (lambda: 0)
-    return lambda: None
+    # Plain typed keys start at their type's zero value; Optional[...] and other types at None.
+    zero: dict[Any, Callable[[], Any]] = {
+        int: lambda: 0, float: lambda: 0.0, str: lambda: "", bool: lambda: False
+    }
+    return zero.get(annotation, lambda: None)
 
 
 def _simple_type(annotation: Any) -> type | None:

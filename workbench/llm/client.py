@@ -1,0 +1,271 @@
+"""The model-call helper nodes use: ``ctx.llm(...)`` / ``await ctx.allm(...)``.
+
+Every call goes through litellm and is recorded in ``llm_calls``: the request messages and
+parameters (never API keys or headers), the response, the model that answered, tokens, cost,
+latency, how many attempts it took, and the error if it failed. Rate limits, timeouts and
+connection errors are retried with exponential backoff; then each fallback model is tried.
+When a task runs again after a pause or a crash, calls it already made are served from the
+recording (matched by order and by a fingerprint of the request), not made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import LLMError
+from workbench.llm.config import resolve_fallbacks, resolve_model
+from workbench.store.store import now_us
+
+if TYPE_CHECKING:
+    from workbench.context import Context
+
+# Parameters that may carry credentials. They are passed to litellm but never recorded.
+_SECRET_PARAM = re.compile(
+    r"(^|_)(api_key|key|secret|password|token|credentials?|authorization|auth|headers?)$", re.I
+)
+_NOT_SECRET = {"max_tokens", "max_completion_tokens", "top_k"}
+# Our own options, consumed here and not passed to litellm.
+_OWN_OPTIONS = {"fallbacks", "retries", "timeout", "stream", "backoff"}
+
+_setup_lock = threading.Lock()
+_litellm: Any = None
+
+
+@dataclass
+class LLMReply:
+    """A model's answer. ``text`` is the reply; ``served`` is True when it came from a recording."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempts: int = 1
+    served: bool = False
+    message: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def litellm_module() -> Any:
+    """Import and configure litellm once: bundled price list, no telemetry, demo provider."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _setup_lock:
+        if _litellm is None:
+            # Without this litellm fetches its price list over the network at import.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_LOG", "ERROR")
+            import litellm
+
+            from workbench.llm.demo import PROVIDER, build_handler
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            providers = [p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER]
+            litellm.custom_provider_map = [*providers, {"provider": PROVIDER, "custom_handler": build_handler()}]
+            _litellm = litellm
+    return _litellm
+
+
+def public_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters safe to record: anything that looks like a credential is dropped."""
+    return {
+        k: v for k, v in params.items()
+        if k in _NOT_SECRET or not _SECRET_PARAM.search(k)
+    }
+
+
+def normalize_messages(messages: Any) -> list[dict[str, Any]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+        return [dict(m) for m in messages]
+    raise LLMError("ctx.llm(messages): pass a prompt string or a list of {'role', 'content'} dicts")
+
+
+def fingerprint(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """A hash of what was asked: model, messages and recorded parameters."""
+    blob = json.dumps({"model": model, "messages": messages, "params": public_params(params)},
+                      sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _retryable(litellm: Any, exc: BaseException) -> bool:
+    kinds = tuple(
+        k for k in (
+            getattr(litellm, "RateLimitError", None), getattr(litellm, "Timeout", None),
+            getattr(litellm, "APIConnectionError", None), getattr(litellm, "ServiceUnavailableError", None),
+            getattr(litellm, "InternalServerError", None),
+        ) if k is not None
+    )
+    return isinstance(exc, kinds) or isinstance(exc, TimeoutError)
+
+
+class _Call:
+    """One logical model call: the request, and the bookkeeping shared by sync and async paths."""
+
+    def __init__(self, ctx: Context | None, messages: Any, model: str | None, params: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.messages = normalize_messages(messages)
+        self.model = resolve_model(model)
+        self.fallbacks = resolve_fallbacks(params.get("fallbacks"))
+        self.retries = int(params.get("retries", 2))
+        self.backoff = float(params.get("backoff", 0.5))
+        self.timeout = float(params.get("timeout", 60.0))
+        self.stream = bool(params.get("stream", False))
+        self.params = {k: v for k, v in params.items() if k not in _OWN_OPTIONS}
+        self.fp = fingerprint(self.model, self.messages, self.params)
+        self.attempts = 0
+        self.started = time.perf_counter()
+
+    def served(self) -> LLMReply | None:
+        if self.ctx is None:
+            return None
+        rec = self.ctx.take_recorded(self.fp)
+        if rec is None:
+            return None
+        row = rec.row
+        message = rec.response or {}
+        return LLMReply(
+            text=str(message.get("content") or ""), model=row.get("model") or self.model,
+            prompt_tokens=row.get("prompt_tokens") or 0, completion_tokens=row.get("completion_tokens") or 0,
+            cost_usd=row.get("cost_usd") or 0.0, latency_ms=0.0, attempts=0, served=True, message=message,
+        )
+
+    def plan(self) -> list[str]:
+        return [self.model, *[m for m in self.fallbacks if m != self.model]]
+
+    def delay(self, attempt: int) -> float:
+        return min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
+
+    def reply(self, litellm: Any, model: str, response: Any, text: str | None = None) -> LLMReply:
+        choice = response.choices[0]
+        message = {"role": "assistant", "content": text if text is not None else (choice.message.content or "")}
+        tool_calls = getattr(getattr(choice, "message", None), "tool_calls", None)
+        if tool_calls:
+            message["tool_calls"] = [tc.model_dump() if hasattr(tc, "model_dump") else tc for tc in tool_calls]
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # models without a price (the demo, self-hosted) cost nothing known
+            cost = 0.0
+        reply = LLMReply(
+            text=str(message["content"] or ""), model=model, prompt_tokens=prompt, completion_tokens=completion,
+            cost_usd=cost, latency_ms=(time.perf_counter() - self.started) * 1000, attempts=self.attempts,
+            message=message,
+        )
+        self.record(reply, None)
+        return reply
+
+    def record(self, reply: LLMReply | None, error: str | None) -> None:
+        if self.ctx is None:
+            return
+        self.ctx.record_call({
+            "seq": self.ctx.next_seq(), "kind": "llm",
+            "model": reply.model if reply else self.model,
+            "messages": json.dumps(self.messages, default=str, ensure_ascii=False),
+            "params": json.dumps(public_params(self.params), default=str, ensure_ascii=False),
+            "response": json.dumps(reply.message, default=str, ensure_ascii=False) if reply else None,
+            "prompt_tokens": reply.prompt_tokens if reply else None,
+            "completion_tokens": reply.completion_tokens if reply else None,
+            "cost_usd": reply.cost_usd if reply else None,
+            "latency_ms": (time.perf_counter() - self.started) * 1000,
+            "attempts": self.attempts, "error": error, "fingerprint": self.fp, "created_at": now_us(),
+        })
+
+    def fail(self, errors: list[str]) -> LLMError:
+        msg = f"model call failed after {self.attempts} attempts: " + "; ".join(errors[-3:])
+        self.record(None, msg)
+        return LLMError(msg)
+
+    def emit_token(self, text: str) -> None:
+        if self.ctx is not None and text:
+            self.ctx.emit("token", text)
+
+
+def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **params: Any) -> LLMReply:
+    """Make (or serve from the recording) one model call; see the module docstring."""
+    call = _Call(ctx, messages, model, params)
+    served = call.served()
+    if served is not None:
+        return served
+    litellm = litellm_module()
+    errors: list[str] = []
+    for m in call.plan():
+        for attempt in range(1, call.retries + 2):
+            call.attempts += 1
+            try:
+                if call.stream:
+                    chunks, parts = [], []
+                    for chunk in litellm.completion(model=m, messages=call.messages, stream=True,
+                                                    timeout=call.timeout, **call.params):
+                        chunks.append(chunk)
+                        delta = chunk.choices[0].delta.content or ""
+                        parts.append(delta)
+                        call.emit_token(delta)
+                    response = litellm.stream_chunk_builder(chunks, messages=call.messages)
+                    return call.reply(litellm, m, response, "".join(parts))
+                response = litellm.completion(model=m, messages=call.messages, timeout=call.timeout, **call.params)
+                return call.reply(litellm, m, response)
+            except Exception as exc:
+                errors.append(f"{m}: {_short(exc)}")
+                if _retryable(litellm, exc) and attempt <= call.retries:
+                    time.sleep(call.delay(attempt))
+                    continue
+                break
+    raise call.fail(errors)
+
+
+async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **params: Any) -> LLMReply:
+    """The async form of :func:`call_llm`."""
+    call = _Call(ctx, messages, model, params)
+    served = call.served()
+    if served is not None:
+        return served
+    litellm = await asyncio.to_thread(litellm_module) if _litellm is None else _litellm
+    errors: list[str] = []
+    for m in call.plan():
+        for attempt in range(1, call.retries + 2):
+            call.attempts += 1
+            try:
+                if call.stream:
+                    chunks, parts = [], []
+                    stream = await litellm.acompletion(model=m, messages=call.messages, stream=True,
+                                                       timeout=call.timeout, **call.params)
+                    async for chunk in stream:
+                        chunks.append(chunk)
+                        delta = chunk.choices[0].delta.content or ""
+                        parts.append(delta)
+                        call.emit_token(delta)
+                    response = litellm.stream_chunk_builder(chunks, messages=call.messages)
+                    return call.reply(litellm, m, response, "".join(parts))
+                response = await litellm.acompletion(model=m, messages=call.messages, timeout=call.timeout,
+                                                     **call.params)
+                return call.reply(litellm, m, response)
+            except Exception as exc:
+                errors.append(f"{m}: {_short(exc)}")
+                if _retryable(litellm, exc) and attempt <= call.retries:
+                    await asyncio.sleep(call.delay(attempt))
+                    continue
+                break
+    raise call.fail(errors)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
