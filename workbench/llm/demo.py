@@ -48,7 +48,7 @@ def classify(message: str, categories: list[str]) -> str:
 def _subtopics(question: str) -> list[str]:
     q = re.sub(r"[?.!]+$", "", question.strip())
     q = re.sub(r"^(what|how|why|which|should|can|does|do|is|are)\s+", "", q, flags=re.I)
-    parts = [p.strip() for p in re.split(r",|\band\b|\bvs\.?\b|\bversus\b|;", q) if p.strip()]
+    parts = [p.strip() for p in re.split(r",|\band\b|\bor\b|\bvs\.?\b|\bversus\b|;", q) if p.strip()]
     topics = [p[:60] for p in parts][:4]
     extras = ["background and definitions", "trade-offs and risks", "recent developments"]
     for extra in extras:

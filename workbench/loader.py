@@ -1,0 +1,147 @@
+"""Find and import graph files: ``support`` (a name in ./graphs) or ``path/to/file.py[:variable]``.
+
+Graph files are the user's own code; importing one runs it, as running any script does. Nothing
+read from a trace is ever imported or executed: a run records its graph's *name* and file path,
+and resuming looks the graph up in the project's files again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from types import ModuleType
+
+from workbench.errors import GraphDefinitionError, GraphLoadError
+from workbench.graph import Graph, display_path
+
+GRAPHS_DIR = "graphs"
+
+
+@dataclass
+class GraphSource:
+    """Where a graph came from."""
+
+    path: str
+    variable: str | None
+
+
+def graphs_dir() -> str:
+    """``$WORKBENCH_GRAPHS`` or ./graphs."""
+    return os.environ.get("WORKBENCH_GRAPHS") or GRAPHS_DIR
+
+
+def list_graph_files(directory: str | None = None) -> list[str]:
+    """The ``*.py`` files of the graphs directory (not starting with ``_``), sorted."""
+    d = directory or graphs_dir()
+    if not os.path.isdir(d):
+        return []
+    return sorted(
+        os.path.join(d, f) for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_")
+    )
+
+
+def resolve(ref: str) -> GraphSource:
+    """Turn a graph reference into a file path and optional variable name."""
+    path, _, variable = ref.partition(":")
+    if not path.endswith(".py") and os.sep not in path and "/" not in path:
+        candidate = os.path.join(graphs_dir(), f"{path}.py")
+        if os.path.exists(candidate):
+            return GraphSource(candidate, variable or None)
+        # A graph whose name differs from its file's: look inside every graph file.
+        for file in list_graph_files():
+            try:
+                graphs = load_module_graphs(file)
+            except GraphLoadError:
+                continue
+            if any(g.name == path for g in graphs.values()):
+                var = next(v for v, g in graphs.items() if g.name == path)
+                return GraphSource(file, var)
+        known = [os.path.splitext(os.path.basename(f))[0] for f in list_graph_files()]
+        hint = f" (graphs in {graphs_dir()}/: {', '.join(known)})" if known else f" (no graphs in {graphs_dir()}/)"
+        raise GraphLoadError(f"unknown graph {path!r}{hint}")
+    if not os.path.exists(path):
+        raise GraphLoadError(f"graph file {path} does not exist")
+    return GraphSource(path, variable or None)
+
+
+def _module_name(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    digest = abs(hash(os.path.abspath(path))) % 10**8
+    return f"workbench_graphs.{stem}_{digest}"
+
+
+def import_file(path: str) -> ModuleType:
+    """Import a graph file afresh (dropping any cached copy, so edits are seen).
+
+    Errors become one-line GraphLoadErrors naming the file and line.
+    """
+    name = _module_name(path)
+    sys.modules.pop(name, None)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GraphLoadError(f"{display_path(path)}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise GraphLoadError(
+            f"{display_path(exc.filename or path)}:{exc.lineno}: syntax error: {exc.msg}"
+        ) from None
+    except GraphDefinitionError:
+        sys.modules.pop(name, None)
+        raise
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) ==
+                  os.path.abspath(path)]
+        line = f":{frames[-1].lineno}" if frames else ""
+        raise GraphLoadError(
+            f"{display_path(path)}{line}: error while loading: {type(exc).__name__}: {exc}"
+        ) from None
+    return module
+
+
+def load_module_graphs(path: str) -> dict[str, Graph]:
+    """Every module-level Graph of a file, by variable name."""
+    module = import_file(path)
+    return {k: v for k, v in vars(module).items() if isinstance(v, Graph) and not k.startswith("_")}
+
+
+def load_graph(ref: str) -> Graph:
+    """Load and validate the graph a reference names (see the module docstring)."""
+    src = resolve(ref)
+    graphs = load_module_graphs(src.path)
+    if src.variable:
+        if src.variable not in graphs:
+            raise GraphLoadError(
+                f"{display_path(src.path)}: no Graph named {src.variable!r} "
+                f"(found: {', '.join(graphs) or 'none'})"
+            )
+        graph = graphs[src.variable]
+    elif "graph" in graphs:
+        graph = graphs["graph"]
+    elif len(graphs) == 1:
+        graph = next(iter(graphs.values()))
+    elif not graphs:
+        raise GraphLoadError(f"{display_path(src.path)}: defines no workbench Graph at module level")
+    else:
+        raise GraphLoadError(
+            f"{display_path(src.path)}: defines several graphs ({', '.join(graphs)}); "
+            f"name one as {display_path(src.path)}:VARIABLE"
+        )
+    return graph.validate()
+
+
+def load_for_run(graph_name: str, graph_file: str | None) -> Graph:
+    """The graph a recorded run belongs to: by its recorded file if present, else by name."""
+    if graph_file and os.path.exists(graph_file):
+        graphs = load_module_graphs(graph_file)
+        for g in graphs.values():
+            if g.name == graph_name:
+                return g.validate()
+    return load_graph(graph_name)
