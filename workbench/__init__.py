@@ -8,7 +8,7 @@ The public authoring API::
 from workbench.context import Context, Event, interrupt
 from workbench.errors import WorkbenchError
 from workbench.graph import END, START, Graph, RetryPolicy, Send
-from workbench.runtime import NO_VALUE, RunResult, Runner, run_graph
+from workbench.runtime import NO_VALUE, Runner, RunResult, run_graph
 from workbench.state import add, append, custom, merge, replace
 from workbench.store import TraceStore
 

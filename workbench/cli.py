@@ -55,7 +55,8 @@ def _open_store(args: argparse.Namespace) -> Any:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output (scripts, CI logs) is not cut to 80 columns.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -147,14 +148,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    table = Table("run_id", "graph", "status", "started", "ms", "steps", "tokens", "cost $", "parent",
-                  box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
+    table.add_column("run_id", no_wrap=True, min_width=17)
+    for name in ("graph", "status", "started", "ms", "steps", "tokens", "cost $"):
+        table.add_column(name, no_wrap=True)
+    forks = any(r["parent_run_id"] for r in runs)
+    if forks:
+        table.add_column("parent", no_wrap=True, overflow="ellipsis")
     colors = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow", "running": "cyan"}
     for r in runs:
         st = r["status"]
         table.add_row(r["run_id"], r["graph"], f"[{colors.get(st, 'white')}]{st}[/]",
-                      str(r["started_at"])[:19], str(r["duration_ms"]), str(r["steps"]), str(r["tokens"]),
-                      f"{r['cost_usd']:.4f}", r["parent_run_id"] or "")
+                      str(r["started_at"])[5:19], str(r["duration_ms"]), str(r["steps"]), str(r["tokens"]),
+                      f"{r['cost_usd']:.4f}", *([r["parent_run_id"] or ""] if forks else []))
     console = _console()
     if not runs:
         console.print(f"no runs yet in {args.db or 'the trace store'}; start one with: workbench run GRAPH")
@@ -184,7 +190,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run["parent_run_id"]:
         console.print(f"forked from {run['parent_run_id']} at step {run['fork_step']}")
     console.print(f"input: {_short(run['input'], 100)}")
-    table = Table("step", "node", "try", "status", "ms", "update / error", box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
+    for name in ("step", "node", "try", "status", "ms"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("update / error", overflow="ellipsis", no_wrap=True)
     for s in steps:
         detail = s["error"] if s["error"] else _short(s["update"] if s["update"] is not None else "", 70)
         color = {"completed": "green", "failed": "red", "interrupted": "yellow"}.get(s["status"], "white")
@@ -192,7 +201,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                       f"{s['duration_ms']:.1f}", detail)
     console.print(table)
     if calls:
-        ct = Table("step", "node", "model", "tokens in/out", "ms", "answer", box=None, header_style="bold")
+        ct = Table(box=None, header_style="bold")
+        for name in ("step", "node", "model", "tokens in/out", "ms"):
+            ct.add_column(name, no_wrap=True)
+        ct.add_column("answer", overflow="ellipsis", no_wrap=True)
         for c in calls:
             answer = c["error"] or _short((c["response"] or {}).get("content", ""), 60)
             ct.add_row(str(c["step"]), c["node"], c["model"] or "",
@@ -275,7 +287,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_graphs(args: argparse.Namespace) -> int:
     from workbench.loader import list_graph_files, load_module_graphs
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in list_graph_files():
         try:
             for g in load_module_graphs(path).values():
@@ -344,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_opt(sp)
     sp.add_argument("--break-before", action="append", metavar="NODE", help="pause before NODE runs")
     sp.add_argument("--break-after", action="append", metavar="NODE", help="pause after NODE runs")
-    sp.add_argument("--json", action="store_true", help="print one JSON object: run_id, status, state, interrupt, error")
+    sp.add_argument("--json", action="store_true",
+                    help="print one JSON object: run_id, status, state, interrupt, error")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("resume", help="continue a waiting, paused, failed or crashed run")
@@ -387,6 +400,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _prewarm_litellm() -> None:
+    """Import litellm in the background while the graph loads and the store opens.
+
+    The import takes seconds; overlapping it with start-up keeps the first model call (and its
+    recorded step duration) from paying for all of it.
+    """
+    import threading
+
+    from workbench.llm.client import litellm_module
+
+    def warm() -> None:
+        try:
+            litellm_module()
+        except Exception:  # the first real call reports any problem properly
+            pass
+
+    threading.Thread(target=warm, name="workbench-litellm-import", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script."""
     parser = build_parser()
@@ -394,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_OK
+    if args.command in ("run", "resume", "demo"):
+        _prewarm_litellm()
     try:
         return int(args.func(args))
     except WorkbenchError as exc:

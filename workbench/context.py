@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from workbench.llm.client import LLMReply
 
 
-class InterruptSignal(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class InterruptSignal(BaseException):
     """Raised inside a node by :func:`interrupt` to pause the run for human input.
 
     A BaseException so that a node's ``except Exception`` does not swallow the pause.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import os
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -245,7 +246,7 @@ class Graph:
 
     def sequence(self, *names: str) -> Graph:
         """Chain nodes: ``sequence(START, "a", "b", END)`` adds a→b edges in order."""
-        for a, b in zip(names, names[1:], strict=False):
+        for a, b in itertools.pairwise(names):
             self.edge(a, b)
         return self
 
@@ -320,7 +321,8 @@ class Graph:
 
         def check_target(src: str, dst: str, kind: str) -> None:
             if dst == START:
-                raise GraphDefinitionError(self._where(src if src != START else None, f"{kind} to START is not allowed"))
+                where = src if src != START else None
+                raise GraphDefinitionError(self._where(where, f"{kind} to START is not allowed"))
             if dst not in known:
                 hint = _closest(dst, self.nodes)
                 raise GraphDefinitionError(

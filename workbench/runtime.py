@@ -314,7 +314,7 @@ class Runner:
         calls = store.llm_calls(run.run_id, run.step)
         for i in interrupts:
             run.known_interrupts.add((i["step"], i["task"], i["idx"]))
-        for idx, spec in enumerate(run.plan):
+        for idx in range(len(run.plan)):
             mine = [r for r in rows if r["task"] == idx]
             done = [r for r in mine if r["status"] == "completed"]
             if done:

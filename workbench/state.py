@@ -20,6 +20,7 @@ Declare a rule with ``typing.Annotated``::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import operator
 import typing
@@ -83,6 +84,11 @@ def _rule_from_metadata(base: Any, metadata: Iterable[Any]) -> MergeRule:
     return replace
 
 
+def _const(value: Any) -> Callable[[], Any]:
+    """A default factory returning a fresh copy of ``value`` (no sharing between runs)."""
+    return lambda: copy.deepcopy(value)
+
+
 def _default_for(annotation: Any, rule: MergeRule) -> Callable[[], Any]:
     base = typing.get_origin(annotation) or annotation
     if rule.kind == "append" or base is list:
@@ -92,10 +98,8 @@ def _default_for(annotation: Any, rule: MergeRule) -> Callable[[], Any]:
     if rule.kind == "add":
         return (lambda: 0.0) if base is float else (lambda: 0)
     # Plain typed keys start at their type's zero value; Optional[...] and other types at None.
-    zero: dict[Any, Callable[[], Any]] = {
-        int: lambda: 0, float: lambda: 0.0, str: lambda: "", bool: lambda: False
-    }
-    return zero.get(annotation, lambda: None)
+    zero: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False}
+    return _const(zero.get(annotation))
 
 
 def _simple_type(annotation: Any) -> type | None:
@@ -145,7 +149,7 @@ class StateSchema:
         if dataclasses.is_dataclass(schema):
             for f in dataclasses.fields(schema):
                 if f.default is not dataclasses.MISSING:
-                    out[f.name] = lambda v=f.default: v
+                    out[f.name] = _const(f.default)
                 elif f.default_factory is not dataclasses.MISSING:
                     out[f.name] = f.default_factory
         elif hasattr(schema, "model_fields"):
@@ -153,7 +157,7 @@ class StateSchema:
                 if info.default_factory is not None:
                     out[name] = info.default_factory
                 elif not info.is_required():
-                    out[name] = lambda v=info.default: v
+                    out[name] = _const(info.default)
         return out
 
     @property

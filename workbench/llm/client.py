@@ -205,6 +205,7 @@ def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **
     if served is not None:
         return served
     litellm = litellm_module()
+    call.started = time.perf_counter()  # latency is the model's, not litellm's import time
     errors: list[str] = []
     for m in call.plan():
         for attempt in range(1, call.retries + 2):
@@ -238,6 +239,7 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
     if served is not None:
         return served
     litellm = await asyncio.to_thread(litellm_module) if _litellm is None else _litellm
+    call.started = time.perf_counter()
     errors: list[str] = []
     for m in call.plan():
         for attempt in range(1, call.retries + 2):

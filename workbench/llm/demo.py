@@ -83,9 +83,10 @@ def demo_reply(model: str, messages: list[dict[str, Any]]) -> str:
         topic = user.strip().splitlines()[-1] if user.strip() else "the topic"
         return (f"{topic}: the main sources agree on the basics; the open question is cost at scale. "
                 f"Evidence quality is moderate.")
-    if "revise" in low or "write" in low and "report" in low:
+    if "revise" in low or ("write" in low and "report" in low):
         notes = [ln[2:] for ln in user.splitlines() if ln.startswith("- ")]
-        body = "\n\n".join(f"## {n.split(':')[0].strip().capitalize()}\n{n}" for n in notes) or "## Findings\n(no notes)"
+        sections = [f"## {n.split(':')[0].strip().capitalize()}\n{n}" for n in notes]
+        body = "\n\n".join(sections) or "## Findings\n(no notes)"
         wants_conclusion = "conclusion" in user.lower() and "feedback" in user.lower()
         wants_sections = "each subtopic" in user.lower()
         if wants_sections and len(notes) < 3:
