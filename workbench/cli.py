@@ -18,7 +18,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_DIVERGED = 0, 1, 2, 3, 4
 STATUS_EXIT = {"completed": EXIT_OK, "waiting": EXIT_WAITING, "paused": EXIT_WAITING,
                "failed": EXIT_FAILED, "running": EXIT_FAILED}
 
@@ -335,6 +335,197 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------- replay, fork, tests
+
+
+def _graph_for(store: Any, run_id: str) -> Any:
+    from workbench.loader import load_for_run
+
+    rec = store.get_run(run_id)
+    return load_for_run(rec["graph"], rec["graph_file"])
+
+
+def _print_replay(console: Any, report: Any) -> None:
+    changed = f" (code changed since recording: {', '.join(report.changed_nodes)})" if report.changed_nodes else ""
+    if report.identical:
+        console.print(f"[green]run {report.run_id} replays identically[/] — {report.steps} steps, "
+                      f"ends {report.status}, no live calls{changed}")
+    else:
+        console.print(f"[red]run {report.run_id} diverged[/]{changed}")
+        console.print(str(report.divergence), markup=False)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from workbench.replay import replay_run
+
+    with _open_store(args) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        report = replay_run(store, run_id, _graph_for(store, run_id))
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+    else:
+        _print_replay(_console(), report)
+    return EXIT_OK if report.identical else EXIT_DIVERGED
+
+
+def _parse_sets(items: list[str] | None, set_file: str | None) -> dict[str, Any]:
+    edits: dict[str, Any] = {}
+    if set_file:
+        data = _parse_json("@" + set_file, "--set-file")
+        if not isinstance(data, dict):
+            raise UsageError("--set-file must hold a JSON object of state keys")
+        edits.update(data)
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: write KEY=JSON, e.g. --set category='\"refund\"'")
+        edits[key] = _parse_json(raw, f"--set {key}")
+    return edits
+
+
+def _parse_llm_edits(items: list[str] | None) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in items or []:
+        num, sep, text = item.partition("=")
+        if not sep or not num.strip().isdigit():
+            raise UsageError(f"--llm-response {item!r}: write N=TEXT, N being the call's number at that step")
+        out[int(num)] = text
+    return out
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    from workbench.runtime import Runner
+
+    edits = _parse_sets(args.set, args.set_file)
+    llm_edits = _parse_llm_edits(args.llm_response)
+    with _open_store(args) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        parent = store.get_run(run_id)
+        if args.from_failure:
+            if parent["status"] != "failed":
+                raise UsageError(f"run {run_id} did not fail (it is {parent['status']}); use --at STEP")
+            at = int(parent["last_step"] or 1)
+        elif args.at is None:
+            raise UsageError("say where to fork: --at STEP or --from-failure")
+        else:
+            at = args.at
+        graph = _graph_for(store, run_id)
+        recorded = parent.get("node_versions") or {}
+        changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
+        listener = None if args.json else _progress_listener(_console())
+        if not args.json:
+            note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
+            _console().print(f"forking run {run_id} at step {at}{note}")
+        result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits)
+        return _report(args, result)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from workbench.replay import replay_run
+
+    with _open_store(args) as store:
+        ids = [store.resolve_run_id(r) for r in args.run_ids]
+        if args.graph:
+            ids += [r[0] for r in store.query(
+                "SELECT run_id FROM runs WHERE graph = ? AND status <> 'running' ORDER BY started_at",
+                [args.graph])]
+        if not ids:
+            raise UsageError("name the runs to test (RUN_ID ...) or a graph (--graph NAME)")
+        results = []
+        console = _console()
+        for rid in dict.fromkeys(ids):
+            try:
+                report = replay_run(store, rid, _graph_for(store, rid))
+            except WorkbenchError as exc:
+                results.append({"run_id": rid, "passed": False, "error": str(exc)})
+                if not args.json:
+                    console.print(f"[red]ERROR[/]    {rid}  {exc}", markup=True)
+                continue
+            results.append({"run_id": rid, "passed": report.identical, **report.to_json()})
+            if not args.json:
+                if report.identical:
+                    console.print(f"[green]passed[/]   {rid}  {report.graph}  {report.steps} steps")
+                else:
+                    console.print(f"[red]diverged[/] {rid}  {report.graph}")
+                    console.print("    " + str(report.divergence).replace("\n", "\n    "), markup=False)
+    failed = [r for r in results if not r["passed"]]
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, default=str))
+    else:
+        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.transfer import export_runs
+
+    with _open_store(args) as store:
+        ids = [store.resolve_run_id(r) for r in args.run_ids]
+        written = export_runs(store, ids, args.to)
+    print(f"exported {len(written)} run(s) to {args.to}: {', '.join(written)}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from workbench.transfer import import_files
+
+    with _open_store(args) as store:
+        result = import_files(store, args.files)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"imported {len(result['imported'])} run(s)" +
+              (f": {', '.join(result['imported'])}" if result["imported"] else "") +
+              (f"; {len(result['skipped'])} already present" if result["skipped"] else ""))
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from workbench.compare import compare_runs
+
+    with _open_store(args) as store:
+        a, b = store.resolve_run_id(args.run_a), store.resolve_run_id(args.run_b)
+        cmp = compare_runs(store, a, b)
+    if args.json:
+        print(json.dumps(cmp.to_json(), ensure_ascii=False, default=str))
+        return EXIT_OK
+    console = _console()
+    ra, rb = cmp.run_a, cmp.run_b
+    console.print(f"[bold]A[/] {a} ({ra['status']}, code {ra['code_version']})   "
+                  f"[bold]B[/] {b} ({rb['status']}, code {rb['code_version']})")
+    for label, run, other in (("B", rb, a), ("A", ra, b)):
+        if run["parent_run_id"] == other:
+            console.print(f"{label} is a fork of {'A' if label == 'B' else 'B'} at step {run['fork_step'] + 1}")
+    same_run: list[int] = []
+
+    def flush_same() -> None:
+        if same_run:
+            rng = f"{same_run[0]}" if len(same_run) == 1 else f"{same_run[0]}-{same_run[-1]}"
+            console.print(f"[dim]steps {rng}: same[/]")
+            same_run.clear()
+
+    for s in cmp.steps:
+        if s.same:
+            same_run.append(s.step)
+            continue
+        flush_same()
+        nodes = (", ".join(s.nodes_a) or "—") if s.nodes_a == s.nodes_b else \
+            f"A: {', '.join(s.nodes_a) or '—'}  |  B: {', '.join(s.nodes_b) or '—'}"
+        still = f"  [dim](still different: {', '.join(s.carried)})[/]" if s.carried and not s.state else ""
+        console.print(f"[bold]step {s.step}[/]  {nodes}{still}", markup=True)
+        for key, va, vb in s.state:
+            console.print(f"    {key}: A={_short(va, 50)}  B={_short(vb, 50)}", markup=False)
+        for node, answer_a, answer_b in s.answers:
+            console.print(f"    model answer in {node}: A={_short(answer_a, 50)}  B={_short(answer_b, 50)}",
+                          markup=False)
+    flush_same()
+    ta, tb = cmp.totals["a"], cmp.totals["b"]
+    console.print(f"steps A {ta['steps']:.0f} / B {tb['steps']:.0f}   model calls {ta['llm_calls']:.0f} / "
+                  f"{tb['llm_calls']:.0f}   tokens {ta['tokens']:.0f} / {tb['tokens']:.0f}   "
+                  f"cost ${ta['cost_usd']:.4f} / ${tb['cost_usd']:.4f}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -342,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="workbench",
         description="Design, run, debug and replay AI agent workflow graphs. Runs are recorded in DuckDB.",
-        epilog="Exit codes: 0 completed, 3 waiting or paused, 1 run failed, 2 bad usage or input.",
+        epilog="Exit codes: 0 completed, 3 waiting or paused, 1 run failed, 2 bad usage or input, "
+               "4 replay diverged.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -385,6 +577,50 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sp.set_defaults(func=cmd_sql)
 
+    sp = sub.add_parser("replay", help="re-execute a run with today's code, serving every recorded answer")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_replay)
+
+    sp = sub.add_parser("fork", help="fork a run at a step, with edits, and run the fork live")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--at", type=int, metavar="STEP", help="re-run from this step (the fork shares steps before it)")
+    sp.add_argument("--from-failure", action="store_true", help="fork at the step where the run failed")
+    sp.add_argument("--set", action="append", metavar="KEY=JSON", help="set a state key before the step runs")
+    sp.add_argument("--set-file", metavar="PATH", help="a JSON object of state keys to set")
+    sp.add_argument("--llm-response", action="append", metavar="N=TEXT",
+                    help="replace the answer of model call N of that step (see 'workbench show RUN --step N')")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_fork)
+
+    sp = sub.add_parser("test", help="replay recorded runs as regression tests")
+    sp.add_argument("run_ids", metavar="RUN_ID", nargs="*")
+    sp.add_argument("--graph", metavar="NAME", help="every finished run of this graph")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_test)
+
+    sp = sub.add_parser("export", help="write runs to a portable JSON-lines file")
+    sp.add_argument("run_ids", metavar="RUN_ID", nargs="+")
+    sp.add_argument("--to", required=True, metavar="FILE")
+    db_opt(sp)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("import", help="load exported runs into the trace store (idempotent)")
+    sp.add_argument("files", metavar="FILE", nargs="+")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_import)
+
+    sp = sub.add_parser("diff", help="compare two runs step by step")
+    sp.add_argument("run_a", metavar="RUN_A")
+    sp.add_argument("run_b", metavar="RUN_B")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_diff)
+
     sp = sub.add_parser("graph", help="draw a graph as ASCII or Mermaid")
     sp.add_argument("graph", metavar="GRAPH")
     sp.add_argument("--format", choices=["ascii", "mermaid"], default="ascii")
@@ -426,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_OK
-    if args.command in ("run", "resume", "demo"):
+    if args.command in ("run", "resume", "demo", "fork"):
         _prewarm_litellm()
     try:
         return int(args.func(args))

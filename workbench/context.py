@@ -13,6 +13,22 @@ if TYPE_CHECKING:
     from workbench.llm.client import LLMReply
 
 
+class RecordedCallError(WorkbenchError):
+    """A replayed model or tool call whose recording is a failure raises this."""
+
+
+class ReplayDivergence(BaseException):
+    """Raised during a replay when the code asks for a call the recording does not have.
+
+    A BaseException so that it passes through the node's own error handling and retries.
+    """
+
+    def __init__(self, kind: str, detail: dict[str, Any]) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
+
+
 class InterruptSignal(BaseException):
     """Raised inside a node by :func:`interrupt` to pause the run for human input.
 
@@ -73,6 +89,7 @@ class Context:
         next_seq: int,
         emit: Listener | None,
         error: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> None:
         self.run_id = run_id
         self.graph = graph
@@ -88,6 +105,8 @@ class Context:
         self._served = 0
         self._seq = next_seq
         self._emit = emit
+        # In a replay every call must come from the recording: a miss is a divergence.
+        self._strict = strict
 
     # ----------------------------------------------------------------- human input
 
@@ -133,7 +152,15 @@ class Context:
             if rec.fingerprint == fingerprint and rec.row.get("error") is None:
                 self._served += 1
                 return rec
+            if self._strict and rec.fingerprint == fingerprint:
+                # The recorded call failed: a replay fails the same way.
+                self._served += 1
+                raise RecordedCallError(f"recorded call failed: {rec.row.get('error')}")
+            if self._strict:
+                raise ReplayDivergence("request", {"call": self._served, "recorded": rec.row})
             self._recorded = self._recorded[: self._served]
+        elif self._strict:
+            raise ReplayDivergence("extra_call", {"call": self._served})
         return None
 
     def next_seq(self) -> int:
@@ -145,6 +172,21 @@ class Context:
     def record_call(self, row: dict[str, Any]) -> None:
         if self._recorder is not None:
             self._recorder(row)
+
+    # ----------------------------------------------------------------- tool calls
+
+    def tool_call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a tool function and record it (or serve its recorded result); see ``workbench.tool``."""
+        from workbench.tools import run_tool
+
+        return run_tool(self, name, fn, args, kwargs)
+
+    async def atool_call(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        from workbench.tools import arun_tool
+
+        return await arun_tool(self, name, fn, args, kwargs)
 
     # ----------------------------------------------------------------- output
 

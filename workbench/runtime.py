@@ -26,6 +26,7 @@ from workbench.context import (
     InterruptSignal,
     Listener,
     RecordedCall,
+    ReplayDivergence,
     reset_current,
     set_current,
 )
@@ -41,7 +42,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.graph import END, START, Graph, Node, Send, display_path
-from workbench.state import Change
+from workbench.state import Change, apply_changes
 from workbench.store.store import TraceStore, now_us
 
 NO_VALUE: Any = object()
@@ -161,6 +162,7 @@ class Runner:
         *,
         max_concurrency: int = 16,
         listener: Listener | None = None,
+        replay: Any = None,
         _inline_ctx: Context | None = None,
     ) -> None:
         self.graph = graph.validate()
@@ -171,6 +173,9 @@ class Runner:
         # A subgraph runs inline inside its parent's task: its nodes share that task's context,
         # so their model calls and interrupts are recorded (and served on resume) by the parent.
         self._inline_ctx = _inline_ctx
+        # A replay session (workbench.replay) serves every call from a recording and checks
+        # each step against it; None for live runs.
+        self._replay = replay
         self._rng = random.Random()
         self._break_when: Any = None
         # What the last run changed (a subgraph's parent turns this into its update).
@@ -306,6 +311,135 @@ class Runner:
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
         return await self._execute(run)
 
+    def fork(self, parent_run_id: str, at_step: int, **options: Any) -> RunResult:
+        """Fork a recorded run at a step and run the fork live (see :meth:`afork`)."""
+        return _run_sync(self.afork(parent_run_id, at_step, **options))
+
+    async def afork(
+        self,
+        parent_run_id: str,
+        at_step: int,
+        *,
+        set_state: dict[str, Any] | None = None,
+        llm_responses: dict[int, str] | None = None,
+        break_before: Iterable[str] | None = None,
+        break_after: Iterable[str] | None = None,
+        break_when: Any = None,
+    ) -> RunResult:
+        """Make a new run that shares ``parent_run_id``'s history before ``at_step``, apply the
+        edits, and run step ``at_step`` onwards live with the current code.
+
+        ``set_state`` replaces state keys (validated against the schema) as they stood before
+        ``at_step``. ``llm_responses`` maps the number of a model call of that step (1-based, in
+        task then call order, as ``workbench show RUN --step N`` lists them) to the answer the
+        fork gets instead; calls before it in the same node are served from the recording, calls
+        after it are made live. The fork records the current code version, so a fork that ran
+        different code is visible. Nothing is recorded when an edit is invalid.
+        """
+        store = self._require_store()
+        parent = store.get_run(parent_run_id)
+        if parent["graph"] != self.graph.name:
+            raise RunStateError(
+                f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
+            )
+        last = store.last_committed_step(parent_run_id) + 1
+        if at_step < 1 or at_step > last:
+            raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
+        plan = store.plan(parent_run_id, at_step)
+        if plan is None:
+            raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
+        state = self.schema.decode(store.state_at(parent_run_id, at_step - 1))
+        edits = dict(set_state or {})
+        try:
+            self.schema.check_keys(edits, "--set")
+            for key, value in edits.items():
+                self.schema.check_type(key, value, "--set")
+            edit_changes = self._encode_changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
+        except (InvalidUpdateError, SerializationError) as exc:
+            raise InputError(str(exc)) from None
+        state.update(self.schema.decode(edits))
+
+        config = {k: v for k, v in (parent["config"] or {}).items() if k != "paused"}
+        if break_before is not None:
+            config["break_before"] = self._check_names(break_before, "break_before")
+        if break_after is not None:
+            config["break_after"] = self._check_names(break_after, "break_after")
+        run = _Run(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
+                   plan["joins"] or {}, config)
+        self._break_when = break_when
+        seeded = self._seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
+
+        records: list[tuple[str, dict[str, Any]]] = [
+            ("run", {
+                "run_id": run.run_id, "graph": self.graph.name, "graph_file": display_path(self.graph.file),
+                "code_version": self.graph.code_version,
+                "node_versions": codec.dumps(self.graph.node_versions()),
+                "status": "running", "started_at": now_us(), "parent_run_id": parent_run_id,
+                "fork_step": at_step - 1, "input": codec.dumps(parent["input"] or {}),
+                "config": codec.dumps(config),
+            }),
+            *[(kind, {**row, "run_id": run.run_id}) for kind, row in edit_changes],
+            self._plan_record(run, at_step),
+            *seeded,
+            ("event", {"run_id": run.run_id, "step": at_step - 1, "kind": "forked", "node": None,
+                       "detail": codec.dumps({"parent": parent_run_id, "at": at_step, "set": sorted(edits),
+                                              "llm_responses": sorted(llm_responses or {})}),
+                       "created_at": now_us()}),
+        ]
+        store.record_many(records)
+        self._emit(Event("run_started", run.run_id, at_step - 1, None,
+                         {"graph": self.graph.name, "parent": parent_run_id}))
+        return await self._execute(run)
+
+    def _seed_llm_edits(
+        self, run: _Run, store: TraceStore, parent_id: str, step: int, edits: dict[int, str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Record, in the fork, the parent's calls up to each edited one with the new answer, and
+        arrange for the fork's tasks to be served them."""
+        if not edits:
+            return []
+        calls = self._final_calls(store, parent_id, step)
+        llm_only = [c for c in calls if c["kind"] == "llm"]
+        records: list[tuple[str, dict[str, Any]]] = []
+        for number, text in sorted(edits.items()):
+            if number < 1 or number > len(llm_only):
+                raise InputError(
+                    f"--llm-response {number}: step {step} of run {parent_id} has "
+                    f"{len(llm_only)} model call(s); number them 1..{len(llm_only)}"
+                )
+            target = llm_only[number - 1]
+            task = target["task"]
+            prior = run.resume.get(task)
+            if prior is not None:
+                raise InputError("--llm-response: edit one model call per node")
+            served: list[RecordedCall] = []
+            for c in calls:
+                if c["task"] != task or c["seq"] > target["seq"]:
+                    continue
+                response = c["response"]
+                if c["seq"] == target["seq"]:
+                    response = {"role": "assistant", "content": text}
+                row = {k: c[k] for k in ("step", "task", "node", "seq", "kind", "model", "prompt_tokens",
+                                         "completion_tokens", "cost_usd", "latency_ms", "attempts",
+                                         "fingerprint")}
+                row.update({"run_id": run.run_id, "attempt": 1, "error": None, "created_at": now_us(),
+                            "messages": codec.dumps(c["messages"]), "params": codec.dumps(c["params"]),
+                            "response": codec.dumps(response)})
+                records.append(("llm", row))
+                served.append(RecordedCall(c["seq"], c["fingerprint"] or "", response, row))
+            run.resume[task] = _Resume(1, [], served, target["seq"] + 1)
+        return records
+
+    @staticmethod
+    def _final_calls(store: TraceStore, run_id: str, step: int) -> list[dict[str, Any]]:
+        """The model and tool calls of each task's last attempt at a step, in task/call order."""
+        owner = store.step_owner(run_id, step)
+        calls = store.llm_calls(owner, step)
+        last_attempt: dict[int, int] = {}
+        for c in calls:
+            last_attempt[c["task"]] = max(last_attempt.get(c["task"], 0), c["attempt"])
+        return [c for c in calls if c["attempt"] == last_attempt[c["task"]]]
+
     # ----------------------------------------------------------------- loading progress
 
     def _load_step_progress(self, run: _Run, store: TraceStore, interrupts: list[dict[str, Any]]) -> None:
@@ -356,7 +490,11 @@ class Runner:
 
             self._emit(Event("step_started", run.run_id, run.step, None,
                              {"nodes": [t.node for t in run.plan]}))
+            if self._replay is not None:
+                self._replay.before_step(run.step, run.plan)
             outcomes = await self._run_step(run)
+            if self._replay is not None:
+                self._replay.check_outcomes(run.step, run.plan, outcomes)
 
             waiting = [(i, o) for i, o in enumerate(outcomes) if o.status == "interrupted"]
             if waiting:
@@ -380,6 +518,11 @@ class Runner:
                 return self._finish(run, "failed", error=f"router failed at step {run.step}: "
                                     f"{type(exc).__name__}: {exc}", exc=exc)
             self._track_inline_changes(run, changes)
+            if self._replay is not None:
+                edits = self._replay.after_merge(run.step, new_state)
+                if edits:
+                    # A fork's edits, applied where the fork applied them.
+                    new_state = self.schema.decode(apply_changes(dict(new_state), edits))
             finished = run.plan
             run.state, run.plan, run.joins = new_state, plan, joins
             run.history.append("+".join(sorted({t.node for t in finished})))
@@ -427,6 +570,10 @@ class Runner:
                 if result:
                     self.schema.check_keys(result, f"node {node.name!r}")
                 update_json = codec.fast_dumps(result, f"node {node.name!r} update") if result else None
+            except ReplayDivergence as div:
+                div.detail.setdefault("step", run.step)
+                div.detail.setdefault("node", spec.node)
+                raise
             except InterruptSignal as sig:
                 if self._inline_ctx is not None:
                     raise
@@ -442,7 +589,8 @@ class Runner:
                     attempt += 1
                     self._emit(Event("task_retrying", run.run_id, run.step, node.name,
                                      {"attempt": attempt, "error": message}))
-                    await asyncio.sleep(policy.delay(attempt, self._rng))
+                    if self._replay is None:  # a replay does not wait out backoffs
+                        await asyncio.sleep(policy.delay(attempt, self._rng))
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
@@ -452,6 +600,13 @@ class Runner:
     def _make_context(self, run: _Run, idx: int, spec: TaskSpec, attempt: int, resume: _Resume | None) -> Context:
         if self._inline_ctx is not None:
             return self._inline_ctx
+        if self._replay is not None:
+            calls, answers = self._replay.task_inputs(run.step, idx)
+            return Context(
+                run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
+                attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
+                next_seq=0, emit=self.listener, error=spec.error, strict=True,
+            )
         store = self.store
 
         def recorder(row: dict[str, Any]) -> None:

@@ -281,7 +281,9 @@ class StateSchema:
         """Restore declared types (datetimes, models, ...) on a state decoded from JSON."""
         from workbench.codec import coerce
 
-        out = dict(state)
+        # Schema order first, so a rebuilt state reads like a live one.
+        out = {k: state[k] for k in self.channels if k in state}
+        out.update({k: v for k, v in state.items() if k not in out})
         for key, ch in self.channels.items():
             if key in out:
                 out[key] = coerce(out[key], ch.annotation)

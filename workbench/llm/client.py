@@ -134,7 +134,14 @@ class _Call:
     def served(self) -> LLMReply | None:
         if self.ctx is None:
             return None
-        rec = self.ctx.take_recorded(self.fp)
+        from workbench.context import ReplayDivergence
+
+        try:
+            rec = self.ctx.take_recorded(self.fp)
+        except ReplayDivergence as div:
+            div.detail["request"] = {"kind": "llm", "model": self.model, "messages": self.messages,
+                                     "params": public_params(self.params)}
+            raise
         if rec is None:
             return None
         row = rec.row

@@ -85,8 +85,8 @@ def demo_reply(model: str, messages: list[dict[str, Any]]) -> str:
                 f"Evidence quality is moderate.")
     if "revise" in low or ("write" in low and "report" in low):
         notes = [ln[2:] for ln in user.splitlines() if ln.startswith("- ")]
-        sections = [f"## {n.split(':')[0].strip().capitalize()}\n{n}" for n in notes]
-        body = "\n\n".join(sections) or "## Findings\n(no notes)"
+        parts = [f"## {n.split(':')[0].strip().capitalize()}\n{n}" for n in notes]
+        body = "\n\n".join(parts) or "## Findings\n(no notes)"
         wants_conclusion = "conclusion" in user.lower() and "feedback" in user.lower()
         wants_sections = "each subtopic" in user.lower()
         if wants_sections and len(notes) < 3:

@@ -1,7 +1,8 @@
 """The trace store's SQL schema: base tables, the documented views, and migrations.
 
 Users query the views (``runs``, ``steps``, ``llm_calls``, ``interrupts``, ``state_changes``,
-``supersteps``, ``events``) and the ``state_at(run_id, step)`` table macro; the ``wb_*`` base
+``supersteps``, ``events``, ``tool_calls``, ``run_lineage``) and the ``state_at(run_id, step)``
+table macro; the ``wb_*`` base
 tables behind them may change between versions, the views keep their columns (docs/sql.md).
 """
 
@@ -119,8 +120,13 @@ FROM wb_tasks;
 
 CREATE OR REPLACE VIEW llm_calls AS
 SELECT run_id, step, node, model, messages, response, prompt_tokens, completion_tokens, cost_usd,
-       latency_ms, error, task, seq, attempt, kind, params, attempts, fingerprint, created_at
-FROM wb_llm_calls;
+       latency_ms, error, task, seq, attempt, params, attempts, fingerprint, created_at
+FROM wb_llm_calls WHERE kind = 'llm';
+
+CREATE OR REPLACE VIEW tool_calls AS
+SELECT run_id, step, node, model AS tool, messages AS args, response AS result, latency_ms, error,
+       task, seq, attempt, fingerprint, created_at
+FROM wb_llm_calls WHERE kind = 'tool';
 
 CREATE OR REPLACE VIEW interrupts AS
 SELECT run_id, step, node, payload, response, created_at, resumed_at, task, idx
@@ -135,22 +141,40 @@ SELECT run_id, step, tasks, created_at FROM wb_supersteps;
 CREATE OR REPLACE VIEW events AS
 SELECT run_id, step, kind, node, detail, created_at FROM wb_events;
 
--- The full state of a run after a step, rebuilt from the stored changes: for each key, the
--- last whole value written at or before the step, followed by every item appended since.
+-- A fork shares its parent's history up to its fork step instead of copying it. run_lineage
+-- lists, for each run, itself and every ancestor with the last step taken from that ancestor
+-- (depth 0 is the run itself).
+CREATE OR REPLACE VIEW run_lineage AS
+WITH RECURSIVE lin(run_id, ancestor_id, upto_step, depth) AS (
+    SELECT run_id, run_id, 2147483647, 0 FROM wb_runs
+    UNION ALL
+    SELECT lin.run_id, r.parent_run_id, least(lin.upto_step, r.fork_step), lin.depth + 1
+    FROM lin JOIN wb_runs r ON r.run_id = lin.ancestor_id
+    WHERE r.parent_run_id IS NOT NULL AND lin.depth < 1000
+)
+SELECT run_id, ancestor_id, upto_step, depth FROM lin;
+
+-- The full state of a run after a step, rebuilt from the stored changes of the run and its
+-- ancestors: for each key, the last whole value written at or before the step, followed by
+-- every item appended since. At the same step an ancestor's change comes before the fork's.
 CREATE OR REPLACE MACRO state_at(rid, s) AS TABLE
 WITH ch AS (
-    SELECT key, op, value, step FROM wb_changes WHERE run_id = rid AND step <= s
+    SELECT c.key, c.op, c.value, c.step, l.depth
+    FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
+    WHERE l.run_id = rid AND c.step <= least(l.upto_step, s)
+), ordered AS (
+    SELECT *, row_number() OVER (ORDER BY step, depth DESC) AS pos FROM ch
 ), last_set AS (
-    SELECT key, max(step) AS set_step FROM ch WHERE op = 'set' GROUP BY key
+    SELECT key, max(pos) AS set_pos FROM ordered WHERE op = 'set' GROUP BY key
 ), parts AS (
-    SELECT ch.key, ch.op, ch.value, ch.step
-    FROM ch LEFT JOIN last_set USING (key)
-    WHERE ch.step >= coalesce(last_set.set_step, -1)
+    SELECT o.key, o.op, o.value, o.pos
+    FROM ordered o LEFT JOIN last_set USING (key)
+    WHERE o.pos >= coalesce(last_set.set_pos, -1)
 ), folded AS (
     SELECT key,
            CASE WHEN count(*) FILTER (WHERE op = 'extend') = 0
                 THEN any_value(value) FILTER (WHERE op = 'set')
-                ELSE to_json(flatten(list(json_extract(value, '$[*]') ORDER BY step)))
+                ELSE to_json(flatten(list(json_extract(value, '$[*]') ORDER BY pos)))
            END AS value
     FROM parts GROUP BY key
 )

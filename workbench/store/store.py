@@ -124,14 +124,16 @@ class TraceStore:
                 f"trace store {self.path} has schema version {version}, newer than this workbench "
                 f"understands ({SCHEMA_VERSION}); upgrade workbench (pip install -U agent-workbench)"
             )
+        self._db.execute("BEGIN")
         if version < SCHEMA_VERSION:
-            self._db.execute("BEGIN")
             for step in MIGRATIONS[version - 1:]:
                 self._db.execute(step)
             self._db.execute(TABLES)
-            self._db.execute(VIEWS)
             self._db.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
-            self._db.execute("COMMIT")
+        # Views and macros are definitions, not data: refreshing them keeps them in step with
+        # this version of workbench at the cost of a millisecond.
+        self._db.execute(VIEWS)
+        self._db.execute("COMMIT")
 
     def _recover(self, journal_path: str) -> None:
         """Load journal records DuckDB does not have yet (after a crash), then empty the journal."""
@@ -242,6 +244,24 @@ class TraceStore:
             con.execute("ROLLBACK")
             raise
 
+    def insert_batch(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """Insert already-validated rows (by record kind) in one transaction (used by import)."""
+        self.flush()
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN")
+            for kind in sorted(rows, key=lambda k: k != "run"):
+                if not rows[kind]:
+                    continue
+                _, cols = INSERTS[kind]
+                cur.execute(insert_sql(kind), [[r.get(c) for r in rows[kind]] for c, _ in cols])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
     def close(self) -> None:
         """Flush, stop the writer, empty the journal and close the database."""
         if self._closed:
@@ -346,14 +366,38 @@ class TraceStore:
             r["arg"] = json.loads(r["arg"]) if r["arg"] is not None else None
         return rows
 
+    def lineage(self, run_id: str) -> list[tuple[str, int]]:
+        """``[(run_id, last step taken from it), ...]`` from the run itself up to its root.
+
+        A fork shares its parent's history up to its fork step; the run itself owns every step
+        after that (its own entry has no limit).
+        """
+        rows = self.query(
+            "SELECT ancestor_id, upto_step FROM run_lineage WHERE run_id = ? ORDER BY depth", [run_id]
+        )
+        return [(str(a), int(u)) for a, u in rows]
+
+    def step_owner(self, run_id: str, step: int) -> str:
+        """Which run of a fork's lineage recorded ``step`` (the fork itself after its fork step)."""
+        owner = run_id
+        for ancestor, upto in self.lineage(run_id):
+            if step <= upto:
+                owner = ancestor
+        return owner
+
     def changes(self, run_id: str, upto: int | None = None) -> list[tuple[int, str, str, Any]]:
-        """Stored state changes ``(step, key, op, value)`` of a run, in step order."""
-        sql = "SELECT step, key, op, value FROM wb_changes WHERE run_id = ?"
-        params: list[Any] = [run_id]
-        if upto is not None:
-            sql += " AND step <= ?"
-            params.append(upto)
-        rows = self.query(sql + " ORDER BY step", params)
+        """Stored state changes ``(step, key, op, value)`` of a run and the history it shares
+        with its ancestors, in the order they apply."""
+        limit = 2**31 - 1 if upto is None else upto
+        rows = self.query(
+            """
+            SELECT c.step, c.key, c.op, c.value
+            FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
+            WHERE l.run_id = ? AND c.step <= least(l.upto_step, ?)
+            ORDER BY c.step, l.depth DESC, c.rowid
+            """,
+            [run_id, limit],
+        )
         return [(int(s), k, op, json.loads(v)) for s, k, op, v in rows]
 
     def state_at(self, run_id: str, step: int) -> dict[str, Any]:
@@ -377,9 +421,15 @@ class TraceStore:
         return out
 
     def plan(self, run_id: str, step: int) -> dict[str, Any] | None:
-        """The tasks planned for ``step`` and the join bookkeeping at that point."""
+        """The tasks planned for ``step`` and the join bookkeeping at that point (a fork's
+        plans before its fork step are its parent's)."""
         rows = self.query(
-            "SELECT tasks, joins FROM wb_supersteps WHERE run_id = ? AND step = ? ORDER BY created_at DESC LIMIT 1",
+            """
+            SELECT p.tasks, p.joins
+            FROM run_lineage l JOIN wb_supersteps p ON p.run_id = l.ancestor_id
+            WHERE l.run_id = ? AND p.step = ? AND p.step - 1 <= l.upto_step
+            ORDER BY l.depth, p.created_at DESC LIMIT 1
+            """,
             [run_id, step],
         )
         if not rows:

@@ -1,0 +1,191 @@
+"""Replay: re-execute a recorded run with today's code, serving every recorded answer.
+
+Every model and tool call is served from the recording, matched by step, node, call order and
+a fingerprint of the request; interrupts get their recorded answers; a fork's edits are applied
+where the fork applied them. Nothing is called live: a request the recording does not have is a
+divergence. The first divergence — the path (which nodes ran), a node's update, a request (say,
+a changed prompt), the state, or how the run ended — is reported with a readable diff.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench import codec
+from workbench.context import RecordedCall, ReplayDivergence
+from workbench.graph import Graph
+from workbench.history import RunHistory, state_diff, text_diff
+from workbench.store.store import TraceStore
+
+
+@dataclass
+class Divergence:
+    """Where and how a replay first differed from the recording."""
+
+    step: int
+    kind: str  # path | update | status | request | extra_call | state | end
+    node: str | None
+    message: str
+    diff: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "kind": self.kind, "node": self.node, "message": self.message,
+                "diff": self.diff}
+
+    def __str__(self) -> str:
+        head = f"step {self.step}" + (f", node {self.node!r}" if self.node else "") + f": {self.message}"
+        return head + (f"\n{self.diff}" if self.diff else "")
+
+
+@dataclass
+class ReplayReport:
+    """The outcome of a replay."""
+
+    run_id: str
+    graph: str
+    steps: int
+    status: str
+    divergence: Divergence | None = None
+    changed_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return self.divergence is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "graph": self.graph, "identical": self.identical,
+                "steps": self.steps, "status": self.status, "changed_nodes": self.changed_nodes,
+                "divergence": self.divergence.to_json() if self.divergence else None}
+
+
+def _norm(value: Any) -> Any:
+    return json.loads(codec.fast_dumps(value)) if value is not None else None
+
+
+class _Diverged(ReplayDivergence):
+    def __init__(self, divergence: Divergence) -> None:
+        super().__init__(divergence.kind, {})
+        self.divergence = divergence
+
+
+class ReplaySession:
+    """The hooks a Runner calls during a replay (see ``Runner(replay=...)``)."""
+
+    def __init__(self, history: RunHistory) -> None:
+        self.history = history
+        self.steps_done = 0
+
+    def task_inputs(self, step: int, idx: int) -> tuple[list[RecordedCall], list[Any]]:
+        view = self.history.step(step)
+        final = view.final_tasks().get(idx)
+        attempt = final["attempt"] if final else max([c["attempt"] for c in view.calls if c["task"] == idx] + [1])
+        calls = [
+            RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
+            for c in view.calls if c["task"] == idx and c["attempt"] == attempt
+        ]
+        answers = [i["response"] for i in view.interrupts if i["task"] == idx and i["resumed_at"] is not None]
+        return calls, answers
+
+    def before_step(self, step: int, plan: list[Any]) -> None:
+        if step > self.history.last_step:
+            raise _Diverged(Divergence(step, "path", None,
+                                       f"the run now goes on to {', '.join(t.node for t in plan)}; "
+                                       f"the recording ended after step {self.history.last_step}"))
+        view = self.history.step(step)
+        now = [t.to_json() for t in plan]
+        if [t.get("node") for t in now] != view.nodes or _norm(now) != _norm(view.planned):
+            raise _Diverged(Divergence(
+                step, "path", None,
+                f"the run now takes {_names(now)}; the recording took {_names(view.planned)}",
+                text_diff(view.planned, now),
+            ))
+
+    def check_outcomes(self, step: int, plan: list[Any], outcomes: list[Any]) -> None:
+        view = self.history.step(step)
+        final = view.final_tasks()
+        for idx, (spec, out) in enumerate(zip(plan, outcomes, strict=True)):
+            rec = final.get(idx)
+            rec_status = rec["status"] if rec else "not recorded"
+            if rec_status != out.status:
+                detail = out.message or ""
+                raise _Diverged(Divergence(step, "status", spec.node,
+                                           f"node now {out.status}; the recording has it {rec_status}"
+                                           + (f" ({detail})" if detail else "")))
+            if out.status == "completed" and _norm(out.update) != _norm(rec["update"] if rec else None):
+                raise _Diverged(Divergence(step, "update", spec.node, "the node's update differs",
+                                           text_diff(rec["update"] if rec else None, _norm(out.update))))
+        self.steps_done = step
+
+    def after_merge(self, step: int, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
+        view = self.history.step(step)
+        if view.state_after is not None:
+            now = _norm(state)
+            if now != view.state_after:
+                keys = [k for k, _, _ in state_diff(view.state_after, now)]
+                raise _Diverged(Divergence(step, "state", None, f"state differs in {', '.join(keys)}",
+                                           text_diff(view.state_after, now)))
+        return view.edits_after
+
+
+def _names(tasks: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(str(t.get("node")) for t in tasks) + "]" if tasks else "[nothing: the run ends]"
+
+
+def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
+    """Replay a recorded run against ``graph`` (today's code). Makes no live model or tool call."""
+    from workbench.runtime import Runner
+
+    history = RunHistory(store, run_id)
+    run = history.run
+    root_input = store.get_run(history.lineage[-1][0])["input"] or {}
+    recorded_versions = run.get("node_versions") or {}
+    changed = sorted(n for n, v in graph.node_versions().items() if recorded_versions.get(n) not in (None, v))
+    session = ReplaySession(history)
+    config = run["config"] or {}
+    runner = Runner(graph, None, replay=session)
+    report = ReplayReport(run_id, graph.name, 0, "diverged", changed_nodes=changed)
+    try:
+        result = runner.run(root_input, max_steps=config.get("max_steps"))
+    except _Diverged as d:
+        report.divergence = d.divergence
+        report.steps = d.divergence.step
+        return report
+    except ReplayDivergence as d:
+        report.divergence = _request_divergence(d)
+        report.steps = report.divergence.step
+        return report
+    report.steps = result.step
+    report.status = result.status
+    recorded_status = run["status"]
+    last = history.last_step
+    if result.status != recorded_status and not (recorded_status == "running" and result.status == "waiting"):
+        report.divergence = Divergence(result.step, "end", None,
+                                       f"the run now ends {result.status} at step {result.step}; "
+                                       f"the recording is {recorded_status} at step {last}")
+    elif result.status in ("failed", "waiting") and result.step != last:
+        report.divergence = Divergence(result.step, "end", None,
+                                       f"the run now stops at step {result.step}; the recording at step {last}")
+    return report
+
+
+def _request_divergence(d: ReplayDivergence) -> Divergence:
+    detail = d.detail
+    step = int(detail.get("step", 0))
+    node = detail.get("node")
+    call = int(detail.get("call", 0)) + 1
+    new = detail.get("request") or {}
+    if d.kind == "extra_call":
+        what = new.get("tool") or new.get("model") or "a call"
+        message = f"call {call} ({new.get('kind', 'llm')} {what}) is not in the recording"
+        return Divergence(step, "extra_call", node, message, text_diff(None, new))
+    rec = detail.get("recorded") or {}
+    if rec.get("kind") == "tool" or new.get("kind") == "tool":
+        old = {"tool": rec.get("model"), "args": rec.get("messages")}
+        now = {"tool": new.get("tool"), "args": new.get("args")}
+        return Divergence(step, "request", node, f"tool call {call} asks something else", text_diff(old, now))
+    old = {"model": rec.get("model"), "messages": rec.get("messages"), "params": rec.get("params")}
+    now = {"model": new.get("model"), "messages": new.get("messages"), "params": new.get("params")}
+    return Divergence(step, "request", node, f"model call {call}: the request differs from the recording",
+                      text_diff(old, now))

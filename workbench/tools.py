@@ -1,0 +1,146 @@
+"""Tools: functions whose calls are recorded like model calls, and served on replay.
+
+Mark a function with :func:`tool`; called inside a node, each call records its arguments,
+result, error and latency in the ``tool_calls`` view, and a replay (or a node re-run after a
+pause or crash) gets the recorded result instead of repeating the side effect. Called outside a
+run, a tool is a plain function call.
+
+    @tool
+    def fetch_account(customer_id: str) -> dict:
+        return crm.get(customer_id)
+
+Arguments and results must be JSON-serializable (see workbench.codec); a result is restored to
+the function's return annotation when it is a dataclass, Pydantic model, datetime or enum.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import time
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from workbench import codec
+from workbench.store.store import now_us
+
+if TYPE_CHECKING:
+    from workbench.context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tool(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Mark a function (sync or async) as a recorded tool; usable as ``@tool`` or ``@tool(name=...)``."""
+
+    def wrap(f: F) -> F:
+        tool_name = name or f.__name__
+        if inspect.iscoroutinefunction(f):
+
+            @functools.wraps(f)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                from workbench.context import _current
+
+                ctx = _current.get()
+                if ctx is None:
+                    return await f(*args, **kwargs)
+                return await ctx.atool_call(tool_name, f, args, kwargs)
+
+            async_wrapper.__workbench_tool__ = tool_name  # type: ignore[attr-defined]
+            return typing.cast(F, async_wrapper)
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from workbench.context import _current
+
+            ctx = _current.get()
+            if ctx is None:
+                return f(*args, **kwargs)
+            return ctx.tool_call(tool_name, f, args, kwargs)
+
+        wrapper.__workbench_tool__ = tool_name  # type: ignore[attr-defined]
+        return typing.cast(F, wrapper)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _request(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        payload: Any = dict(bound.arguments)
+    except (TypeError, ValueError):
+        payload = {"args": list(args), "kwargs": kwargs}
+    args_json = codec.dumps(payload, f"arguments of tool {name!r}")
+    fp = hashlib.sha256(f"{name}\0{args_json}".encode()).hexdigest()[:24]
+    return args_json, fp
+
+
+def _served(ctx: Context, name: str, fn: Callable[..., Any], args_json: str, fp: str) -> tuple[bool, Any]:
+    from workbench.context import ReplayDivergence
+
+    try:
+        rec = ctx.take_recorded(fp)
+    except ReplayDivergence as div:
+        div.detail["request"] = {"kind": "tool", "tool": name, "args": json.loads(args_json)}
+        raise
+    if rec is None:
+        return False, None
+    hints = typing.get_type_hints(fn) if hasattr(fn, "__annotations__") else {}
+    return True, codec.coerce(rec.response, hints.get("return", Any))
+
+
+def _record(ctx: Context, name: str, args_json: str, fp: str, started: float, result: Any,
+            error: BaseException | None) -> None:
+    result_json = None
+    err = None
+    if error is not None:
+        err = f"{type(error).__name__}: {error}"
+    else:
+        try:
+            result_json = codec.dumps(result, f"result of tool {name!r}")
+        except Exception as exc:
+            err = str(exc)
+    ctx.record_call({
+        "seq": ctx.next_seq(), "kind": "tool", "model": name, "messages": args_json, "params": None,
+        "response": result_json, "prompt_tokens": None, "completion_tokens": None, "cost_usd": None,
+        "latency_ms": (time.perf_counter() - started) * 1000, "attempts": 1, "error": err,
+        "fingerprint": fp, "created_at": now_us(),
+    })
+
+
+def run_tool(ctx: Context, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Serve a recorded result, or call the tool and record the call."""
+    args_json, fp = _request(name, fn, args, kwargs)
+    hit, value = _served(ctx, name, fn, args_json, fp)
+    if hit:
+        return value
+    started = time.perf_counter()
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:
+        _record(ctx, name, args_json, fp, started, None, exc)
+        raise
+    _record(ctx, name, args_json, fp, started, result, None)
+    return result
+
+
+async def arun_tool(
+    ctx: Context, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """The async form of :func:`run_tool`."""
+    args_json, fp = _request(name, fn, args, kwargs)
+    hit, value = _served(ctx, name, fn, args_json, fp)
+    if hit:
+        return value
+    started = time.perf_counter()
+    try:
+        result = await fn(*args, **kwargs)
+    except Exception as exc:
+        _record(ctx, name, args_json, fp, started, None, exc)
+        raise
+    _record(ctx, name, args_json, fp, started, result, None)
+    return result

@@ -1,0 +1,175 @@
+"""Export runs to a portable JSON-lines file, and import such files into another trace store.
+
+The file (``*.jsonl``) is plain data, documented in docs/sql.md: a header line
+``{"format": "workbench-trace", "version": 1, "schema_version": 1, "runs": [...]}`` and then one
+line per stored row, ``{"table": "runs", "row": {...}}``, with timestamps as epoch microseconds
+(UTC) and JSON columns as JSON. Importing validates every line against the schema before writing
+anything, never executes anything from the file, and is idempotent: runs already in the store
+are skipped. A malformed or hostile file is refused with a one-line reason and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from workbench.errors import InputError
+from workbench.store.store import TraceStore
+from workbench.store.tables import INSERTS
+
+FORMAT = "workbench-trace"
+VERSION = 1
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+# file table name -> journal record kind (which knows the base table and its columns)
+TABLE_KINDS = {
+    "runs": "run", "steps": "task", "state_changes": "change", "supersteps": "plan",
+    "llm_calls": "llm", "interrupts": "interrupt", "events": "event",
+}
+
+
+def _select(kind: str) -> str:
+    table, cols = INSERTS[kind]
+    exprs = []
+    for name, t in cols:
+        if t == "TS":
+            exprs.append(f'epoch_us("{name}")')
+        elif t == "JSON":
+            exprs.append(f'"{name}"::VARCHAR')
+        else:
+            exprs.append(f'"{name}"')
+    return f"SELECT {', '.join(exprs)} FROM {table} WHERE run_id = ?"
+
+
+def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
+    """Write the runs (with the ancestors forks share history with) to ``path``; return the ids."""
+    wanted: list[str] = []
+    for rid in run_ids:
+        for ancestor, _ in reversed(store.lineage(rid)):
+            if ancestor not in wanted:
+                wanted.append(ancestor)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"format": FORMAT, "version": VERSION, "schema_version": 1, "runs": wanted}) + "\n")
+        for rid in wanted:
+            for table, kind in TABLE_KINDS.items():
+                _, cols = INSERTS[kind]
+                for values in store.query(_select(kind), [rid]):
+                    row = {}
+                    for (name, t), v in zip(cols, values, strict=True):
+                        row[name] = json.loads(v) if t == "JSON" and v is not None else v
+                    fh.write(json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return wanted
+
+
+def _check_value(where: str, name: str, sql_type: str, value: Any) -> Any:
+    if value is None:
+        if name in ("run_id",):
+            raise InputError(f"{where}: column {name!r} must not be null")
+        return None
+    if sql_type == "VARCHAR":
+        if not isinstance(value, str):
+            raise InputError(f"{where}: column {name!r} must be a string")
+        return value
+    if sql_type in ("INTEGER", "TS"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InputError(f"{where}: column {name!r} must be an integer")
+        if sql_type == "INTEGER" and not -(2**31) <= value < 2**31:
+            raise InputError(f"{where}: column {name!r} is out of range")
+        return value
+    if sql_type == "DOUBLE":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise InputError(f"{where}: column {name!r} must be a number")
+        return float(value)
+    # JSON: any JSON value, stored as its text.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """Parse and validate an export file completely; return (run ids, [(kind, row)])."""
+    name = os.path.basename(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with fh:
+        header_line = fh.readline(MAX_LINE_BYTES + 1)
+        try:
+            header = json.loads(header_line)
+        except (ValueError, UnicodeDecodeError):
+            raise InputError(f"{name}: not a workbench trace file (the first line is not JSON)") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise InputError(f"{name}: not a workbench trace file (no '{FORMAT}' header)")
+        if header.get("version") != VERSION:
+            raise InputError(f"{name}: trace file version {header.get('version')!r} is not supported "
+                             f"(this workbench reads version {VERSION})")
+        runs = header.get("runs")
+        if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+            raise InputError(f"{name}: header 'runs' must be a list of run ids")
+        for lineno, raw in enumerate(fh, start=2):
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise InputError(f"{name}:{lineno}: not valid JSON") from None
+            if not isinstance(item, dict) or set(item) != {"table", "row"}:
+                raise InputError(f"{name}:{lineno}: expected {{\"table\": ..., \"row\": {{...}}}}")
+            table, row = item["table"], item["row"]
+            kind = TABLE_KINDS.get(table) if isinstance(table, str) else None
+            if kind is None:
+                raise InputError(f"{name}:{lineno}: unknown table {table!r}")
+            if not isinstance(row, dict):
+                raise InputError(f"{name}:{lineno}: row must be an object")
+            _, cols = INSERTS[kind]
+            types = dict(cols)
+            unknown = [k for k in row if k not in types]
+            if unknown:
+                raise InputError(f"{name}:{lineno}: table {table!r} has no column {unknown[0]!r}")
+            clean = {c: _check_value(f"{name}:{lineno}", c, t, row.get(c)) for c, t in cols}
+            if clean["run_id"] not in runs:
+                raise InputError(f"{name}:{lineno}: row of run {clean['run_id']!r}, which the header does not list")
+            rows.append((kind, clean))
+    listed = {r["run_id"] for k, r in rows if k == "run"}
+    missing = [r for r in runs if r not in listed]
+    if missing:
+        raise InputError(f"{name}: run {missing[0]!r} is listed in the header but has no runs row")
+    return runs, rows
+
+
+def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
+    """Import trace files; returns {"imported": [...], "skipped": [...]} run ids.
+
+    Every file is validated before anything is written; all rows go in one transaction.
+    """
+    parsed = [read_trace_file(p) for p in paths]
+    store.flush()
+    existing = {r[0] for r in store.query("SELECT run_id FROM wb_runs")}
+    imported: list[str] = []
+    skipped: list[str] = []
+    batch: dict[str, list[dict[str, Any]]] = {}
+    for runs, rows in parsed:
+        for rid in runs:
+            if rid in existing or rid in imported:
+                if rid not in skipped:
+                    skipped.append(rid)
+            else:
+                imported.append(rid)
+        for kind, row in rows:
+            if row["run_id"] in imported:
+                batch.setdefault(kind, []).append(row)
+    seen_runs: set[str] = set()
+    runs_rows = []
+    for row in batch.get("run", []):
+        if row["run_id"] not in seen_runs:
+            seen_runs.add(row["run_id"])
+            runs_rows.append(row)
+    if "run" in batch:
+        batch["run"] = runs_rows
+    store.insert_batch(batch)
+    return {"imported": imported, "skipped": skipped}
