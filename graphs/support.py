@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypedDict
 
-from workbench import END, START, Graph, RetryPolicy, add, append, interrupt
+from workbench import END, START, Graph, RetryPolicy, add, append, interrupt, tool
 
 REFUND_LIMIT_USD = 100
 MAX_DRAFTS = 3
@@ -64,10 +64,15 @@ def classify(state: SupportState, ctx: Any) -> dict[str, Any]:
     return {"category": category if category in CATEGORIES else "general"}
 
 
+@tool
+def crm_lookup(customer_id: str) -> dict[str, Any]:
+    """The CRM call: recorded like a model call, and served from the recording on replay."""
+    return ACCOUNTS.get(customer_id, {"id": customer_id, "name": None, "tier": "unknown", "open_tickets": 0})
+
+
 @graph.node(retry=RetryPolicy(attempts=3, initial_delay=0.2), timeout=5)
 def fetch_account(state: SupportState) -> dict[str, Any]:
-    cid = state["customer_id"] or "anonymous"
-    return {"account": ACCOUNTS.get(cid, {"id": cid, "name": None, "tier": "unknown", "open_tickets": 0})}
+    return {"account": crm_lookup(state["customer_id"] or "anonymous")}
 
 
 @graph.node

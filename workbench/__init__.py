@@ -11,6 +11,7 @@ from workbench.graph import END, START, Graph, RetryPolicy, Send
 from workbench.runtime import NO_VALUE, Runner, RunResult, run_graph
 from workbench.state import add, append, custom, merge, replace
 from workbench.store import TraceStore
+from workbench.tools import tool
 
 __version__ = "0.1.0"
 
@@ -34,4 +35,5 @@ __all__ = [
     "merge",
     "replace",
     "run_graph",
+    "tool",
 ]

@@ -169,7 +169,59 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show_step(args: argparse.Namespace) -> int:
+    """One step in detail: tasks, state diff, numbered model calls (for fork --llm-response)."""
+    from workbench.history import RunHistory
+
+    with _open_store(args) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        history = RunHistory(store, run_id)
+        if args.step < 1 or args.step > history.last_step:
+            raise UsageError(f"run {run_id} has steps 1..{history.last_step}")
+        view = history.step(args.step)
+    llm = [c for c in view.calls if c["kind"] == "llm"]
+    if args.json:
+        print(json.dumps({
+            "run_id": run_id, "step": view.step, "recorded_by": view.owner, "nodes": view.nodes,
+            "tasks": view.tasks, "state_before": view.state_before, "state_after": view.state_after,
+            "diff": [{"key": k, "before": a, "after": b} for k, a, b in view.diff()],
+            "edits_after": [{"key": k, "op": op, "value": v} for k, op, v in view.edits_after],
+            "llm_calls": [{"number": i + 1, **c} for i, c in enumerate(llm)],
+            "tool_calls": [c for c in view.calls if c["kind"] == "tool"],
+            "interrupts": view.interrupts,
+        }, default=str, ensure_ascii=False))
+        return EXIT_OK
+    console = _console()
+    owner = f" (shared history of {view.owner})" if view.owner != run_id else ""
+    console.print(f"[bold]run {run_id} step {view.step}[/]{owner}: {', '.join(view.nodes) or 'nothing'}")
+    for t in view.tasks:
+        extra = f" {t['error']}" if t["error"] else ""
+        console.print(f"  task {t['task']} {t['node']} attempt {t['attempt']}: {t['status']} "
+                      f"({t['duration_ms']:.1f} ms){extra}", markup=False)
+        if t["traceback"] and args.verbose:
+            console.print(t["traceback"], markup=False)
+    if view.state_after is None:
+        console.print("  (this step did not commit: the run failed, waited or stopped here)")
+    for k, before, after in view.diff():
+        console.print(f"  {k}: {_short(before, 60)} → {_short(after, 60)}", markup=False)
+    for k, _op, v in view.edits_after:
+        console.print(f"  edited by the fork: {k} = {_short(v, 60)}", markup=False)
+    for i, c in enumerate(llm, start=1):
+        answer = c["error"] or (c["response"] or {}).get("content", "")
+        console.print(f"  model call {i} ({c['node']}, {c['model']}, {c['prompt_tokens'] or 0}/"
+                      f"{c['completion_tokens'] or 0} tokens): {_short(answer, 70)}", markup=False)
+    for c in view.calls:
+        if c["kind"] == "tool":
+            console.print(f"  tool {c['model']}({_short(c['messages'], 40)}) → "
+                          f"{_short(c['error'] or c['response'], 50)}", markup=False)
+    for i in view.interrupts:
+        console.print(f"  interrupt: {_short(i['payload'], 60)} → {_short(i['response'], 40)}", markup=False)
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.step is not None:
+        return cmd_show_step(args)
     with _open_store(args) as store:
         run_id = store.resolve_run_id(args.run_id)
         run = store.get_run(run_id)
@@ -200,6 +252,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         table.add_row(str(s["step"]), s["node"], str(s["attempt"]), f"[{color}]{s['status']}[/]",
                       f"{s['duration_ms']:.1f}", detail)
     console.print(table)
+    tools = [c for c in calls if c["kind"] == "tool"]
+    calls = [c for c in calls if c["kind"] == "llm"]
     if calls:
         ct = Table(box=None, header_style="bold")
         for name in ("step", "node", "model", "tokens in/out", "ms"):
@@ -212,6 +266,16 @@ def cmd_show(args: argparse.Namespace) -> int:
                        f"{c['latency_ms'] or 0:.1f}", answer)
         console.print("[bold]model calls[/]")
         console.print(ct)
+    if tools:
+        tt = Table(box=None, header_style="bold")
+        for name in ("step", "node", "tool", "ms"):
+            tt.add_column(name, no_wrap=True)
+        tt.add_column("arguments → result", overflow="ellipsis", no_wrap=True)
+        for c in tools:
+            tt.add_row(str(c["step"]), c["node"], c["model"] or "", f"{c['latency_ms'] or 0:.1f}",
+                       f"{_short(c['messages'], 40)} → {_short(c['error'] or c['response'], 40)}")
+        console.print("[bold]tool calls[/]")
+        console.print(tt)
     for i in interrupts:
         answered = f"answered {_short(i['response'], 50)}" if i["resumed_at"] else "[yellow]open[/]"
         console.print(f"interrupt at step {i['step']} ({i['node']}): {_short(i['payload'], 60)} — {answered}")
@@ -330,7 +394,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.rule("recorded runs")
     cmd_runs(argparse.Namespace(db=args.db, json=False, limit=10))
     console.rule(f"steps of run {ids[-1]}")
-    cmd_show(argparse.Namespace(db=args.db, json=False, run_id=ids[-1]))
+    cmd_show(argparse.Namespace(db=args.db, json=False, run_id=ids[-1], step=None))
     console.print("\nNext: workbench sql \"SELECT node, count(*) FROM steps GROUP BY node\"")
     return EXIT_OK
 
@@ -567,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("show", help="show a run's steps, model calls and interrupts")
     sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--step", type=int, metavar="N", help="one step in detail: state diff, numbered model calls")
+    sp.add_argument("-v", "--verbose", action="store_true", help="with --step: include tracebacks")
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_show)
