@@ -214,8 +214,9 @@ def cmd_show_step(args: argparse.Namespace) -> int:
         if c["kind"] == "tool":
             console.print(f"  tool {c['model']}({_short(c['messages'], 40)}) → "
                           f"{_short(c['error'] or c['response'], 50)}", markup=False)
-    for i in view.interrupts:
-        console.print(f"  interrupt: {_short(i['payload'], 60)} → {_short(i['response'], 40)}", markup=False)
+    for intr in view.interrupts:
+        console.print(f"  interrupt: {_short(intr['payload'], 60)} → {_short(intr['response'], 40)}",
+                      markup=False)
     return EXIT_OK
 
 
