@@ -25,7 +25,7 @@ class ResearchState(TypedDict):
     rounds: Annotated[int, add]
 
 
-graph = Graph("research", ResearchState, max_steps=20,
+graph = Graph("research", ResearchState, max_steps=20, inputs=["question"],
               description="plan subtopics, research them in parallel, write and revise a report")
 
 

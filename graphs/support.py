@@ -49,7 +49,7 @@ class SupportState(TypedDict):
     handled_by: str
 
 
-graph = Graph("support", SupportState, max_steps=30,
+graph = Graph("support", SupportState, max_steps=30, inputs=["message", "customer_id"],
               description="classify, look up, draft, check, send or hand off to a human")
 
 

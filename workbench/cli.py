@@ -8,8 +8,6 @@ locked or corrupt database). Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
@@ -114,6 +112,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     value = _parse_json(args.input, "--input") if args.input is not None else {}
     if not isinstance(value, dict):
         raise UsageError(f"--input must be a JSON object for a new run, got {type(value).__name__}")
+    try:
+        graph.schema.initial(value, "--input")  # refuse a bad input before touching the store
+    except WorkbenchError as exc:
+        raise UsageError(str(exc)) from None
     with _open_store(args) as store:
         listener = None if args.json else _progress_listener(_console())
         if not args.json:
@@ -285,50 +287,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
-
-
 def cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
+    from workbench.sqlquery import check_read_only, run_read_only
 
-    try:
-        statements = duckdb.extract_statements(args.query)
-    except duckdb.Error as exc:
-        raise UsageError(f"SQL error: {str(exc).splitlines()[0]}") from None
-    if not statements:
-        raise UsageError("no SQL statement given")
-    for st in statements:
-        kind = st.type.name
-        if kind not in READ_ONLY_TYPES:
-            raise UsageError(f"workbench sql is read-only: {kind} statements are refused "
-                             "(only SELECT, WITH … SELECT, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)")
+    check_read_only(args.query)  # refuse writes before touching the database
     with _open_store(args) as store:
-        cur = store.cursor()
-        try:
-            # Belt and braces: even a read that slipped past the check is rolled back.
-            cur.execute("BEGIN TRANSACTION")
-            for st in statements[:-1]:
-                cur.execute(st.query)
-            cur.execute(statements[-1].query)
-            names = [d[0] for d in cur.description or []]
-            rows = cur.fetchall()
-        except duckdb.Error as exc:
-            raise UsageError(f"SQL error: {str(exc).splitlines()[0]}") from None
-        finally:
-            try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            cur.close()
+        result = run_read_only(store, args.query)
+    names, rows = result.columns, result.rows
     if args.format == "json":
-        print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str, ensure_ascii=False))
+        print(json.dumps(result.to_dicts(), default=str, ensure_ascii=False))
     elif args.format == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(names)
-        for r in rows:
-            w.writerow(["" if v is None else v for v in r])
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(result.to_csv())
     else:
         from rich.table import Table
 
@@ -591,6 +560,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Open the TUI (imports Textual only here: the core never does)."""
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise UsageError("the workbench TUI needs a terminal; for headless use see 'workbench --help'")
+    from workbench.store import TraceStore
+    from workbench.tui.app import run_tui
+
+    # Fail fast, with the CLI's one-line message, when the store is locked or unreadable.
+    TraceStore(args.db).close()
+    run_tui(args.db, args.graphs, watch=not args.no_watch)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -697,6 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_graphs)
 
+    sp = sub.add_parser("ui", help="open the workbench TUI (the default with no command)")
+    db_opt(sp)
+    sp.add_argument("--graphs", metavar="DIR", help="graphs directory (default $WORKBENCH_GRAPHS or ./graphs)")
+    sp.add_argument("--no-watch", action="store_true", help="do not reload graph files on save")
+    sp.set_defaults(func=cmd_ui)
+
     sp = sub.add_parser("demo", help="run the support demo headless and show what was recorded")
     db_opt(sp)
     sp.set_defaults(func=cmd_demo)
@@ -727,8 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
-        return EXIT_OK
+        args = parser.parse_args(["ui", *(argv or [])])
     if args.command in ("run", "resume", "demo", "fork"):
         _prewarm_litellm()
     try:

@@ -140,6 +140,14 @@ def coerce(value: Any, annotation: Any) -> Any:
         return dt.datetime.fromisoformat(value)
     if annotation is dt.date and isinstance(value, str):
         return dt.date.fromisoformat(value)
+    if annotation is dt.time and isinstance(value, str):
+        return dt.time.fromisoformat(value)
+    if annotation is dt.timedelta and isinstance(value, (int, float)):
+        return dt.timedelta(seconds=value)
+    if annotation in (uuid.UUID, Decimal) and isinstance(value, str):
+        return annotation(value)
+    if issubclass(annotation, PurePath) and isinstance(value, str):
+        return annotation(value)
     if issubclass(annotation, enum.Enum) and not isinstance(value, annotation):
         return annotation(value)
     if dataclasses.is_dataclass(annotation) and isinstance(value, dict):

@@ -156,15 +156,25 @@ class Graph:
         max_steps: supersteps a run may take before it fails with a step-limit error that names
             the loop (override per run).
         description: one line shown in listings.
+        inputs: the state keys a run's input is expected to set (shown in the TUI's input
+            form); by default every key.
     """
 
     def __init__(
-        self, name: str, state: Any = None, *, max_steps: int = 100, description: str = ""
+        self,
+        name: str,
+        state: Any = None,
+        *,
+        max_steps: int = 100,
+        description: str = "",
+        inputs: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.schema = StateSchema(state)
         self.max_steps = max_steps
         self.description = description
+        # The keys a run's input is expected to set (the TUI's input form); default: all keys.
+        self.inputs = list(inputs) if inputs is not None else self.schema.keys
         self.file, self.line = _caller_file()
         self.nodes: dict[str, Node] = {}
         self.edges: dict[str, list[str]] = {}
@@ -353,6 +363,9 @@ class Graph:
             if node.subgraph is not None:
                 node.subgraph.validate()
 
+        unknown_inputs = [k for k in self.inputs if not self.schema.is_open() and k not in self.schema.channels]
+        if unknown_inputs:
+            raise GraphDefinitionError(self._where(None, f"inputs names unknown state key {unknown_inputs[0]!r}"))
         if not self.edges.get(START) and START not in self.routes:
             raise GraphDefinitionError(
                 self._where(None, "no entry: add g.edge(START, 'first_node')")
@@ -368,11 +381,11 @@ class Graph:
                 raise GraphDefinitionError(
                     self._where(name, "is unreachable from START; connect it with an edge or remove it")
                 )
-        if END not in reachable:
-            raise GraphDefinitionError(self._where(None, "no path from START to END"))
         for name in self.nodes:
             if END not in self._reachable_from(name):
                 raise GraphDefinitionError(self._where(name, "can never reach END (a loop with no exit?)"))
+        if END not in reachable:
+            raise GraphDefinitionError(self._where(None, "no path from START to END"))
         self._validated = True
         return self
 

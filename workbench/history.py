@@ -127,3 +127,92 @@ class RunHistory:
 
     def steps(self) -> list[StepView]:
         return [self.step(s) for s in range(1, self.last_step + 1)]
+
+
+@dataclass
+class TimelineRow:
+    """One superstep of a run, summarised for the timeline."""
+
+    step: int
+    nodes: list[str]
+    status: str  # completed | failed | interrupted | retried | pending
+    start_ms: float  # offset from the run's start
+    duration_ms: float
+    attempts: int
+    error: str | None
+    tokens: int
+    shared: bool  # recorded by an ancestor (a fork's shared history)
+
+    @property
+    def label(self) -> str:
+        """Node names with parallel branches grouped: ``research ×3``."""
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n] = counts.get(n, 0) + 1
+        return ", ".join(f"{n} ×{c}" if c > 1 else n for n, c in counts.items())
+
+
+def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
+    """Every step of a run in a few bulk queries (fast for runs of tens of thousands of steps)."""
+    tasks = store.query(
+        """
+        SELECT t.step, t.task, t.node, t.attempt, t.status, epoch_us(t.started_at), epoch_us(t.ended_at),
+               t.duration_ms, t.error, l.depth
+        FROM run_lineage l JOIN wb_tasks t ON t.run_id = l.ancestor_id
+        WHERE l.run_id = ? AND (l.depth = 0 OR t.step <= l.upto_step)
+        ORDER BY t.step, t.task, t.attempt
+        """,
+        [run_id],
+    )
+    tokens = dict(store.query(
+        """
+        SELECT c.step, sum(coalesce(c.prompt_tokens, 0) + coalesce(c.completion_tokens, 0))
+        FROM run_lineage l JOIN wb_llm_calls c ON c.run_id = l.ancestor_id
+        WHERE l.run_id = ? AND (l.depth = 0 OR c.step <= l.upto_step)
+        GROUP BY c.step
+        """,
+        [run_id],
+    ))
+    rows: dict[int, dict[str, Any]] = {}
+    t0: float | None = None
+    for step, task, node, attempt, status, start, end, dur, error, depth in tasks:
+        if t0 is None or (start is not None and start < t0):
+            t0 = start if start is not None else t0
+        r = rows.setdefault(step, {"tasks": {}, "start": start, "end": end, "attempts": 1, "error": None,
+                                   "shared": depth > 0})
+        r["tasks"].setdefault(task, {"node": node, "status": status})
+        cur = r["tasks"][task]
+        if cur["status"] != "completed":
+            cur["status"] = status
+        r["attempts"] = max(r["attempts"], attempt)
+        if start is not None and (r["start"] is None or start < r["start"]):
+            r["start"] = start
+        if end is not None and (r["end"] is None or end > r["end"]):
+            r["end"] = end
+        if error and r["error"] is None:
+            r["error"] = error
+    out: list[TimelineRow] = []
+    for step in sorted(rows):
+        r = rows[step]
+        statuses = [t["status"] for t in r["tasks"].values()]
+        if "failed" in statuses:
+            status = "failed"
+        elif "interrupted" in statuses:
+            status = "interrupted"
+        elif r["attempts"] > 1:
+            status = "retried"
+        else:
+            status = "completed"
+        start = r["start"] or t0 or 0
+        out.append(TimelineRow(
+            step=step, nodes=[t["node"] for _, t in sorted(r["tasks"].items())], status=status,
+            start_ms=(start - (t0 or 0)) / 1000, duration_ms=((r["end"] or start) - start) / 1000,
+            attempts=r["attempts"], error=r["error"], tokens=int(tokens.get(step, 0) or 0), shared=r["shared"],
+        ))
+    # A step planned but not started (paused before it): show it as pending.
+    nxt = store.last_committed_step(run_id) + 1
+    plan = store.plan(run_id, nxt)
+    if plan and plan["tasks"] and nxt not in rows:
+        end_ms = max((r.start_ms + r.duration_ms for r in out), default=0.0)
+        out.append(TimelineRow(nxt, [t["node"] for t in plan["tasks"]], "pending", end_ms, 0.0, 0, None, 0, False))
+    return out

@@ -144,4 +144,11 @@ def load_for_run(graph_name: str, graph_file: str | None) -> Graph:
         for g in graphs.values():
             if g.name == graph_name:
                 return g.validate()
-    return load_graph(graph_name)
+    try:
+        return load_graph(graph_name)
+    except GraphLoadError:
+        where = f" (recorded from {graph_file})" if graph_file else ""
+        raise GraphLoadError(
+            f"the run's graph {graph_name!r}{where} is not in {graphs_dir()}/ here; run workbench from the "
+            "project directory, or set WORKBENCH_GRAPHS"
+        ) from None

@@ -37,25 +37,28 @@ def _edges(graph: Graph, src: str) -> list[tuple[str, str]]:
     return out
 
 
-def to_ascii(graph: Graph) -> str:
-    """A box per node, in flow order, with its outgoing edges listed under it.
+ARROWS = {"edge": "──▶", "route": "─?▶", "join": "─&▶", "error": "─!▶"}
 
-    ``──▶`` is a plain edge, ``─?▶`` a run-time route, ``─⋔▶`` a route that may fan out,
-    ``─&▶`` a join, ``─!▶`` the error route; ``↺`` marks an edge back to an earlier node (a loop).
+
+def ascii_lines(graph: Graph) -> list[tuple[str, str | None]]:
+    """The ASCII drawing as ``(line, node the line belongs to or None)`` pairs.
+
+    A box per node, in flow order, with its outgoing edges listed under it: ``──▶`` a plain
+    edge, ``─?▶`` a run-time route (which may fan out), ``─&▶`` a join, ``─!▶`` the error route;
+    ``↺`` marks an edge that closes a loop. The TUI styles lines by their node.
     """
     order = _order(graph)
-    lines = [f"graph {graph.name}" + (f" — {graph.description}" if graph.description else "")]
-    arrows = {"edge": "──▶", "route": "─?▶", "join": "─&▶", "error": "─!▶", "send": "─⋔▶"}
+    lines: list[tuple[str, str | None]] = []
 
-    def edge_lines(src: str) -> list[str]:
-        res = []
+    def edge_lines(src: str) -> list[tuple[str, str | None]]:
+        res: list[tuple[str, str | None]] = []
         for dst, kind in _edges(graph, src):
             # An edge closes a loop when its target can get back to its source.
             back = " ↺" if dst != END and (dst == src or src in graph._reachable_from(dst)) else ""
-            res.append(f"   {arrows[kind]} {_label(dst)}{back}")
+            res.append((f"   {ARROWS[kind]} {_label(dst)}{back}", None))
         return res
 
-    lines.append("( START )")
+    lines.append(("( START )", START))
     lines += edge_lines(START)
     for name in order:
         node = graph.nodes[name]
@@ -66,13 +69,21 @@ def to_ascii(graph: Graph) -> str:
             tags.append(f"retry×{node.retry.attempts}")
         if node.timeout:
             tags.append(f"timeout {node.timeout:g}s")
+        if node.on_error:
+            tags.append(f"on error → {node.on_error}")
         text = name + (f"  [{', '.join(tags)}]" if tags else "")
-        lines.append("┌" + "─" * (len(text) + 2) + "┐")
-        lines.append(f"│ {text} │")
-        lines.append("└" + "─" * (len(text) + 2) + "┘")
+        lines.append(("┌" + "─" * (len(text) + 2) + "┐", name))
+        lines.append((f"│ {text} │", name))
+        lines.append(("└" + "─" * (len(text) + 2) + "┘", name))
         lines += edge_lines(name)
-    lines.append("( END )")
-    return "\n".join(lines)
+    lines.append(("( END )", END))
+    return lines
+
+
+def to_ascii(graph: Graph) -> str:
+    """The graph drawn for the terminal (see :func:`ascii_lines` for the notation)."""
+    title = f"graph {graph.name}" + (f" — {graph.description}" if graph.description else "")
+    return "\n".join([title, *(line for line, _ in ascii_lines(graph))])
 
 
 def _mid(name: str) -> str:

@@ -85,7 +85,8 @@ class ReplaySession:
             RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
             for c in view.calls if c["task"] == idx and c["attempt"] == attempt
         ]
-        answers = [i["response"] for i in view.interrupts if i["task"] == idx and i["resumed_at"] is not None]
+        answers = [i["response"] for i in view.interrupts
+                   if i["task"] == idx and i["attempt"] == attempt and i["resumed_at"] is not None]
         return calls, answers
 
     def before_step(self, step: int, plan: list[Any]) -> None:

@@ -138,7 +138,7 @@ class _Run:
     config: dict[str, Any]
     completed: dict[int, Outcome] = field(default_factory=dict)
     resume: dict[int, _Resume] = field(default_factory=dict)
-    known_interrupts: set[tuple[int, int, int]] = field(default_factory=set)
+    known_interrupts: set[tuple[int, int, int, int]] = field(default_factory=set)
     skip_before: bool = False
     history: list[str] = field(default_factory=list)
     extended: dict[str, list[Any]] = field(default_factory=dict)
@@ -244,7 +244,13 @@ class Runner:
         return await self._execute(run)
 
     async def aresume(
-        self, run_id: str, value: Any = NO_VALUE, *, break_when: Any = None
+        self,
+        run_id: str,
+        value: Any = NO_VALUE,
+        *,
+        break_when: Any = None,
+        break_before: Iterable[str] | None = None,
+        break_after: Iterable[str] | None = None,
     ) -> RunResult:
         """Continue a run recorded in the store.
 
@@ -278,18 +284,24 @@ class Runner:
                 raise InputError(str(exc)) from None
             first = open_ones[0]
             records.append(("interrupt_answer", {
-                "run_id": run_id, "step": first["step"], "task": first["task"], "idx": first["idx"],
+                "run_id": run_id, "step": first["step"], "task": first["task"], "attempt": first["attempt"],
+                "idx": first["idx"],
                 "response": answer, "resumed_at": now_us(),
             }))
             interrupts = [
                 {**i, "response": value, "resumed_at": 1}
-                if (i["step"], i["task"], i["idx"]) == (first["step"], first["task"], first["idx"]) else i
+                if (i["step"], i["task"], i["attempt"], i["idx"])
+                == (first["step"], first["task"], first["attempt"], first["idx"]) else i
                 for i in interrupts
             ]
         elif value is not NO_VALUE:
             raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without --input")
 
         config = rec["config"] or {}
+        if break_before is not None:
+            config["break_before"] = self._check_names(break_before, "break_before")
+        if break_after is not None:
+            config["break_after"] = self._check_names(break_after, "break_after")
         committed = store.last_committed_step(run_id)
         step = committed + 1
         plan = store.plan(run_id, step)
@@ -447,7 +459,7 @@ class Runner:
         rows = store.tasks(run.run_id, run.step)
         calls = store.llm_calls(run.run_id, run.step)
         for i in interrupts:
-            run.known_interrupts.add((i["step"], i["task"], i["idx"]))
+            run.known_interrupts.add((i["step"], i["task"], i["attempt"], i["idx"]))
         for idx in range(len(run.plan)):
             mine = [r for r in rows if r["task"] == idx]
             done = [r for r in mine if r["status"] == "completed"]
@@ -461,9 +473,11 @@ class Runner:
             if last is not None and last["status"] == "failed" and last["attempt"] == attempt:
                 run.resume[idx] = _Resume(attempt + 1, [], [], next_seq)
                 continue
+            # Answers belong to the attempt that asked: a retried node asks again.
             answers = [
                 i["response"] for i in interrupts
-                if i["step"] == run.step and i["task"] == idx and i["resumed_at"] is not None
+                if i["step"] == run.step and i["task"] == idx and i["attempt"] == attempt
+                and i["resumed_at"] is not None
             ]
             recorded = [
                 RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
@@ -568,7 +582,7 @@ class Runner:
                         f"node {node.name!r} returned {type(result).__name__}; return a dict of state updates or None"
                     )
                 if result:
-                    self.schema.check_keys(result, f"node {node.name!r}")
+                    self.schema.validate_update(result, f"node {node.name!r}")
                 update_json = codec.fast_dumps(result, f"node {node.name!r} update") if result else None
             except ReplayDivergence as div:
                 div.detail.setdefault("step", run.step)
@@ -660,13 +674,22 @@ class Runner:
         # Give back only what the subgraph changed, in the parent's terms: items appended to an
         # append-key, whole values for the rest.
         update: dict[str, Any] = {}
+        start = inner.schema.initial(sub_input)[0]
         for key in inner._last_touched:
             if key not in self.schema.channels and not self.schema.is_open():
                 continue
-            if self.schema.rule(key).kind == "append" and key in inner._last_extended:
+            kind = self.schema.rule(key).kind
+            final = result.state[key]
+            if kind == "append" and key in inner._last_extended:
                 update[key] = inner._last_extended[key]
+            elif kind == "add":
+                update[key] = final - (start.get(key) or 0)
+            elif kind == "merge" and isinstance(final, dict):
+                before = start.get(key) or {}
+                update[key] = {k: v for k, v in final.items() if before.get(k) != v}
             else:
-                update[key] = result.state[key]
+                # replace (and custom rules: the subgraph's final value is handed over whole)
+                update[key] = final
         return update or None
 
     # ----------------------------------------------------------------- routing
@@ -785,10 +808,10 @@ class Runner:
             self._record_task(run, idx, spec, attempt, "failed", started, t0, None, str(exc), None)
             return Outcome("failed", error=exc, message=str(exc))
         self._record_task(run, idx, spec, attempt, "interrupted", started, t0, None, None, None)
-        key = (run.step, idx, sig.index)
+        key = (run.step, idx, attempt, sig.index)
         if self.store is not None and key not in run.known_interrupts:
             self.store.record("interrupt", {
-                "run_id": run.run_id, "step": run.step, "task": idx, "node": spec.node,
+                "run_id": run.run_id, "step": run.step, "task": idx, "node": spec.node, "attempt": attempt,
                 "idx": sig.index, "payload": payload, "created_at": now_us(),
             })
         run.known_interrupts.add(key)

@@ -214,6 +214,14 @@ class StateSchema:
                 f"{where}: state key {key!r} expects {expected.__name__}, got {type(value).__name__}"
             )
 
+    def validate_update(self, update: dict[str, Any], where: str) -> None:
+        """Check one node's update on its own: known keys, plausible types, dicts for merge keys."""
+        self.check_keys(update, where)
+        for key, value in update.items():
+            self.check_type(key, value, where)
+            if self.rule(key).kind == "merge" and not isinstance(value, dict):
+                raise InvalidUpdateError(f"{where}: state key {key!r} merges dicts, got {type(value).__name__}")
+
     def merge(
         self, state: dict[str, Any], updates: list[tuple[str, dict[str, Any] | None]]
     ) -> tuple[dict[str, Any], list[Change]]:
@@ -223,10 +231,10 @@ class StateSchema:
         dict; the old one is left as it was) and the list of changes to store.
         """
         new = dict(state)
-        writers: dict[str, str] = {}
+        writers: dict[str, int] = {}
         extended: dict[str, list[Any]] = {}
         touched: list[str] = []
-        for node, update in updates:
+        for position, (node, update) in enumerate(updates):
             if not update:
                 continue
             if not isinstance(update, dict):
@@ -238,13 +246,15 @@ class StateSchema:
                 rule = self.rule(key)
                 self.check_type(key, value, f"node {node!r}")
                 if rule.kind == "replace":
-                    if key in writers and writers[key] != node:
+                    if key in writers:
+                        first = updates[writers[key]][0]
+                        who = (f"nodes {first!r} and {node!r}" if first != node
+                               else f"two branches of node {node!r}")
                         raise InvalidUpdateError(
-                            f"nodes {writers[key]!r} and {node!r} both wrote state key {key!r} in the "
-                            "same step; give the key a merge rule (e.g. Annotated[list, append]) "
-                            "or write it from one node"
+                            f"{who} both wrote state key {key!r} in the same step; give the key a merge "
+                            "rule (e.g. Annotated[list, append]) or write it from one branch"
                         )
-                    writers[key] = node
+                    writers[key] = position
                     new[key] = value
                 elif rule.kind == "append":
                     items = value if isinstance(value, list) else [value]
@@ -273,9 +283,12 @@ class StateSchema:
 
     def view(self, state: dict[str, Any]) -> Any:
         """The object a node receives: a dict, or an instance of the dataclass/Pydantic schema."""
+        # A node gets its own copy, one level deep: appending to a list or setting a key in
+        # place cannot change the recorded state behind the runtime's back (or a sibling's).
+        copied = {k: (v.copy() if isinstance(v, (list, dict, set)) else v) for k, v in state.items()}
         if self.kind in ("dict", "typeddict"):
-            return state
-        return self.schema(**self.decode(state))
+            return copied
+        return self.schema(**self.decode(copied))
 
     def decode(self, state: dict[str, Any]) -> dict[str, Any]:
         """Restore declared types (datetimes, models, ...) on a state decoded from JSON."""

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS wb_interrupts (
     step INTEGER NOT NULL,
     task INTEGER NOT NULL,
     node VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
     idx INTEGER NOT NULL,
     payload JSON,
     response JSON,
@@ -129,7 +130,7 @@ SELECT run_id, step, node, model AS tool, messages AS args, response AS result, 
 FROM wb_llm_calls WHERE kind = 'tool';
 
 CREATE OR REPLACE VIEW interrupts AS
-SELECT run_id, step, node, payload, response, created_at, resumed_at, task, idx
+SELECT run_id, step, node, payload, response, created_at, resumed_at, task, attempt, idx
 FROM wb_interrupts;
 
 CREATE OR REPLACE VIEW state_changes AS

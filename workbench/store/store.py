@@ -40,6 +40,12 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _views_hash() -> str:
+    import hashlib
+
+    return hashlib.sha256(VIEWS.encode()).hexdigest()[:16]
+
+
 def _explain_open_error(path: str, exc: Exception) -> StoreError:
     msg = str(exc)
     if "lock" in msg.lower():
@@ -106,7 +112,7 @@ class TraceStore:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
         ).fetchall()}
         if "wb_meta" not in tables:
-            if tables - {"runs", "steps", "llm_calls", "interrupts"}:
+            if tables:
                 raise StoreError(
                     f"{self.path} is a DuckDB database but not a workbench trace store; pass --db to use another file"
                 )
@@ -114,7 +120,8 @@ class TraceStore:
             self._db.execute(TABLES)
             self._db.execute(VIEWS)
             self._db.execute(
-                "INSERT INTO wb_meta VALUES ('schema_version', ?), ('journal_seq', '0')", [str(SCHEMA_VERSION)]
+                "INSERT INTO wb_meta VALUES ('schema_version', ?), ('journal_seq', '0'), ('views', ?)",
+                [str(SCHEMA_VERSION), _views_hash()],
             )
             self._db.execute("COMMIT")
             return
@@ -124,15 +131,17 @@ class TraceStore:
                 f"trace store {self.path} has schema version {version}, newer than this workbench "
                 f"understands ({SCHEMA_VERSION}); upgrade workbench (pip install -U agent-workbench)"
             )
+        if version == SCHEMA_VERSION and self._meta("views") == _views_hash():
+            return  # nothing to do: opening a store to read it must not write to it
         self._db.execute("BEGIN")
         if version < SCHEMA_VERSION:
             for step in MIGRATIONS[version - 1:]:
                 self._db.execute(step)
             self._db.execute(TABLES)
             self._db.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
-        # Views and macros are definitions, not data: refreshing them keeps them in step with
-        # this version of workbench at the cost of a millisecond.
+        # The views and macros of this version of workbench (definitions, not data).
         self._db.execute(VIEWS)
+        self._db.execute("INSERT OR REPLACE INTO wb_meta VALUES ('views', ?)", [_views_hash()])
         self._db.execute("COMMIT")
 
     def _recover(self, journal_path: str) -> None:
@@ -458,7 +467,7 @@ class TraceStore:
     def interrupts(self, run_id: str) -> list[dict[str, Any]]:
         """Interrupts of a run, decoded, oldest first."""
         rows = self.query_dicts(
-            "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, idx", [run_id]
+            "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, attempt, idx", [run_id]
         )
         for r in rows:
             for col in ("payload", "response"):

@@ -36,7 +36,7 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     ]),
     "interrupt": ("wb_interrupts", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),
-        ("idx", "INTEGER"), ("payload", "JSON"), ("response", "JSON"), ("created_at", "TS"),
+        ("attempt", "INTEGER"), ("idx", "INTEGER"), ("payload", "JSON"), ("response", "JSON"), ("created_at", "TS"),
         ("resumed_at", "TS"),
     ]),
     "event": ("wb_events", [
@@ -50,7 +50,7 @@ UPDATES: dict[str, tuple[str, list[str], set[str]]] = {
     "run_update": ("wb_runs", ["run_id"], {
         "status", "ended_at", "output", "error", "last_step", "config",
     }),
-    "interrupt_answer": ("wb_interrupts", ["run_id", "step", "task", "idx"], {
+    "interrupt_answer": ("wb_interrupts", ["run_id", "step", "task", "attempt", "idx"], {
         "response", "resumed_at",
     }),
 }

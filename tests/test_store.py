@@ -1,0 +1,300 @@
+"""Trace store robustness: schema versions, foreign databases, journal recovery after a crash.
+
+Crashes are real: a subprocess records through the store and then SIGKILLs itself, without
+closing anything. To make "the journal has rows DuckDB does not" deterministic, the subprocess
+can hold back the background writer (it replaces the store's batch-apply with one that blocks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import cli_env, workbench_cmd
+
+from workbench.errors import StoreError
+from workbench.loader import load_graph
+from workbench.runtime import Runner
+from workbench.store import TraceStore
+
+HERE = Path(__file__).resolve().parent
+SIMPLE = str(HERE / "graphs" / "simple.py")
+TIMEOUT = 60
+
+
+def _sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=cli_env(), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def _one_clean_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- crash helper
+
+CRASHER = textwrap.dedent("""
+    import json, os, signal, sys, threading
+    from workbench.loader import load_graph
+    from workbench.runtime import Runner
+    from workbench.store import TraceStore
+
+    db, graph_file, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    store = TraceStore(db)
+    graph = load_graph(graph_file)
+    gate = threading.Event()  # never set: a held-back writer never reaches DuckDB
+
+    def held_back(con, batch):
+        gate.wait()
+
+    out = []
+    for action in plan:
+        if action == "hold_writer":
+            store.flush()
+            store._apply = held_back
+        elif action == "flush":
+            store.flush()
+        else:
+            r = Runner(graph, store).run(action)
+            out.append({"run_id": r.run_id, "status": r.status, "state": r.state})
+    print(json.dumps(out), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def _crash(db: str, plan: list[Any], graph_file: str = SIMPLE) -> list[dict[str, Any]]:
+    """Run ``plan`` in a subprocess that SIGKILLs itself at the end; return its runs."""
+    res = subprocess.run([sys.executable, "-c", CRASHER, db, graph_file, json.dumps(plan)],
+                         capture_output=True, text=True, env=cli_env(), timeout=TIMEOUT,
+                         cwd=os.path.dirname(db))
+    assert res.returncode == -9, res.stderr
+    return json.loads(res.stdout)
+
+
+def _counts(db: str) -> dict[str, int]:
+    con = duckdb.connect(db, read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+                for t in ("wb_runs", "wb_tasks", "wb_changes", "wb_supersteps", "wb_interrupts", "wb_events")}
+    finally:
+        con.close()
+
+
+def _journal_size(db: str) -> int:
+    path = db + ".journal"
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+# --------------------------------------------------------------------------- journal recovery
+
+
+def test_journal_rows_are_loaded_into_duckdb_after_a_crash(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    runs = _crash(db, ["hold_writer", {"name": "ada"}, {"name": "bob", "ask": True}])
+    assert [r["status"] for r in runs] == ["completed", "waiting"]
+    assert _journal_size(db) > 0
+    assert _counts(db)["wb_runs"] == 0  # DuckDB never saw them: only the journal has them
+
+    with TraceStore(db) as store:
+        done, waiting = (store.get_run(r["run_id"]) for r in runs)
+        assert done["status"] == "completed"
+        assert done["output"] == runs[0]["state"]
+        assert [t["node"] for t in store.tasks(runs[0]["run_id"])] == ["greet", "ask", "finish"]
+        assert store.state_at(runs[0]["run_id"], 3) == runs[0]["state"]
+        assert waiting["status"] == "waiting"
+        assert [i["payload"] for i in store.interrupts(runs[1]["run_id"])] == [{"question": "what is the answer?"}]
+    assert _journal_size(db) == 0  # recovered and emptied
+
+    # The recovered run continues from another process.
+    res = _cli("resume", runs[1]["run_id"], "--input", '"42"', "--db", db, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["status"] == "completed"
+    assert out["state"]["answer"] == "42"
+    assert out["state"]["log"] == ["hello bob", "asked", "done"]
+
+
+def test_reopening_after_recovery_is_idempotent(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    _crash(db, ["hold_writer", {"name": "a"}, {"name": "b"}])
+    TraceStore(db).close()
+    first = _counts(db)
+    assert first["wb_runs"] == 2 and first["wb_tasks"] == 6
+    for _ in range(2):
+        TraceStore(db).close()
+        assert _counts(db) == first
+
+
+def test_crash_after_the_writer_caught_up_does_not_duplicate_rows(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    runs = _crash(db, [{"name": "a"}, {"name": "b", "ask": True}, "flush"])
+    assert _journal_size(db) > 0  # not emptied: the process never closed the store
+    with TraceStore(db) as store:
+        assert len(store.list_runs()) == 2
+        for r in runs:
+            rows = store.tasks(r["run_id"])
+            keys = [(t["step"], t["task"], t["attempt"], t["status"]) for t in rows]
+            assert len(keys) == len(set(keys)), keys
+    counts = _counts(db)
+    assert counts["wb_runs"] == 2 and counts["wb_tasks"] == 5 and counts["wb_interrupts"] == 1
+
+
+def test_partly_written_journal_loads_only_the_missing_rows(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    runs = _crash(db, [{"name": "in-duckdb"}, "hold_writer", {"name": "journal-only"}])
+    before = _counts(db)
+    assert before["wb_runs"] == 1 and before["wb_tasks"] == 3
+    with TraceStore(db) as store:
+        for r in runs:
+            rec = store.get_run(r["run_id"])
+            assert rec["status"] == "completed"
+            assert rec["output"] == r["state"]
+    after = _counts(db)
+    assert after["wb_runs"] == 2 and after["wb_tasks"] == 6
+
+
+@pytest.mark.parametrize("torn", [
+    b'{"s":999999,"t":"run","run_id":"torn","graph":"x","status":"running"',
+    b"\xff\xfe\x00garbage",
+    b'{"s":999999,"t":"run","run_id":"torn","graph":"x","status":"running"}',  # whole JSON, no newline
+])
+def test_torn_final_journal_line_is_ignored(tmp_path: Path, torn: bytes) -> None:
+    db = str(tmp_path / "t.duckdb")
+    runs = _crash(db, ["hold_writer", {"name": "a"}])
+    with open(db + ".journal", "ab") as fh:
+        fh.write(torn)
+    with TraceStore(db) as store:
+        ids = [r["run_id"] for r in store.list_runs()]
+        assert ids == [runs[0]["run_id"]]
+        assert store.get_run(ids[0])["status"] == "completed"
+        # Recording goes on after the recovered rows.
+        more = Runner(load_graph(SIMPLE), store).run({"name": "after"})
+    with TraceStore(db) as store:
+        assert {r["run_id"] for r in store.list_runs()} == {runs[0]["run_id"], more.run_id}
+        assert store.get_run(more.run_id)["status"] == "completed"
+    assert _counts(db)["wb_tasks"] == 6
+
+
+def test_recorded_row_is_in_the_journal_when_record_returns(tmp_path: Path) -> None:
+    """Durable at once: a row recorded and not yet flushed survives a kill."""
+    db = str(tmp_path / "t.duckdb")
+    runs = _crash(db, ["hold_writer", {"name": "x", "ask": True}])
+    lines = (Path(db + ".journal").read_bytes()).splitlines()
+    assert lines and all(json.loads(line)["s"] for line in lines)
+    with TraceStore(db) as store:
+        assert store.get_run(runs[0]["run_id"])["status"] == "waiting"
+
+
+# --------------------------------------------------------------------------- versions, foreign files
+
+
+def _make_store(db: str) -> None:
+    with TraceStore(db) as store:
+        Runner(load_graph(SIMPLE), store).run({"name": "seed"})
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    _make_store(db)
+    con = duckdb.connect(db)
+    con.execute("UPDATE wb_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    digest = _sha(db)
+    with pytest.raises(StoreError, match="99"):
+        TraceStore(db)
+    assert _sha(db) == digest
+    res = _cli("runs", "--db", db, cwd=tmp_path)
+    assert res.returncode == 2
+    line = _one_clean_line(res.stderr)
+    assert "99" in line and "newer" in line
+    assert _sha(db) == digest
+
+
+@pytest.mark.parametrize("tables", [
+    ["CREATE TABLE customers (id INTEGER, name VARCHAR)", "INSERT INTO customers VALUES (1, 'ada')"],
+    # A user's own table that happens to be called like one of the views.
+    ["CREATE TABLE runs (x INTEGER)", "INSERT INTO runs VALUES (42)"],
+], ids=["foreign-table", "foreign-runs-table"])
+def test_duckdb_file_that_is_not_a_trace_store_is_refused(tmp_path: Path, tables: list[str]) -> None:
+    db = str(tmp_path / "other.duckdb")
+    con = duckdb.connect(db)
+    for sql in tables:
+        con.execute(sql)
+    con.close()
+    digest = _sha(db)
+    with pytest.raises(StoreError):
+        TraceStore(db)
+    res = _cli("runs", "--db", db, cwd=tmp_path)
+    assert res.returncode == 2
+    line = _one_clean_line(res.stderr)
+    assert db in line
+    assert _sha(db) == digest
+    con = duckdb.connect(db, read_only=True)
+    names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    rows = con.execute(tables[1].replace("INSERT INTO", "SELECT count(*) FROM").split(" VALUES")[0]).fetchone()
+    con.close()
+    assert "wb_meta" not in names
+    assert rows == (1,)
+
+
+def test_foreign_database_message_says_what_it_is(tmp_path: Path) -> None:
+    db = str(tmp_path / "other.duckdb")
+    con = duckdb.connect(db)
+    con.execute("CREATE TABLE customers (id INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not a workbench trace store"):
+        TraceStore(db)
+
+
+def test_foreign_database_with_a_runs_table_message_says_what_it_is(tmp_path: Path) -> None:
+    db = str(tmp_path / "other.duckdb")
+    con = duckdb.connect(db)
+    con.execute("CREATE TABLE runs (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not a workbench trace store"):
+        TraceStore(db)
+
+
+def test_fresh_store_records_schema_version(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    TraceStore(db).close()
+    con = duckdb.connect(db, read_only=True)
+    version = con.execute("SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    con.close()
+    assert version is not None and int(version[0]) >= 1
+    assert {"runs", "steps", "llm_calls", "interrupts"} <= views
+
+
+def test_second_store_in_another_process_gets_a_clear_error(tmp_path: Path, store: TraceStore) -> None:
+    """The fixture store holds its file; another process opening it is told who holds it."""
+    res = _cli("runs", "--db", store.path, cwd=tmp_path)
+    assert res.returncode == 2
+    line = _one_clean_line(res.stderr)
+    assert "in use" in line and str(os.getpid()) in line
+
+
+def test_reopen_is_stable_on_disk(tmp_path: Path) -> None:
+    """Opening and closing a store without recording leaves the database file as it was."""
+    db = str(tmp_path / "t.duckdb")
+    _make_store(db)
+    digest = _sha(db)
+    for _ in range(2):
+        with TraceStore(db) as st:
+            assert len(st.list_runs()) == 1
+    assert _sha(db) == digest

@@ -1,0 +1,98 @@
+"""The graphs of a project, loaded from its graphs directory and reloaded when files change.
+
+Used by the TUI's hot reload; free of UI code. A file that fails to load keeps its last good
+graphs and records the error; each reload reports which nodes' code changed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+from workbench.errors import WorkbenchError
+from workbench.graph import Graph
+from workbench.loader import graphs_dir, list_graph_files, load_module_graphs
+
+
+@dataclass
+class GraphEntry:
+    """One graph as currently loaded."""
+
+    graph: Graph
+    file: str
+    changed_nodes: set[str] = field(default_factory=set)  # changed by the last reload
+
+
+@dataclass
+class ReloadResult:
+    """What one reload of one file did."""
+
+    file: str
+    graphs: list[str]
+    changed: dict[str, set[str]]  # graph name -> nodes whose code changed (or were added)
+    error: str | None = None
+
+
+class GraphRegistry:
+    """Graphs by name, from every ``*.py`` in the graphs directory."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory or graphs_dir()
+        self.entries: dict[str, GraphEntry] = {}
+        self.errors: dict[str, str] = {}  # file -> last load error
+        self._lock = threading.Lock()
+
+    def load_all(self) -> list[ReloadResult]:
+        """(Re)load every graph file; a broken file is reported, not fatal."""
+        results = [self.reload_file(path) for path in list_graph_files(self.directory)]
+        present = {os.path.abspath(p) for p in list_graph_files(self.directory)}
+        with self._lock:
+            for name in [n for n, e in self.entries.items() if os.path.abspath(e.file) not in present]:
+                del self.entries[name]
+        return results
+
+    def reload_file(self, path: str) -> ReloadResult:
+        """Import one file afresh; on error keep the last good graphs and remember the error."""
+        if not os.path.exists(path):
+            with self._lock:
+                gone = [n for n, e in self.entries.items() if os.path.abspath(e.file) == os.path.abspath(path)]
+                for n in gone:
+                    del self.entries[n]
+                self.errors.pop(path, None)
+            return ReloadResult(path, [], {})
+        try:
+            graphs = list(load_module_graphs(path).values())
+            for g in graphs:
+                g.validate()
+        except WorkbenchError as exc:
+            with self._lock:
+                self.errors[path] = str(exc)
+            return ReloadResult(path, [], {}, error=str(exc))
+        except Exception as exc:  # never let a user's file take the workbench down
+            msg = f"{path}: {type(exc).__name__}: {exc}"
+            with self._lock:
+                self.errors[path] = msg
+            return ReloadResult(path, [], {}, error=msg)
+        changed: dict[str, set[str]] = {}
+        with self._lock:
+            self.errors.pop(path, None)
+            for g in graphs:
+                old = self.entries.get(g.name)
+                if old is None:
+                    diff: set[str] = set()
+                else:
+                    before, after = old.graph.node_versions(), g.node_versions()
+                    diff = {n for n, v in after.items() if before.get(n) != v}
+                changed[g.name] = diff
+                self.entries[g.name] = GraphEntry(g, path, diff)
+        return ReloadResult(path, [g.name for g in graphs], changed)
+
+    def get(self, name: str) -> Graph | None:
+        with self._lock:
+            entry = self.entries.get(name)
+            return entry.graph if entry else None
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self.entries)

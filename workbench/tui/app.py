@@ -1,0 +1,736 @@
+"""The workbench TUI: design, run, step through, inspect, replay and fork workflow graphs.
+
+All store and model work runs in thread workers that post messages back (messages.py); the UI
+thread only draws. The trace store is leased per operation (store/shared.py), so the CLI can use
+the same database while the workbench sits idle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+
+from workbench.context import Event
+from workbench.errors import WorkbenchError
+from workbench.store.shared import SharedStore
+from workbench.store.store import default_db_path
+from workbench.tui.messages import (
+    BreakpointToggled,
+    GraphReloaded,
+    GraphsLoaded,
+    GraphSelected,
+    RunChosen,
+    RunEnded,
+    RunEventReceived,
+    RunsLoaded,
+    StepHighlighted,
+    StepLoaded,
+    TimelineLoaded,
+    WorkFailed,
+)
+from workbench.tui.screens.condition import ConditionScreen
+from workbench.tui.screens.error import ErrorScreen
+from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
+from workbench.tui.screens.help import HelpScreen
+from workbench.tui.screens.human_input import NO_ANSWER, HumanInputScreen
+from workbench.tui.screens.run_input import RunInputScreen
+from workbench.tui.widgets.compare_view import CompareView
+from workbench.tui.widgets.graph_list import GraphList
+from workbench.tui.widgets.graph_view import GraphView
+from workbench.tui.widgets.inspector import Inspector
+from workbench.tui.widgets.lineage_tree import LineageTree
+from workbench.tui.widgets.live_log import LiveLog
+from workbench.tui.widgets.runs_table import RunsTable
+from workbench.tui.widgets.sql_console import SqlConsole
+from workbench.tui.widgets.timeline import Timeline
+
+# Builtins a break condition may use: enough for comparisons over the state, nothing that
+# reaches the file system or imports. (The expression is typed by the user, never read from a trace.)
+_CONDITION_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
+                       for name in ("len", "any", "all", "min", "max", "sum", "abs", "str", "int", "float",
+                                    "bool", "isinstance", "list", "dict", "set", "sorted", "round")}
+
+
+class WorkbenchApp(App[None]):
+    """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "workbench"
+    SUB_TITLE = "design · run · debug · replay · fork"
+    BINDINGS = [
+        Binding("1", "tab('tab-graph')", "Graph", show=False),
+        Binding("2", "tab('tab-runs')", "Runs", show=False),
+        Binding("3", "tab('tab-timeline')", "Timeline", show=False),
+        Binding("4", "tab('tab-compare')", "Compare", show=False),
+        Binding("5", "tab('tab-sql')", "SQL", show=False),
+        Binding("r", "run_graph", "Run", tooltip="Run the selected graph"),
+        Binding("s", "step", "Step", tooltip="Run one superstep of the paused run"),
+        Binding("c", "continue_run", "Continue", tooltip="Continue the paused run"),
+        Binding("x", "stop_run", "Stop", tooltip="Pause the live run after its current step"),
+        Binding("i", "answer", "Answer", tooltip="Answer the run waiting for human input"),
+        Binding("w", "condition", "Break if…", tooltip="Pause when an expression over the state holds"),
+        Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
+        Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
+        Binding("m", "mark", "Mark", show=False, tooltip="Mark this run for comparison"),
+        Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
+        Binding("slash", "search", "Search", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True) -> None:
+        super().__init__()
+        from workbench.registry import GraphRegistry
+
+        self.db_path = db or default_db_path()
+        self.shared = SharedStore(self.db_path)
+        self.registry = GraphRegistry(graphs)
+        self.watch_files = watch
+        self.selected_graph: str | None = None
+        self.open_run: dict[str, Any] | None = None  # the run shown in the timeline
+        self.selected_step: int | None = None
+        self.live: dict[str, Any] | None = None  # {"run_id", "graph"} while a run executes
+        self.breaks: dict[str, dict[str, set[str]]] = {}
+        self.condition: str | None = None
+        self.stop_flag = threading.Event()
+        self.step_mode = False
+        self.mark: str | None = None
+        self.runs: list[dict[str, Any]] = []
+        self.runs_filter = ""
+        self.last_inputs: dict[str, dict[str, Any]] = {}
+        self._histories: dict[str, Any] = {}
+        self._views: dict[tuple[str, int], Any] = {}
+        self._schema_keys: list[str] = []
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Header()
+        with Horizontal(id="body"):
+            graphs = GraphList(id="graphs")
+            graphs.border_title = "Graphs"
+            yield graphs
+            with TabbedContent(initial="tab-graph", id="tabs"):
+                with TabPane("1 Graph", id="tab-graph"), Vertical():
+                    yield GraphView(id="graph-view")
+                    log = LiveLog(id="live-log")
+                    log.border_title = "Live"
+                    yield log
+                with TabPane("2 Runs", id="tab-runs"), Vertical():
+                    with Horizontal(id="runs-bar"):
+                        yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
+                                    id="runs-filter")
+                        yield Input(placeholder="/ search text", id="runs-search")
+                    yield Static("", id="runs-error", classes="error")
+                    with Horizontal():
+                        yield RunsTable(id="runs-table")
+                        yield LineageTree(id="lineage")
+                with TabPane("3 Timeline", id="tab-timeline"), Horizontal():
+                    with Vertical(id="timeline-pane"):
+                        yield Static(Text("No run open.", style="dim"), id="timeline-head")
+                        yield Input(placeholder="search steps (enter), n for next", id="timeline-search",
+                                    classes="hidden")
+                        yield Timeline(id="timeline")
+                    yield Inspector(id="inspector")
+                with TabPane("4 Compare", id="tab-compare"):
+                    yield CompareView(id="compare")
+                with TabPane("5 SQL", id="tab-sql"):
+                    yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
+        self.load_graphs()
+        self.load_runs()
+        if self.watch_files:
+            self.watch_graphs()
+        self.query_one("#graph-view", GraphView).focus()
+        # litellm takes seconds to import: do it in the background once the screen is up, so
+        # the first model call of the first run does not pay for it.
+        self.set_timer(1.5, self.prewarm_llm)
+
+    @work(thread=True, exclusive=True, group="prewarm")
+    def prewarm_llm(self) -> None:
+        from workbench.llm.client import litellm_module
+
+        try:
+            litellm_module()
+        except Exception:  # the first real call reports any problem
+            pass
+
+    # ----------------------------------------------------------------- workers
+
+    def _guard(self, title: str, fn: Callable[[], object]) -> None:
+        """Run worker code; any failure becomes a WorkFailed message, never a crash."""
+        try:
+            fn()
+        except WorkbenchError as exc:
+            self.post_message(WorkFailed(title, str(exc)))
+        except Exception as exc:
+            self.post_message(WorkFailed(title, f"{type(exc).__name__}: {exc}"))
+
+    @work(thread=True, exclusive=True, group="graphs")
+    def load_graphs(self) -> None:
+        self._guard("Loading graphs", lambda: self.post_message(GraphsLoaded(self.registry.load_all())))
+
+    @work(exclusive=True, group="watch")
+    async def watch_graphs(self) -> None:
+        """Reload a graph file when it is saved (the module cache is dropped first)."""
+        import asyncio
+
+        import watchfiles
+
+        directory = self.registry.directory
+        if not os.path.isdir(directory):
+            return
+        async for changes in watchfiles.awatch(directory, debounce=200, step=50):
+            paths = sorted({p for _, p in changes if p.endswith(".py") and not os.path.basename(p).startswith("_")})
+            for path in paths:
+                rel = os.path.relpath(path)
+                result = await asyncio.to_thread(self.registry.reload_file, rel)
+                self.post_message(GraphReloaded(result))
+
+    @work(thread=True, exclusive=True, group="runs")
+    def load_runs(self) -> None:
+        def job() -> None:
+            from workbench.sqlquery import run_read_only
+
+            where = self.runs_filter.strip()
+            with self.shared.lease() as store:
+                runs = store.list_runs(1000)
+                if where:
+                    try:
+                        ids = {r[0] for r in run_read_only(store, f"SELECT run_id FROM runs WHERE {where}").rows}
+                    except WorkbenchError as exc:
+                        self.post_message(RunsLoaded(runs, error=str(exc)))
+                        return
+                    runs = [r for r in runs if r["run_id"] in ids]
+            self.post_message(RunsLoaded(runs))
+
+        self._guard("Reading runs", job)
+
+    @work(thread=True, exclusive=True, group="timeline")
+    def load_timeline(self, run_id: str) -> None:
+        def job() -> None:
+            from workbench.history import timeline
+
+            with self.shared.lease() as store:
+                run = store.get_run(run_id)
+                rows = timeline(store, run_id)
+            self.post_message(TimelineLoaded(run, rows))
+
+        self._guard("Reading the run", job)
+
+    @work(thread=True, exclusive=True, group="step")
+    def load_step(self, run_id: str, step: int) -> None:
+        def job() -> None:
+            from workbench.history import RunHistory
+
+            key = (run_id, step)
+            view = self._views.get(key)
+            if view is None:
+                with self.shared.lease() as store:
+                    history = self._histories.get(run_id)
+                    if history is None:
+                        history = self._histories[run_id] = RunHistory(store, run_id)
+                    history.store = store
+                    view = history.step(step)
+                self._views[key] = view
+            self.post_message(StepLoaded(run_id, view, self._schema_keys))
+
+        self._guard("Reading the step", job)
+
+    @work(thread=True, exclusive=True, group="run")
+    def execute(self, kind: str, graph_name: str, **kwargs: Any) -> None:
+        """Start, resume or fork a run; progress arrives as RunEventReceived messages."""
+        from workbench.runtime import Runner
+
+        def job() -> None:
+            graph = self.registry.get(graph_name)
+            if graph is None:
+                raise WorkbenchError(f"graph {graph_name!r} is not loaded (see the graph list for errors)")
+            with self.shared.lease() as store:
+                def listen(event: Event) -> None:
+                    self.post_message(RunEventReceived(event))
+
+                runner = Runner(graph, store, listener=listen)
+                if kind == "run":
+                    result = runner.run(kwargs["input"], break_before=kwargs["break_before"],
+                                        break_after=kwargs["break_after"], break_when=self._break_when())
+                elif kind == "resume":
+                    result = runner.resume(kwargs["run_id"], kwargs.get("value", _NO_VALUE()),
+                                           break_when=self._break_when(), break_before=kwargs["break_before"],
+                                           break_after=kwargs["break_after"])
+                else:
+                    req: ForkRequest = kwargs["request"]
+                    result = runner.fork(kwargs["run_id"], req.at_step, set_state=req.set_state,
+                                         llm_responses=req.llm_responses, break_when=self._break_when())
+            self.post_message(RunEnded(result, graph_name))
+
+        try:
+            self._guard("Run", job)
+        finally:
+            self.live = None
+
+    @work(thread=True, exclusive=True, group="sql")
+    def run_sql(self, sql: str) -> None:
+        from workbench.sqlquery import run_read_only
+
+        console = self.query_one("#sql", SqlConsole)
+        try:
+            with self.shared.lease() as store:
+                result = run_read_only(store, sql)
+        except WorkbenchError as exc:
+            self.call_from_thread(console.show_error, str(exc))
+            return
+        except Exception as exc:
+            self.call_from_thread(console.show_error, f"{type(exc).__name__}: {exc}")
+            return
+        self.call_from_thread(console.show_result, sql, result)
+
+    @work(thread=True, exclusive=True, group="sql")
+    def export_sql(self, sql: str, fmt: str) -> None:
+        import time as _time
+
+        from workbench.sqlquery import export_parquet, run_read_only
+
+        def job() -> None:
+            folder = os.path.join(os.path.dirname(self.db_path) or ".", "exports")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"query-{_time.strftime('%Y%m%d-%H%M%S')}.{fmt}")
+            with self.shared.lease() as store:
+                if fmt == "csv":
+                    with open(path, "w", encoding="utf-8") as fh:
+                        fh.write(run_read_only(store, sql).to_csv())
+                else:
+                    export_parquet(store, sql, path)
+            self.call_from_thread(self.notify, f"exported to {path}")
+
+        self._guard("Export", job)
+
+    @work(thread=True, exclusive=True, group="compare")
+    def load_comparison(self, a: str, b: str) -> None:
+        def job() -> None:
+            from workbench.compare import compare_runs
+
+            with self.shared.lease() as store:
+                cmp = compare_runs(store, a, b)
+            self.call_from_thread(self.query_one("#compare", CompareView).show_comparison, cmp)
+
+        self._guard("Compare", job)
+
+    @work(thread=True, exclusive=True, group="interrupt")
+    def find_interrupt(self, run_id: str | None) -> None:
+        """Open the answer dialog for a waiting run (the open one, else the newest waiting)."""
+        def job() -> None:
+            with self.shared.lease() as store:
+                rid = run_id
+                if rid is None or store.get_run(rid)["status"] != "waiting":
+                    rows = store.query("SELECT run_id FROM runs WHERE status = 'waiting' ORDER BY started_at DESC "
+                                       "LIMIT 1")
+                    rid = rows[0][0] if rows else None
+                if rid is None:
+                    self.call_from_thread(self.notify, "no run is waiting for input")
+                    return
+                run = store.get_run(rid)
+                open_ones = [i for i in store.interrupts(rid) if i["resumed_at"] is None]
+            if not open_ones:
+                self.call_from_thread(self.notify, f"run {rid} has no open question")
+                return
+            self.call_from_thread(self._ask_human, rid, run["graph"], open_ones[0])
+
+        self._guard("Human input", job)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _break_when(self) -> Callable[[Any], bool]:
+        condition = self.condition
+        code = compile(condition, "<break condition>", "eval") if condition else None
+        self.stop_flag.clear()
+        step_mode = self.step_mode
+        self.step_mode = False
+
+        def check(state: Any) -> bool:
+            if step_mode or self.stop_flag.is_set():
+                return True
+            if code is None:
+                return False
+            try:
+                return bool(eval(code, {"__builtins__": _CONDITION_BUILTINS}, {"state": state}))
+            except Exception as exc:  # a broken condition pauses the run and says why
+                self.post_message(WorkFailed("Break condition", f"{type(exc).__name__}: {exc}"))
+                return True
+
+        return check
+
+    def _graph_breaks(self, graph: str) -> dict[str, set[str]]:
+        return self.breaks.setdefault(graph, {"before": set(), "after": set()})
+
+    def _tabs(self) -> TabbedContent:
+        return self.query_one("#tabs", TabbedContent)
+
+    def _current_run_id(self) -> str | None:
+        if self._tabs().active == "tab-runs":
+            rid = self.query_one("#runs-table", RunsTable).selected_run_id
+            if rid:
+                return rid
+        return self.open_run["run_id"] if self.open_run else None
+
+    def _start(self, kind: str, graph: str, **kwargs: Any) -> None:
+        if self.live is not None:
+            self.notify("a run is in progress: stop it (x) or wait for it", severity="warning")
+            return
+        breaks = self._graph_breaks(graph)
+        self.live = {"run_id": kwargs.get("run_id"), "graph": graph}
+        self.query_one("#live-log", LiveLog).clear()
+        self.execute(kind, graph, break_before=sorted(breaks["before"]), break_after=sorted(breaks["after"]),
+                     **kwargs)
+
+    def _ask_human(self, run_id: str, graph: str, interrupt: dict[str, Any]) -> None:
+        def answered(value: Any) -> None:
+            if value is NO_ANSWER:
+                return
+            self._start("resume", graph, run_id=run_id, value=value)
+
+        self.push_screen(HumanInputScreen(run_id, interrupt["node"], interrupt["payload"]), answered)
+
+    def _open_run(self, run_id: str) -> None:
+        self._histories.pop(run_id, None)
+        self._views = {k: v for k, v in self._views.items() if k[0] != run_id}
+        self.load_timeline(run_id)
+
+    # ----------------------------------------------------------------- message handlers
+
+    def on_graphs_loaded(self, message: GraphsLoaded) -> None:
+        names = self.registry.names()
+        if self.selected_graph not in names:
+            self.selected_graph = names[0] if names else None
+        self.query_one("#graphs", GraphList).show(self.registry, self.selected_graph)
+        self._show_graph()
+        for r in message.results:
+            if r.error:
+                self.notify(r.error, title="graph file has an error", severity="error", timeout=8)
+
+    def on_graph_reloaded(self, message: GraphReloaded) -> None:
+        r = message.result
+        self.query_one("#graphs", GraphList).show(self.registry, self.selected_graph)
+        if r.error:
+            self.notify(f"{r.error}\nthe last good version stays loaded", title="reload failed",
+                        severity="error", timeout=8)
+        else:
+            changed = {g: n for g, n in r.changed.items() if n}
+            detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) or "no node changed"
+            self.notify(f"reloaded {r.file} — {detail}", title="graph reloaded")
+        if self.selected_graph is None and self.registry.names():
+            self.selected_graph = self.registry.names()[0]
+        self._show_graph()
+
+    def _show_graph(self) -> None:
+        view = self.query_one("#graph-view", GraphView)
+        name = self.selected_graph
+        entry = self.registry.entries.get(name) if name else None
+        error = None
+        if entry is not None:
+            error = self.registry.errors.get(entry.file)
+        view.breaks = self._graph_breaks(name) if name else {"before": set(), "after": set()}
+        view.show_graph(entry.graph if entry else None, changed=entry.changed_nodes if entry else None, error=error)
+        self._highlight_path()
+
+    def on_graph_selected(self, message: GraphSelected) -> None:
+        if message.name != self.selected_graph:
+            self.selected_graph = message.name
+            self._show_graph()
+
+    def on_breakpoint_toggled(self, message: BreakpointToggled) -> None:
+        if self.selected_graph:
+            marks = self._graph_breaks(self.selected_graph)[message.when]
+            state = "set" if message.node in marks else "cleared"
+            self.notify(f"breakpoint {message.when} {message.node} {state}")
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.runs = message.runs
+        error = self.query_one("#runs-error", Static)
+        error.update(Text(message.error, style="bold red") if message.error else "")
+        self.query_one("#runs-table", RunsTable).show_runs(message.runs)
+        self.query_one("#lineage", LineageTree).show_runs(message.runs)
+
+    def on_run_chosen(self, message: RunChosen) -> None:
+        self._open_run(message.run_id)
+        self._tabs().active = "tab-timeline"
+        self.query_one("#timeline", Timeline).focus()
+
+    def on_timeline_loaded(self, message: TimelineLoaded) -> None:
+        run = message.run
+        same = self.open_run is not None and self.open_run["run_id"] == run["run_id"]
+        self.open_run = run
+        graph = self.registry.get(run["graph"])
+        self._schema_keys = graph.schema.keys if graph else []
+        head = Text()
+        head.append(f"run {run['run_id']}", style="bold")
+        head.append(f"  {run['graph']}  ")
+        head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
+        head.append(f"  {len(message.rows)} steps")
+        if run["parent_run_id"]:
+            head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
+        if graph is not None:
+            recorded = run.get("node_versions") or {}
+            changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
+            if changed:
+                head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
+                            style="magenta")
+        if run["error"]:
+            head.append(f"\n{run['error']}", style="red")
+        self.query_one("#timeline-head", Static).update(head)
+        live = self.live is not None and self.live.get("run_id") == run["run_id"]
+        self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same or live)
+        if not message.rows:
+            self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
+        self._highlight_path()
+
+    def _highlight_path(self) -> None:
+        view = self.query_one("#graph-view", GraphView)
+        timeline = self.query_one("#timeline", Timeline)
+        if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
+            executed = {n for r in timeline.rows for n in r.nodes if r.status != "pending"}
+            current = set(timeline.current.nodes) if timeline.current else set()
+            view.mark_run(executed, current)
+        else:
+            view.mark_run(set(), set())
+
+    def on_step_highlighted(self, message: StepHighlighted) -> None:
+        self.selected_step = message.step
+        self.load_step(message.run_id, message.step)
+        self._highlight_path()
+
+    def on_step_loaded(self, message: StepLoaded) -> None:
+        if self.open_run and message.run_id == self.open_run["run_id"] and message.view.step == self.selected_step:
+            self.query_one("#inspector", Inspector).show_step(message.view, message.run_id, message.schema_keys)
+
+    def on_run_event_received(self, message: RunEventReceived) -> None:
+        event: Event = message.event
+        self.query_one("#live-log", LiveLog).add_event(event)
+        if event.kind == "run_started" and self.live is not None:
+            self.live["run_id"] = event.run_id
+            self._open_run(event.run_id)
+        elif event.kind in ("step_committed", "waiting", "paused", "task_finished") and self.live is not None:
+            rid = self.live.get("run_id")
+            if rid and event.kind != "task_finished":
+                self._open_run(rid)
+            if event.kind == "task_finished" and event.node:
+                self.query_one("#graph-view", GraphView).mark_run(
+                    self.query_one("#graph-view", GraphView).executed | {event.node}, {event.node})
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        result = message.result
+        self.live = None
+        self._open_run(result.run_id)
+        self.load_runs()
+        if result.status == "waiting":
+            self.find_interrupt(result.run_id)
+        elif result.status == "paused":
+            p = result.paused or {}
+            where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"
+            self.notify(f"run paused {where} — s steps, c continues", title="paused")
+        elif result.status == "failed":
+            self.notify(result.error or "failed", title=f"run {result.run_id} failed", severity="error", timeout=8)
+        else:
+            self.notify(f"run {result.run_id} completed", title="done")
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.notify(message.error, title=message.title, severity="error", timeout=10)
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_runs(self, event: Input.Submitted) -> None:
+        self.runs_filter = event.value
+        self.load_runs()
+
+    @on(Input.Changed, "#runs-search")
+    def _search_runs(self, event: Input.Changed) -> None:
+        self.query_one("#runs-table", RunsTable).set_search(event.value)
+
+    @on(Input.Submitted, "#timeline-search")
+    def _search_steps(self, event: Input.Submitted) -> None:
+        timeline = self.query_one("#timeline", Timeline)
+        timeline.set_search(event.value)
+        event.input.add_class("hidden")
+        timeline.focus()
+
+    @on(SqlConsole.QuerySubmitted)
+    def _sql(self, message: SqlConsole.QuerySubmitted) -> None:
+        self.run_sql(message.sql)
+
+    @on(SqlConsole.ExportRequested)
+    def _export(self, message: SqlConsole.ExportRequested) -> None:
+        self.export_sql(message.sql, message.fmt)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-runs":
+            self.load_runs()
+
+    # ----------------------------------------------------------------- actions
+
+    def action_tab(self, tab: str) -> None:
+        self._tabs().active = tab
+        focus = {"tab-graph": "#graph-view", "tab-runs": "#runs-table", "tab-timeline": "#timeline",
+                 "tab-sql": "#sql-editor"}.get(tab)
+        if focus:
+            self.query_one(focus).focus()
+
+    def action_run_graph(self) -> None:
+        name = self.selected_graph
+        graph = self.registry.get(name) if name else None
+        if graph is None or name is None:
+            self.notify("no graph selected (or it failed to load)", severity="warning")
+            return
+
+        def start(value: dict[str, Any] | None) -> None:
+            if value is not None:
+                self.last_inputs[name] = value
+                self._tabs().active = "tab-graph"
+                self._start("run", name, input=value)
+
+        self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
+
+    def _paused_run(self) -> dict[str, Any] | None:
+        run = self.open_run
+        if run is not None and run["status"] == "paused":
+            return run
+        return None
+
+    def action_step(self) -> None:
+        run = self._paused_run()
+        if run is None:
+            if self.live is None:
+                self.step_mode = True
+                self.action_run_graph()
+            return
+        self.step_mode = True
+        self._start("resume", run["graph"], run_id=run["run_id"])
+
+    def action_continue_run(self) -> None:
+        run = self._paused_run()
+        if run is None:
+            self.notify("the open run is not paused", severity="warning")
+            return
+        self._start("resume", run["graph"], run_id=run["run_id"])
+
+    def action_stop_run(self) -> None:
+        if self.live is None:
+            self.notify("no run in progress", severity="warning")
+            return
+        self.stop_flag.set()
+        self.notify("stopping after the current step…")
+
+    def action_answer(self) -> None:
+        self.find_interrupt(self._current_run_id())
+
+    def action_condition(self) -> None:
+        def done(expr: str | None) -> None:
+            if expr is None:
+                return
+            self.condition = expr or None
+            self.notify(f"break when: {expr}" if expr else "break condition cleared")
+
+        self.push_screen(ConditionScreen(self.condition), done)
+
+    def action_fork(self, rerun: bool = False) -> None:
+        run, step = self.open_run, self.selected_step
+        if run is None or step is None:
+            self.notify("open a run and select a step first (Runs → enter)", severity="warning")
+            return
+        graph = self.registry.get(run["graph"])
+        if graph is None:
+            self.notify(f"graph {run['graph']!r} is not loaded", severity="error")
+            return
+        if rerun:
+            self._start("fork", run["graph"], run_id=run["run_id"], request=ForkRequest(step))
+            return
+        view = self._views.get((run["run_id"], step))
+        if view is None:
+            self.notify("the step is still loading; try again", severity="warning")
+            return
+
+        def done(request: ForkRequest | None) -> None:
+            if request is not None and self.open_run is not None:
+                self._start("fork", run["graph"], run_id=run["run_id"], request=request)
+
+        self.push_screen(ForkScreen(run["run_id"], view, graph), done)
+
+    def action_rerun(self) -> None:
+        self.action_fork(rerun=True)
+
+    def action_mark(self) -> None:
+        rid = self._current_run_id()
+        if rid:
+            self.mark = rid
+            self.notify(f"marked {rid} for comparison: open another run and press d")
+
+    def action_compare(self) -> None:
+        current = self._current_run_id()
+        if current is None:
+            self.notify("open a run first", severity="warning")
+            return
+        other = self.mark if self.mark and self.mark != current else None
+        if other is None:
+            run = self.open_run if self.open_run and self.open_run["run_id"] == current else \
+                next((r for r in self.runs if r["run_id"] == current), None)
+            other = run.get("parent_run_id") if run else None
+        if other is None:
+            self.notify("mark a run with m first (or open a fork to compare it with its parent)", severity="warning")
+            return
+        self.load_comparison(other, current)
+        self._tabs().active = "tab-compare"
+
+    def action_search(self) -> None:
+        tab = self._tabs().active
+        if tab == "tab-runs":
+            self.query_one("#runs-search", Input).focus()
+        elif tab == "tab-timeline":
+            box = self.query_one("#timeline-search", Input)
+            box.remove_class("hidden")
+            box.focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.description and not binding.action.startswith("tab"):
+                yield SystemCommand(binding.description, binding.tooltip or binding.description,
+                                    lambda a=binding.action: self.run_action(a))
+        for i, (label, tab) in enumerate((("Graph", "tab-graph"), ("Runs", "tab-runs"), ("Timeline", "tab-timeline"),
+                                          ("Compare", "tab-compare"), ("SQL console", "tab-sql")), start=1):
+            yield SystemCommand(f"Show {label}", f"Switch to the {label} tab (key {i})",
+                                lambda t=tab: self.action_tab(t))
+        yield SystemCommand("Reload graphs", "Re-import every graph file", self.load_graphs)
+        yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
+
+    def on_unmount(self) -> None:
+        self.shared.close()
+
+    def show_error(self, title: str, message: str) -> None:
+        self.push_screen(ErrorScreen(title, message))
+
+
+def _NO_VALUE() -> Any:  # noqa: N802 - mirrors the runtime's sentinel name
+    from workbench.runtime import NO_VALUE
+
+    return NO_VALUE
+
+
+def run_tui(db: str | None = None, graphs: str | None = None, watch: bool = True) -> None:
+    """Open the workbench in this terminal."""
+    WorkbenchApp(db, graphs, watch=watch).run()

@@ -1,0 +1,114 @@
+"""App-level messages, named for what happened (past tense). Workers post them; widgets react."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from workbench.context import Event
+from workbench.registry import ReloadResult
+
+
+class GraphsLoaded(Message):
+    """The graphs directory was (re)loaded."""
+
+    def __init__(self, results: list[ReloadResult]) -> None:
+        super().__init__()
+        self.results = results
+
+
+class GraphReloaded(Message):
+    """A graph file changed on disk and was reloaded (or failed to load)."""
+
+    def __init__(self, result: ReloadResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class GraphSelected(Message):
+    """The user picked a graph."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class RunsLoaded(Message):
+    """The run history was read from the store."""
+
+    def __init__(self, runs: list[dict[str, Any]], error: str | None = None) -> None:
+        super().__init__()
+        self.runs = runs
+        self.error = error
+
+
+class RunChosen(Message):
+    """The user opened a run (from the runs table or the lineage tree)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class TimelineLoaded(Message):
+    """A run's steps were read from the store."""
+
+    def __init__(self, run: dict[str, Any], rows: list[Any]) -> None:
+        super().__init__()
+        self.run = run
+        self.rows = rows
+
+
+class StepHighlighted(Message):
+    """The timeline cursor moved to a step."""
+
+    def __init__(self, run_id: str, step: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.step = step
+
+
+class StepLoaded(Message):
+    """One step's details (a history.StepView) were read from the store."""
+
+    def __init__(self, run_id: str, view: Any, schema_keys: list[str]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.view = view
+        self.schema_keys = schema_keys
+
+
+class RunEventReceived(Message):
+    """The runtime reported progress of a live run (step, task, token, pause...)."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RunEnded(Message):
+    """A live run (or resume, or fork) returned: completed, failed, waiting or paused."""
+
+    def __init__(self, result: Any, graph: str) -> None:
+        super().__init__()
+        self.result = result
+        self.graph = graph
+
+
+class BreakpointToggled(Message):
+    """A breakpoint was set or cleared on a node."""
+
+    def __init__(self, node: str, when: str) -> None:
+        super().__init__()
+        self.node = node
+        self.when = when
+
+
+class WorkFailed(Message):
+    """Background work failed; shown to the user, never fatal."""
+
+    def __init__(self, title: str, error: str) -> None:
+        super().__init__()
+        self.title = title
+        self.error = error

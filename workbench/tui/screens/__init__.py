@@ -1,0 +1,1 @@
+"""Modal screens: run input, human input, fork editor, break condition, help, errors."""

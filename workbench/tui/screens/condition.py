@@ -1,0 +1,44 @@
+"""Set a conditional breakpoint: a Python expression over the state, checked after each step."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+class ConditionScreen(ModalScreen[str | None]):
+    """Dismisses with the expression ('' clears it), or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str | None) -> None:
+        super().__init__()
+        self.current = current or ""
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(Text("Pause when this holds after a step (Python expression over `state`):", style="bold"))
+            yield Label(Text("e.g.  state['drafts'] >= 2   or   'refund' in state['category']", style="dim"))
+            yield Input(self.current, placeholder="empty clears the condition", id="condition")
+            yield Static("", id="condition-error", classes="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#condition", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        expr = event.value.strip()
+        if expr:
+            try:
+                compile(expr, "<break condition>", "eval")
+            except SyntaxError as exc:
+                self.query_one("#condition-error", Static).update(
+                    Text(f"syntax error: {exc.msg} (column {exc.offset})", style="bold red"))
+                return
+        self.dismiss(expr)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

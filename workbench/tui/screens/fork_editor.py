@@ -1,0 +1,97 @@
+"""Fork a run at a step: edit the state before it (JSON, validated against the schema) and/or a
+recorded model answer of that step, then run the fork live."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Select, Static, TextArea
+
+from workbench.errors import InvalidUpdateError
+from workbench.graph import Graph
+from workbench.history import StepView
+
+
+@dataclass
+class ForkRequest:
+    """What the user asked for."""
+
+    at_step: int
+    set_state: dict[str, Any] = field(default_factory=dict)
+    llm_responses: dict[int, str] = field(default_factory=dict)
+
+
+class ForkScreen(ModalScreen[ForkRequest | None]):
+    """The state before the step in a JSON editor; one model answer of the step editable."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+r", "submit", "Fork", priority=True)]
+
+    def __init__(self, run_id: str, view: StepView, graph: Graph) -> None:
+        super().__init__()
+        self.run_id, self.view, self.graph = run_id, view, graph
+        self.calls = [c for c in view.calls if c["kind"] == "llm"]
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        with Vertical(id="dialog", classes="dialog wide"):
+            yield Label(Text(f"Fork {self.run_id} at step {self.view.step} ({', '.join(self.view.nodes)}) — "
+                             "the fork shares steps before it and runs this step live with the current code",
+                             style="bold"))
+            yield Label("State before the step (edit any key):")
+            editor = TextArea.code_editor(json.dumps(self.view.state_before, indent=2, ensure_ascii=False,
+                                                     default=str), id="fork-state")
+            yield editor
+            if self.calls:
+                yield Label("Replace a recorded model answer of this step (optional):")
+                yield Select([(f"call {i} · {c['node']} · {c['model']}", i) for i, c in enumerate(self.calls, 1)],
+                             id="fork-call", prompt="keep every answer")
+                yield TextArea("", id="fork-answer")
+            yield Static("", id="fork-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Fork and run (ctrl+r)", variant="primary", id="fork")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, int):
+            answer = (self.calls[event.value - 1]["response"] or {}).get("content", "")
+            self.query_one("#fork-answer", TextArea).text = str(answer)
+
+    def action_submit(self) -> None:
+        error = self.query_one("#fork-error", Static)
+        try:
+            edited = json.loads(self.query_one("#fork-state", TextArea).text)
+        except json.JSONDecodeError as exc:
+            error.update(Text(f"state is not valid JSON: {exc.msg} (line {exc.lineno})", style="bold red"))
+            return
+        if not isinstance(edited, dict):
+            error.update(Text("state must be a JSON object", style="bold red"))
+            return
+        before = json.loads(json.dumps(self.view.state_before, default=str))
+        changes = {k: v for k, v in edited.items() if before.get(k) != v}
+        try:
+            self.graph.schema.check_keys(changes, "state")
+            for k, v in changes.items():
+                self.graph.schema.check_type(k, v, "state")
+        except InvalidUpdateError as exc:
+            error.update(Text(str(exc), style="bold red"))
+            return
+        request = ForkRequest(self.view.step, changes)
+        if self.calls:
+            choice = self.query_one("#fork-call", Select).value
+            if isinstance(choice, int):
+                request.llm_responses[choice] = self.query_one("#fork-answer", TextArea).text
+        self.dismiss(request)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "fork":
+            self.action_submit()
+        else:
+            self.action_cancel()

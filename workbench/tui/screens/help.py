@@ -1,0 +1,61 @@
+"""The help screen: every key, grouped by where it works."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """
+# workbench — keys
+
+Every action is also in the command palette (**ctrl+p**). The mouse works too.
+
+| key | anywhere |
+|---|---|
+| 1 2 3 4 5 | Graph, Runs, Timeline, Compare, SQL tabs |
+| r | run the selected graph (input form) |
+| s | step: run one superstep of the paused run (or start one paused after its first step) |
+| c | continue the paused run |
+| x | stop the live run after its current step (it stays paused) |
+| i | answer the run waiting for human input |
+| w | conditional breakpoint (an expression over the state) |
+| f | fork the selected run at the selected step (edit state or a model answer) |
+| R | re-run from the selected step with the current code |
+| m / d | mark a run for comparison / compare with the marked run (or a fork with its parent) |
+| / | search (runs, or steps in the timeline) |
+| ? | this help · **q** quit |
+
+| key | graph view |
+|---|---|
+| ↑ ↓ j k | move between nodes |
+| b / a | toggle a breakpoint before / after the node |
+
+| key | runs | timeline |
+|---|---|---|
+| enter | open the run | — |
+| j k | move | move between steps |
+| e | — | next error or retry |
+| n | — | next search match |
+
+| key | SQL console |
+|---|---|
+| ctrl+r | run the query |
+| ctrl+s | save it (traces/queries.json) |
+| ctrl+e / ctrl+o | export results as CSV / Parquet (traces/exports/) |
+
+Graph files in `graphs/` reload when you save them; a broken file shows its error and the last
+good version stays loaded.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        with VerticalScroll(id="dialog", classes="dialog wide"):
+            yield Markdown(HELP)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

@@ -1,0 +1,83 @@
+"""The run history: status, graph, start, duration, steps, tokens, cost — filterable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from workbench.tui.messages import RunChosen
+
+STATUS_STYLE = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow",
+                "running": "cyan"}
+
+
+class RunsTable(DataTable[Any]):
+    """Recent runs, newest first. Enter opens a run's timeline."""
+
+    BINDINGS = [
+        Binding("enter", "open_run", "Open run", tooltip="Show this run's timeline"),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.runs: list[dict[str, Any]] = []
+        self.search = ""
+
+    def on_mount(self) -> None:
+        for label, key in (("run", "run_id"), ("graph", "graph"), ("status", "status"), ("started", "started"),
+                           ("ms", "ms"), ("steps", "steps"), ("tokens", "tokens"), ("cost $", "cost"),
+                           ("parent", "parent")):
+            self.add_column(label, key=key)
+
+    def show_runs(self, runs: list[dict[str, Any]], keep: str | None = None) -> None:
+        self.runs = runs
+        self._fill(keep)
+
+    def set_search(self, text: str) -> None:
+        self.search = text.strip().lower()
+        self._fill(None)
+
+    def _fill(self, keep: str | None) -> None:
+        current = keep or self.selected_run_id
+        self.clear()
+        for r in self.runs:
+            hay = " ".join(str(r.get(k) or "") for k in ("run_id", "graph", "status", "error", "parent_run_id"))
+            if self.search and self.search not in hay.lower():
+                continue
+            status = Text(r["status"], style=STATUS_STYLE.get(r["status"], ""))
+            self.add_row(
+                r["run_id"], r["graph"], status, str(r["started_at"])[5:19], str(r["duration_ms"]),
+                str(r["steps"]), str(r["tokens"]), f"{r['cost_usd']:.4f}",
+                (r["parent_run_id"] or "") + (f"@{r['fork_step'] + 1}" if r["parent_run_id"] else ""),
+                key=r["run_id"],
+            )
+        if current is not None:
+            try:
+                self.move_cursor(row=self.get_row_index(current))
+            except Exception:  # the run is filtered out: stay at the top
+                pass
+
+    @property
+    def selected_run_id(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return str(key.value) if key is not None and key.value is not None else None
+
+    def action_open_run(self) -> None:
+        rid = self.selected_run_id
+        if rid:
+            self.post_message(RunChosen(rid))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(RunChosen(str(event.row_key.value)))

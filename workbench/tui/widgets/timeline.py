@@ -1,0 +1,190 @@
+"""The timeline of a run: one line per superstep with a duration waterfall.
+
+Rendered line by line (Textual's line API), so a run of tens of thousands of steps opens and
+scrolls at once: only the visible lines are ever drawn. j/k move, e jumps to the next error,
+n to the next search match; the highlighted step is posted as StepHighlighted.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from workbench.history import TimelineRow
+from workbench.tui.messages import StepHighlighted
+
+STATUS_MARK = {"completed": ("✓", "green"), "failed": ("✗", "bold red"), "interrupted": ("⏸", "yellow"),
+               "retried": ("↻", "yellow"), "pending": ("…", "cyan")}
+BAR_WIDTH = 16
+LABEL_WIDTH = 22
+
+
+def _duration(ms: float) -> str:
+    """A duration in 10 columns: ms below 10 s, then seconds, minutes, hours."""
+    if ms < 10_000:
+        return f"{ms:>8.1f}ms"
+    if ms < 600_000:
+        return f"{ms / 1000:>9.1f}s"
+    if ms < 36_000_000:
+        return f"{ms / 60_000:>9.1f}m"
+    return f"{ms / 3_600_000:>9.1f}h"
+
+
+class Timeline(ScrollView, can_focus=True):
+    """Steps of one run; the cursor selects the step the inspector shows."""
+
+    BINDINGS = [
+        Binding("down,j", "cursor(1)", "Next step", show=False),
+        Binding("up,k", "cursor(-1)", "Previous step", show=False),
+        Binding("pagedown", "cursor(20)", show=False),
+        Binding("pageup", "cursor(-20)", show=False),
+        Binding("home,g", "jump(0)", show=False),
+        Binding("end,G", "jump(-1)", show=False),
+        Binding("e", "next_error", "Next error", tooltip="Jump to the next failed or retried step"),
+        Binding("n", "next_match", "Next match", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0)
+    """Index of the highlighted row."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.run_id: str | None = None
+        self.rows: list[TimelineRow] = []
+        self.search: str = ""
+        self._total_ms = 1.0
+
+    def show_rows(self, run_id: str, rows: list[TimelineRow], *, keep_cursor: bool = False) -> None:
+        """Show a run's steps (and keep the cursor on the same step when asked)."""
+        step = self.rows[self.cursor].step if keep_cursor and self.rows and self.cursor < len(self.rows) else None
+        self.run_id, self.rows = run_id, rows
+        self._total_ms = max((r.start_ms + r.duration_ms for r in rows), default=1.0) or 1.0
+        self.virtual_size = Size(self._width(), len(rows))
+        index = next((i for i, r in enumerate(rows) if r.step == step), len(rows) - 1 if keep_cursor else 0)
+        self.cursor = max(0, index)
+        self._announce()
+        self.refresh()
+
+    def _width(self) -> int:
+        return 6 + 2 + LABEL_WIDTH + 1 + 11 + BAR_WIDTH + 2 + 100
+
+    @property
+    def current(self) -> TimelineRow | None:
+        return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        if index >= len(self.rows):
+            if not self.rows and y == 0:
+                return Strip([Segment("No run selected: pick one in Runs (2), or press r to run a graph.",
+                                      Style(dim=True))]).crop_extend(0, width, None)
+            return Strip.blank(width)
+        row = self.rows[index]
+        mark, color = STATUS_MARK.get(row.status, ("·", "white"))
+        text = Text(no_wrap=True)
+        text.append(f"{row.step:>5} ", style="dim" if row.shared else "")
+        text.append(f"{mark} ", style=color)
+        label = row.label if len(row.label) <= LABEL_WIDTH else row.label[: LABEL_WIDTH - 1] + "…"
+        text.append(f"{label:<{LABEL_WIDTH}} ", style="bold" if len(row.nodes) > 1 else "")
+        text.append(_duration(row.duration_ms) + " ")
+        start = int(BAR_WIDTH * row.start_ms / self._total_ms)
+        length = max(1, round(BAR_WIDTH * row.duration_ms / self._total_ms))
+        start = min(start, BAR_WIDTH - 1)
+        length = min(length, BAR_WIDTH - start)
+        text.append(" " * start)
+        text.append("█" * length, style=color)
+        text.append(" " * (BAR_WIDTH - start - length) + "  ")
+        extras = []
+        if row.attempts > 1:
+            extras.append((f"{row.attempts} attempts ", "yellow"))
+        if row.tokens:
+            extras.append((f"{row.tokens} tok ", "cyan"))
+        if row.shared:
+            extras.append(("shared ", "dim"))
+        if row.error:
+            extras.append((row.error[:80], "red"))
+        for t, s in extras:
+            text.append(t, style=s)
+        if self.search and self.search.lower() in row.label.lower() + " " + (row.error or "").lower():
+            text.stylize("underline")
+        if index == self.cursor:
+            text.stylize("reverse" if self.has_focus else "on grey23")
+        strip = Strip(text.render(self.app.console)).crop_extend(scroll_x, scroll_x + width, None)
+        return strip
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.scroll_to_cursor()
+        self.refresh()
+
+    def scroll_to_cursor(self) -> None:
+        top = self.scroll_offset.y
+        height = max(1, self.size.height)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+
+    def _announce(self) -> None:
+        row = self.current
+        if row is not None and self.run_id is not None:
+            self.post_message(StepHighlighted(self.run_id, row.step))
+
+    def action_cursor(self, delta: int) -> None:
+        if not self.rows:
+            return
+        new = max(0, min(len(self.rows) - 1, self.cursor + delta))
+        if new != self.cursor:
+            self.cursor = new
+            self._announce()
+
+    def action_jump(self, index: int) -> None:
+        if self.rows:
+            self.cursor = index % len(self.rows)
+            self._announce()
+
+    def _find(self, predicate: object) -> None:
+        if not self.rows:
+            return
+        n = len(self.rows)
+        for offset in range(1, n + 1):
+            i = (self.cursor + offset) % n
+            if predicate(self.rows[i]):  # type: ignore[operator]
+                self.cursor = i
+                self._announce()
+                return
+        self.app.bell()
+
+    def action_next_error(self) -> None:
+        self._find(lambda r: r.status in ("failed", "retried") or r.error)
+
+    def action_next_match(self) -> None:
+        if self.search:
+            needle = self.search.lower()
+            self._find(lambda r: needle in r.label.lower() + " " + (r.error or "").lower())
+
+    def set_search(self, text: str) -> None:
+        self.search = text
+        self.refresh()
+        self.action_next_match()
+
+    def on_click(self, event: object) -> None:
+        y = getattr(event, "y", None)
+        if y is not None and self.rows:
+            index = self.scroll_offset.y + int(y)
+            if 0 <= index < len(self.rows):
+                self.cursor = index
+                self._announce()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
