@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +39,21 @@ def default_db_path() -> str:
 def now_us() -> int:
     """Wall-clock time in epoch microseconds (how timestamps travel in journal records)."""
     return time.time_ns() // 1000
+
+
+def _insert_rows(con: Any, kind: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows of one kind through a temporary JSON-lines file (see tables.insert_sql)."""
+    _, cols = INSERTS[kind]
+    names = [c for c, _ in cols]
+    fd, path = tempfile.mkstemp(prefix=f"workbench-{kind}-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps({c: r.get(c) for c in names}, ensure_ascii=False, separators=(",", ":")))
+                fh.write("\n")
+        con.execute(insert_sql(kind), [path])
+    finally:
+        os.unlink(path)
 
 
 def _views_hash() -> str:
@@ -230,10 +246,7 @@ class TraceStore:
                     updates.append((kind, rec))
             # Runs first: other rows refer to them.
             for kind in sorted(by_kind, key=lambda k: k != "run"):
-                rows = by_kind[kind]
-                _, cols = INSERTS[kind]
-                params = [[r.get(c) for r in rows] for c, _ in cols]
-                con.execute(insert_sql(kind), params)
+                _insert_rows(con, kind, by_kind[kind])
             for kind, rec in _coalesce(updates):
                 table, keys, allowed = UPDATES[kind]
                 sets = [c for c in rec if c in allowed]
@@ -260,10 +273,8 @@ class TraceStore:
         try:
             cur.execute("BEGIN")
             for kind in sorted(rows, key=lambda k: k != "run"):
-                if not rows[kind]:
-                    continue
-                _, cols = INSERTS[kind]
-                cur.execute(insert_sql(kind), [[r.get(c) for r in rows[kind]] for c, _ in cols])
+                if rows[kind]:
+                    _insert_rows(cur, kind, rows[kind])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
