@@ -142,14 +142,16 @@ class TimelineRow:
     error: str | None
     tokens: int
     shared: bool  # recorded by an ancestor (a fork's shared history)
+    visit: int = 1  # how many times the step's (first) node has run so far: >1 inside a loop
 
     @property
     def label(self) -> str:
-        """Node names with parallel branches grouped: ``research ×3``."""
+        """Node names with parallel branches grouped (``research ×3``) and loop visits (``draft ↺2``)."""
         counts: dict[str, int] = {}
         for n in self.nodes:
             counts[n] = counts.get(n, 0) + 1
-        return ", ".join(f"{n} ×{c}" if c > 1 else n for n, c in counts.items())
+        text = ", ".join(f"{n} ×{c}" if c > 1 else n for n, c in counts.items())
+        return f"{text} ↺{self.visit}" if self.visit > 1 else text
 
 
 def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
@@ -175,7 +177,7 @@ def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
     ))
     rows: dict[int, dict[str, Any]] = {}
     t0: float | None = None
-    for step, task, node, attempt, status, start, end, dur, error, depth in tasks:
+    for step, task, node, attempt, status, start, end, _dur, error, depth in tasks:
         if t0 is None or (start is not None and start < t0):
             t0 = start if start is not None else t0
         r = rows.setdefault(step, {"tasks": {}, "start": start, "end": end, "attempts": 1, "error": None,
@@ -192,6 +194,7 @@ def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
         if error and r["error"] is None:
             r["error"] = error
     out: list[TimelineRow] = []
+    visits: dict[str, int] = {}
     for step in sorted(rows):
         r = rows[step]
         statuses = [t["status"] for t in r["tasks"].values()]
@@ -204,8 +207,11 @@ def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
         else:
             status = "completed"
         start = r["start"] or t0 or 0
+        nodes = [t["node"] for _, t in sorted(r["tasks"].items())]
+        if nodes:
+            visits[nodes[0]] = visits.get(nodes[0], 0) + 1
         out.append(TimelineRow(
-            step=step, nodes=[t["node"] for _, t in sorted(r["tasks"].items())], status=status,
+            step=step, nodes=nodes, status=status, visit=visits.get(nodes[0], 1) if nodes else 1,
             start_ms=(start - (t0 or 0)) / 1000, duration_ms=((r["end"] or start) - start) / 1000,
             attempts=r["attempts"], error=r["error"], tokens=int(tokens.get(step, 0) or 0), shared=r["shared"],
         ))

@@ -27,8 +27,8 @@ from workbench.store.store import default_db_path
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
-    GraphsLoaded,
     GraphSelected,
+    GraphsLoaded,
     RunChosen,
     RunEnded,
     RunEventReceived,
@@ -82,6 +82,8 @@ class WorkbenchApp(App[None]):
         Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
         Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
         Binding("m", "mark", "Mark", show=False, tooltip="Mark this run for comparison"),
+        Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
+        Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
         Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
         Binding("slash", "search", "Search", show=False),
         Binding("question_mark", "help", "Help"),
@@ -488,6 +490,12 @@ class WorkbenchApp(App[None]):
             if changed:
                 head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
                             style="magenta")
+        paused = (run.get("config") or {}).get("paused")
+        if run["status"] == "paused" and paused:
+            where = f"{paused.get('when')} {paused.get('node')}" if paused.get("node") else "on the break condition"
+            head.append(f"\npaused {where} — s steps, c continues, f forks", style="yellow")
+        elif run["status"] == "waiting":
+            head.append("\nwaiting for human input — press i to answer", style="yellow")
         if run["error"]:
             head.append(f"\n{run['error']}", style="red")
         self.query_one("#timeline-head", Static).update(head)
@@ -595,10 +603,12 @@ class WorkbenchApp(App[None]):
             return
 
         def start(value: dict[str, Any] | None) -> None:
-            if value is not None:
-                self.last_inputs[name] = value
-                self._tabs().active = "tab-graph"
-                self._start("run", name, input=value)
+            if value is None:
+                self.step_mode = False  # cancelled: the next run must not start in step mode
+                return
+            self.last_inputs[name] = value
+            self._tabs().active = "tab-graph"
+            self._start("run", name, input=value)
 
         self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
 
@@ -701,6 +711,35 @@ class WorkbenchApp(App[None]):
             box.remove_class("hidden")
             box.focus()
 
+    def action_replay(self) -> None:
+        run = self.open_run
+        if run is None:
+            self.notify("open a run first (Runs → enter)", severity="warning")
+            return
+        self.replay_check(run["run_id"], run["graph"])
+
+    @work(thread=True, exclusive=True, group="replay")
+    def replay_check(self, run_id: str, graph_name: str) -> None:
+        def job() -> None:
+            from workbench.replay import replay_run
+
+            graph = self.registry.get(graph_name)
+            if graph is None:
+                raise WorkbenchError(f"graph {graph_name!r} is not loaded")
+            with self.shared.lease() as store:
+                report = replay_run(store, run_id, graph)
+            if report.identical:
+                changed = f" (code changed in {', '.join(report.changed_nodes)})" if report.changed_nodes else ""
+                self.call_from_thread(self.notify, f"run {run_id} replays identically: {report.steps} steps, "
+                                      f"no live calls{changed}", title="replay")
+            else:
+                self.call_from_thread(self.show_error, f"replay of {run_id} diverged", str(report.divergence))
+
+        self._guard("Replay", job)
+
+    def action_focus_graphs(self) -> None:
+        self.query_one("#graphs", GraphList).focus()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -725,7 +764,7 @@ class WorkbenchApp(App[None]):
         self.push_screen(ErrorScreen(title, message))
 
 
-def _NO_VALUE() -> Any:  # noqa: N802 - mirrors the runtime's sentinel name
+def _NO_VALUE() -> Any:
     from workbench.runtime import NO_VALUE
 
     return NO_VALUE

@@ -111,7 +111,8 @@ def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> Renderab
                            border_style="yellow"))
 
     state = view.state_after if view.state_after is not None else view.state_before
-    ordered = {k: state[k] for k in schema_keys if k in state} | {k: v for k, v in state.items() if k not in schema_keys}
+    ordered = {k: state[k] for k in schema_keys if k in state}
+    ordered |= {k: v for k, v in state.items() if k not in schema_keys}
     parts.append(Text("state after this step:" if view.state_after is not None else "state before this step:",
                       style="bold"))
     parts.append(Pretty(ordered, expand_all=False))
