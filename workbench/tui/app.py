@@ -446,6 +446,10 @@ class WorkbenchApp(App[None]):
             error = self.registry.errors.get(entry.file)
         view.breaks = self._graph_breaks(name) if name else {"before": set(), "after": set()}
         view.show_graph(entry.graph if entry else None, changed=entry.changed_nodes if entry else None, error=error)
+        graphs = self.query_one("#graphs", GraphList)
+        names = self.registry.names()
+        if name in names and graphs.highlighted != names.index(name):
+            graphs.highlighted = names.index(name)
         self._highlight_path()
 
     def on_graph_selected(self, message: GraphSelected) -> None:
