@@ -243,7 +243,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(f"[bold]run {run_id}[/]  graph {run['graph']}  status {run['status']}  "
                   f"started {str(run['started_at'])[:19]}  code {run['code_version']}")
     if run["parent_run_id"]:
-        console.print(f"forked from {run['parent_run_id']} at step {run['fork_step']}")
+        console.print(f"forked from {run['parent_run_id']} at step {run['fork_step'] + 1}")
     console.print(f"input: {_short(run['input'], 100)}")
     table = Table(box=None, header_style="bold")
     for name in ("step", "node", "try", "status", "ms"):
@@ -443,6 +443,11 @@ def cmd_fork(args: argparse.Namespace) -> int:
             raise UsageError("say where to fork: --at STEP or --from-failure")
         else:
             at = args.at
+        from workbench.runtime import fork_range
+
+        last = fork_range(store, run_id)
+        if not 1 <= at <= last:
+            raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
         graph = _graph_for(store, run_id)
         recorded = parent.get("node_versions") or {}
         changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
@@ -716,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         args = parser.parse_args(["ui", *(argv or [])])
-    if args.command in ("run", "resume", "demo", "fork"):
+    if args.command in ("run", "demo", "fork"):
         _prewarm_litellm()
     try:
         return int(args.func(args))

@@ -354,7 +354,7 @@ class Runner:
             raise RunStateError(
                 f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
             )
-        last = store.last_committed_step(parent_run_id) + 1
+        last = fork_range(store, parent_run_id)
         if at_step < 1 or at_step > last:
             raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
         plan = store.plan(parent_run_id, at_step)
@@ -371,7 +371,9 @@ class Runner:
             raise InputError(str(exc)) from None
         state.update(self.schema.decode(edits))
 
-        config = {k: v for k, v in (parent["config"] or {}).items() if k != "paused"}
+        # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
+        config = {k: v for k, v in (parent["config"] or {}).items() if k not in ("paused", "break_before",
+                                                                                 "break_after")}
         if break_before is not None:
             config["break_before"] = self._check_names(break_before, "break_before")
         if break_after is not None:
@@ -754,7 +756,7 @@ class Runner:
             if isinstance(item, Send):
                 if item.node not in allowed or item.node not in self.graph.nodes:
                     raise RoutingError(f"{where}: Send to undeclared node {item.node!r} "
-                                       f"(declared targets: {', '.join(sorted(allowed))})")
+                                       f"(declared targets: {_names(allowed)})")
                 out.append(item)
                 continue
             if item == END or item is None:
@@ -768,7 +770,7 @@ class Runner:
                 out.append(item)
             else:
                 raise RoutingError(f"{where}: returned unknown node {item!r} "
-                                   f"(declared targets: {', '.join(sorted(targets))})")
+                                   f"(declared targets: {_names(targets)})")
         return out
 
     # ----------------------------------------------------------------- recording
@@ -924,13 +926,39 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _run_sync(coro: Any) -> Any:
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(sorted("END" if n == END else "START" if n == START else n for n in names))
+
+
+def _running_loop() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("an event loop is already running here: use 'await runner.arun(...)' instead")
+        return False
+    return True
+
+
+def _run_sync(coro: Any) -> Any:
+    if _running_loop():
+        coro.close()
+        raise RuntimeError("an event loop is already running here: use 'await runner.arun(...)' instead")
+    # Not asyncio.run(): it waits for the default executor's threads, so a sync node abandoned
+    # after its timeout would hold up the return until it finished on its own.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def fork_range(store: TraceStore, run_id: str) -> int:
+    """The last step a run can be forked at (its steps are 1..this)."""
+    committed = store.last_committed_step(run_id)
+    plan = store.plan(run_id, committed + 1)
+    return committed if plan is not None and not plan["tasks"] else committed + 1
 
 
 def run_graph(graph: Graph, input: dict[str, Any] | None = None, *, db: str | None = None,

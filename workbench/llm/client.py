@@ -74,6 +74,11 @@ def litellm_module() -> Any:
 
             litellm.suppress_debug_info = True
             litellm.telemetry = False
+            # litellm logs every call at INFO; an app that logs at INFO would drown in it.
+            import logging
+
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+                logging.getLogger(name).setLevel(logging.WARNING)
             providers = [p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER]
             litellm.custom_provider_map = [*providers, {"provider": PROVIDER, "custom_handler": build_handler()}]
             _litellm = litellm

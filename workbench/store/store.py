@@ -362,9 +362,10 @@ class TraceStore:
             """
             SELECT r.run_id, r.graph, r.status, r.started_at, r.ended_at,
                    date_diff('millisecond', r.started_at, coalesce(r.ended_at, r.started_at)) AS duration_ms,
-                   coalesce(r.last_step, 0) AS steps, r.parent_run_id, r.fork_step,
+                   coalesce(r.last_step, s.planned - 1, 0) AS steps, r.parent_run_id, r.fork_step,
                    coalesce(l.tokens, 0) AS tokens, coalesce(l.cost, 0) AS cost_usd, r.error
             FROM wb_runs r
+            LEFT JOIN (SELECT run_id, max(step) AS planned FROM wb_supersteps GROUP BY run_id) s USING (run_id)
             LEFT JOIN (SELECT run_id, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens,
                               sum(coalesce(cost_usd, 0)) AS cost
                        FROM wb_llm_calls GROUP BY run_id) l USING (run_id)
