@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import LLMError, WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.llm.client import LLMReply
@@ -15,6 +16,30 @@ if TYPE_CHECKING:
 
 class RecordedCallError(WorkbenchError):
     """A replayed model or tool call whose recording is a failure raises this."""
+
+
+class RecordedLLMError(LLMError, RecordedCallError):
+    """A replayed model call that failed when recorded (an LLMError, as it was live)."""
+
+
+def recorded_failure(row: dict[str, Any]) -> Exception:
+    """The exception a replay raises for a call recorded as failed.
+
+    A model call raises an LLMError, as it did live. A tool call raises the recorded exception
+    type when it is a Python built-in (looked up by name among the builtins: nothing is imported
+    on a trace's say), else a RecordedCallError.
+    """
+    error = str(row.get("error") or "recorded call failed")
+    if row.get("kind") == "llm":
+        return RecordedLLMError(error)
+    name, _, message = error.partition(": ")
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        try:
+            return kind(message)
+        except Exception:  # an exception type with a constructor of its own: fall through
+            pass
+    return RecordedCallError(f"recorded tool call failed: {error}")
 
 
 class ReplayDivergence(BaseException):
@@ -155,13 +180,18 @@ class Context:
             if self._strict and rec.fingerprint == fingerprint:
                 # The recorded call failed: a replay fails the same way.
                 self._served += 1
-                raise RecordedCallError(f"recorded call failed: {rec.row.get('error')}")
+                raise recorded_failure(rec.row)
             if self._strict:
                 raise ReplayDivergence("request", {"call": self._served, "recorded": rec.row})
             self._recorded = self._recorded[: self._served]
         elif self._strict:
             raise ReplayDivergence("extra_call", {"call": self._served})
         return None
+
+    def check_all_served(self) -> None:
+        """In a replay: every recorded call of the task must have been asked for again."""
+        if self._strict and self._served < len(self._recorded):
+            raise ReplayDivergence("missing_call", {"call": self._served, "recorded": self._recorded[self._served].row})
 
     def next_seq(self) -> int:
         """The call number to record the next live call under."""

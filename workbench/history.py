@@ -105,9 +105,10 @@ class RunHistory:
         if step <= committed:
             after = self.store.state_at(owner, step) if owner != self.run_id else self.state_after(step)
         edits: list[tuple[str, str, Any]] = []
-        # A fork's own changes at its fork step are its edits, applied after the shared step.
-        for i, (run, _) in enumerate(self.lineage[:-1]):
-            fork_step = self.lineage[i + 1][1]
+        # A fork's own changes at its fork step are its edits, applied after the shared step —
+        # an ancestor's before its descendants' (root first), as the store applies them.
+        for i in reversed(range(len(self.lineage) - 1)):
+            run, fork_step = self.lineage[i][0], self.lineage[i + 1][1]
             if fork_step == step and run != owner:
                 edits += [(k, op, v) for s, k, op, v in self._own_changes(run) if s == step]
         view = StepView(

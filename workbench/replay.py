@@ -25,7 +25,7 @@ class Divergence:
     """Where and how a replay first differed from the recording."""
 
     step: int
-    kind: str  # path | update | status | request | extra_call | state | end
+    kind: str  # path | update | status | request | extra_call | missing_call | state | end
     node: str | None
     message: str
     diff: str = ""
@@ -77,10 +77,10 @@ class ReplaySession:
         self.history = history
         self.steps_done = 0
 
-    def task_inputs(self, step: int, idx: int) -> tuple[list[RecordedCall], list[Any]]:
+    def task_inputs(self, step: int, idx: int, attempt: int) -> tuple[list[RecordedCall], list[Any]]:
+        """The calls and answers recorded for this attempt of the task (a retried node is served
+        each attempt's own recording, failures included, so retries replay as they happened)."""
         view = self.history.step(step)
-        final = view.final_tasks().get(idx)
-        attempt = final["attempt"] if final else max([c["attempt"] for c in view.calls if c["task"] == idx] + [1])
         calls = [
             RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
             for c in view.calls if c["task"] == idx and c["attempt"] == attempt
@@ -182,6 +182,11 @@ def _request_divergence(d: ReplayDivergence) -> Divergence:
         message = f"call {call} ({new.get('kind', 'llm')} {what}) is not in the recording"
         return Divergence(step, "extra_call", node, message, text_diff(None, new))
     rec = detail.get("recorded") or {}
+    if d.kind == "missing_call":
+        what = f"tool {rec.get('model')}" if rec.get("kind") == "tool" else f"model {rec.get('model')}"
+        old = {"kind": rec.get("kind"), "model_or_tool": rec.get("model"), "request": rec.get("messages")}
+        return Divergence(step, "missing_call", node,
+                          f"recorded call {call} ({what}) is no longer made", text_diff(old, None))
     if rec.get("kind") == "tool" or new.get("kind") == "tool":
         old = {"tool": rec.get("model"), "args": rec.get("messages")}
         now = {"tool": new.get("tool"), "args": new.get("args")}

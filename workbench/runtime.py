@@ -143,6 +143,8 @@ class _Run:
     history: list[str] = field(default_factory=list)
     extended: dict[str, list[Any]] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
+    # A one-task step's completed task row, written with the step's commit (one journal write).
+    deferred: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class Runner:
@@ -366,6 +368,9 @@ class Runner:
             self.schema.check_keys(edits, "--set")
             for key, value in edits.items():
                 self.schema.check_type(key, value, "--set")
+                if self.schema.rule(key).kind == "append" and not isinstance(value, list):
+                    # An edit sets the whole value: an append key holds a list.
+                    raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
             edit_changes = self._encode_changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
         except (InvalidUpdateError, SerializationError) as exc:
             raise InputError(str(exc)) from None
@@ -504,8 +509,9 @@ class Runner:
                 return self._pause(run, "before", hit[0])
             run.skip_before = False
 
-            self._emit(Event("step_started", run.run_id, run.step, None,
-                             {"nodes": [t.node for t in run.plan]}))
+            if self._listening:
+                self._emit(Event("step_started", run.run_id, run.step, None,
+                                 {"nodes": [t.node for t in run.plan]}))
             if self._replay is not None:
                 self._replay.before_step(run.step, run.plan)
             outcomes = await self._run_step(run)
@@ -543,9 +549,11 @@ class Runner:
             run.state, run.plan, run.joins = new_state, plan, joins
             run.history.append("+".join(sorted({t.node for t in finished})))
             if self.store is not None:
-                self.store.record_many([*records, self._plan_record(run, run.step + 1)])
-            self._emit(Event("step_committed", run.run_id, run.step, None,
-                             {"nodes": [t.node for t in finished], "next": [t.node for t in plan]}))
+                self.store.record_many([*run.deferred, *records, self._plan_record(run, run.step + 1)])
+                run.deferred.clear()
+            if self._listening:
+                self._emit(Event("step_committed", run.run_id, run.step, None,
+                                 {"nodes": [t.node for t in finished], "next": [t.node for t in plan]}))
             done_step = run.step
             run.step += 1
             run.completed, run.resume = {}, {}
@@ -586,6 +594,8 @@ class Runner:
                 if result:
                     self.schema.validate_update(result, f"node {node.name!r}")
                 update_json = codec.fast_dumps(result, f"node {node.name!r} update") if result else None
+                if self._replay is not None:
+                    ctx.check_all_served()
             except ReplayDivergence as div:
                 div.detail.setdefault("step", run.step)
                 div.detail.setdefault("node", spec.node)
@@ -610,14 +620,15 @@ class Runner:
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
-            self._record_task(run, idx, spec, attempt, "completed", started, t0, update_json, None, None)
+            self._record_task(run, idx, spec, attempt, "completed", started, t0, update_json, None, None,
+                              defer=not parallel)
             return Outcome("completed", update=result)
 
     def _make_context(self, run: _Run, idx: int, spec: TaskSpec, attempt: int, resume: _Resume | None) -> Context:
         if self._inline_ctx is not None:
             return self._inline_ctx
         if self._replay is not None:
-            calls, answers = self._replay.task_inputs(run.step, idx)
+            calls, answers = self._replay.task_inputs(run.step, idx, attempt)
             return Context(
                 run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
                 attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
@@ -751,11 +762,13 @@ class Runner:
         items = result if isinstance(result, (list, tuple)) else [result]
         allowed = set(targets.values())
         out: list[str | Send] = []
-        where = f"{display_path(self.graph.file)}: graph {self.graph.name!r}, router after {src!r}"
+        def where() -> str:  # built only for an error: display_path costs a system call
+            return f"{display_path(self.graph.file)}: graph {self.graph.name!r}, router after {src!r}"
+
         for item in items:
             if isinstance(item, Send):
                 if item.node not in allowed or item.node not in self.graph.nodes:
-                    raise RoutingError(f"{where}: Send to undeclared node {item.node!r} "
+                    raise RoutingError(f"{where()}: Send to undeclared node {item.node!r} "
                                        f"(declared targets: {_names(allowed)})")
                 out.append(item)
                 continue
@@ -763,13 +776,13 @@ class Runner:
                 out.append(END)
                 continue
             if not isinstance(item, str):
-                raise RoutingError(f"{where}: returned {item!r}; return a node name, END, or a list of Send")
+                raise RoutingError(f"{where()}: returned {item!r}; return a node name, END, or a list of Send")
             if item in targets:
                 out.append(targets[item])
             elif item in allowed:
                 out.append(item)
             else:
-                raise RoutingError(f"{where}: returned unknown node {item!r} "
+                raise RoutingError(f"{where()}: returned unknown node {item!r} "
                                    f"(declared targets: {_names(targets)})")
         return out
 
@@ -784,15 +797,16 @@ class Runner:
 
     def _plan_record(self, run: _Run, step: int) -> tuple[str, dict[str, Any]]:
         return ("plan", {"run_id": run.run_id, "step": step,
-                         "tasks": codec.dumps([t.to_json() for t in run.plan]),
-                         "joins": codec.dumps(run.joins), "created_at": now_us()})
+                         "tasks": codec.fast_dumps([t.to_json() for t in run.plan]),
+                         "joins": codec.fast_dumps(run.joins), "created_at": now_us()})
 
     def _record_task(self, run: _Run, idx: int, spec: TaskSpec, attempt: int, status: str,
                      started: int, t0: float, update_json: str | None, error: str | None,
-                     tb: str | None) -> None:
+                     tb: str | None, *, defer: bool = False) -> None:
         duration = (time.perf_counter() - t0) * 1000
         if self.store is not None:
-            self.store.record("task", {
+            record = self.store.record if not defer else (lambda kind, row: run.deferred.append((kind, row)))
+            record("task", {
                 "run_id": run.run_id, "step": run.step, "task": idx, "node": spec.node,
                 "attempt": attempt, "status": status, "started_at": started, "ended_at": now_us(),
                 "duration_ms": duration, "update": update_json, "error": error, "traceback": tb,
@@ -836,6 +850,7 @@ class Runner:
         if self._inline_ctx is not None and status == "failed" and exc is not None:
             # Let the parent's retry policy see the original exception type.
             raise exc
+        self._flush_deferred(run)
         if self.store is not None:
             row: dict[str, Any] = {"run_id": run.run_id, "status": status, "ended_at": now_us(),
                                    "last_step": run.step - (0 if status == "failed" else 1)}
@@ -848,7 +863,14 @@ class Runner:
         return RunResult(run.run_id, status, run.state, run.step - 1 if status == "completed" else run.step,
                          error=error)
 
+    def _flush_deferred(self, run: _Run) -> None:
+        """Write a deferred task row when the step ends without a commit (failure, wait, pause)."""
+        if self.store is not None and run.deferred:
+            self.store.record_many(run.deferred)
+        run.deferred.clear()
+
     def _wait(self, run: _Run, payload: Any, node: str) -> RunResult:
+        self._flush_deferred(run)
         if self.store is not None:
             self.store.record_many([
                 ("run_update", {"run_id": run.run_id, "status": "waiting", "last_step": run.step - 1}),
@@ -859,6 +881,7 @@ class Runner:
         return RunResult(run.run_id, "waiting", run.state, run.step, interrupt=payload)
 
     def _pause(self, run: _Run, when: str, node: str | None, at_step: int | None = None) -> RunResult:
+        self._flush_deferred(run)
         step = run.step if at_step is None else at_step
         paused = {"when": when, "node": node, "step": run.step}
         run.config["paused"] = paused
@@ -902,6 +925,10 @@ class Runner:
     def _emit(self, event: Event) -> None:
         if self.listener is not None and self._inline_ctx is None:
             self.listener(event)
+
+    @property
+    def _listening(self) -> bool:
+        return self.listener is not None and self._inline_ctx is None
 
 
 def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
@@ -949,6 +976,12 @@ def _run_sync(coro: Any) -> Any:
         return loop.run_until_complete(coro)
     finally:
         try:
+            # As asyncio.run does: cancel what is left (litellm starts background tasks).
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

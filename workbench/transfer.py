@@ -16,7 +16,7 @@ from typing import Any
 
 from workbench.errors import InputError
 from workbench.store.store import TraceStore
-from workbench.store.tables import INSERTS
+from workbench.store.tables import INSERTS, NOT_NULL
 
 FORMAT = "workbench-trace"
 VERSION = 1
@@ -64,9 +64,13 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
     return wanted
 
 
-def _check_value(where: str, name: str, sql_type: str, value: Any) -> Any:
+# Timestamps travel as epoch microseconds; keep them within years 1970..9999.
+_MAX_TS = 253_402_300_799_000_000
+
+
+def _check_value(where: str, name: str, sql_type: str, value: Any, required: bool) -> Any:
     if value is None:
-        if name in ("run_id",):
+        if required:
             raise InputError(f"{where}: column {name!r} must not be null")
         return None
     if sql_type == "VARCHAR":
@@ -78,6 +82,8 @@ def _check_value(where: str, name: str, sql_type: str, value: Any) -> Any:
             raise InputError(f"{where}: column {name!r} must be an integer")
         if sql_type == "INTEGER" and not -(2**31) <= value < 2**31:
             raise InputError(f"{where}: column {name!r} is out of range")
+        if sql_type == "TS" and not 0 <= value <= _MAX_TS:
+            raise InputError(f"{where}: timestamp {name!r} is out of range")
         return value
     if sql_type == "DOUBLE":
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -131,7 +137,7 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
             unknown = [k for k in row if k not in types]
             if unknown:
                 raise InputError(f"{name}:{lineno}: table {table!r} has no column {unknown[0]!r}")
-            clean = {c: _check_value(f"{name}:{lineno}", c, t, row.get(c)) for c, t in cols}
+            clean = {c: _check_value(f"{name}:{lineno}", c, t, row.get(c), c in NOT_NULL[kind]) for c, t in cols}
             if clean["run_id"] not in runs:
                 raise InputError(f"{name}:{lineno}: row of run {clean['run_id']!r}, which the header does not list")
             rows.append((kind, clean))
@@ -139,6 +145,15 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     missing = [r for r in runs if r not in listed]
     if missing:
         raise InputError(f"{name}: run {missing[0]!r} is listed in the header but has no runs row")
+    parents = {r["run_id"]: r["parent_run_id"] for k, r in rows if k == "run"}
+    for start in parents:
+        seen = {start}
+        cur = parents.get(start)
+        while cur is not None and cur in parents:
+            if cur in seen:
+                raise InputError(f"{name}: run {start!r} is its own ancestor through parent_run_id (a fork cycle)")
+            seen.add(cur)
+            cur = parents[cur]
     return runs, rows
 
 
@@ -150,6 +165,13 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
     parsed = [read_trace_file(p) for p in paths]
     store.flush()
     existing = {r[0] for r in store.query("SELECT run_id FROM wb_runs")}
+    in_files = {row["run_id"] for _, rows in parsed for k, row in rows if k == "run"}
+    for _, rows in parsed:
+        for kind, row in rows:
+            parent = row.get("parent_run_id") if kind == "run" else None
+            if parent is not None and parent not in in_files and parent not in existing:
+                raise InputError(f"run {row['run_id']!r} is a fork of {parent!r}, which is neither in the "
+                                 "file nor in this store; export the parent too")
     imported: list[str] = []
     skipped: list[str] = []
     batch: dict[str, list[dict[str, Any]]] = {}
@@ -171,5 +193,10 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
             runs_rows.append(row)
     if "run" in batch:
         batch["run"] = runs_rows
-    store.insert_batch(batch)
+    import duckdb
+
+    try:
+        store.insert_batch(batch)
+    except duckdb.Error as exc:  # the transaction was rolled back: nothing was imported
+        raise InputError(f"import refused, nothing was imported: {str(exc).strip().splitlines()[0]}") from None
     return {"imported": imported, "skipped": skipped}

@@ -29,6 +29,9 @@ DEFAULT_DB = os.path.join("traces", "workbench.duckdb")
 # Keep the journal from growing without bound in a long-lived process: once DuckDB has caught up
 # and the file is bigger than this, it is emptied.
 _JOURNAL_ROLL_BYTES = 32 * 1024 * 1024
+# How long the writer gathers records before writing a batch (records are already durable in
+# the journal; this only trades DuckDB freshness for fewer, larger transactions).
+_BATCH_LINGER_S = 0.05
 
 
 def default_db_path() -> str:
@@ -113,6 +116,7 @@ class TraceStore:
         self._pending: list[tuple[int, str, dict[str, Any]]] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._flushers = 0
         self._writer_error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name="workbench-store-writer", daemon=True)
         self._writer.start()
@@ -192,15 +196,23 @@ class TraceStore:
                 batch.append((self._seq, kind, rec))
             if self._journal is not None:
                 self._journal.append(lines)
+            # Wake the writer only when it has nothing to do; otherwise it is already gathering
+            # a batch, and waking it per record would make it fight the run loop for the GIL.
+            if not self._pending:
+                self._cond.notify_all()
             self._pending.extend(batch)
-            self._cond.notify_all()
 
     def flush(self) -> None:
         """Wait until everything recorded so far is in DuckDB."""
         with self._cond:
             target = self._seq
-            while self._applied < target and self._writer_error is None:
-                self._cond.wait(0.5)
+            self._flushers += 1
+            self._cond.notify_all()
+            try:
+                while self._applied < target and self._writer_error is None:
+                    self._cond.wait(0.5)
+            finally:
+                self._flushers -= 1
         if self._writer_error is not None:
             raise StoreError(f"trace store writer failed: {self._writer_error}")
 
@@ -210,6 +222,14 @@ class TraceStore:
             with self._cond:
                 while not self._pending and not self._closed:
                     self._cond.wait()
+                # Gather records for a moment before writing (one transaction per batch), unless
+                # someone is waiting in flush() or the store is closing.
+                deadline = time.monotonic() + _BATCH_LINGER_S
+                while not self._closed and not self._flushers:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 batch, self._pending = self._pending, []
                 closing = self._closed
             if batch:

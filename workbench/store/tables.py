@@ -55,6 +55,17 @@ UPDATES: dict[str, tuple[str, list[str], set[str]]] = {
     }),
 }
 
+# Columns that must not be null, per record kind (the base tables' NOT NULL constraints).
+NOT_NULL: dict[str, set[str]] = {
+    "run": {"run_id", "graph", "status"},
+    "task": {"run_id", "step", "task", "node", "attempt", "status"},
+    "change": {"run_id", "step", "key", "op"},
+    "plan": {"run_id", "step", "tasks"},
+    "llm": {"run_id", "step", "task", "node", "seq", "attempt", "kind"},
+    "interrupt": {"run_id", "step", "task", "node", "attempt", "idx"},
+    "event": {"run_id", "kind"},
+}
+
 TS_COLUMNS = {"started_at", "ended_at", "created_at", "resumed_at"}
 
 

@@ -77,6 +77,8 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
             self.graph.schema.check_keys(changes, "state")
             for k, v in changes.items():
                 self.graph.schema.check_type(k, v, "state")
+                if self.graph.schema.rule(k).kind == "append" and not isinstance(v, list):
+                    raise InvalidUpdateError(f"state key {k!r} holds a list, got {type(v).__name__}")
         except InvalidUpdateError as exc:
             error.update(Text(str(exc), style="bold red"))
             return

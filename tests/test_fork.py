@@ -1,0 +1,418 @@
+"""Fork a recorded run from any step, with edits (issue 3, §3), through the library.
+
+A fork is a new run linked to its parent (runs.parent_run_id, runs.fork_step = STEP - 1) that
+shares the parent's history before STEP without copying it, applies the edits (state keys, a
+recorded model answer at STEP) and continues live with the current code.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workbench import Runner
+from workbench.errors import InputError, RunStateError, WorkbenchError
+from workbench.history import RunHistory
+from workbench.loader import load_graph
+from workbench.replay import replay_run
+from workbench.store import TraceStore
+
+REPO = Path(__file__).resolve().parents[1]
+ORDERS = REPO / "tests" / "graphs_replay" / "orders.py"
+BUG = 'average = state["total"] / len(state["items"])  # BUG: an order without items'
+FIX = 'average = state["total"] / len(state["items"]) if state["items"] else 0.0'
+TECHNICAL = {"message": "My login page shows an error 500 since this morning", "customer_id": "C-1001"}
+TABLES = ("wb_runs", "wb_tasks", "wb_changes", "wb_supersteps", "wb_llm_calls", "wb_interrupts", "wb_events")
+
+
+@pytest.fixture
+def orders_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "g" / "orders.py"
+    path.parent.mkdir()
+    shutil.copy(ORDERS, path)
+    monkeypatch.setenv("WB_TOOL_LOG", str(tmp_path / "tool.log"))
+    return path
+
+
+@pytest.fixture
+def orders(orders_file: Path) -> Any:
+    return load_graph(str(orders_file))
+
+
+def tool_log(tmp_path: Path) -> list[str]:
+    log = tmp_path / "tool.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def counts(store: TraceStore) -> dict[str, int]:
+    return {t: store.query(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
+
+
+def run_row(store: TraceStore, run_id: str) -> dict[str, Any]:
+    return store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
+
+
+def sql_state_at(store: TraceStore, run_id: str, step: int) -> dict[str, Any]:
+    import json
+
+    [(state,)] = store.query("SELECT state FROM state_at(?, ?)", [run_id, step])
+    return json.loads(state) if state else {}
+
+
+# --------------------------------------------------------------------------- linking and sharing
+
+
+def test_fork_links_to_its_parent_and_shares_history(store: TraceStore, orders: Any, tmp_path: Path) -> None:
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple", "pear"]})
+    assert parent.status == "completed" and parent.step == 3
+    assert tool_log(tmp_path) == ["apple", "pear"]
+    before = counts(store)
+
+    fork = runner.fork(parent.run_id, 2)
+    assert fork.status == "completed" and fork.run_id != parent.run_id
+    assert fork.state == parent.state
+    # Step 1 (the tool calls) is shared, not run again.
+    assert tool_log(tmp_path) == ["apple", "pear"]
+
+    row = run_row(store, fork.run_id)
+    assert row["parent_run_id"] == parent.run_id and row["fork_step"] == 1
+    assert row["status"] == "completed" and row["graph"] == "orders"
+    assert run_row(store, parent.run_id)["parent_run_id"] is None
+
+    # Only the fork's own steps are stored for it: nothing before its fork point.
+    own_steps = store.query("SELECT DISTINCT step FROM steps WHERE run_id = ? ORDER BY step", [fork.run_id])
+    assert [s for (s,) in own_steps] == [2, 3]
+    own_changes = store.query("SELECT min(step) FROM state_changes WHERE run_id = ?", [fork.run_id])[0][0]
+    assert own_changes == 2
+    assert store.query("SELECT min(step) FROM supersteps WHERE run_id = ?", [fork.run_id])[0][0] == 2
+    assert store.query("SELECT count(*) FROM tool_calls WHERE run_id = ?", [fork.run_id])[0][0] == 0
+    after = counts(store)
+    assert after["wb_tasks"] - before["wb_tasks"] == 2
+    assert after["wb_changes"] - before["wb_changes"] < before["wb_changes"]
+
+    for k in (0, 1):
+        assert store.state_at(fork.run_id, k) == store.state_at(parent.run_id, k)
+        assert sql_state_at(store, fork.run_id, k) == sql_state_at(store, parent.run_id, k)
+    for k in (2, 3):
+        assert store.state_at(fork.run_id, k) == store.state_at(parent.run_id, k)
+
+    # Playback of the fork shows the whole run, the shared steps owned by the parent.
+    history = RunHistory(store, fork.run_id)
+    assert [v.nodes for v in history.steps()] == [["price"], ["stats"], ["confirm"]]
+    assert [v.owner for v in history.steps()] == [parent.run_id, fork.run_id, fork.run_id]
+    assert history.step(1).calls and history.step(1).calls[0]["model"] == "price_lookup"
+    events = [e for e in store.events(fork.run_id) if e["kind"] == "forked"]
+    assert events and events[0]["detail"]["parent"] == parent.run_id
+
+
+def test_fork_with_state_edits_reaches_another_branch(store: TraceStore, orders: Any, tmp_path: Path) -> None:
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple"]})
+    assert parent.status == "completed" and parent.state["status"] == "confirmed"
+    fork = runner.fork(parent.run_id, 2, set_state={"items": ["melon"], "total": 150.0})
+    assert fork.status == "waiting"
+    assert fork.interrupt == {"question": "approve this order?", "total": 150.0}
+    # The edits are the fork's only rows at its fork step.
+    edits = store.query("SELECT key, op, value FROM state_changes WHERE run_id = ? AND step = 1 ORDER BY key",
+                        [fork.run_id])
+    assert edits == [("items", "set", '["melon"]'), ("total", "set", "150.0")]
+    assert store.query("SELECT min(step) FROM state_changes WHERE run_id = ?", [fork.run_id])[0][0] == 1
+    assert store.state_at(fork.run_id, 0) == store.state_at(parent.run_id, 0)
+    edited = {**store.state_at(parent.run_id, 1), "items": ["melon"], "total": 150.0}
+    assert store.state_at(fork.run_id, 1) == edited
+    assert sql_state_at(store, fork.run_id, 1) == edited
+    # The parent is untouched.
+    assert store.get_run(parent.run_id)["status"] == "completed"
+    assert store.state_at(parent.run_id, 1)["total"] == 2.0
+
+    done = runner.resume(fork.run_id, True)
+    assert done.status == "completed" and done.state["approved"] is True
+    assert done.state["log"] == ["priced", "stats", "approval", "confirmed"]
+    assert replay_run(store, fork.run_id, orders).identical
+
+
+def test_fork_at_step_one_reruns_from_the_input(store: TraceStore, orders: Any, tmp_path: Path) -> None:
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple"]})
+    fork = runner.fork(parent.run_id, 1, set_state={"items": ["pear"]})
+    assert fork.status == "completed" and fork.state["prices"] == {"pear": 3.0}
+    assert run_row(store, fork.run_id)["fork_step"] == 0
+    assert tool_log(tmp_path) == ["apple", "pear"]
+
+
+# --------------------------------------------------------------------------- model answer edits
+
+
+def test_edited_model_answer_makes_the_check_fail_and_redraft(project: Path, store: TraceStore) -> None:
+    graph = load_graph("support")
+    runner = Runner(graph, store)
+    parent = runner.run(TECHNICAL)
+    assert parent.status == "completed" and parent.state["drafts"] == 1
+    draft_step = 4
+    assert RunHistory(store, parent.run_id).step(draft_step).nodes == ["draft"]
+
+    fork = runner.fork(parent.run_id, draft_step, llm_responses={1: "We guarantee it works tomorrow."})
+    assert fork.status == "completed", fork.error
+    assert fork.state["drafts"] == 2
+    assert "guarantee" not in fork.state["reply"].lower()
+    history = RunHistory(store, fork.run_id)
+    assert [v.nodes for v in history.steps()][3:] == [["draft"], ["check"], ["draft"], ["check"], ["send"]]
+    assert history.step(4).calls[0]["response"]["content"] == "We guarantee it works tomorrow."
+    assert history.step(4).state_after["draft"] == "We guarantee it works tomorrow."
+    assert history.step(5).state_after["safety_issues"] == ["'guarantee'"]
+    # The parent's recorded answer is untouched.
+    parent_call = RunHistory(store, parent.run_id).step(4).calls[0]
+    assert "guarantee" not in parent_call["response"]["content"]
+    assert run_row(store, fork.run_id)["fork_step"] == 3
+
+
+def test_state_edit_reaches_the_human_handoff(project: Path, store: TraceStore) -> None:
+    graph = load_graph("support")
+    runner = Runner(graph, store)
+    parent = runner.run(TECHNICAL)
+    fork = runner.fork(parent.run_id, 3, set_state={"category": "escalation"})
+    assert fork.status == "waiting"
+    assert fork.interrupt["category"] == "escalation"
+    assert store.get_run(fork.run_id)["status"] == "waiting"
+    done = runner.resume(fork.run_id, {"reply": "A manager will call you."})
+    assert done.status == "completed" and done.state["handled_by"] == "human"
+
+
+def test_llm_response_numbers_count_across_parallel_tasks(project: Path, store: TraceStore) -> None:
+    graph = load_graph("research")
+    runner = Runner(graph, store)
+    parent = runner.run({"question": "Should we use Postgres or DuckDB for analytics?"})
+    assert parent.status == "completed"
+    step2 = RunHistory(store, parent.run_id).step(2)
+    assert step2.nodes == ["research", "research"] and len(step2.calls) == 2
+    fork = runner.fork(parent.run_id, 2, llm_responses={2: "EDITED NOTE"})
+    assert fork.status == "completed"
+    assert fork.state["notes"][1] == "EDITED NOTE"
+    assert fork.state["notes"][0] == parent.state["notes"][0]
+    assert "EDITED NOTE" in fork.state["report"]
+    before = counts(store)
+    with pytest.raises(InputError, match="model call"):
+        runner.fork(parent.run_id, 2, llm_responses={3: "too far"})
+    with pytest.raises(InputError):
+        runner.fork(parent.run_id, 2, llm_responses={0: "zero"})
+    with pytest.raises(InputError):
+        runner.fork(parent.run_id, 3, llm_responses={2: "write has one call"})
+    assert counts(store) == before
+
+
+# --------------------------------------------------------------------------- forks of forks, waiting and paused runs
+
+
+def test_forks_of_forks(store: TraceStore, orders: Any, tmp_path: Path) -> None:
+    runner = Runner(orders, store)
+    a = runner.run({"items": ["apple"]})
+    b = runner.fork(a.run_id, 2, set_state={"total": 500.0})
+    assert b.status == "waiting"
+    b_done = runner.resume(b.run_id, False)
+    assert b_done.state["status"] == "rejected"
+    c = runner.fork(b.run_id, 4, set_state={"approved": True})
+    assert c.status == "completed" and c.state["status"] == "confirmed"
+    assert run_row(store, c.run_id)["parent_run_id"] == b.run_id
+    assert run_row(store, c.run_id)["fork_step"] == 3
+    assert store.lineage(c.run_id) == [(c.run_id, 2**31 - 1), (b.run_id, 3), (a.run_id, 1)]
+    history = RunHistory(store, c.run_id)
+    assert [v.owner for v in history.steps()] == [a.run_id, b.run_id, b.run_id, c.run_id]
+    assert [v.nodes for v in history.steps()] == [["price"], ["stats"], ["approve"], ["confirm"]]
+    assert store.state_at(c.run_id, 1) == store.state_at(b.run_id, 1)
+    assert store.state_at(c.run_id, 0) == store.state_at(a.run_id, 0)
+    assert store.state_at(c.run_id, 2) == store.state_at(b.run_id, 2)
+    assert sql_state_at(store, c.run_id, 2) == store.state_at(b.run_id, 2)
+    assert store.state_at(c.run_id, 2)["total"] == 500.0
+    # The fork's only own rows: the edit at step 3, then step 4.
+    own = store.query("SELECT DISTINCT step FROM state_changes WHERE run_id = ? ORDER BY step", [c.run_id])
+    assert [s for (s,) in own] == [3, 4]
+    assert tool_log(tmp_path) == ["apple"]
+
+    # A fork of a fork taken inside the grandparent's shared history.
+    d = runner.fork(c.run_id, 2, set_state={"total": 1.0})
+    assert d.status == "completed" and d.state["status"] == "confirmed"
+    assert store.state_at(d.run_id, 0) == store.state_at(a.run_id, 0)
+    for rid in (b.run_id, c.run_id):
+        assert replay_run(store, rid, orders).identical, rid
+
+
+def test_replay_of_a_fork_of_a_fork_at_the_same_step(store: TraceStore, orders: Any) -> None:
+    runner = Runner(orders, store)
+    a = runner.run({"items": ["apple"]})
+    b = runner.fork(a.run_id, 2, set_state={"total": 500.0})
+    c = runner.fork(b.run_id, 2, set_state={"total": 1.0})
+    assert c.status == "completed" and c.state["average"] == 1.0
+    assert store.state_at(c.run_id, 1)["total"] == 1.0
+    report = replay_run(store, c.run_id, orders)
+    assert report.identical, str(report.divergence)
+
+
+def test_fork_a_waiting_run(store: TraceStore, orders: Any) -> None:
+    runner = Runner(orders, store)
+    waiting = runner.run({"items": ["melon"]})
+    assert waiting.status == "waiting" and waiting.step == 3
+    again = runner.fork(waiting.run_id, 3)
+    assert again.status == "waiting"
+    assert store.get_run(waiting.run_id)["status"] == "waiting"
+    assert runner.resume(again.run_id, True).state["status"] == "confirmed"
+    # The parent still waits for its own answer.
+    assert runner.resume(waiting.run_id, False).state["status"] == "rejected"
+    cheaper = runner.fork(waiting.run_id, 2, set_state={"total": 3.0})
+    assert cheaper.status == "completed" and cheaper.state["status"] == "confirmed"
+
+
+def test_fork_a_paused_run(store: TraceStore, orders: Any) -> None:
+    runner = Runner(orders, store)
+    paused = runner.run({"items": ["apple"]}, break_before=["confirm"])
+    assert paused.status == "paused" and paused.step == 3
+    # A fork is a fresh live run: it does not inherit the parent's breakpoints ...
+    free = runner.fork(paused.run_id, 3, set_state={"total": 9.0})
+    assert free.status == "completed" and free.state["total"] == 9.0
+    assert free.state["log"] == ["priced", "stats", "confirmed"]
+    # ... but can be given its own.
+    stopped = runner.fork(paused.run_id, 2, set_state={"total": 9.0}, break_before=["confirm"])
+    assert stopped.status == "paused" and stopped.state["total"] == 9.0
+    assert runner.resume(stopped.run_id).status == "completed"
+    assert store.get_run(paused.run_id)["status"] == "paused"
+    assert runner.resume(paused.run_id).status == "completed"
+
+
+def test_fork_at_the_failed_step_after_a_fix(store: TraceStore, orders_file: Path, orders: Any) -> None:
+    failed = Runner(orders, store).run({"items": []})
+    assert failed.status == "failed"
+    at = store.get_run(failed.run_id)["last_step"]
+    assert at == 2
+    # Same code: fails again at the same step.
+    again = Runner(orders, store).fork(failed.run_id, at)
+    assert again.status == "failed" and "ZeroDivisionError" in again.error
+    orders_file.write_text(orders_file.read_text().replace(BUG, FIX))
+    fixed = load_graph(str(orders_file))
+    fork = Runner(fixed, store).fork(failed.run_id, at)
+    assert fork.status == "completed" and fork.state["average"] == 0.0
+    assert replay_run(store, fork.run_id, fixed).identical
+    report = replay_run(store, fork.run_id, orders)
+    assert not report.identical and report.divergence.step == 2
+
+
+# --------------------------------------------------------------------------- code version
+
+
+def test_fork_records_the_current_code_version(store: TraceStore, orders_file: Path, orders: Any) -> None:
+    parent = Runner(orders, store).run({"items": ["apple"]})
+    orders_file.write_text(orders_file.read_text().replace('"log": ["confirmed"]', '"log": ["confirmed v2"]'))
+    changed = load_graph(str(orders_file))
+    fork = Runner(changed, store).fork(parent.run_id, 2)
+    assert fork.state["log"][-1] == "confirmed v2"
+    p, f = store.get_run(parent.run_id), store.get_run(fork.run_id)
+    assert run_row(store, parent.run_id)["code_version"] != run_row(store, fork.run_id)["code_version"]
+    diff = sorted(n for n in p["node_versions"] if p["node_versions"][n] != f["node_versions"][n])
+    assert diff == ["confirm"]
+    assert replay_run(store, fork.run_id, changed).changed_nodes == []
+    report = replay_run(store, parent.run_id, changed)
+    assert report.changed_nodes == ["confirm"]
+    assert report.divergence is not None and report.divergence.kind == "update" and report.divergence.step == 3
+
+
+# --------------------------------------------------------------------------- invalid edits
+
+
+@pytest.mark.parametrize(("at", "options", "match"), [
+    (2, {"set_state": {"nope": 1}}, "nope"),
+    (2, {"set_state": {"total": "a lot"}}, "total"),
+    (2, {"set_state": {"items": "apple"}}, "items"),
+    (2, {"set_state": {"total": object()}}, "total"),
+    (2, {"llm_responses": {1: "no model call at this step"}}, "model call"),
+    (0, {}, "out of range"),
+    (6, {}, "out of range"),
+    (-1, {}, "out of range"),
+])
+def test_invalid_edits_are_refused_and_record_nothing(store: TraceStore, orders: Any, at: int,
+                                                      options: dict[str, Any], match: str) -> None:
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple"]})
+    before = counts(store)
+    with pytest.raises(InputError, match=match):
+        runner.fork(parent.run_id, at, **options)
+    assert counts(store) == before
+
+
+def test_set_state_of_an_append_key_must_be_a_list(store: TraceStore, orders: Any) -> None:
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple"]})
+    before = counts(store)
+    with pytest.raises(InputError, match="log"):
+        runner.fork(parent.run_id, 2, set_state={"log": "not a list"})
+    assert counts(store) == before
+
+
+def test_fork_of_another_graphs_run_or_unknown_run_is_refused(project: Path, store: TraceStore, orders: Any) -> None:
+    parent = Runner(orders, store).run({"items": ["apple"]})
+    before = counts(store)
+    with pytest.raises(RunStateError, match="orders"):
+        Runner(load_graph("support"), store).fork(parent.run_id, 1)
+    with pytest.raises(WorkbenchError):
+        Runner(orders, store).fork("nope", 1)
+    assert counts(store) == before
+
+
+def test_fork_needs_a_store(orders: Any) -> None:
+    with pytest.raises(RunStateError):
+        Runner(orders).fork("x", 1)
+
+
+# --------------------------------------------------------------------------- several model calls in one node
+
+
+def _two_call_graph() -> Any:
+    from typing import TypedDict
+
+    from workbench import END, START, Graph
+
+    class QA(TypedDict):
+        first: str
+        second: str
+
+    g = Graph("two_calls", QA)
+
+    @g.node
+    def ask(state: QA, ctx: Any) -> dict[str, Any]:
+        first = ctx.llm("first question", model="workbench-demo/echo").text
+        second = ctx.llm(f"about: {first}", model="workbench-demo/echo").text
+        return {"first": first, "second": second}
+
+    g.sequence(START, "ask", END)
+    return g
+
+
+def test_llm_response_edits_one_call_of_a_node(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = _two_call_graph()
+    runner = Runner(g, store)
+    parent = runner.run({})
+    assert parent.state == {"first": "first question", "second": "about: first question"}
+
+    # Editing call 1: call 2 now asks about the edited answer, live.
+    fork1 = runner.fork(parent.run_id, 1, llm_responses={1: "EDITED"})
+    assert fork1.state == {"first": "EDITED", "second": "about: EDITED"}
+
+    # Editing the last call: call 1 is served from the recording, nothing is called live.
+    import workbench.llm.client as client
+
+    live: list[str] = []
+
+    def refuse() -> Any:
+        live.append("call")
+        raise AssertionError("live model call")
+
+    monkeypatch.setattr(client, "litellm_module", refuse)
+    monkeypatch.setattr(client, "_litellm", None)
+    fork2 = runner.fork(parent.run_id, 1, llm_responses={2: "SECOND"})
+    assert fork2.status == "completed", fork2.error
+    assert fork2.state == {"first": "first question", "second": "SECOND"}
+    assert live == []
+    for rid in (fork1.run_id, fork2.run_id):
+        assert replay_run(store, rid, g).identical, rid
+    assert live == []

@@ -1,0 +1,276 @@
+"""Tools: functions whose calls are recorded like model calls and served on replay (issue 3, §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+from workbench import END, START, Graph, RetryPolicy, Runner, append, interrupt, tool
+from workbench.replay import replay_run
+from workbench.store import TraceStore
+
+
+class S(TypedDict):
+    item: str
+    value: Any
+    answer: Any
+    log: Annotated[list[str], append]
+
+
+def tool_rows(store: TraceStore, run_id: str) -> list[dict[str, Any]]:
+    rows = store.query_dicts("SELECT * FROM tool_calls WHERE run_id = ? ORDER BY step, task, attempt, seq", [run_id])
+    for r in rows:
+        r["args"] = json.loads(r["args"]) if r["args"] is not None else None
+        r["result"] = json.loads(r["result"]) if r["result"] is not None else None
+    return rows
+
+
+def test_sync_tool_is_recorded(store: TraceStore) -> None:
+    calls: list[tuple[str, int]] = []
+
+    @tool
+    def stock(item: str, warehouse: int = 3) -> dict[str, Any]:
+        """How many of ITEM are in stock."""
+        calls.append((item, warehouse))
+        return {"item": item, "count": 7}
+
+    assert stock.__name__ == "stock" and "stock" in (stock.__doc__ or "")
+    g = Graph("sync_tool", S)
+
+    @g.node
+    def look(state: S) -> dict[str, Any]:
+        return {"value": stock(state["item"])}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "bolt"})
+    assert result.status == "completed" and result.state["value"] == {"item": "bolt", "count": 7}
+    assert calls == [("bolt", 3)]
+    [row] = tool_rows(store, result.run_id)
+    assert row["tool"] == "stock" and row["node"] == "look" and row["step"] == 1
+    assert row["args"] == {"item": "bolt", "warehouse": 3}
+    assert row["result"] == {"item": "bolt", "count": 7}
+    assert row["error"] is None
+    assert row["latency_ms"] is not None and row["latency_ms"] >= 0
+    assert row["fingerprint"]
+    # Tools are not model calls.
+    assert store.query("SELECT count(*) FROM llm_calls WHERE run_id = ?", [result.run_id]) == [(0,)]
+
+
+def test_async_tool_in_async_node_and_custom_name(store: TraceStore) -> None:
+    calls: list[str] = []
+
+    @tool(name="inventory.count")
+    async def count(item: str) -> int:
+        await asyncio.sleep(0)
+        calls.append(item)
+        return 41 + len(calls)
+
+    g = Graph("async_tool", S)
+
+    @g.node
+    async def look(state: S) -> dict[str, Any]:
+        first = await count(state["item"])
+        second = await count(state["item"] + "s")
+        return {"value": [first, second]}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "nut"})
+    assert result.status == "completed" and result.state["value"] == [42, 43]
+    rows = tool_rows(store, result.run_id)
+    assert [(r["tool"], r["args"], r["result"], r["seq"]) for r in rows] == [
+        ("inventory.count", {"item": "nut"}, 42, 0), ("inventory.count", {"item": "nuts"}, 43, 1)
+    ]
+    calls.clear()
+    assert replay_run(store, result.run_id, g).identical
+    assert calls == []
+
+
+def test_tool_error_is_recorded(store: TraceStore) -> None:
+    @tool
+    def flaky(item: str) -> str:
+        raise ValueError(f"no such item {item}")
+
+    g = Graph("tool_error", S)
+
+    @g.node
+    def look(state: S) -> dict[str, Any]:
+        return {"value": flaky(state["item"])}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "gear"})
+    assert result.status == "failed" and "no such item gear" in (result.error or "")
+    [row] = tool_rows(store, result.run_id)
+    assert row["result"] is None
+    assert row["error"] == "ValueError: no such item gear"
+    assert replay_run(store, result.run_id, g).identical
+
+
+def test_tool_outside_a_run_is_a_plain_call(store: TraceStore) -> None:
+    seen: list[str] = []
+
+    @tool
+    def double(x: int) -> int:
+        seen.append("sync")
+        return 2 * x
+
+    @tool
+    async def adouble(x: int) -> int:
+        seen.append("async")
+        return 2 * x
+
+    assert double(4) == 8
+    assert asyncio.run(adouble(5)) == 10
+    assert seen == ["sync", "async"]
+    assert store.query("SELECT count(*) FROM tool_calls") == [(0,)]
+    with pytest.raises(TypeError):
+        double()  # a plain call: plain Python errors
+
+
+@dataclass
+class Account:
+    id: str
+    balance: float
+
+
+def test_replay_serves_the_recorded_result_typed(store: TraceStore) -> None:
+    executed: list[str] = []
+
+    @tool
+    def account(customer: str) -> Account:
+        executed.append(customer)
+        return Account(customer, 12.5)
+
+    g = Graph("typed_tool", S)
+
+    @g.node
+    def look(state: S) -> dict[str, Any]:
+        acc = account(state["item"])
+        assert isinstance(acc, Account)
+        return {"value": acc.balance, "log": [acc.id]}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "C-1"})
+    assert result.status == "completed" and executed == ["C-1"]
+    assert tool_rows(store, result.run_id)[0]["result"] == {"id": "C-1", "balance": 12.5}
+    report = replay_run(store, result.run_id, g)
+    assert report.identical, str(report.divergence)
+    assert executed == ["C-1"]
+
+
+def test_changed_tool_arguments_are_a_request_divergence(store: TraceStore) -> None:
+    executed: list[str] = []
+
+    @tool
+    def lookup(key: str) -> str:
+        executed.append(key)
+        return key.upper()
+
+    def build(suffix: str) -> Graph:
+        g = Graph("args", S)
+
+        @g.node
+        def look(state: S) -> dict[str, Any]:
+            return {"value": lookup(state["item"] + suffix)}
+
+        g.sequence(START, "look", END)
+        return g
+
+    result = Runner(build(""), store).run({"item": "k"})
+    report = replay_run(store, result.run_id, build("-v2"))
+    assert not report.identical
+    d = report.divergence
+    assert (d.kind, d.step, d.node) == ("request", 1, "look")
+    assert "k-v2" in d.diff and '"k"' in d.diff
+    assert executed == ["k"]
+
+
+def test_resumed_task_does_not_repeat_a_tool_call_made_before_the_interrupt(store: TraceStore) -> None:
+    executed: list[str] = []
+
+    @tool
+    def charge(item: str) -> str:
+        executed.append(item)
+        return f"charged {item}"
+
+    g = Graph("charge_then_ask", S)
+
+    @g.node
+    def pay(state: S) -> dict[str, Any]:
+        receipt = charge(state["item"])
+        answer = interrupt({"receipt": receipt})
+        return {"value": receipt, "answer": answer}
+
+    g.sequence(START, "pay", END)
+    runner = Runner(g, store)
+    waiting = runner.run({"item": "book"})
+    assert waiting.status == "waiting" and waiting.interrupt == {"receipt": "charged book"}
+    assert executed == ["book"]
+    done = runner.resume(waiting.run_id, "ok")
+    assert done.status == "completed" and done.state == {**done.state, "value": "charged book", "answer": "ok"}
+    assert executed == ["book"]
+    assert len(tool_rows(store, waiting.run_id)) == 1
+    assert replay_run(store, waiting.run_id, g).identical
+    assert executed == ["book"]
+
+
+def test_tool_calls_of_parallel_tasks_and_retries(store: TraceStore) -> None:
+    failures = {"b": 1}
+    executed: list[str] = []
+
+    @tool
+    def fetch(name: str) -> str:
+        executed.append(name)
+        if failures.get(name, 0) > 0:
+            failures[name] -= 1
+            raise ConnectionError("try again")
+        return name * 2
+
+    g = Graph("parallel_tools", S)
+
+    def make(name: str) -> Any:
+        def fn(state: S) -> dict[str, Any]:
+            return {"log": [fetch(name)]}
+
+        fn.__name__ = name
+        return fn
+
+    g.node(make("a"), name="a")
+    g.node(make("b"), name="b", retry=RetryPolicy(attempts=2, initial_delay=0.0))
+    g.edge(START, "a")
+    g.edge(START, "b")
+    g.edge("a", END)
+    g.edge("b", END)
+    result = Runner(g, store).run({})
+    assert result.status == "completed", result.error
+    assert sorted(result.state["log"]) == ["aa", "bb"]
+    rows = tool_rows(store, result.run_id)
+    got = sorted((r["node"], r["task"], r["attempt"], r["error"] is None) for r in rows)
+    assert got == [("a", 0, 1, True), ("b", 1, 1, False), ("b", 1, 2, True)]
+    executed.clear()
+    assert replay_run(store, result.run_id, g).identical
+    assert executed == []
+
+
+def test_replay_of_a_handled_tool_error(store: TraceStore) -> None:
+    @tool
+    def lookup(key: str) -> str:
+        raise KeyError(key)
+
+    g = Graph("handled_tool_error", S)
+
+    @g.node
+    def look(state: S) -> dict[str, Any]:
+        try:
+            return {"value": lookup(state["item"])}
+        except KeyError:
+            return {"value": "fallback"}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "x"})
+    assert result.status == "completed" and result.state["value"] == "fallback"
+    report = replay_run(store, result.run_id, g)
+    assert report.identical, str(report.divergence)
