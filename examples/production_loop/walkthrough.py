@@ -30,6 +30,22 @@ if not os.path.exists(WORKBENCH[0]):
     WORKBENCH = [sys.executable, "-m", "workbench"]
 
 
+# The one-line fix a developer makes in graphs/orders.py.
+BUGGY = 'rate = RATES_TO_USD[state["currency"]]  # BUG: "chf" from the web form is lower case'
+FIXED = 'rate = RATES_TO_USD[state["currency"].upper()]  # fixed: codes arrive in any case'
+
+
+def edit(path: str, old: str, new: str) -> None:
+    """Apply a one-line edit to a file, as the developer would in their editor."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if old not in text:
+        raise SystemExit(f"{path} does not contain the expected line: {old}")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text.replace(old, new))
+    print(f"\n(edited {os.path.basename(path)}: {new.strip()})")
+
+
 def sh(*args: str, cwd: str, check_codes: tuple[int, ...] = (0,)) -> str:
     print(f"\n$ workbench {' '.join(args)}")
     proc = subprocess.run([*WORKBENCH, *args], cwd=cwd, capture_output=True, text=True)
@@ -69,7 +85,7 @@ def main() -> None:
     for d in (prod, laptop):
         os.makedirs(os.path.join(d, "graphs"))
         os.makedirs(os.path.join(d, "traces"))
-        shutil.copy(os.path.join(HERE, "orders_buggy.py"), os.path.join(d, "graphs", "orders.py"))
+        shutil.copy(os.path.join(HERE, "orders.py"), os.path.join(d, "graphs", "orders.py"))
     print(f"scratch directory: {root}")
 
     print("\n== 1. production run fails")
@@ -85,7 +101,8 @@ def main() -> None:
     sh("replay", failed, cwd=laptop)
 
     print("\n== 4. fix the code; replay shows where behaviour now differs")
-    shutil.copy(os.path.join(HERE, "orders_fixed.py"), os.path.join(laptop, "graphs", "orders.py"))
+    graph_file = os.path.join(laptop, "graphs", "orders.py")
+    edit(graph_file, BUGGY, FIXED)
     sh("replay", failed, cwd=laptop, check_codes=(4,))
 
     print("\n== 5. fork from the failing step with the fixed code")
@@ -97,7 +114,7 @@ def main() -> None:
 
     print("\n== 6. keep the fork as a regression test")
     sh("test", fork, cwd=laptop)
-    shutil.copy(os.path.join(HERE, "orders_buggy.py"), os.path.join(laptop, "graphs", "orders.py"))
+    edit(graph_file, FIXED, BUGGY)
     print("\n(the bug comes back...)")
     sh("test", fork, cwd=laptop, check_codes=(1,))
     print(f"\nDone. Everything is in {root}.")

@@ -1,6 +1,7 @@
-"""An order-refund workflow fixed: currency codes are normalised.
+"""An order-refund workflow with a bug: it assumes currency codes are upper case.
 
-Used by examples/production_loop/walkthrough.py (copied into a scratch project as graphs/orders.py).
+Used by examples/production_loop/walkthrough.py (copied into a scratch project as graphs/orders.py,
+where the walkthrough later fixes the bug the way a developer would: one edited line).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def classify(state: OrderState, ctx: Any) -> dict[str, Any]:
 
 @graph.node
 def price(state: OrderState) -> dict[str, Any]:
-    rate = RATES_TO_USD[state["currency"].upper()]  # fixed: codes arrive in any case
+    rate = RATES_TO_USD[state["currency"]]  # BUG: "chf" from the web form is lower case
     return {"refund_usd": round(state["amount"] * rate, 2)}
 
 
