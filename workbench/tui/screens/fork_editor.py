@@ -56,6 +56,9 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
                 yield Button("Fork and run (ctrl+r)", variant="primary", id="fork")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        self.query_one("#fork-state", TextArea).focus()
+
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, int):
             answer = (self.calls[event.value - 1]["response"] or {}).get("content", "")

@@ -44,6 +44,8 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | key | SQL console |
 |---|---|
 | ctrl+r | run the query |
+| ctrl+n | clear the editor for a new query |
+| esc | leave the editor (then 1-5 switch tabs again) |
 | ctrl+s | save it (traces/queries.json) |
 | ctrl+e / ctrl+o | export results as CSV / Parquet (traces/exports/) |
 

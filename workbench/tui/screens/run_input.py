@@ -49,6 +49,19 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
                 yield Button("Run (ctrl+r)", variant="primary", id="run")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        fields = self.query(Input)
+        if fields:
+            fields.first().focus()
+        else:
+            self.query_one("#input-tabs", TabbedContent).active = "tab-json"
+            self.query_one("#raw-json", TextArea).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field runs (the form is usually one or two fields)."""
+        event.stop()
+        self.action_submit()
+
     def _collect(self) -> dict[str, Any]:
         tabs = self.query_one("#input-tabs", TabbedContent)
         if tabs.active == "tab-json":

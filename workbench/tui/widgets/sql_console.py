@@ -38,6 +38,7 @@ class SqlConsole(Vertical):
         Binding("ctrl+o", "export('parquet')", "Export Parquet",
                 tooltip="Write the results to traces/exports/*.parquet"),
         Binding("escape", "leave_editor", "Leave editor", tooltip="Move focus to the results (then 1-5 switch tabs)"),
+        Binding("ctrl+n", "new_query", "New query", tooltip="Clear the editor"),
     ]
 
     class QuerySubmitted(Message):
@@ -136,6 +137,11 @@ class SqlConsole(Vertical):
             return
         self.post_message(self.ExportRequested(self.last_sql, fmt))
 
+    def action_new_query(self) -> None:
+        editor = self.query_one("#sql-editor", TextArea)
+        editor.text = ""
+        editor.focus()
+
     def action_leave_editor(self) -> None:
         self.query_one("#sql-results", DataTable).focus()
 
@@ -146,9 +152,13 @@ class SqlConsole(Vertical):
         self.last_sql = sql
         table = self.query_one("#sql-results", DataTable)
         table.clear(columns=True)
-        table.add_columns(*result.columns)
-        for row in result.rows[:MAX_ROWS]:
-            table.add_row(*[_cell(v) for v in row])
+        cells = [[_cell(v) for v in row] for row in result.rows[:MAX_ROWS]]
+        for i, name in enumerate(result.columns):
+            # Size each column to its content (up to a limit), looking at the first rows.
+            width = max([len(name), *(len(r[i]) for r in cells[:200])])
+            table.add_column(name, width=min(width, 60))
+        for row_cells in cells:
+            table.add_row(*row_cells)
         more = f" (showing the first {MAX_ROWS})" if len(result.rows) > MAX_ROWS else ""
         self.set_status(Text(f"{len(result.rows)} row(s) in {result.elapsed_ms:.1f} ms{more}", style="green"))
 
