@@ -38,10 +38,13 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            "quote it, e.g. --input '{\"message\": \"hi\"}'"
-        ) from None
+        hint = ""
+        if what == "--input":
+            hint = "; quote it, e.g. --input '{\"message\": \"hi\"}'"
+        elif what.startswith("--set"):
+            hint = "; strings need JSON quotes, e.g. --set category='\"refund\"'"
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise UsageError(f"{what} is not valid JSON ({exc.msg} at {where}){hint}") from None
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -66,10 +69,14 @@ def _short(value: Any, width: int = 60) -> str:
 # ---------------------------------------------------------------------- run / resume
 
 
-def _progress_listener(console: Any) -> Any:
+def _progress_listener(console: Any, changed: list[str] | None = None, at: int | None = None) -> Any:
     from workbench.context import Event
 
     def listen(event: Event) -> None:
+        if event.kind == "run_started" and event.data.get("parent"):
+            # Printed once the fork's edits were accepted and the fork recorded.
+            note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
+            console.print(f"fork {event.run_id} of {event.data['parent']}, running from step {at}{note}")
         if event.kind == "task_finished":
             status = event.data["status"]
             mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]"}.get(status, "·")
@@ -451,10 +458,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         graph = _graph_for(store, run_id)
         recorded = parent.get("node_versions") or {}
         changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
-        listener = None if args.json else _progress_listener(_console())
-        if not args.json:
-            note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
-            _console().print(f"forking run {run_id} at step {at}{note}")
+        listener = None if args.json else _progress_listener(_console(), changed=changed, at=at)
         result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits)
         return _report(args, result)
 
@@ -539,8 +543,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     def flush_same() -> None:
         if same_run:
-            rng = f"{same_run[0]}" if len(same_run) == 1 else f"{same_run[0]}-{same_run[-1]}"
-            console.print(f"[dim]steps {rng}: same[/]")
+            rng = f"step {same_run[0]}" if len(same_run) == 1 else f"steps {same_run[0]}-{same_run[-1]}"
+            console.print(f"[dim]{rng}: same[/]")
             same_run.clear()
 
     for s in cmp.steps:

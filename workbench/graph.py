@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
+import linecache
 import os
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -92,17 +93,20 @@ class Node:
     line: int = 0
     is_async: bool = False
     takes_ctx: bool = False
+    # Hash of the node's source as it was when the graph was built (not as the file is now:
+    # comparing an old version of a graph with a reloaded one needs each version's own code).
+    source_hash: str = ""
 
-    @property
-    def source_hash(self) -> str:
-        """Hash of the node's source code, to tell which nodes changed between versions."""
+    def __post_init__(self) -> None:
         if self.subgraph is not None:
-            return self.subgraph.code_version
+            self.source_hash = self.subgraph.code_version
+            return
         try:
+            linecache.checkcache(self.file)  # the file may have been saved since it was last read
             src = inspect.getsource(self.fn)  # type: ignore[arg-type]
         except (OSError, TypeError):
             src = repr(self.fn)
-        return hashlib.sha256(src.encode()).hexdigest()[:16]
+        self.source_hash = hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -181,6 +185,7 @@ class Graph:
         self.routes: dict[str, Route] = {}
         self.joins: list[Join] = []
         self._validated = False
+        self._code_version = self._hash_file()
 
     # ----------------------------------------------------------------- building
 
@@ -301,12 +306,15 @@ class Graph:
 
     @property
     def code_version(self) -> str:
-        """A hash of the graph file's source: runs record it, so a changed graph is visible."""
+        """A hash of the graph file's source as loaded: runs record it, so a changed graph is visible."""
+        return self._code_version
+
+    def _hash_file(self) -> str:
         try:
             with open(self.file, "rb") as fh:
                 data = fh.read()
         except OSError:
-            data = repr(sorted(self.nodes)).encode()
+            data = self.name.encode()
         return hashlib.sha256(data).hexdigest()[:16]
 
     def node_versions(self) -> dict[str, str]:

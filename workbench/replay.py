@@ -70,6 +70,14 @@ class _Diverged(ReplayDivergence):
         self.divergence = divergence
 
 
+class _EndOfRecording(ReplayDivergence):
+    """The recording stops before this step (a paused or interrupted-by-crash run): so does replay."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__("end_of_recording", {"step": step})
+        self.step = step
+
+
 class ReplaySession:
     """The hooks a Runner calls during a replay (see ``Runner(replay=...)``)."""
 
@@ -90,6 +98,8 @@ class ReplaySession:
         return calls, answers
 
     def before_step(self, step: int, plan: list[Any]) -> None:
+        if self._recording_ends_before(step):
+            raise _EndOfRecording(step)
         if step > self.history.last_step:
             raise _Diverged(Divergence(step, "path", None,
                                        f"the run now goes on to {', '.join(t.node for t in plan)}; "
@@ -102,6 +112,12 @@ class ReplaySession:
                 f"the run now takes {_names(now)}; the recording took {_names(view.planned)}",
                 text_diff(view.planned, now),
             ))
+
+    def _recording_ends_before(self, step: int) -> bool:
+        """True when ``step`` was planned but never started (the run paused or died before it)."""
+        if step != self.history.last_step or self.history.run["status"] not in ("paused", "running"):
+            return False
+        return not self.history.step(step).tasks
 
     def check_outcomes(self, step: int, plan: list[Any], outcomes: list[Any]) -> None:
         view = self.history.step(step)
@@ -149,6 +165,10 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
     report = ReplayReport(run_id, graph.name, 0, "diverged", changed_nodes=changed)
     try:
         result = runner.run(root_input, max_steps=config.get("max_steps"))
+    except _EndOfRecording as end:
+        report.steps = end.step - 1
+        report.status = run["status"]
+        return report
     except _Diverged as d:
         report.divergence = d.divergence
         report.steps = d.divergence.step

@@ -421,6 +421,8 @@ class Runner:
         llm_only = [c for c in calls if c["kind"] == "llm"]
         records: list[tuple[str, dict[str, Any]]] = []
         for number, text in sorted(edits.items()):
+            if not llm_only:
+                raise InputError(f"--llm-response: step {step} of run {parent_id} made no model call")
             if number < 1 or number > len(llm_only):
                 raise InputError(
                     f"--llm-response {number}: step {step} of run {parent_id} has "

@@ -98,6 +98,11 @@ class TraceStore:
         except duckdb.Error as exc:
             raise _explain_open_error(self.path, exc) from None
         try:
+            # Stored timestamps are UTC; now() and friends should agree whatever the machine's zone.
+            self._db.execute("SET GLOBAL TimeZone = 'UTC'")
+        except duckdb.Error:  # ICU unavailable: timestamps are still UTC, comparisons need care
+            pass
+        try:
             self._prepare_schema()
         except StoreError:
             self._db.close()

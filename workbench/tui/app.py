@@ -276,7 +276,8 @@ class WorkbenchApp(App[None]):
                 else:
                     req: ForkRequest = kwargs["request"]
                     result = runner.fork(kwargs["run_id"], req.at_step, set_state=req.set_state,
-                                         llm_responses=req.llm_responses, break_when=self._break_when())
+                                         llm_responses=req.llm_responses, break_when=self._break_when(),
+                                         break_before=kwargs["break_before"], break_after=kwargs["break_after"])
             self.post_message(RunEnded(result, graph_name))
 
         try:

@@ -31,14 +31,19 @@ MAX_ROWS = 10_000
 class SqlConsole(Vertical):
     """Editor above, results below, saved queries on the side."""
 
+    # priority: the editor would otherwise take these keys (ctrl+e is its "end of line", escape
+    # its "focus next").
     BINDINGS = [
-        Binding("ctrl+r", "run_query", "Run SQL", tooltip="Run the query in the editor"),
-        Binding("ctrl+s", "save_query", "Save query", tooltip="Save the editor's query to traces/queries.json"),
-        Binding("ctrl+e", "export('csv')", "Export CSV", tooltip="Write the results to traces/exports/*.csv"),
+        Binding("ctrl+r", "run_query", "Run SQL", tooltip="Run the query in the editor", priority=True),
+        Binding("ctrl+s", "save_query", "Save query", tooltip="Save the editor's query to traces/queries.json",
+                priority=True),
+        Binding("ctrl+e", "export('csv')", "Export CSV", tooltip="Write the results to traces/exports/*.csv",
+                priority=True),
         Binding("ctrl+o", "export('parquet')", "Export Parquet",
-                tooltip="Write the results to traces/exports/*.parquet"),
-        Binding("escape", "leave_editor", "Leave editor", tooltip="Move focus to the results (then 1-5 switch tabs)"),
-        Binding("ctrl+n", "new_query", "New query", tooltip="Clear the editor"),
+                tooltip="Write the results to traces/exports/*.parquet", priority=True),
+        Binding("ctrl+n", "new_query", "New query", tooltip="Clear the editor", priority=True),
+        Binding("escape", "leave_editor", "Leave editor",
+                tooltip="Move focus to the results (then 1-5 switch tabs)", priority=True),
     ]
 
     class QuerySubmitted(Message):
