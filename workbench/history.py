@@ -72,7 +72,8 @@ class RunHistory:
         self.run_id = run_id
         self.run = store.get_run(run_id)
         self.lineage = store.lineage(run_id)
-        self._states = store.states(run_id)
+        # States are rebuilt on demand (a run of 10,000 steps must open at once), a few cached.
+        self._states: dict[int, dict[str, Any]] = {}
         self._steps: dict[int, StepView] = {}
 
     @property
@@ -91,8 +92,13 @@ class RunHistory:
 
     def state_after(self, step: int) -> dict[str, Any]:
         """The state after ``step`` (0 = the input), including a fork's edits at its fork step."""
-        known = [s for s in self._states if s <= step]
-        return dict(self._states[max(known)]) if known else {}
+        if step < 0:
+            return {}
+        if step not in self._states:
+            if len(self._states) > 64:
+                self._states.pop(next(iter(self._states)))
+            self._states[step] = self.store.state_at(self.run_id, step)
+        return dict(self._states[step])
 
     def step(self, step: int) -> StepView:
         """Everything recorded about one step."""

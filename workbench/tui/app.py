@@ -81,11 +81,11 @@ class WorkbenchApp(App[None]):
         Binding("w", "condition", "Break if…", tooltip="Pause when an expression over the state holds"),
         Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
         Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
-        Binding("m", "mark", "Mark", show=False, tooltip="Mark this run for comparison"),
+        Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
         Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
         Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
         Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
-        Binding("slash", "search", "Search", show=False),
+        Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
