@@ -84,6 +84,10 @@ class WorkbenchApp(App[None]):
         Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
         Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
         Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
+        Binding("right_square_bracket", "cycle_graph(1)", "Next graph", show=False,
+                tooltip="Show the next graph of the project"),
+        Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
+                tooltip="Show the previous graph of the project"),
         Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
         Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
         Binding("question_mark", "help", "Help"),
@@ -741,6 +745,14 @@ class WorkbenchApp(App[None]):
                 self.call_from_thread(self.show_error, f"replay of {run_id} diverged", str(report.divergence))
 
         self._guard("Replay", job)
+
+    def action_cycle_graph(self, delta: int) -> None:
+        names = self.registry.names()
+        if not names:
+            return
+        index = names.index(self.selected_graph) if self.selected_graph in names else -delta
+        self.selected_graph = names[(index + delta) % len(names)]
+        self._show_graph()
 
     def action_focus_graphs(self) -> None:
         self.query_one("#graphs", GraphList).focus()

@@ -24,6 +24,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | f | fork the selected run at the selected step (edit state or a model answer) |
 | R | re-run from the selected step with the current code |
 | p | replay the open run with today's code, serving recorded answers (reports the first divergence) |
+| [ / ] | show the previous / next graph |
 | G | move to the graph list (↑ ↓ pick a graph) |
 | m / d | mark a run for comparison / compare with the marked run (or a fork with its parent) |
 | / | search (runs, or steps in the timeline) |
