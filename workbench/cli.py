@@ -456,8 +456,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         if not 1 <= at <= last:
             raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
         graph = _graph_for(store, run_id)
-        recorded = parent.get("node_versions") or {}
-        changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
+        changed = graph.changed_since(parent.get("node_versions"))
         listener = None if args.json else _progress_listener(_console(), changed=changed, at=at)
         result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits)
         return _report(args, result)

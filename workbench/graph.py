@@ -321,6 +321,11 @@ class Graph:
         """``{node: hash of its source}`` — to show which nodes changed since a run."""
         return {name: node.source_hash for name, node in self.nodes.items()}
 
+    def changed_since(self, recorded: dict[str, str] | None) -> list[str]:
+        """Nodes whose code differs from ``recorded`` (a run's ``node_versions``), sorted."""
+        recorded = recorded or {}
+        return sorted(n for n, v in self.node_versions().items() if recorded.get(n) not in (None, v))
+
     # ----------------------------------------------------------------- validation
 
     def _where(self, node: str | None, problem: str) -> str:

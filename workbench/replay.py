@@ -157,8 +157,7 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
     history = RunHistory(store, run_id)
     run = history.run
     root_input = store.get_run(history.lineage[-1][0])["input"] or {}
-    recorded_versions = run.get("node_versions") or {}
-    changed = sorted(n for n, v in graph.node_versions().items() if recorded_versions.get(n) not in (None, v))
+    changed = graph.changed_since(run.get("node_versions"))
     session = ReplaySession(history)
     config = run["config"] or {}
     runner = Runner(graph, None, replay=session)

@@ -494,8 +494,7 @@ class WorkbenchApp(App[None]):
         if run["parent_run_id"]:
             head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
         if graph is not None:
-            recorded = run.get("node_versions") or {}
-            changed = sorted(n for n, v in graph.node_versions().items() if recorded.get(n) not in (None, v))
+            changed = graph.changed_since(run.get("node_versions"))
             if changed:
                 head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
                             style="magenta")
