@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from workbench.errors import WorkbenchError
-from workbench.graph import Graph
+from workbench.graph import Graph, display_path
 from workbench.loader import graphs_dir, list_graph_files, load_module_graphs
 
 
@@ -48,15 +48,22 @@ class GraphRegistry:
         results = [self.reload_file(path) for path in list_graph_files(self.directory)]
         present = {os.path.abspath(p) for p in list_graph_files(self.directory)}
         with self._lock:
-            for name in [n for n, e in self.entries.items() if os.path.abspath(e.file) not in present]:
+            for name in [n for n, e in self.entries.items() if e.file not in present]:
                 del self.entries[name]
+            for path in [p for p in self.errors if p not in present]:
+                del self.errors[path]
         return results
 
     def reload_file(self, path: str) -> ReloadResult:
-        """Import one file afresh; on error keep the last good graphs and remember the error."""
+        """Import one file afresh; on error keep the last good graphs and remember the error.
+
+        Files are known by absolute path, whichever way the caller (the directory listing, the
+        file watcher) spelled it.
+        """
+        path = os.path.abspath(path)
         if not os.path.exists(path):
             with self._lock:
-                gone = [n for n, e in self.entries.items() if os.path.abspath(e.file) == os.path.abspath(path)]
+                gone = [n for n, e in self.entries.items() if e.file == path]
                 for n in gone:
                     del self.entries[n]
                 self.errors.pop(path, None)
@@ -70,7 +77,7 @@ class GraphRegistry:
                 self.errors[path] = str(exc)
             return ReloadResult(path, [], {}, error=str(exc))
         except Exception as exc:  # never let a user's file take the workbench down
-            msg = f"{path}: {type(exc).__name__}: {exc}"
+            msg = f"{display_path(path)}: {type(exc).__name__}: {exc}"
             with self._lock:
                 self.errors[path] = msg
             return ReloadResult(path, [], {}, error=msg)

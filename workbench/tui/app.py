@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from workbench.context import Event
 from workbench.errors import WorkbenchError
+from workbench.graph import display_path
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.messages import (
@@ -117,6 +118,8 @@ class WorkbenchApp(App[None]):
         self._histories: dict[str, Any] = {}
         self._views: dict[tuple[str, int], Any] = {}
         self._schema_keys: list[str] = []
+        self._timeline_seq = 0
+        self._follow: str | None = None  # a run whose timeline follows its newest step
 
     # ----------------------------------------------------------------- layout
 
@@ -202,8 +205,7 @@ class WorkbenchApp(App[None]):
         async for changes in watchfiles.awatch(directory, debounce=200, step=50):
             paths = sorted({p for _, p in changes if p.endswith(".py") and not os.path.basename(p).startswith("_")})
             for path in paths:
-                rel = os.path.relpath(path)
-                result = await asyncio.to_thread(self.registry.reload_file, rel)
+                result = await asyncio.to_thread(self.registry.reload_file, path)
                 self.post_message(GraphReloaded(result))
 
     @work(thread=True, exclusive=True, group="runs")
@@ -225,15 +227,21 @@ class WorkbenchApp(App[None]):
 
         self._guard("Reading runs", job)
 
-    @work(thread=True, exclusive=True, group="timeline")
     def load_timeline(self, run_id: str) -> None:
+        # A thread worker cannot be stopped: number the requests so a slow, superseded load
+        # that finishes last is ignored instead of showing stale data.
+        self._timeline_seq += 1
+        self._load_timeline(run_id, self._timeline_seq)
+
+    @work(thread=True, exclusive=True, group="timeline")
+    def _load_timeline(self, run_id: str, seq: int) -> None:
         def job() -> None:
             from workbench.history import timeline
 
             with self.shared.lease() as store:
                 run = store.get_run(run_id)
                 rows = timeline(store, run_id)
-            self.post_message(TimelineLoaded(run, rows))
+            self.post_message(TimelineLoaded(run, rows, seq))
 
         self._guard("Reading the run", job)
 
@@ -437,7 +445,7 @@ class WorkbenchApp(App[None]):
         else:
             changed = {g: n for g, n in r.changed.items() if n}
             detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) or "no node changed"
-            self.notify(f"reloaded {r.file} — {detail}", title="graph reloaded")
+            self.notify(f"reloaded {display_path(r.file)} — {detail}", title="graph reloaded")
         if self.selected_graph is None and self.registry.names():
             self.selected_graph = self.registry.names()[0]
         self._show_graph()
@@ -481,6 +489,8 @@ class WorkbenchApp(App[None]):
         self.query_one("#timeline", Timeline).focus()
 
     def on_timeline_loaded(self, message: TimelineLoaded) -> None:
+        if message.seq != self._timeline_seq:
+            return  # superseded by a newer load
         run = message.run
         same = self.open_run is not None and self.open_run["run_id"] == run["run_id"]
         self.open_run = run
@@ -507,8 +517,11 @@ class WorkbenchApp(App[None]):
         if run["error"]:
             head.append(f"\n{run['error']}", style="red")
         self.query_one("#timeline-head", Static).update(head)
-        live = self.live is not None and self.live.get("run_id") == run["run_id"]
-        self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same or live)
+        follow = self._follow == run["run_id"]
+        if follow and self.live is None:
+            self._follow = None  # the run ended: this was its last update
+        self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same,
+                                                        follow=follow)
         if not message.rows:
             self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
         self._highlight_path()
@@ -537,7 +550,10 @@ class WorkbenchApp(App[None]):
         self.query_one("#live-log", LiveLog).add_event(event)
         if event.kind == "run_started" and self.live is not None:
             self.live["run_id"] = event.run_id
+            self._follow = event.run_id
             self._open_run(event.run_id)
+        elif event.kind == "run_resumed" and self.live is not None:
+            self._follow = event.run_id
         elif event.kind in ("step_committed", "waiting", "paused", "task_finished") and self.live is not None:
             rid = self.live.get("run_id")
             if rid and event.kind != "task_finished":
@@ -549,6 +565,7 @@ class WorkbenchApp(App[None]):
     def on_run_ended(self, message: RunEnded) -> None:
         result = message.result
         self.live = None
+        self._follow = result.run_id  # show where it stopped
         self._open_run(result.run_id)
         self.load_runs()
         if result.status == "waiting":
@@ -770,8 +787,23 @@ class WorkbenchApp(App[None]):
                                           ("Compare", "tab-compare"), ("SQL console", "tab-sql")), start=1):
             yield SystemCommand(f"Show {label}", f"Switch to the {label} tab (key {i})",
                                 lambda t=tab: self.action_tab(t))
+        # The panes' own actions, reachable from anywhere.
+        for widget_id, cls in (("#graph-view", GraphView), ("#timeline", Timeline), ("#sql", SqlConsole),
+                               ("#runs-table", RunsTable)):
+            for binding in cls.BINDINGS:
+                if isinstance(binding, Binding) and binding.show and binding.description:
+                    yield SystemCommand(binding.description, binding.tooltip or binding.description,
+                                        lambda w=widget_id, a=binding.action: self._widget_action(w, a))
         yield SystemCommand("Reload graphs", "Re-import every graph file", self.load_graphs)
         yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
+
+    def _widget_action(self, widget_id: str, action: str) -> None:
+        """Run a pane's action from the command palette (showing its tab first)."""
+        tab = {"#graph-view": "tab-graph", "#timeline": "tab-timeline", "#sql": "tab-sql",
+               "#runs-table": "tab-runs"}[widget_id]
+        self._tabs().active = tab
+        widget = self.query_one(widget_id)
+        self.call_later(widget.run_action, action)
 
     def on_unmount(self) -> None:
         self.shared.close()

@@ -54,10 +54,11 @@ class RunChosen(Message):
 class TimelineLoaded(Message):
     """A run's steps were read from the store."""
 
-    def __init__(self, run: dict[str, Any], rows: list[Any]) -> None:
+    def __init__(self, run: dict[str, Any], rows: list[Any], seq: int = 0) -> None:
         super().__init__()
         self.run = run
         self.rows = rows
+        self.seq = seq
 
 
 class StepHighlighted(Message):

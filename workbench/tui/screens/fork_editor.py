@@ -30,7 +30,11 @@ class ForkRequest:
 class ForkScreen(ModalScreen[ForkRequest | None]):
     """The state before the step in a JSON editor; one model answer of the step editable."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+r", "submit", "Fork", priority=True)]
+    # priority: a JSON editor would otherwise take escape (as "focus next").
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", priority=True),
+        Binding("ctrl+r", "submit", "Fork", priority=True),
+    ]
 
     def __init__(self, run_id: str, view: StepView, graph: Graph) -> None:
         super().__init__()

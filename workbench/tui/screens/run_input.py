@@ -20,7 +20,8 @@ SIMPLE = {"str": str, "int": int, "float": float, "bool": bool}
 class RunInputScreen(ModalScreen[dict[str, Any] | None]):
     """Returns the validated input dict, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+r", "submit", "Run", priority=True)]
+    # priority: a JSON editor would otherwise take escape (as "focus next").
+    BINDINGS = [Binding("escape", "cancel", "Cancel", priority=True), Binding("ctrl+r", "submit", "Run", priority=True)]
 
     def __init__(self, graph: Graph, previous: dict[str, Any] | None = None) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from workbench.graph import display_path
 from workbench.registry import GraphRegistry
 from workbench.tui.messages import GraphSelected
 
@@ -28,7 +29,8 @@ class GraphList(OptionList):
                 label.append(f"\n{entry.graph.description}", style="dim")
             self.add_option(Option(label, id=name))
         for path, error in sorted(registry.errors.items()):
-            self.add_option(Option(Text(f"✗ {path}\n{error}", style="red"), id=f"error:{path}", disabled=True))
+            self.add_option(Option(Text(f"✗ {display_path(path)}\n{error}", style="red"), id=f"error:{path}",
+                                   disabled=True))
         if selected in names:
             self.highlighted = names.index(selected)
         elif names:

@@ -60,13 +60,18 @@ class Timeline(ScrollView, can_focus=True):
         self.search: str = ""
         self._total_ms = 1.0
 
-    def show_rows(self, run_id: str, rows: list[TimelineRow], *, keep_cursor: bool = False) -> None:
-        """Show a run's steps (and keep the cursor on the same step when asked)."""
+    def show_rows(self, run_id: str, rows: list[TimelineRow], *, keep_cursor: bool = False,
+                  follow: bool = False) -> None:
+        """Show a run's steps: the cursor on the same step as before (``keep_cursor``), on the
+        newest step (``follow``, for a run in progress or just stopped), else on the first."""
         step = self.rows[self.cursor].step if keep_cursor and self.rows and self.cursor < len(self.rows) else None
         self.run_id, self.rows = run_id, rows
         self._total_ms = max((r.start_ms + r.duration_ms for r in rows), default=1.0) or 1.0
         self.virtual_size = Size(self._width(), len(rows))
-        index = next((i for i, r in enumerate(rows) if r.step == step), len(rows) - 1 if keep_cursor else 0)
+        if follow:
+            index = len(rows) - 1
+        else:
+            index = next((i for i, r in enumerate(rows) if r.step == step), len(rows) - 1 if keep_cursor else 0)
         self.cursor = max(0, index)
         self._announce()
         self.refresh()

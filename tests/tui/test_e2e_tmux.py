@@ -1,0 +1,129 @@
+"""End to end: the real ``workbench`` command in a real terminal (tmux), driven by keys.
+
+On a copy of the demo project: run the support graph with an escalation message to its
+human-input prompt, answer it, see the run complete, then open the SQL console and query the run.
+The screen is read with ``tmux capture-pane``; each wait polls it a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+WIDTH, HEIGHT = 160, 45
+POLL_S = 0.25
+MAX_POLLS = 160  # 40 s: the first model call imports litellm, which takes seconds on a small machine
+
+
+def _workbench() -> str:
+    exe = Path(sys.executable).parent / "workbench"
+    if not exe.exists():
+        pytest.skip(f"the workbench console script is not installed next to {sys.executable}")
+    return str(exe)
+
+
+class Terminal:
+    """One tmux session on a private server socket (so nothing else on the machine is touched)."""
+
+    def __init__(self, socket: str, session: str) -> None:
+        self.socket, self.session = socket, session
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=check)
+        return out.stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.session, check=False)
+
+    def keys(self, *keys: str) -> None:
+        """tmux key names: Enter, Escape, Down, C-r, ..."""
+        self.tmux("send-keys", "-t", self.session, *keys)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", self.session, "-l", text)
+
+    def wait_until(self, holds: Callable[[str], bool], what: str) -> str:
+        screen = ""
+        for _ in range(MAX_POLLS):
+            screen = self.screen()
+            if holds(screen):
+                return screen
+            time.sleep(POLL_S)
+        raise AssertionError(f"never saw {what} on the screen; last screen:\n{screen}")
+
+    def wait_for(self, *texts: str) -> str:
+        return self.wait_until(lambda screen: all(t in screen for t in texts), repr(texts))
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (CI installs it: apt-get install tmux)")
+    exe = _workbench()
+    project = tmp_path / "demo"
+    shutil.copytree(REPO / "graphs", project / "graphs", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "traces").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "TMUX"))}
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", TERM="xterm-256color")
+    # A short directory of its own for the server socket (socket paths are limited to ~100 bytes).
+    sockets = tempfile.mkdtemp(prefix="wb-tmux-")
+    term = Terminal(os.path.join(sockets, "sock"), "wb")
+    # The pane keeps showing the exit status if the app dies, so a failure message can show it.
+    command = f"{exe}; echo WORKBENCH EXITED $?; sleep 600"
+    try:
+        subprocess.run(["tmux", "-S", term.socket, "-f", "/dev/null", "new-session", "-d", "-s", term.session,
+                        "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(project), command],
+                       env=env, check=True)
+        yield term
+    finally:
+        term.tmux("kill-server", check=False)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
+    t = terminal
+    t.wait_for("Graphs", "research", "support", "1 Graph", "5 SQL")
+
+    # Pick the support graph and run it with a message the demo model escalates. (Focus moves
+    # after the key is handled: wait until the graph view's keys leave the footer before the next.)
+    t.wait_for("Break before")
+    t.keys("G")
+    t.wait_until(lambda screen: "Break before" not in screen, "the graph list focused")
+    t.keys("Down")
+    t.wait_for("fetch_account", "handoff")
+    t.keys("r")
+    t.wait_for("Run support", "message (str)")
+    t.type("This is unacceptable, I want to talk to a manager")
+    t.keys("Enter")
+
+    # The run stops at the human-input prompt.
+    screen = t.wait_for("is waiting for you at handoff", "This conversation needs a human")
+    assert "WORKBENCH EXITED" not in screen
+    t.type("A manager will call you today")
+    t.keys("Enter")
+    t.wait_for("■ run completed")
+
+    # The SQL console: query the run. (No text field has focus once the dialog has closed — the
+    # footer shows the app's keys — so 5 switches tabs; an Escape sent right before it would reach
+    # the app as alt+5.)
+    t.keys("5")
+    t.wait_for("SQL (ctrl+r runs)", "FROM steps WHERE status")  # the editor opens on an example query
+    t.keys("C-n")  # a new query: the editor empties
+    t.wait_until(lambda screen: "FROM steps WHERE status" not in screen, "the editor cleared")
+    query = "SELECT status, 'by-' || (output->>'handled_by') AS who FROM runs"  # fits the editor
+    t.type(query)
+    t.wait_for(query)
+    t.keys("C-r")
+    screen = t.wait_for("1 row(s)", "by-human")
+    assert "completed" in screen
+    assert "WORKBENCH EXITED" not in screen
