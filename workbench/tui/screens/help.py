@@ -40,6 +40,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | enter | open the run | — |
 | j k | move | move between steps |
 | e | — | next error or retry |
+| space | — | play the run back step by step (space again stops) |
 | n | — | next search match |
 
 | key | SQL console |

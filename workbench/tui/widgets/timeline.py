@@ -15,6 +15,7 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from workbench.history import TimelineRow
 from workbench.tui.messages import StepHighlighted
@@ -48,6 +49,7 @@ class Timeline(ScrollView, can_focus=True):
         Binding("end,G", "jump(-1)", show=False),
         Binding("e", "next_error", "Next error", tooltip="Jump to the next failed or retried step"),
         Binding("n", "next_match", "Next match", show=False),
+        Binding("space", "play", "Play", tooltip="Play the run back: step through it on its own (space stops)"),
     ]
 
     cursor: reactive[int] = reactive(0)
@@ -59,6 +61,7 @@ class Timeline(ScrollView, can_focus=True):
         self.rows: list[TimelineRow] = []
         self.search: str = ""
         self._total_ms = 1.0
+        self._player: Timer | None = None
 
     def show_rows(self, run_id: str, rows: list[TimelineRow], *, keep_cursor: bool = False,
                   follow: bool = False) -> None:
@@ -174,6 +177,30 @@ class Timeline(ScrollView, can_focus=True):
         if self.search:
             needle = self.search.lower()
             self._find(lambda r: needle in r.label.lower() + " " + (r.error or "").lower())
+
+    def action_play(self) -> None:
+        """Play back: move to the next step every 0.7 s (the inspector and graph follow)."""
+        if self._player is not None:
+            self.stop_playing()
+            return
+        if not self.rows:
+            return
+        if self.cursor >= len(self.rows) - 1:
+            self.cursor = 0
+            self._announce()
+        self._player = self.set_interval(0.7, self._advance)
+        self.notify("playing back — space stops")
+
+    def _advance(self) -> None:
+        if self.cursor >= len(self.rows) - 1:
+            self.stop_playing()
+            return
+        self.action_cursor(1)
+
+    def stop_playing(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
 
     def set_search(self, text: str) -> None:
         self.search = text
