@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from workbench.context import Event
@@ -797,6 +797,12 @@ class WorkbenchApp(App[None]):
         yield SystemCommand("Reload graphs", "Re-import every graph file", self.load_graphs)
         yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog is open, the main screen's keys are off (and out of its footer)."""
+        if isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"):
+            return action not in _MAIN_ACTIONS
+        return True
+
     def _widget_action(self, widget_id: str, action: str) -> None:
         """Run a pane's action from the command palette (showing its tab first)."""
         tab = {"#graph-view": "tab-graph", "#timeline": "tab-timeline", "#sql": "tab-sql",
@@ -810,6 +816,9 @@ class WorkbenchApp(App[None]):
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))
+
+
+_MAIN_ACTIONS = {b.action.split("(")[0] for b in WorkbenchApp.BINDINGS if isinstance(b, Binding)}
 
 
 def _NO_VALUE() -> Any:
