@@ -518,13 +518,6 @@ class TraceStore:
         return rows
 
 
-def json_or_none(value: Any) -> str | None:
-    """Encode for a JSON column (already-encoded callers pass text straight through)."""
-    if value is None:
-        return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _coalesce(updates: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """Fold successive updates of the same row into one (each UPDATE costs a statement)."""
     merged: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
