@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 
 class ConditionScreen(ModalScreen[str | None]):
@@ -19,6 +19,7 @@ class ConditionScreen(ModalScreen[str | None]):
         self.current = current or ""
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
             yield Label(Text("Pause when this holds after a step (Python expression over `state`):", style="bold"))
             yield Label(Text("e.g.  state['drafts'] >= 2   or   'refund' in state['category']", style="dim"))

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 
 class ErrorScreen(ModalScreen[None]):
@@ -17,6 +17,7 @@ class ErrorScreen(ModalScreen[None]):
         self.title_text, self.message = title, message
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog error-dialog"):
             yield Label(Text(self.title_text, style="bold red"))
             yield Static(self.message)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Select, Static, TextArea
+from textual.widgets import Button, Footer, Label, Select, Static, TextArea
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
@@ -42,6 +42,7 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
         self.calls = [c for c in view.calls if c["kind"] == "llm"]
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog wide"):
             yield Label(Text(f"Fork {self.run_id} at step {self.view.step} ({', '.join(self.view.nodes)}) — "
                              "the fork shares steps before it and runs this step live with the current code",

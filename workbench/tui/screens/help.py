@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from textual.widgets import Footer, Markdown
 
 HELP = """
 # workbench — keys
@@ -60,6 +60,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with VerticalScroll(id="dialog", classes="dialog wide"):
             yield Markdown(HELP)
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 NO_ANSWER = object()
@@ -36,6 +36,7 @@ class HumanInputScreen(ModalScreen[Any]):
         self.run_id, self.node, self.payload = run_id, node, payload
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
             yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}", style="bold yellow"))
             pretty = json.dumps(self.payload, indent=2, ensure_ascii=False, default=str)

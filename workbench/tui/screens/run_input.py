@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Button, Footer, Input, Label, Static, TabbedContent, TabPane, TextArea
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
@@ -33,6 +33,7 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
         return [(k, types.get(k, "json")) for k in self.graph.inputs]
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
             yield Label(Text(f"Run {self.graph.name}", style="bold"))
             with TabbedContent(id="input-tabs"):
