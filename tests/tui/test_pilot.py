@@ -1173,3 +1173,19 @@ async def test_locked_database_is_a_notification_not_a_crash(project: Project) -
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+async def test_quit_during_a_live_run_asks_for_a_second_press(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        await run_via_form(pilot, "gate")
+        gate = module_globals(app, "gate", "hold")
+        try:
+            await poll(pilot, lambda: gate["ENTERED"].is_set() and app.live and app.live.get("run_id"),
+                       what="the gate node to start")
+            await pilot.press("q")
+            await pilot.pause()
+            assert app.is_running  # the first q only warns
+            assert "press q again to quit" in "\n".join(notes(app))
+        finally:
+            gate["RELEASE"].set()
+        await wait_run(pilot, "completed", app.open_run["run_id"] if app.open_run else None)

@@ -119,6 +119,7 @@ class WorkbenchApp(App[None]):
         self._views: dict[tuple[str, int], Any] = {}
         self._schema_keys: list[str] = []
         self._timeline_seq = 0
+        self._quit_armed = False
         self._follow: str | None = None  # a run whose timeline follows its newest step
 
     # ----------------------------------------------------------------- layout
@@ -735,6 +736,19 @@ class WorkbenchApp(App[None]):
             box = self.query_one("#timeline-search", Input)
             box.remove_class("hidden")
             box.focus()
+
+    async def action_quit(self) -> None:
+        """Quit; with a run in progress, only on a second press (the run stays resumable)."""
+        if self.live is not None and not self._quit_armed:
+            self._quit_armed = True
+            self.notify("a run is in progress: press q again to quit (workbench resume RUN_ID continues it)",
+                        title="quit?", severity="warning")
+            self.set_timer(5, self._disarm_quit)
+            return
+        await super().action_quit()
+
+    def _disarm_quit(self) -> None:
+        self._quit_armed = False
 
     def action_replay(self) -> None:
         run = self.open_run
