@@ -450,9 +450,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             raise UsageError("say where to fork: --at STEP or --from-failure")
         else:
             at = args.at
-        from workbench.runtime import fork_range
-
-        last = fork_range(store, run_id)
+        last = store.last_step(run_id)
         if not 1 <= at <= last:
             raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
         graph = _graph_for(store, run_id)

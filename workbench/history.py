@@ -72,16 +72,12 @@ class RunHistory:
         self.run_id = run_id
         self.run = store.get_run(run_id)
         self.lineage = store.lineage(run_id)
+        self.last_step = store.last_step(run_id)
+        """The highest step that ran (or was in flight when the run stopped)."""
         # States are rebuilt on demand (a run of 10,000 steps must open at once), a few cached.
         self._states: dict[int, dict[str, Any]] = {}
         self._steps: dict[int, StepView] = {}
 
-    @property
-    def last_step(self) -> int:
-        """The highest step that ran (or was in flight when the run stopped)."""
-        committed = self.store.last_committed_step(self.run_id)
-        plan = self.store.plan(self.run_id, committed + 1)
-        return committed if plan is not None and not plan["tasks"] else committed + 1
 
     def owner(self, step: int) -> str:
         owner = self.run_id

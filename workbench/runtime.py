@@ -356,7 +356,7 @@ class Runner:
             raise RunStateError(
                 f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
             )
-        last = fork_range(store, parent_run_id)
+        last = store.last_step(parent_run_id)
         if at_step < 1 or at_step > last:
             raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
         plan = store.plan(parent_run_id, at_step)
@@ -987,13 +987,6 @@ def _run_sync(coro: Any) -> Any:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
-
-
-def fork_range(store: TraceStore, run_id: str) -> int:
-    """The last step a run can be forked at (its steps are 1..this)."""
-    committed = store.last_committed_step(run_id)
-    plan = store.plan(run_id, committed + 1)
-    return committed if plan is not None and not plan["tasks"] else committed + 1
 
 
 def run_graph(graph: Graph, input: dict[str, Any] | None = None, *, db: str | None = None,

@@ -346,13 +346,24 @@ async def test_a_paused_run_highlights_the_step_it_stopped_at(project: Project) 
         assert app.query_one("#graph-view", GraphView).current == {"b"}
 
 
+async def start_gate_run(pilot: Any) -> dict[str, Any]:
+    """Run the gate graph from the form and wait until its node is holding (the run is live)."""
+    app = pilot.app
+    await run_via_form(pilot, "gate")
+    gate = module_globals(app, "gate", "hold")
+    try:
+        await poll(pilot, lambda: gate["ENTERED"].is_set() and app.live and app.live.get("run_id"),
+                   what="the gate node to start")
+    except BaseException:
+        gate["RELEASE"].set()  # never leave a worker thread blocked behind a failed test
+        raise
+    return gate
+
+
 async def test_stop_pauses_a_running_run(project: Project) -> None:
     async with opened(project) as (app, pilot):
-        await run_via_form(pilot, "gate")
-        gate = module_globals(app, "gate", "hold")
+        gate = await start_gate_run(pilot)
         try:
-            await poll(pilot, lambda: gate["ENTERED"].is_set() and app.live and app.live.get("run_id"),
-                       what="the gate node to start")
             rid = app.live["run_id"]
             assert run_row(app, rid)["status"] == "running"
             await pilot.press("x")
@@ -1177,11 +1188,8 @@ async def test_locked_database_is_a_notification_not_a_crash(project: Project) -
 
 async def test_quit_during_a_live_run_asks_for_a_second_press(project: Project) -> None:
     async with opened(project) as (app, pilot):
-        await run_via_form(pilot, "gate")
-        gate = module_globals(app, "gate", "hold")
+        gate = await start_gate_run(pilot)
         try:
-            await poll(pilot, lambda: gate["ENTERED"].is_set() and app.live and app.live.get("run_id"),
-                       what="the gate node to start")
             await pilot.press("q")
             await pilot.pause()
             assert app.is_running  # the first q only warns

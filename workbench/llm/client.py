@@ -205,9 +205,22 @@ class _Call:
         self.record(None, msg)
         return LLMError(msg)
 
-    def emit_token(self, text: str) -> None:
-        if self.ctx is not None and text:
-            self.ctx.emit("token", text)
+    def take_chunk(self, chunk: Any, chunks: list[Any], parts: list[str]) -> None:
+        """Keep one streamed chunk and pass its text on to whoever watches the run."""
+        chunks.append(chunk)
+        delta = chunk.choices[0].delta.content or ""
+        parts.append(delta)
+        if self.ctx is not None and delta:
+            self.ctx.emit("token", delta)
+
+    def streamed_reply(self, litellm: Any, model: str, chunks: list[Any], parts: list[str]) -> LLMReply:
+        response = litellm.stream_chunk_builder(chunks, messages=self.messages)
+        return self.reply(litellm, model, response, "".join(parts))
+
+    def should_retry(self, litellm: Any, model: str, exc: Exception, attempt: int, errors: list[str]) -> bool:
+        """Note the failure; True when the same model is worth another attempt."""
+        errors.append(f"{model}: {_short(exc)}")
+        return _retryable(litellm, exc) and attempt <= self.retries
 
 
 def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **params: Any) -> LLMReply:
@@ -224,20 +237,16 @@ def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **
             call.attempts += 1
             try:
                 if call.stream:
-                    chunks, parts = [], []
+                    chunks: list[Any] = []
+                    parts: list[str] = []
                     for chunk in litellm.completion(model=m, messages=call.messages, stream=True,
                                                     timeout=call.timeout, **call.params):
-                        chunks.append(chunk)
-                        delta = chunk.choices[0].delta.content or ""
-                        parts.append(delta)
-                        call.emit_token(delta)
-                    response = litellm.stream_chunk_builder(chunks, messages=call.messages)
-                    return call.reply(litellm, m, response, "".join(parts))
+                        call.take_chunk(chunk, chunks, parts)
+                    return call.streamed_reply(litellm, m, chunks, parts)
                 response = litellm.completion(model=m, messages=call.messages, timeout=call.timeout, **call.params)
                 return call.reply(litellm, m, response)
             except Exception as exc:
-                errors.append(f"{m}: {_short(exc)}")
-                if _retryable(litellm, exc) and attempt <= call.retries:
+                if call.should_retry(litellm, m, exc, attempt, errors):
                     time.sleep(call.delay(attempt))
                     continue
                 break
@@ -258,22 +267,18 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
             call.attempts += 1
             try:
                 if call.stream:
-                    chunks, parts = [], []
+                    chunks: list[Any] = []
+                    parts: list[str] = []
                     stream = await litellm.acompletion(model=m, messages=call.messages, stream=True,
                                                        timeout=call.timeout, **call.params)
                     async for chunk in stream:
-                        chunks.append(chunk)
-                        delta = chunk.choices[0].delta.content or ""
-                        parts.append(delta)
-                        call.emit_token(delta)
-                    response = litellm.stream_chunk_builder(chunks, messages=call.messages)
-                    return call.reply(litellm, m, response, "".join(parts))
+                        call.take_chunk(chunk, chunks, parts)
+                    return call.streamed_reply(litellm, m, chunks, parts)
                 response = await litellm.acompletion(model=m, messages=call.messages, timeout=call.timeout,
                                                      **call.params)
                 return call.reply(litellm, m, response)
             except Exception as exc:
-                errors.append(f"{m}: {_short(exc)}")
-                if _retryable(litellm, exc) and attempt <= call.retries:
+                if call.should_retry(litellm, m, exc, attempt, errors):
                     await asyncio.sleep(call.delay(attempt))
                     continue
                 break

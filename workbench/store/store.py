@@ -488,6 +488,15 @@ class TraceStore:
         planned = rows[0][0]
         return -1 if planned is None else int(planned) - 1
 
+    def last_step(self, run_id: str) -> int:
+        """The highest step that ran, or was in flight when the run stopped (steps are 1..this).
+
+        A finished run's last plan is empty: its last step is the last committed one.
+        """
+        committed = self.last_committed_step(run_id)
+        plan = self.plan(run_id, committed + 1)
+        return committed if plan is not None and not plan["tasks"] else committed + 1
+
     def llm_calls(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
         """Recorded model (and tool) calls of a run, decoded, in call order."""
         sql = "SELECT * FROM wb_llm_calls WHERE run_id = ?"
