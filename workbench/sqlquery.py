@@ -76,39 +76,66 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None) -> Quer
 
     statements = check_read_only(sql)
     started = time.perf_counter()
-    cur = store.cursor()
-    try:
-        # Belt and braces: even a read that slipped past the check is rolled back.
-        cur.execute("BEGIN TRANSACTION")
-        for st in statements[:-1]:
-            cur.execute(st.query)
-        cur.execute(statements[-1].query)
-        columns = [d[0] for d in cur.description or []]
-        json_columns = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
-        rows = cur.fetchmany(limit) if limit else cur.fetchall()
-    except duckdb.Error as exc:
-        raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
-    finally:
+    # The database enforces read-only, not the check above: a read-only instance, a read-only
+    # transaction, no file access and a locked configuration (store/database.py).
+    with store.reading(strict=True) as cur:
         try:
-            cur.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        cur.close()
+            for st in statements[:-1]:
+                cur.execute(st.query)
+            cur.execute(statements[-1].query)
+            columns = [d[0] for d in cur.description or []]
+            json_columns = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
+            rows = cur.fetchmany(limit) if limit else cur.fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
     return QueryResult(columns, rows, (time.perf_counter() - started) * 1000, json_columns)
 
 
+_SCALAR_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR", "DATE", "TIME", "TIMESTAMP",
+                 "TIMESTAMP WITH TIME ZONE", "INTERVAL", "UUID", "JSON"}
+
+
 def export_parquet(store: TraceStore, sql: str, path: str) -> None:
-    """Write the rows of one read-only query to a Parquet file."""
+    """Write the rows of one read-only query to a Parquet file at ``path``.
+
+    The query runs like any console query (read-only, no file access); its rows are then
+    written by a separate, empty DuckDB instance that runs only this function's own SQL, so no
+    query text ever runs where files can be written.
+    """
     import duckdb
 
     statements = check_read_only(sql)
     if len(statements) != 1 or statements[0].type.name != "SELECT":
         raise InputError("export one SELECT statement at a time")
-    query = statements[0].query.strip().rstrip(";")
-    cur = store.cursor()
+    result = run_read_only(store, sql)
+    types = []
+    with store.reading(strict=True) as cur:
+        try:
+            cur.execute(f"DESCRIBE {statements[0].query.strip().rstrip(';')}")
+            types = [str(r[1]) for r in cur.fetchall()]
+        except duckdb.Error:
+            types = []
+    if len(types) != len(result.columns):
+        types = ["VARCHAR"] * len(result.columns)
+    # Scalar columns keep their type; anything nested travels as JSON.
+    spec = {c: (t if t in _SCALAR_TYPES else "JSON") for c, t in zip(result.columns, types, strict=True)}
+    rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    out = duckdb.connect(":memory:")
     try:
-        cur.execute(f"COPY ({query}) TO ? (FORMAT parquet)", [path])
+        structure = json.dumps({c: ("VARCHAR" if t == "JSON" else t) for c, t in spec.items()})
+        select = ", ".join(f'r."{c}"::JSON AS "{c}"' if t == "JSON" else f'r."{c}"' for c, t in spec.items())
+        out.execute(f"CREATE TABLE export AS SELECT {select} FROM "
+                    f"(SELECT unnest(from_json(?, ?)) AS r)",
+                    [json.dumps(rows, default=_json_default, ensure_ascii=False), f"[{structure}]"])
+        out.execute("COPY export TO ? (FORMAT parquet)", [path])
     except duckdb.Error as exc:
         raise InputError(f"export failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
-        cur.close()
+        out.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    return str(value)

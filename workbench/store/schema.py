@@ -8,7 +8,7 @@ tables behind them may change between versions, the views keep their columns (do
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS wb_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS wb_runs (
     output JSON,
     error VARCHAR,
     config JSON,
-    last_step INTEGER
+    last_step INTEGER,
+    owner VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS wb_tasks (
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS wb_changes (
     step INTEGER NOT NULL,
     key VARCHAR NOT NULL,
     op VARCHAR NOT NULL,
-    value JSON
+    value JSON,
+    PRIMARY KEY (run_id, step, key)
 );
 
 CREATE TABLE IF NOT EXISTS wb_supersteps (
@@ -60,7 +62,8 @@ CREATE TABLE IF NOT EXISTS wb_supersteps (
     step INTEGER NOT NULL,
     tasks JSON NOT NULL,
     joins JSON,
-    created_at TIMESTAMP
+    created_at TIMESTAMP,
+    PRIMARY KEY (run_id, step)
 );
 
 CREATE TABLE IF NOT EXISTS wb_llm_calls (
@@ -75,14 +78,15 @@ CREATE TABLE IF NOT EXISTS wb_llm_calls (
     messages JSON,
     params JSON,
     response JSON,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
     cost_usd DOUBLE,
     latency_ms DOUBLE,
     attempts INTEGER,
     error VARCHAR,
     fingerprint VARCHAR,
-    created_at TIMESTAMP
+    created_at TIMESTAMP,
+    PRIMARY KEY (run_id, step, task, attempt, seq)
 );
 
 CREATE TABLE IF NOT EXISTS wb_interrupts (
@@ -95,7 +99,8 @@ CREATE TABLE IF NOT EXISTS wb_interrupts (
     payload JSON,
     response JSON,
     created_at TIMESTAMP,
-    resumed_at TIMESTAMP
+    resumed_at TIMESTAMP,
+    PRIMARY KEY (run_id, step, task, attempt, idx)
 );
 
 CREATE TABLE IF NOT EXISTS wb_events (
@@ -105,6 +110,16 @@ CREATE TABLE IF NOT EXISTS wb_events (
     node VARCHAR,
     detail JSON,
     created_at TIMESTAMP
+);
+
+-- How far each process's journal has been loaded (see store/journal.py), updated in the same
+-- transaction as the rows it loads: a frame is loaded exactly once. updated_at is the owner's
+-- heartbeat.
+CREATE TABLE IF NOT EXISTS wb_journals (
+    journal VARCHAR PRIMARY KEY,
+    frame BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    updated_at TIMESTAMP
 );
 """
 
@@ -182,6 +197,25 @@ WITH ch AS (
 SELECT rid AS run_id, s AS step, json_group_object(key, value) AS state FROM folded;
 """
 
-# Each entry upgrades a database from version N (its index + 1) to N + 1. Empty for now: the
-# first released schema is version 1.
-MIGRATIONS: list[str] = []
+# Each entry upgrades a database from version N (its index + 1) to N + 1.
+MIGRATIONS: list[str] = [
+    # 1 -> 2: who records a run (for exactly-once claims), token counts that do not overflow,
+    # natural keys enforced (duplicates that older versions could store are dropped first, the
+    # first recorded row kept), the journals' load positions. (wb_tasks has no natural key: an
+    # attempt that asked a human is recorded once per time it ran.)
+    """
+    ALTER TABLE wb_runs ADD COLUMN owner VARCHAR;
+    ALTER TABLE wb_llm_calls ALTER prompt_tokens TYPE BIGINT;
+    ALTER TABLE wb_llm_calls ALTER completion_tokens TYPE BIGINT;
+    DELETE FROM wb_changes WHERE rowid NOT IN (SELECT min(rowid) FROM wb_changes GROUP BY run_id, step, key);
+    DELETE FROM wb_supersteps WHERE rowid NOT IN (SELECT min(rowid) FROM wb_supersteps GROUP BY run_id, step);
+    DELETE FROM wb_llm_calls WHERE rowid NOT IN
+        (SELECT min(rowid) FROM wb_llm_calls GROUP BY run_id, step, task, attempt, seq);
+    DELETE FROM wb_interrupts WHERE rowid NOT IN
+        (SELECT min(rowid) FROM wb_interrupts GROUP BY run_id, step, task, attempt, idx);
+    ALTER TABLE wb_changes ADD PRIMARY KEY (run_id, step, key);
+    ALTER TABLE wb_supersteps ADD PRIMARY KEY (run_id, step);
+    ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
+    ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
+    """,
+]

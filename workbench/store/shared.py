@@ -1,9 +1,8 @@
-"""One trace store shared by the threads of a long-lived process, held only while in use.
+"""One trace store shared by the threads of a long-lived process (the workbench).
 
-DuckDB lets one process hold a database file; a workbench left open all day must not lock the
-CLI out. :class:`SharedStore` opens the store on the first lease, lends the same instance to
-every thread that asks while it is open, and closes it once nobody has used it for
-``idle_seconds`` — so a ``workbench run`` in another terminal can get in between.
+The store no longer locks other processes out while it is open (store/database.py takes the
+file only while it works), so a long-lived process simply keeps one :class:`TraceStore` and lends
+it to every thread; this class keeps the lease-style API the TUI is written against.
 """
 
 from __future__ import annotations
@@ -16,49 +15,25 @@ from workbench.store.store import TraceStore
 
 
 class SharedStore:
-    """Leases of one :class:`TraceStore` (see the module docstring)."""
+    """A :class:`TraceStore` opened on first use and lent to every thread until :meth:`close`."""
 
-    def __init__(self, path: str, idle_seconds: float = 2.0) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._store: TraceStore | None = None
-        self._users = 0
-        self._timer: threading.Timer | None = None
 
     @contextmanager
     def lease(self) -> Iterator[TraceStore]:
-        """Use the store; raises StoreError when another process holds the file."""
+        """Use the store (opened on first use; raises StoreError when it cannot be opened)."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if self._store is None:
                 self._store = TraceStore(self.path)
-            self._users += 1
             store = self._store
-        try:
-            yield store
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    self._timer = threading.Timer(self.idle_seconds, self._close_if_idle)
-                    self._timer.daemon = True
-                    self._timer.start()
-
-    def _close_if_idle(self) -> None:
-        with self._lock:
-            if self._users == 0 and self._store is not None:
-                store, self._store = self._store, None
-                store.close()
+        yield store
 
     def close(self) -> None:
-        """Close now (waits for nothing: call when no lease is active)."""
+        """Close the store (call when no lease is active)."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._store is not None:
-                store, self._store = self._store, None
-                store.close()
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()

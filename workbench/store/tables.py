@@ -1,6 +1,15 @@
-"""How each journal record kind maps onto the base tables (column names and SQL types)."""
+"""How each record kind maps onto the base tables: column names, SQL types, and the SQL that
+loads a batch of records.
+
+Records travel as JSON (journal frames, export files); a batch of one kind is handed to DuckDB
+as one JSON text and unpacked there with ``from_json``: no temporary files, no Python loop over
+values, a few microseconds a row.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 # kind -> (table, [(column, sql type)]). "TS" columns hold epoch microseconds in the record and
 # are turned into TIMESTAMP (UTC) on insert.
@@ -28,16 +37,16 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     ]),
     "llm": ("wb_llm_calls", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),
-        ("seq", "INTEGER"), ("attempt", "INTEGER"), ("kind", "VARCHAR"), ("model", "VARCHAR"), ("messages", "JSON"),
-        ("params", "JSON"), ("response", "JSON"), ("prompt_tokens", "INTEGER"),
-        ("completion_tokens", "INTEGER"), ("cost_usd", "DOUBLE"), ("latency_ms", "DOUBLE"),
+        ("seq", "INTEGER"), ("attempt", "INTEGER"), ("kind", "VARCHAR"), ("model", "VARCHAR"),
+        ("messages", "JSON"), ("params", "JSON"), ("response", "JSON"), ("prompt_tokens", "BIGINT"),
+        ("completion_tokens", "BIGINT"), ("cost_usd", "DOUBLE"), ("latency_ms", "DOUBLE"),
         ("attempts", "INTEGER"), ("error", "VARCHAR"), ("fingerprint", "VARCHAR"),
         ("created_at", "TS"),
     ]),
     "interrupt": ("wb_interrupts", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),
-        ("attempt", "INTEGER"), ("idx", "INTEGER"), ("payload", "JSON"), ("response", "JSON"), ("created_at", "TS"),
-        ("resumed_at", "TS"),
+        ("attempt", "INTEGER"), ("idx", "INTEGER"), ("payload", "JSON"), ("response", "JSON"),
+        ("created_at", "TS"), ("resumed_at", "TS"),
     ]),
     "event": ("wb_events", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("kind", "VARCHAR"), ("node", "VARCHAR"),
@@ -66,21 +75,65 @@ NOT_NULL: dict[str, set[str]] = {
     "event": {"run_id", "kind"},
 }
 
+# The natural key of each kind's table (rows with the same key are the same fact).
+KEYS: dict[str, list[str]] = {
+    "run": ["run_id"],
+    "change": ["run_id", "step", "key"],
+    "plan": ["run_id", "step"],
+    "llm": ["run_id", "step", "task", "attempt", "seq"],
+    "interrupt": ["run_id", "step", "task", "attempt", "idx"],
+}
+
 TS_COLUMNS = {"started_at", "ended_at", "created_at", "resumed_at"}
 
+_INT_RANGE = {"INTEGER": 2**31, "BIGINT": 2**63, "TS": 2**63}
 
-def insert_sql(kind: str) -> str:
-    """``INSERT ... SELECT`` from a newline-delimited JSON file (the file path is the parameter).
 
-    DuckDB's JSON reader loads a batch at a few microseconds a row; binding Python lists as
-    parameters costs a hundred times more.
-    """
-    table, cols = INSERTS[kind]
-    spec = ", ".join(f"\"{c}\": '{'BIGINT' if t == 'TS' else ('VARCHAR' if t == 'JSON' else t)}'" for c, t in cols)
+def _json_type(sql_type: str) -> str:
+    return {"TS": "BIGINT", "JSON": "VARCHAR"}.get(sql_type, sql_type)
+
+
+def insert_sql(kind: str, table: str | None = None) -> str:
+    """``INSERT ... SELECT`` from one JSON text parameter: an array of row objects."""
+    base, cols = INSERTS[kind]
+    struct = "{" + ", ".join(f'"{c}": "{_json_type(t)}"' for c, t in cols) + "}"
     select = ", ".join(
-        f'make_timestamp("{c}")' if t == "TS" else (f'"{c}"::JSON' if t == "JSON" else f'"{c}"')
+        f'make_timestamp(r."{c}")' if t == "TS" else (f'r."{c}"::JSON' if t == "JSON" else f'r."{c}"')
         for c, t in cols
     )
     names = ", ".join(f'"{c}"' for c, _ in cols)
-    return (f"INSERT INTO {table} ({names}) SELECT {select} "
-            f"FROM read_json(?, format = 'newline_delimited', columns = {{{spec}}})")
+    return (f"INSERT INTO {table or base} ({names}) SELECT {select} "
+            f"FROM (SELECT unnest(from_json(?, '[{struct}]')) AS r)")
+
+
+def rows_json(kind: str, rows: list[dict[str, Any]]) -> str:
+    """The JSON text :func:`insert_sql` takes: only the kind's columns, in any order."""
+    names = [c for c, _ in INSERTS[kind][1]]
+    return json.dumps([{c: r.get(c) for c in names} for r in rows], ensure_ascii=False, separators=(",", ":"))
+
+
+def clean_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every value the column cannot hold turned into NULL (a provider reporting
+    2**70 tokens, a NaN latency). Values of NOT NULL columns are left for the database to judge."""
+    cols = INSERTS[kind][1] if kind in INSERTS else None
+    if cols is None:
+        return row
+    out = row
+    for name, sql_type in cols:
+        value = row.get(name)
+        if value is None or name in NOT_NULL[kind]:
+            continue
+        ok = True
+        if sql_type in _INT_RANGE:
+            limit = _INT_RANGE[sql_type]
+            ok = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
+        elif sql_type == "DOUBLE":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+                and value not in (float("inf"), float("-inf"))
+        elif sql_type in ("VARCHAR", "JSON"):
+            ok = isinstance(value, str)
+        if not ok:
+            if out is row:
+                out = dict(row)
+            out[name] = None
+    return out

@@ -1,0 +1,322 @@
+"""Sharing one DuckDB file between processes: open it only while it is used, hand it over fast.
+
+DuckDB lets one process at a time open a database file for writing (or several for reading
+only), and says so by refusing to open. :class:`LocalDatabase` is how every workbench process
+shares a store file with the others:
+
+* It opens the file when a thread of this process needs it and lends that one instance to every
+  thread that asks meanwhile (a write instance serves reads too).
+* While it waits for the file, a process announces it (a shared ``flock`` on the spool's
+  ``waiters`` file). A process holding the file closes it as soon as it is idle and someone
+  waits; with nobody waiting it keeps it for ``linger`` seconds, so a busy single process pays
+  for opening once.
+* A refusal because another process holds the file is retried (with backoff) inside, never
+  shown, for up to ``busy_timeout`` seconds.
+
+Every instance is opened hardened: no access to files other than the store itself, no
+extension loading or installing, and a locked configuration — so no query, whatever its text,
+can write a file, read one, or undo those settings. Read-only instances are also opened in
+DuckDB's read-only mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from workbench.errors import StoreError
+from workbench.store.spool import Spool
+
+log = logging.getLogger("workbench.store")
+
+HARDENED = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+_LOCK_PHRASES = ("could not set lock on file", "conflicting lock is held")
+
+
+class StoreBusyError(StoreError):
+    """Another process kept the database file for longer than the busy timeout."""
+
+
+def classify(exc: BaseException) -> str:
+    """What a DuckDB error says about the file: locked, corrupt, newer, readonly, invalidated,
+    full, or other. Matched on the exception type first, then on DuckDB's exact phrases."""
+    import duckdb
+
+    msg = str(exc).lower()
+    if isinstance(exc, duckdb.IOException) and any(p in msg for p in _LOCK_PHRASES):
+        return "locked"
+    if "database has been invalidated" in msg or "fatal error" in msg:
+        return "invalidated"
+    if "corrupt database file" in msg or "checksum" in msg or "not a valid duckdb database" in msg \
+            or re.search(r"\bmagic bytes\b", msg):
+        return "corrupt"
+    if "trying to read a database file with version number" in msg or "newer version" in msg:
+        return "newer"
+    if "no space left on device" in msg or "disk quota" in msg or "file too large" in msg:
+        return "full"
+    if "permission denied" in msg or "read-only file system" in msg or "read only file system" in msg:
+        return "readonly"
+    return "other"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def explain_open_error(path: str, exc: BaseException) -> StoreError:
+    """A one-line, actionable StoreError for a failure to open ``path``."""
+    kind = classify(exc)
+    if kind == "locked":
+        pid = re.search(r"PID (\d+)", str(exc))
+        who = f"process {pid.group(1)}" if pid else "another process"
+        return StoreBusyError(
+            f"trace store {path} is held by {who} (not a workbench process, or one stuck in a long "
+            "query); close it, or pass --db to use another file"
+        )
+    if kind == "corrupt":
+        return StoreError(
+            f"trace store {path} is corrupt ({first_line(exc)}); move it aside and run "
+            "'workbench doctor' on it, or pass --db to use another file"
+        )
+    if kind == "newer":
+        return StoreError(
+            f"trace store {path} was written by a newer DuckDB than this workbench uses; "
+            "upgrade workbench (pip install -U agent-workbench)"
+        )
+    if kind == "readonly":
+        return StoreError(f"trace store {path} cannot be opened for writing ({first_line(exc)}); "
+                          "check the file's permissions or pass --db")
+    if kind == "full":
+        return StoreError(f"trace store {path}: no space left on the device; free some space and retry")
+    return StoreError(f"cannot open trace store {path}: {first_line(exc)}")
+
+
+def connect(path: str, *, read_only: bool) -> Any:
+    """Open a hardened DuckDB instance on ``path`` (see the module docstring)."""
+    import duckdb
+
+    con = duckdb.connect(path, read_only=read_only, config=dict(HARDENED))
+    try:
+        try:
+            # Stored timestamps are UTC; now() and friends should agree whatever the machine's zone.
+            con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error:  # ICU unavailable: timestamps are still UTC, comparisons need care
+            pass
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+class LocalDatabase:
+    """One process's access to one DuckDB store file (see the module docstring)."""
+
+    def __init__(self, path: str, spool: Spool | None, *, writable: bool,
+                 linger: float = 2.0, busy_timeout: float = 60.0) -> None:
+        self.path = path
+        self.spool = spool
+        self.writable = writable
+        self.linger = linger
+        self.busy_timeout = busy_timeout
+        self._cond = threading.Condition()
+        self._con: Any = None
+        self._mode: str | None = None  # "read" | "write"
+        self._users = 0
+        self._opening = False
+        self._switching = 0  # threads waiting for a mode the open instance does not have
+        self._broken = False  # DuckDB refuses everything after a fatal error: reopen
+        self._idle_since = 0.0
+        self._monitor: threading.Thread | None = None
+        self._refs = 0
+
+    # ------------------------------------------------------------------ leases
+
+    @contextmanager
+    def connection(self, *, write: bool = False, strict_read: bool = False,
+                   timeout: float | None = None) -> Iterator[Any]:
+        """A cursor on the store for the duration of the block.
+
+        ``write``: an instance that may write. ``strict_read``: an instance opened read-only,
+        whatever else this process does (the SQL console). Plain reads take whatever instance
+        is open, or open a read-only one.
+        """
+        if write and not self.writable:
+            raise StoreError(f"trace store {self.path} is read-only here (no write permission); "
+                             "it can be read but not recorded into")
+        want = "write" if write else ("strict" if strict_read else "read")
+        con = self._acquire(want, self.busy_timeout if timeout is None else timeout)
+        cur = con.cursor()
+        try:
+            yield cur
+        except BaseException as exc:
+            if classify(exc) == "invalidated":
+                with self._cond:
+                    self._broken = True
+            raise
+        finally:
+            try:
+                cur.close()
+            except Exception:  # the instance may be unusable after a fatal error
+                pass
+            self._release()
+
+    def _fits(self, want: str) -> bool:
+        if self._con is None or self._broken:
+            return False
+        if want == "write":
+            return self._mode == "write"
+        if want == "strict":
+            return self._mode == "read"
+        return True
+
+    def _acquire(self, want: str, timeout: float) -> Any:
+        with self._cond:
+            switching = False
+            try:
+                while True:
+                    if self._fits(want) and (not self._switching or switching):
+                        self._users += 1
+                        return self._con
+                    if self._con is not None and self._users == 0:
+                        self._close_instance()
+                        continue
+                    if self._con is None and not self._opening:
+                        self._opening = True
+                        break
+                    if not switching and self._con is not None:
+                        # Hold back newcomers that the open instance would serve, so that this
+                        # thread gets its turn once the current users are done.
+                        switching = True
+                        self._switching += 1
+                    self._cond.wait(0.05)
+            finally:
+                if switching:
+                    self._switching -= 1
+        mode = "write" if want == "write" else "read"
+        try:
+            con = self._open(read_only=mode == "read", timeout=timeout)
+        except BaseException:
+            with self._cond:
+                self._opening = False
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._con, self._mode, self._broken = con, mode, False
+            self._opening = False
+            self._users += 1
+            self._cond.notify_all()
+        return con
+
+    def _release(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._idle_since = time.monotonic()
+            self._cond.notify_all()
+            if self._broken or self._switching or self._refs <= 0 or self.linger <= 0 \
+                    or (self.spool is not None and self.spool.has_waiters()):
+                self._close_instance()
+                return
+            if self._monitor is None or not self._monitor.is_alive():
+                self._monitor = threading.Thread(target=self._watch_idle, name="workbench-store-idle",
+                                                 daemon=True)
+                self._monitor.start()
+
+    def _watch_idle(self) -> None:
+        """Close the instance once idle for ``linger`` seconds, or at once when someone waits."""
+        while True:
+            with self._cond:
+                self._cond.wait(0.01)
+                if self._con is None:
+                    return
+                if self._users > 0:
+                    continue
+                if self._switching or (self.spool is not None and self.spool.has_waiters()) \
+                        or time.monotonic() - self._idle_since >= self.linger:
+                    self._close_instance()
+                    return
+
+    def _close_instance(self) -> None:
+        """Close the open instance (call with the condition held and no users)."""
+        con, self._con, self._mode = self._con, None, None
+        if con is not None:
+            try:
+                con.close()
+            except Exception as exc:  # closing checkpoints; a failure leaves the WAL for next time
+                log.warning("closing trace store %s: %s", self.path, first_line(exc))
+        self._cond.notify_all()
+
+    def _open(self, *, read_only: bool, timeout: float) -> Any:
+        import duckdb
+
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        announce = self.spool.waiting() if self.spool is not None else _nothing()
+        with announce:
+            while True:
+                try:
+                    return connect(self.path, read_only=read_only)
+                except duckdb.Error as exc:
+                    kind = classify(exc)
+                    if kind != "locked" or time.monotonic() >= deadline:
+                        err = explain_open_error(self.path, exc)
+                        if kind == "locked":
+                            err = StoreBusyError(f"{err} (waited {timeout:g} s)")
+                        raise err from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def close_now(self) -> None:
+        """Close the instance as soon as its current users are done."""
+        with self._cond:
+            while self._users > 0:
+                self._cond.wait(0.05)
+            self._close_instance()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+_registry: dict[str, LocalDatabase] = {}
+_registry_lock = threading.Lock()
+
+
+def open_database(path: str, *, writable: bool) -> LocalDatabase:
+    """The process's one :class:`LocalDatabase` for a file (DuckDB allows one instance per file
+    per process); pair with :func:`close_database`."""
+    key = os.path.realpath(path)
+    with _registry_lock:
+        db = _registry.get(key)
+        if db is None:
+            db = _registry[key] = LocalDatabase(path, Spool(path + ".spool"), writable=writable)
+        db._refs += 1
+        return db
+
+
+def close_database(db: LocalDatabase) -> None:
+    """Drop one reference; the last one closes the file."""
+    with _registry_lock:
+        db._refs -= 1
+        if db._refs > 0:
+            return
+        _registry.pop(os.path.realpath(db.path), None)
+    db.close_now()
+    if db.spool is not None:
+        db.spool.close()

@@ -1,0 +1,195 @@
+"""The read side of a trace store: runs, steps, calls and states, decoded.
+
+A mixin: the class using it provides :meth:`query` and :meth:`query_dicts` (which see everything
+this process recorded so far) and ``path``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.errors import RunNotFoundError
+from workbench.state import apply_changes
+
+
+class StoreReader:
+    """Read methods shared by every trace store backend."""
+
+    path: str
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def resolve_run_id(self, ref: str) -> str:
+        """A full run id from an id, a unique prefix of one, or ``last``."""
+        if ref == "last":
+            rows = self.query("SELECT run_id FROM wb_runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+            if not rows:
+                raise RunNotFoundError(f"no runs in {self.path} yet")
+            return str(rows[0][0])
+        rows = self.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ?) LIMIT 2", [ref])
+        if not rows:
+            raise RunNotFoundError(f"no run {ref!r} in {self.path} (see 'workbench runs')")
+        if len(rows) > 1:
+            raise RunNotFoundError(f"run id prefix {ref!r} is ambiguous in {self.path}; give more characters")
+        return str(rows[0][0])
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row from ``wb_runs`` with JSON columns decoded."""
+        rows = self.query_dicts("SELECT * FROM wb_runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.path} (see 'workbench runs')")
+        run = rows[0]
+        for col in ("input", "output", "config", "node_versions"):
+            run[col] = json.loads(run[col]) if run[col] is not None else None
+        return run
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent runs with step count, tokens and cost."""
+        return self.query_dicts(
+            """
+            SELECT r.run_id, r.graph, r.status, r.started_at, r.ended_at,
+                   date_diff('millisecond', r.started_at, coalesce(r.ended_at, r.started_at)) AS duration_ms,
+                   coalesce(r.last_step, s.planned - 1, 0) AS steps, r.parent_run_id, r.fork_step,
+                   coalesce(l.tokens, 0) AS tokens, coalesce(l.cost, 0) AS cost_usd, r.error
+            FROM wb_runs r
+            LEFT JOIN (SELECT run_id, max(step) AS planned FROM wb_supersteps GROUP BY run_id) s USING (run_id)
+            LEFT JOIN (SELECT run_id, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens,
+                              sum(coalesce(cost_usd, 0)) AS cost
+                       FROM wb_llm_calls GROUP BY run_id) l USING (run_id)
+            ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?
+            """,
+            [limit],
+        )
+
+    def tasks(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
+        """Every recorded node execution (one row per attempt) of a run, in order."""
+        sql = "SELECT * FROM wb_tasks WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if step is not None:
+            sql += " AND step = ?"
+            params.append(step)
+        rows = self.query_dicts(sql + " ORDER BY step, task, attempt", params)
+        for r in rows:
+            r["update"] = json.loads(r["update"]) if r["update"] is not None else None
+            r["arg"] = json.loads(r["arg"]) if r["arg"] is not None else None
+        return rows
+
+    def lineage(self, run_id: str) -> list[tuple[str, int]]:
+        """``[(run_id, last step taken from it), ...]`` from the run itself up to its root.
+
+        A fork shares its parent's history up to its fork step; the run itself owns every step
+        after that (its own entry has no limit).
+        """
+        rows = self.query(
+            "SELECT ancestor_id, upto_step FROM run_lineage WHERE run_id = ? ORDER BY depth", [run_id]
+        )
+        return [(str(a), int(u)) for a, u in rows]
+
+    def step_owner(self, run_id: str, step: int) -> str:
+        """Which run of a fork's lineage recorded ``step`` (the fork itself after its fork step)."""
+        owner = run_id
+        for ancestor, upto in self.lineage(run_id):
+            if step <= upto:
+                owner = ancestor
+        return owner
+
+    def changes(self, run_id: str, upto: int | None = None) -> list[tuple[int, str, str, Any]]:
+        """Stored state changes ``(step, key, op, value)`` of a run and the history it shares
+        with its ancestors, in the order they apply."""
+        limit = 2**31 - 1 if upto is None else upto
+        rows = self.query(
+            """
+            SELECT c.step, c.key, c.op, c.value
+            FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
+            WHERE l.run_id = ? AND c.step <= least(l.upto_step, ?)
+            ORDER BY c.step, l.depth DESC, c.rowid
+            """,
+            [run_id, limit],
+        )
+        return [(int(s), k, op, json.loads(v)) for s, k, op, v in rows]
+
+    def state_at(self, run_id: str, step: int) -> dict[str, Any]:
+        """The run's full state after ``step`` (0 = the input), rebuilt from stored changes."""
+        state: dict[str, Any] = {}
+        apply_changes(state, ((k, op, v) for _, k, op, v in self.changes(run_id, step)))
+        return state
+
+    def states(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """The state after every committed step of a run, in one pass over its changes."""
+        out: dict[int, dict[str, Any]] = {}
+        state: dict[str, Any] = {}
+        current = None
+        for s, k, op, v in self.changes(run_id):
+            if current is not None and s != current:
+                out[current] = dict(state)
+            current = s
+            apply_changes(state, [(k, op, v)])
+        if current is not None:
+            out[current] = dict(state)
+        return out
+
+    def plan(self, run_id: str, step: int) -> dict[str, Any] | None:
+        """The tasks planned for ``step`` and the join bookkeeping at that point (a fork's
+        plans before its fork step are its parent's)."""
+        rows = self.query(
+            """
+            SELECT p.tasks, p.joins
+            FROM run_lineage l JOIN wb_supersteps p ON p.run_id = l.ancestor_id
+            WHERE l.run_id = ? AND p.step = ? AND p.step - 1 <= l.upto_step
+            ORDER BY l.depth, p.created_at DESC LIMIT 1
+            """,
+            [run_id, step],
+        )
+        if not rows:
+            return None
+        return {"tasks": json.loads(rows[0][0]), "joins": json.loads(rows[0][1]) if rows[0][1] else {}}
+
+    def last_committed_step(self, run_id: str) -> int:
+        """The highest step whose state changes are recorded (0 once the run has started)."""
+        rows = self.query("SELECT max(step) FROM wb_supersteps WHERE run_id = ?", [run_id])
+        planned = rows[0][0]
+        return -1 if planned is None else int(planned) - 1
+
+    def last_step(self, run_id: str) -> int:
+        """The highest step that ran, or was in flight when the run stopped (steps are 1..this).
+
+        A finished run's last plan is empty: its last step is the last committed one.
+        """
+        committed = self.last_committed_step(run_id)
+        plan = self.plan(run_id, committed + 1)
+        return committed if plan is not None and not plan["tasks"] else committed + 1
+
+    def llm_calls(self, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
+        """Recorded model (and tool) calls of a run, decoded, in call order."""
+        sql = "SELECT * FROM wb_llm_calls WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if step is not None:
+            sql += " AND step = ?"
+            params.append(step)
+        rows = self.query_dicts(sql + " ORDER BY step, task, seq", params)
+        for r in rows:
+            for col in ("messages", "params", "response"):
+                r[col] = json.loads(r[col]) if r[col] is not None else None
+        return rows
+
+    def interrupts(self, run_id: str) -> list[dict[str, Any]]:
+        """Interrupts of a run, decoded, oldest first."""
+        rows = self.query_dicts(
+            "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, attempt, idx", [run_id]
+        )
+        for r in rows:
+            for col in ("payload", "response"):
+                r[col] = json.loads(r[col]) if r[col] is not None else None
+        return rows
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.query_dicts("SELECT * FROM wb_events WHERE run_id = ? ORDER BY created_at", [run_id])
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r["detail"] is not None else None
+        return rows

@@ -1,0 +1,176 @@
+"""The spool: a store's local directory of journals and the files processes coordinate through.
+
+For a DuckDB file ``traces/workbench.duckdb`` it is ``traces/workbench.duckdb.spool/``::
+
+    journals/   one journal per recording process (journal.py); orphans are loaded by others
+    damaged/    journals or frames that could not be loaded, kept for a person to look at
+    waiters     processes waiting for the database file hold a shared lock on it (database.py)
+    signal      a counter bumped after every commit: readers poll it to see new data cheaply
+
+Nothing in here is needed to read the store; all of it is safe to delete when no workbench
+process is running (unloaded records in journals are lost then).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from workbench.store.journal import SUFFIX, is_held
+
+
+def host_name() -> str:
+    """This machine's name, reduced to characters that are safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname() or "host")[:64]
+
+
+def new_owner_id() -> str:
+    """An id for one recording process: ``host-pid-random``."""
+    return f"{host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def journal_owner(journal: str) -> str:
+    """The process a journal belongs to (journal ids are ``owner.generation``)."""
+    return journal.rsplit(".", 1)[0]
+
+
+def owner_host(owner: str) -> str:
+    return owner.rsplit("-", 2)[0]
+
+
+def owner_pid(owner: str) -> int | None:
+    parts = owner.rsplit("-", 2)
+    try:
+        return int(parts[1]) if len(parts) == 3 else None
+    except ValueError:
+        return None
+
+
+class Spool:
+    """One store's spool directory (see the module docstring)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.journals = os.path.join(root, "journals")
+        self.damaged = os.path.join(root, "damaged")
+        self._signal = os.path.join(root, "signal")
+        self._waiters = os.path.join(root, "waiters")
+        self._waiters_fd = -1
+
+    def create(self) -> None:
+        """Make the directories (raises OSError when the location is not writable)."""
+        os.makedirs(self.journals, exist_ok=True)
+        os.makedirs(self.damaged, exist_ok=True)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.journals)
+
+    # ------------------------------------------------------------------ journals
+
+    def journal_path(self, journal: str) -> str:
+        return os.path.join(self.journals, journal + SUFFIX)
+
+    def journal_ids(self) -> list[str]:
+        """Ids of every journal in the spool (live or not), oldest file first."""
+        try:
+            names = [n for n in os.listdir(self.journals) if n.endswith(SUFFIX)]
+        except FileNotFoundError:
+            return []
+
+        def mtime(name: str) -> float:
+            try:
+                return os.path.getmtime(os.path.join(self.journals, name))
+            except FileNotFoundError:
+                return 0.0
+
+        return [n[: -len(SUFFIX)] for n in sorted(names, key=mtime)]
+
+    def orphans(self) -> list[str]:
+        """Ids of journals whose process is gone (nobody holds the file)."""
+        return [j for j in self.journal_ids() if not is_held(self.journal_path(j))]
+
+    def is_alive(self, owner: str) -> bool:
+        """Whether the process ``owner`` (on this host) still holds one of its journals."""
+        return any(is_held(self.journal_path(j)) for j in self.journal_ids() if journal_owner(j) == owner)
+
+    def keep_damaged(self, name: str, data: bytes) -> str:
+        """Save bytes that could not be loaded under ``damaged/`` and return the path."""
+        os.makedirs(self.damaged, exist_ok=True)
+        path = os.path.join(self.damaged, f"{time.strftime('%Y%m%dT%H%M%S')}-{name}")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return path
+
+    # ------------------------------------------------------------------ change signal
+
+    def bump(self) -> None:
+        """Tell readers the database changed (called after a commit, under the write lock)."""
+        try:
+            fd = os.open(self._signal, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        try:
+            raw = os.pread(fd, 8, 0)
+            count = struct.unpack("<Q", raw)[0] + 1 if len(raw) == 8 else 1
+            os.pwrite(fd, struct.pack("<Q", count), 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def change_token(self) -> tuple[int, int]:
+        """Changes whenever a commit happened since the last call (a stat and an 8-byte read)."""
+        try:
+            fd = os.open(self._signal, os.O_RDONLY)
+        except OSError:
+            return (0, 0)
+        try:
+            raw = os.pread(fd, 8, 0)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return (struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0, st.st_mtime_ns)
+
+    # ------------------------------------------------------------------ waiting for the file
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Announce that this process waits for the database file while the block runs."""
+        try:
+            fd = os.open(self._waiters, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            yield  # a read-only spool: no announcement, plain retrying still works
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def has_waiters(self) -> bool:
+        """True when another process waits for the database file (see :meth:`waiting`)."""
+        if self._waiters_fd < 0:
+            try:
+                self._waiters_fd = os.open(self._waiters, os.O_RDONLY | os.O_CREAT, 0o644)
+            except OSError:
+                return False
+        try:
+            fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        if self._waiters_fd >= 0:
+            os.close(self._waiters_fd)
+            self._waiters_fd = -1
