@@ -113,7 +113,8 @@ def test_params_recorded_but_secrets_never_stored(tmp_path: Path) -> None:
         assert failed.status == "failed"
         assert st.llm_calls(failed.run_id)[0]["error"]
         call = st.llm_calls(result.run_id)[0]
-        assert call["params"] == {"temperature": 0.25, "max_tokens": 50}
+        assert call["params"] == {"temperature": 0.25, "max_tokens": 50, "api_key": "[redacted]",
+                                  "extra_headers": "[redacted]"}
         everything = _all_text(st)
         assert "temperature" in everything  # the check can see params at all
         assert "SECRETKEY" not in everything and "SECRETHEADER" not in everything
@@ -123,17 +124,19 @@ def test_params_recorded_but_secrets_never_stored(tmp_path: Path) -> None:
             assert b"SECRETKEY" not in data and b"SECRETHEADER" not in data
     finally:
         st.close()
-    for f in tmp_path.iterdir():
+    for f in (p for p in tmp_path.rglob("*") if p.is_file()):
         data = f.read_bytes()
         assert b"SECRETKEY" not in data and b"SECRETHEADER" not in data, f.name
 
 
-def test_secret_looking_params_are_dropped() -> None:
+def test_secret_looking_params_are_redacted() -> None:
     params = {"api_key": 1, "extra_headers": 2, "headers": 3, "aws_secret_access_key": 4, "password": 5,
               "access_token": 6, "authorization": 7, "vertex_credentials": 8, "temperature": 9,
               "max_tokens": 10, "top_k": 11, "max_completion_tokens": 12, "seed": 13}
-    assert public_params(params) == {"temperature": 9, "max_tokens": 10, "top_k": 11,
-                                     "max_completion_tokens": 12, "seed": 13}
+    secret = ["api_key", "extra_headers", "headers", "aws_secret_access_key", "password", "access_token",
+              "authorization", "vertex_credentials"]
+    assert public_params(params) == {**{k: "[redacted]" for k in secret}, "temperature": 9, "max_tokens": 10,
+                                     "top_k": 11, "max_completion_tokens": 12, "seed": 13}
 
 
 def test_prompt_string_becomes_user_message(store: TraceStore) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import LLMError, WorkbenchError
+from workbench.errors import LLMError, LLMRejectedError, WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.llm.client import LLMReply
@@ -22,16 +22,22 @@ class RecordedLLMError(LLMError, RecordedCallError):
     """A replayed model call that failed when recorded (an LLMError, as it was live)."""
 
 
+class RecordedLLMRejectedError(LLMRejectedError, RecordedLLMError):
+    """A replayed model call every model refused when recorded (not retried, as it was live)."""
+
+
 def recorded_failure(row: dict[str, Any]) -> Exception:
     """The exception a replay raises for a call recorded as failed.
 
-    A model call raises an LLMError, as it did live. A tool call raises the recorded exception
-    type when it is a Python built-in (looked up by name among the builtins: nothing is imported
-    on a trace's say), else a RecordedCallError.
+    A model call raises an LLMError, as it did live (an LLMRejectedError, which a node's retry
+    policy does not retry, when the recorded error says the request was refused). A tool call
+    raises the recorded exception type when it is a Python built-in (looked up by name among the
+    builtins: nothing is imported on a trace's say), else a RecordedCallError.
     """
     error = str(row.get("error") or "recorded call failed")
     if row.get("kind") == "llm":
-        return RecordedLLMError(error)
+        refused = error.startswith(LLMRejectedError.PREFIX)
+        return RecordedLLMRejectedError(error) if refused else RecordedLLMError(error)
     name, _, message = error.partition(": ")
     kind = getattr(builtins, name, None)
     if isinstance(kind, type) and issubclass(kind, Exception):

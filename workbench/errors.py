@@ -55,5 +55,16 @@ class LLMError(WorkbenchError):
     """A model call failed after its retries and fallbacks."""
 
 
+class LLMRejectedError(LLMError):
+    """Every model refused the request (authentication, permission, bad request, unknown model).
+
+    Trying again cannot fix it, so it is not retried: not by the call, nor by a node's
+    ``RetryPolicy``. Fix the credentials, the model name or the request.
+    """
+
+    PREFIX = "model call refused, not retried"
+    """How its message starts (a replay recognises a recorded refusal by it)."""
+
+
 class InputError(WorkbenchError):
     """Input from the user (JSON, resume value) is invalid."""

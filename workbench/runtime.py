@@ -33,6 +33,7 @@ from workbench.context import (
 from workbench.errors import (
     InputError,
     InvalidUpdateError,
+    LLMRejectedError,
     NodeTimeoutError,
     RoutingError,
     RunStateError,
@@ -42,14 +43,16 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.graph import END, START, Graph, Node, Send, display_path
+from workbench.redact import scrub
 from workbench.state import Change, apply_changes
 from workbench.store.store import TraceStore, now_us
 
 NO_VALUE: Any = object()
 """Sentinel: resume without a value (a paused run, or a crashed one)."""
 
-# Errors that a retry cannot fix: the same code and input fail the same way.
-_NOT_RETRYABLE = (SerializationError, InvalidUpdateError)
+# Errors that a retry cannot fix: the same code and input fail the same way (a model call every
+# provider refused — bad credentials, bad request — fails the same way too).
+_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError)
 
 
 def new_run_id() -> str:
@@ -611,7 +614,7 @@ class Runner:
             except Exception as exc:
                 message = _describe(exc)
                 self._record_task(run, idx, spec, attempt, "failed", started, t0, None,
-                                  message, traceback.format_exc())
+                                  message, scrub(traceback.format_exc()))
                 policy = node.retry
                 if policy and not isinstance(exc, _NOT_RETRYABLE) and policy.should_retry(exc, attempt):
                     attempt += 1
@@ -849,6 +852,8 @@ class Runner:
                 exc: BaseException | None = None) -> RunResult:
         self._last_touched = run.touched
         self._last_extended = run.extended
+        if error:
+            error = scrub(error)  # an error text may echo a credential; it is recorded and printed
         if self._inline_ctx is not None and status == "failed" and exc is not None:
             # Let the parent's retry policy see the original exception type.
             raise exc
@@ -951,8 +956,9 @@ async def _with_context(coro: Any, ctx: Context) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
+    """One line about a node's exception (recorded and shown): known secrets scrubbed."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return scrub(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
 
 
 def _names(names: Iterable[str]) -> str:

@@ -11,6 +11,8 @@ run, a tool is a plain function call.
 
 Arguments and results must be JSON-serializable (see workbench.codec); a result is restored to
 the function's return annotation when it is a dataclass, Pydantic model, datetime or enum.
+Arguments that look like credentials (by name, at any depth: ``api_key``, ``token``, ``password``…,
+and URL credentials) are recorded as ``"[redacted]"``, and scrubbed from recorded errors.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench import codec
+from workbench.redact import maybe_secret, redact, remember_secrets_in, scrub
 from workbench.store.store import now_us
 
 if TYPE_CHECKING:
@@ -75,6 +78,11 @@ def _request(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: d
     except (TypeError, ValueError):
         payload = {"args": list(args), "kwargs": kwargs}
     args_json = codec.dumps(payload, f"arguments of tool {name!r}")
+    if maybe_secret(args_json):
+        # Recorded (and fingerprinted) with credentials redacted; remembered so errors lose them.
+        args = json.loads(args_json)
+        remember_secrets_in(args)
+        args_json = json.dumps(redact(args), separators=(",", ":"), ensure_ascii=False)
     fp = hashlib.sha256(f"{name}\0{args_json}".encode()).hexdigest()[:24]
     return args_json, fp
 
@@ -98,12 +106,12 @@ def _record(ctx: Context, name: str, args_json: str, fp: str, started: float, re
     result_json = None
     err = None
     if error is not None:
-        err = f"{type(error).__name__}: {error}"
+        err = scrub(f"{type(error).__name__}: {error}")
     else:
         try:
             result_json = codec.dumps(result, f"result of tool {name!r}")
         except Exception as exc:
-            err = str(exc)
+            err = scrub(str(exc))
     ctx.record_call({
         "seq": ctx.next_seq(), "kind": "tool", "model": name, "messages": args_json, "params": None,
         "response": result_json, "prompt_tokens": None, "completion_tokens": None, "cost_usd": None,

@@ -1,9 +1,13 @@
 """The model-call helper nodes use: ``ctx.llm(...)`` / ``await ctx.allm(...)``.
 
 Every call goes through litellm and is recorded in ``llm_calls``: the request messages and
-parameters (never API keys or headers), the response, the model that answered, tokens, cost,
-latency, how many attempts it took, and the error if it failed. Rate limits, timeouts and
-connection errors are retried with exponential backoff; then each fallback model is tried.
+parameters (credentials replaced by ``"[redacted]"``, see :mod:`workbench.redact`), the response,
+the model that answered, tokens, cost, latency, how many attempts it took, and the error if it
+failed (one short line, known secrets scrubbed). Rate limits, timeouts and connection errors are
+retried with exponential backoff; then each fallback model is tried. A request a provider refuses
+(authentication, permission, bad request, unknown model) is not retried: each fallback is tried
+once, and when every model refused, :class:`LLMRejectedError` says so (a node's ``RetryPolicy``
+does not retry it either).
 When a task runs again after a pause or a crash, calls it already made are served from the
 recording (matched by order and by a fingerprint of the request), not made again.
 """
@@ -21,18 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import LLMError
+from workbench.errors import LLMError, LLMRejectedError
 from workbench.llm.config import resolve_fallbacks, resolve_model
+from workbench.redact import redact, remember_secrets_in, scrub
 from workbench.store.store import now_us
 
 if TYPE_CHECKING:
     from workbench.context import Context
 
-# Parameters that may carry credentials. They are passed to litellm but never recorded.
-_SECRET_PARAM = re.compile(
-    r"(^|_)(api_key|key|secret|password|token|credentials?|authorization|auth|headers?)$", re.I
-)
-_NOT_SECRET = {"max_tokens", "max_completion_tokens", "top_k"}
 # Our own options, consumed here and not passed to litellm.
 _OWN_OPTIONS = {"fallbacks", "retries", "timeout", "stream", "backoff"}
 
@@ -86,11 +86,11 @@ def litellm_module() -> Any:
 
 
 def public_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters safe to record: anything that looks like a credential is dropped."""
-    return {
-        k: v for k, v in params.items()
-        if k in _NOT_SECRET or not _SECRET_PARAM.search(k)
-    }
+    """The parameters safe to record: at any depth, a value under a key that looks like a
+    credential is replaced by ``"[redacted]"``, and URLs lose their credentials (see
+    :func:`workbench.redact.redact`)."""
+    out: dict[str, Any] = redact(params)
+    return out
 
 
 def normalize_messages(messages: Any) -> list[dict[str, Any]]:
@@ -102,10 +102,39 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
 
 
 def fingerprint(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """A hash of what was asked: model, messages and recorded parameters."""
+    """A hash of what was asked: model, messages and recorded (redacted) parameters.
+
+    Computed over what is recorded, so a secret never influences a fingerprint.
+    """
     blob = json.dumps({"model": model, "messages": messages, "params": public_params(params)},
                       sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+# Refusals: retrying the same request cannot help. litellm reports some of them under other
+# types (a missing OpenAI key is an InternalServerError, a missing Gemini key an
+# APIConnectionError), so the message is checked too.
+_REFUSAL_TYPES = ("AuthenticationError", "PermissionDeniedError", "BadRequestError", "NotFoundError",
+                  "UnprocessableEntityError")
+_CREDENTIALS_PROBLEM = re.compile(
+    r"missing (?:credentials|[\w -]{0,40}?api[ _-]?key)|api_key client option must be set|no api[ _-]?key"
+    r"|(?:incorrect|invalid|wrong|bad) (?:api[ _-]?key|x-api-key|credentials|authentication|auth token)"
+    r"|authentication (?:failed|error|required)|\bunauthori[sz]ed\b|\b(?:status|error) code:? 40[13]\b",
+    re.IGNORECASE,
+)
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+(?:Error|Exception):\s+)?")
+
+
+def _refused(litellm: Any, exc: BaseException) -> bool:
+    """True when the provider refused the request itself: credentials, permissions, a bad request."""
+    kinds = tuple(k for k in (getattr(litellm, n, None) for n in _REFUSAL_TYPES) if isinstance(k, type))
+    if kinds and isinstance(exc, kinds):
+        return True
+    try:
+        text = str(exc)
+    except Exception:
+        return False
+    return bool(_CREDENTIALS_PROBLEM.search(text[:2000]))
 
 
 def _retryable(litellm: Any, exc: BaseException) -> bool:
@@ -132,8 +161,13 @@ class _Call:
         self.timeout = float(params.get("timeout", 60.0))
         self.stream = bool(params.get("stream", False))
         self.params = {k: v for k, v in params.items() if k not in _OWN_OPTIONS}
-        self.fp = fingerprint(self.model, self.messages, self.params)
+        # Every credential passed in (at any depth, or in a URL) is scrubbed from error texts.
+        remember_secrets_in(self.params)
+        self.public = public_params(self.params)
+        self.fp = fingerprint(self.model, self.messages, self.public)
         self.attempts = 0
+        # Models whose last failure was a refusal (not worth another attempt, at any level).
+        self.refused: list[str] = []
         self.started = time.perf_counter()
 
     def served(self) -> LLMReply | None:
@@ -145,7 +179,7 @@ class _Call:
             rec = self.ctx.take_recorded(self.fp)
         except ReplayDivergence as div:
             div.detail["request"] = {"kind": "llm", "model": self.model, "messages": self.messages,
-                                     "params": public_params(self.params)}
+                                     "params": self.public}
             raise
         if rec is None:
             return None
@@ -158,7 +192,7 @@ class _Call:
         )
 
     def plan(self) -> list[str]:
-        return [self.model, *[m for m in self.fallbacks if m != self.model]]
+        return list(dict.fromkeys([self.model, *self.fallbacks]))  # each model once
 
     def delay(self, attempt: int) -> float:
         return min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
@@ -191,7 +225,7 @@ class _Call:
             "seq": self.ctx.next_seq(), "kind": "llm",
             "model": reply.model if reply else self.model,
             "messages": json.dumps(self.messages, default=str, ensure_ascii=False),
-            "params": json.dumps(public_params(self.params), default=str, ensure_ascii=False),
+            "params": json.dumps(self.public, default=str, ensure_ascii=False),
             "response": json.dumps(reply.message, default=str, ensure_ascii=False) if reply else None,
             "prompt_tokens": reply.prompt_tokens if reply else None,
             "completion_tokens": reply.completion_tokens if reply else None,
@@ -201,7 +235,19 @@ class _Call:
         })
 
     def fail(self, errors: list[str]) -> LLMError:
-        msg = f"model call failed after {self.attempts} attempts: " + "; ".join(errors[-3:])
+        """The error to raise when every model failed; recorded as the call's error."""
+        parts: list[str] = []
+        counts: dict[str, int] = {}
+        for e in errors:  # the same failure three times reads as one, with a count
+            if e not in counts:
+                parts.append(e)
+            counts[e] = counts.get(e, 0) + 1
+        shown = [p + (f" ({counts[p]} times)" if counts[p] > 1 else "") for p in parts[-3:]]
+        if set(self.refused) >= set(self.plan()):
+            msg = scrub(f"{LLMRejectedError.PREFIX}: " + "; ".join(shown))
+            self.record(None, msg)
+            return LLMRejectedError(msg)
+        msg = scrub(f"model call failed after {self.attempts} attempts: " + "; ".join(shown))
         self.record(None, msg)
         return LLMError(msg)
 
@@ -220,6 +266,9 @@ class _Call:
     def should_retry(self, litellm: Any, model: str, exc: Exception, attempt: int, errors: list[str]) -> bool:
         """Note the failure; True when the same model is worth another attempt."""
         errors.append(f"{model}: {_short(exc)}")
+        if _refused(litellm, exc):
+            self.refused.append(model)
+            return False
         return _retryable(litellm, exc) and attempt <= self.retries
 
 
@@ -286,5 +335,15 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    """One line about ``exc``: its type and the first line of its message, at most ~200
+    characters, secrets scrubbed. litellm's ``litellm.X: X:`` prefixes are dropped."""
+    name = type(exc).__name__
+    try:
+        text = str(exc).strip()
+    except Exception:  # an exception whose __str__ fails still gets reported
+        text = ""
+    text = scrub(text.splitlines()[0].strip()) if text else ""
+    text = _LITELLM_PREFIX.sub("", text).strip()
+    if len(text) > 200:
+        text = text[:199].rstrip() + "…"
+    return f"{name}: {text}" if text else name
