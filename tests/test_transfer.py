@@ -20,6 +20,7 @@ from workbench.history import RunHistory
 from workbench.loader import load_graph
 from workbench.replay import replay_run
 from workbench.store import TraceStore
+from workbench.store.schema import SCHEMA_VERSION
 from workbench.transfer import export_runs, import_files
 
 TABLES = ("wb_runs", "wb_tasks", "wb_changes", "wb_supersteps", "wb_llm_calls", "wb_interrupts", "wb_events")
@@ -263,7 +264,8 @@ def test_malformed_file_is_refused_and_changes_nothing(case: str, small_export: 
         assert needle in str(err.value)
         assert "\n" not in str(err.value)
         assert counts(target) == before
-        assert target.query("SELECT count(*) FROM wb_meta WHERE key = 'schema_version' AND value = '1'") == [(1,)]
+        version = target.query("SELECT value FROM wb_meta WHERE key = 'schema_version'")
+        assert version == [(str(SCHEMA_VERSION),)]
 
 
 @pytest.mark.parametrize(("content", "needle"), [

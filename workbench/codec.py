@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 import types
 import typing
 import uuid
@@ -26,13 +27,23 @@ from workbench.errors import SerializationError
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 
+MAX_DEPTH = 256
+"""Values nested deeper than this are refused (a deeper structure is almost surely a bug, and
+would exhaust the stack of whatever reads it back)."""
 
-def to_jsonable(value: Any, path: str = "") -> Any:
+MAX_BYTES = int(float(os.environ.get("WORKBENCH_MAX_VALUE_MB", "64")) * 1024 * 1024)
+"""The largest JSON text one value may take in the trace store (``$WORKBENCH_MAX_VALUE_MB``)."""
+
+
+def to_jsonable(value: Any, path: str = "", _depth: int = 0) -> Any:
     """Return a structure of dicts, lists and primitives equal in content to ``value``.
 
     Raises SerializationError naming ``path`` (e.g. ``state.drafts[2].meta``) for a value of a
-    type with no codec.
+    type with no codec, or nested deeper than :data:`MAX_DEPTH`.
     """
+    if _depth > MAX_DEPTH:
+        where = path if len(path) <= 60 else f"{path[:40]}…{path[-12:]}"
+        raise SerializationError(f"{where or 'value'}: nested deeper than {MAX_DEPTH} levels; flatten it")
     if isinstance(value, _PRIMITIVES):
         if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
             raise SerializationError(f"{path or 'value'}: float {value!r} cannot be stored as JSON")
@@ -47,13 +58,13 @@ def to_jsonable(value: Any, path: str = "") -> Any:
                     raise SerializationError(
                         f"{path or 'value'}: dict key of type {type(k).__name__} cannot be stored as JSON"
                     )
-            out[k] = to_jsonable(v, f"{path}.{k}" if path else k)
+            out[k] = to_jsonable(v, f"{path}.{k}" if path else k, _depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(items)]
+        return [to_jsonable(v, f"{path}[{i}]", _depth + 1) for i, v in enumerate(items)]
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value, path)
+        return to_jsonable(value.value, path, _depth)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -66,13 +77,13 @@ def to_jsonable(value: Any, path: str = "") -> Any:
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: to_jsonable(getattr(value, f.name), f"{path}.{f.name}" if path else f.name)
+            f.name: to_jsonable(getattr(value, f.name), f"{path}.{f.name}" if path else f.name, _depth + 1)
             for f in dataclasses.fields(value)
         }
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
         # Pydantic v2 model: its own JSON mode already reduces nested types.
-        return to_jsonable(dump(mode="json"), path)
+        return to_jsonable(dump(mode="json"), path, _depth)
     raise SerializationError(
         f"{path or 'value'}: value of type {type(value).__module__}.{type(value).__qualname__} "
         "cannot be stored as JSON (use str, int, float, bool, None, list, dict, datetime, bytes, "
@@ -81,8 +92,8 @@ def to_jsonable(value: Any, path: str = "") -> Any:
 
 
 def dumps(value: Any, path: str = "") -> str:
-    """Encode ``value`` as compact JSON text (see :func:`to_jsonable`)."""
-    return json.dumps(to_jsonable(value, path), separators=(",", ":"), ensure_ascii=False)
+    """Encode ``value`` as compact JSON text (see :func:`to_jsonable` and :func:`check_text`)."""
+    return check_text(json.dumps(to_jsonable(value, path), separators=(",", ":"), ensure_ascii=False), value, path)
 
 
 def fast_dumps(value: Any, path: str = "") -> str:
@@ -91,9 +102,75 @@ def fast_dumps(value: Any, path: str = "") -> str:
     Most updates are plain JSON already; this keeps the hot path at one ``json.dumps`` call.
     """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
         return dumps(value, path)
+    return check_text(text, value, path)
+
+
+def check_text(text: str, value: Any, path: str) -> str:
+    """Refuse encoded text the store cannot hold: invalid Unicode (a lone surrogate such as
+    ``"\ud800"``, which no UTF-8 file can hold) or more than :data:`MAX_BYTES`. The message
+    names the key that is at fault."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            where = _find(value, path, lambda v: isinstance(v, str) and not _valid_unicode(v)) or path or "value"
+            raise SerializationError(
+                f"{where}: text holds an unpaired surrogate ({text[exc.start]!r}), which is not valid Unicode; "
+                "decode the text properly (e.g. bytes.decode('utf-8', 'replace'))"
+            ) from None
+    if len(text) > MAX_BYTES // 4 and len(text.encode("utf-8")) > MAX_BYTES:
+        where = _largest(value, path) or path or "value"
+        raise SerializationError(
+            f"{where}: {len(text.encode('utf-8')) / 1048576:.1f} MB is more than the trace store holds per value "
+            f"({MAX_BYTES / 1048576:.0f} MB, set WORKBENCH_MAX_VALUE_MB); store a reference (a file path or URL) "
+            "instead of the data"
+        )
+    return text
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _children(value: Any, path: str) -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    return []
+
+
+def _find(value: Any, path: str, bad: Any, depth: int = 0) -> str | None:
+    """The path of the first value (depth first) for which ``bad`` holds, keys included."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        for k in value:
+            if isinstance(k, str) and bad(k):
+                return f"{path}.{k!r} (a key)" if path else f"{k!r} (a key)"
+    if bad(value):
+        return path
+    for child_path, child in _children(value, path):
+        found = _find(child, child_path, bad, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _largest(value: Any, path: str) -> str | None:
+    """The path of the biggest top-level part of a value (what to name when it is too big)."""
+    kids = _children(value, path)
+    if not kids:
+        return path or None
+    sizes = [(len(json.dumps(v, ensure_ascii=False, default=str)), p) for p, v in kids]
+    return max(sizes)[1]
 
 
 def loads(text: str | None) -> Any:

@@ -233,18 +233,20 @@ class Runner:
         plan, run.joins = self._plan_next([(TaskSpec(START), Outcome("completed"))], run.state, run.joins)
         run.plan = plan
         if self.store is not None:
-            self.store.record_many([
-                ("run", {
-                    "run_id": run.run_id, "graph": self.graph.name,
-                    "graph_file": display_path(self.graph.file),
-                    "code_version": self.graph.code_version,
-                    "node_versions": codec.dumps(self.graph.node_versions()),
-                    "status": "running", "started_at": now_us(), "input": input_json,
-                    "config": codec.dumps(config),
-                }),
-                *start_changes,
-                self._plan_record(run, 1),
-            ])
+            run_row = {
+                "run_id": run.run_id, "graph": self.graph.name,
+                "graph_file": display_path(self.graph.file),
+                "code_version": self.graph.code_version,
+                "node_versions": codec.dumps(self.graph.node_versions()),
+                "status": "running", "started_at": now_us(), "input": input_json,
+                "config": codec.dumps(config),
+            }
+            if run_id is not None:
+                # An id chosen by the caller may be taken: claim it in the database at once.
+                self.store.reserve_run(run_row)
+                self.store.record_many([*start_changes, self._plan_record(run, 1)])
+            else:
+                self.store.record_many([("run", run_row), *start_changes, self._plan_record(run, 1)])
         self._emit(Event("run_started", run.run_id, 0, None, {"graph": self.graph.name}))
         return await self._execute(run)
 
@@ -267,15 +269,15 @@ class Runner:
         served from the recording, not made again.
         """
         store = self._require_store()
+        store.sweep()  # a run whose process died: load what its journal holds first
         rec = store.get_run(run_id)
         status = rec["status"]
         if status == "completed":
             raise RunStateError(f"run {run_id} already completed; fork it to run again")
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
-        interrupts = store.interrupts(run_id)
-        open_ones = [i for i in interrupts if i["resumed_at"] is None]
-        records: list[tuple[str, dict[str, Any]]] = []
+        open_ones = [i for i in store.interrupts(run_id) if i["resumed_at"] is None]
+        answer: dict[str, Any] | None = None
         if status == "waiting" and open_ones:
             if value is NO_VALUE:
                 payload = open_ones[0]["payload"]
@@ -284,21 +286,12 @@ class Runner:
                     f"({codec.dumps(payload)[:120]}); resume it with --input JSON"
                 )
             try:
-                answer = codec.dumps(value, "resume value")
+                answer_json = codec.dumps(value, "resume value")
             except SerializationError as exc:
                 raise InputError(str(exc)) from None
             first = open_ones[0]
-            records.append(("interrupt_answer", {
-                "run_id": run_id, "step": first["step"], "task": first["task"], "attempt": first["attempt"],
-                "idx": first["idx"],
-                "response": answer, "resumed_at": now_us(),
-            }))
-            interrupts = [
-                {**i, "response": value, "resumed_at": 1}
-                if (i["step"], i["task"], i["attempt"], i["idx"])
-                == (first["step"], first["task"], first["attempt"], first["idx"]) else i
-                for i in interrupts
-            ]
+            answer = {k: first[k] for k in ("run_id", "step", "task", "attempt", "idx")}
+            answer.update(response=answer_json, resumed_at=now_us())
         elif value is not NO_VALUE:
             raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without --input")
 
@@ -307,6 +300,9 @@ class Runner:
             config["break_before"] = self._check_names(break_before, "break_before")
         if break_after is not None:
             config["break_after"] = self._check_names(break_after, "break_after")
+        paused = config.pop("paused", None) or {}
+        # Exactly once: of two processes resuming (or answering) this run at once, one gets it.
+        store.claim(run_id, allowed=[status], answer=answer, config=codec.dumps(config))
         committed = store.last_committed_step(run_id)
         step = committed + 1
         plan = store.plan(run_id, step)
@@ -316,15 +312,10 @@ class Runner:
         run = _Run(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                    plan["joins"] or {}, config)
         self._break_when = break_when
-        paused = config.get("paused") or {}
         run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
-        self._load_step_progress(run, store, interrupts)
-        config.pop("paused", None)
-        records.append(("run_update", {"run_id": run_id, "status": "running", "config": codec.dumps(config),
-                                       "error": None}))
-        records.append(("event", {"run_id": run_id, "step": step, "kind": "resumed", "node": None,
-                                  "detail": codec.dumps({"from": status}), "created_at": now_us()}))
-        store.record_many(records)
+        self._load_step_progress(run, store, store.interrupts(run_id))
+        store.record("event", {"run_id": run_id, "step": step, "kind": "resumed", "node": None,
+                               "detail": codec.dumps({"from": status}), "created_at": now_us()})
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
         return await self._execute(run)
 

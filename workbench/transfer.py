@@ -77,9 +77,11 @@ def _check_value(where: str, name: str, sql_type: str, value: Any, required: boo
         if not isinstance(value, str):
             raise InputError(f"{where}: column {name!r} must be a string")
         return value
-    if sql_type in ("INTEGER", "TS"):
+    if sql_type in ("INTEGER", "BIGINT", "TS"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise InputError(f"{where}: column {name!r} must be an integer")
+        if sql_type == "BIGINT" and not -(2**63) <= value < 2**63:
+            raise InputError(f"{where}: column {name!r} is out of range")
         if sql_type == "INTEGER" and not -(2**31) <= value < 2**31:
             raise InputError(f"{where}: column {name!r} is out of range")
         if sql_type == "TS" and not 0 <= value <= _MAX_TS:

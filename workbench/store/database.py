@@ -10,8 +10,10 @@ shares a store file with the others:
   ``waiters`` file). A process holding the file closes it as soon as it is idle and someone
   waits; with nobody waiting it keeps it for ``linger`` seconds, so a busy single process pays
   for opening once.
-* A refusal because another process holds the file is retried (with backoff) inside, never
-  shown, for up to ``busy_timeout`` seconds.
+* A refusal because another workbench process holds the file is retried (with backoff) inside,
+  never shown, for up to ``busy_timeout`` seconds. Workbench processes that have the file open
+  say so (the spool's ``holders`` file); a file held by anything else (a DuckDB shell, say) is
+  reported after ``foreign_timeout`` seconds.
 
 Every instance is opened hardened: no access to files other than the store itself, no
 extension loading or installing, and a locked configuration — so no query, whatever its text,
@@ -83,8 +85,7 @@ def explain_open_error(path: str, exc: BaseException) -> StoreError:
         pid = re.search(r"PID (\d+)", str(exc))
         who = f"process {pid.group(1)}" if pid else "another process"
         return StoreBusyError(
-            f"trace store {path} is held by {who} (not a workbench process, or one stuck in a long "
-            "query); close it, or pass --db to use another file"
+            f"trace store {path} is in use by {who}; close that program, or pass --db to use another file"
         )
     if kind == "corrupt":
         return StoreError(
@@ -126,8 +127,10 @@ class LocalDatabase:
     """One process's access to one DuckDB store file (see the module docstring)."""
 
     def __init__(self, path: str, spool: Spool | None, *, writable: bool,
-                 linger: float = 2.0, busy_timeout: float = 60.0) -> None:
+                 linger: float = 2.0, busy_timeout: float = 60.0, foreign_timeout: float = 2.0) -> None:
         self.path = path
+        self.foreign_timeout = foreign_timeout
+        self._hold_fd = -1
         self.spool = spool
         self.writable = writable
         self.linger = linger
@@ -216,6 +219,8 @@ class LocalDatabase:
             raise
         with self._cond:
             self._con, self._mode, self._broken = con, mode, False
+            if self.spool is not None:
+                self._hold_fd = self.spool.hold()
             self._opening = False
             self._users += 1
             self._cond.notify_all()
@@ -259,12 +264,16 @@ class LocalDatabase:
                 con.close()
             except Exception as exc:  # closing checkpoints; a failure leaves the WAL for next time
                 log.warning("closing trace store %s: %s", self.path, first_line(exc))
+            Spool.unhold(self._hold_fd)
+            self._hold_fd = -1
         self._cond.notify_all()
 
     def _open(self, *, read_only: bool, timeout: float) -> Any:
         import duckdb
 
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        foreign_since: float | None = None
         delay = 0.002
         announce = self.spool.waiting() if self.spool is not None else _nothing()
         with announce:
@@ -273,10 +282,16 @@ class LocalDatabase:
                     return connect(self.path, read_only=read_only)
                 except duckdb.Error as exc:
                     kind = classify(exc)
-                    if kind != "locked" or time.monotonic() >= deadline:
+                    now = time.monotonic()
+                    if kind == "locked" and self.spool is not None and not self.spool.held_by_workbench():
+                        foreign_since = now if foreign_since is None else foreign_since
+                    else:
+                        foreign_since = None
+                    foreign = foreign_since is not None and now - foreign_since >= self.foreign_timeout
+                    if kind != "locked" or now >= deadline or foreign:
                         err = explain_open_error(self.path, exc)
-                        if kind == "locked":
-                            err = StoreBusyError(f"{err} (waited {timeout:g} s)")
+                        if kind == "locked" and not foreign:
+                            err = StoreBusyError(f"{err} (waited {now - start:.0f} s)")
                         raise err from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)

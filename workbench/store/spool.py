@@ -5,6 +5,8 @@ For a DuckDB file ``traces/workbench.duckdb`` it is ``traces/workbench.duckdb.sp
     journals/   one journal per recording process (journal.py); orphans are loaded by others
     damaged/    journals or frames that could not be loaded, kept for a person to look at
     waiters     processes waiting for the database file hold a shared lock on it (database.py)
+    holders     processes that have the database file open hold a shared lock on it: a file
+                held by a process that is not on this list is held by something else
     signal      a counter bumped after every commit: readers poll it to see new data cheaply
 
 Nothing in here is needed to read the store; all of it is safe to delete when no workbench
@@ -63,6 +65,7 @@ class Spool:
         self._signal = os.path.join(root, "signal")
         self._waiters = os.path.join(root, "waiters")
         self._waiters_fd = -1
+        self._holders = os.path.join(root, "holders")
 
     def create(self) -> None:
         """Make the directories (raises OSError when the location is not writable)."""
@@ -168,6 +171,37 @@ class Spool:
         except OSError:
             return False
         fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
+        return False
+
+    def hold(self) -> int:
+        """Announce that this process has the database file open; returns the fd to pass to
+        :meth:`unhold` (-1 when the spool is not writable)."""
+        try:
+            fd = os.open(self._holders, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            return -1
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
+
+    @staticmethod
+    def unhold(fd: int) -> None:
+        if fd >= 0:
+            os.close(fd)
+
+    def held_by_workbench(self) -> bool:
+        """True when some workbench process says it has the database file open."""
+        try:
+            fd = os.open(self._holders, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
         return False
 
     def close(self) -> None:
