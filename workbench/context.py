@@ -138,6 +138,9 @@ class Context:
         self._emit = emit
         # In a replay every call must come from the recording: a miss is a divergence.
         self._strict = strict
+        self.excluded_s = 0.0
+        """Seconds this task spent on workbench's own one-time set-up (importing the model
+        library): not counted in the task's recorded duration."""
 
     # ----------------------------------------------------------------- human input
 

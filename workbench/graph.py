@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
+import json
 import linecache
 import os
 import random
@@ -99,7 +100,9 @@ class Node:
 
     def __post_init__(self) -> None:
         if self.subgraph is not None:
-            self.source_hash = self.subgraph.code_version
+            # The subgraph's own nodes and wiring, not its file: an edit elsewhere in the file
+            # does not change it.
+            self.source_hash = self.subgraph.structure_hash()
             return
         try:
             linecache.checkcache(self.file)  # the file may have been saved since it was last read
@@ -320,6 +323,22 @@ class Graph:
     def node_versions(self) -> dict[str, str]:
         """``{node: hash of its source}`` — to show which nodes changed since a run."""
         return {name: node.source_hash for name, node in self.nodes.items()}
+
+    def structure_hash(self) -> str:
+        """A hash of what this graph does: its nodes' code, edges, routes (routers' code
+        included) and joins — not the rest of the file it lives in."""
+        routes = {}
+        for src, route in self.routes.items():
+            try:
+                router = inspect.getsource(route.router)
+            except (OSError, TypeError):
+                router = repr(route.router)
+            routes[src] = [sorted(route.targets.items()), hashlib.sha256(router.encode()).hexdigest()[:16]]
+        blob = json.dumps({
+            "nodes": self.node_versions(), "edges": {k: sorted(v) for k, v in self.edges.items()},
+            "routes": routes, "joins": [[sorted(j.sources), j.target] for j in self.joins],
+        }, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def changed_since(self, recorded: dict[str, str] | None) -> list[str]:
         """Nodes whose code differs from ``recorded`` (a run's ``node_versions``), sorted."""

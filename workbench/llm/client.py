@@ -278,7 +278,7 @@ def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **
     served = call.served()
     if served is not None:
         return served
-    litellm = litellm_module()
+    litellm = _imported(ctx)
     call.started = time.perf_counter()  # latency is the model's, not litellm's import time
     errors: list[str] = []
     for m in call.plan():
@@ -292,7 +292,8 @@ def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **
                                                     timeout=call.timeout, **call.params):
                         call.take_chunk(chunk, chunks, parts)
                     return call.streamed_reply(litellm, m, chunks, parts)
-                response = litellm.completion(model=m, messages=call.messages, timeout=call.timeout, **call.params)
+                response = _within(call.timeout, litellm.completion, model=m, messages=call.messages,
+                                   timeout=call.timeout, **call.params)
                 return call.reply(litellm, m, response)
             except Exception as exc:
                 if call.should_retry(litellm, m, exc, attempt, errors):
@@ -308,7 +309,13 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
     served = call.served()
     if served is not None:
         return served
-    litellm = await asyncio.to_thread(litellm_module) if _litellm is None else _litellm
+    if _litellm is None:
+        t0 = time.perf_counter()
+        litellm = await asyncio.to_thread(litellm_module)
+        if ctx is not None:
+            ctx.excluded_s += time.perf_counter() - t0
+    else:
+        litellm = _litellm
     call.started = time.perf_counter()
     errors: list[str] = []
     for m in call.plan():
@@ -323,8 +330,13 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
                     async for chunk in stream:
                         call.take_chunk(chunk, chunks, parts)
                     return call.streamed_reply(litellm, m, chunks, parts)
-                response = await litellm.acompletion(model=m, messages=call.messages, timeout=call.timeout,
-                                                     **call.params)
+                try:
+                    response = await asyncio.wait_for(
+                        litellm.acompletion(model=m, messages=call.messages, timeout=call.timeout, **call.params),
+                        call.timeout,
+                    )
+                except TimeoutError:
+                    raise TimeoutError(f"no answer within {call.timeout:g}s (timeout)") from None
                 return call.reply(litellm, m, response)
             except Exception as exc:
                 if call.should_retry(litellm, m, exc, attempt, errors):
@@ -332,6 +344,43 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
                     continue
                 break
     raise call.fail(errors)
+
+
+def _imported(ctx: Context | None) -> Any:
+    """litellm, imported on first use; the time that takes is not the calling node's."""
+    if _litellm is not None:
+        return _litellm
+    t0 = time.perf_counter()
+    module = litellm_module()
+    if ctx is not None:
+        ctx.excluded_s += time.perf_counter() - t0
+    return module
+
+
+def _within(limit: float, fn: Any, **kwargs: Any) -> Any:
+    """``fn(**kwargs)``, given up after ``limit`` seconds (raises TimeoutError).
+
+    Providers enforce ``timeout`` themselves, or not (a custom or self-hosted one may ignore
+    it); this makes it hold whatever the provider does. The abandoned call finishes in a daemon
+    thread and its answer is dropped.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = fn(**kwargs)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="workbench-llm-call", daemon=True).start()
+    if not done.wait(limit):
+        raise TimeoutError(f"no answer within {limit:g}s (timeout)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _short(exc: BaseException) -> str:

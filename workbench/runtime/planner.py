@@ -1,0 +1,112 @@
+"""Planning: which tasks run in the next superstep, from the edges, routers and joins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from workbench import codec
+from workbench.errors import RoutingError, SerializationError
+from workbench.graph import END, START, Graph, Send, display_path
+from workbench.runtime.types import Outcome, TaskSpec
+from workbench.state import StateSchema
+
+
+class Planner:
+    """Plans the tasks of the next superstep of a graph.
+
+    Every finished task contributes its edges and its router's choice; a node reached by several
+    edges runs once; a ``Send`` is a task of its own with its own argument; a join's target runs
+    once all of its sources have finished since it last ran. A failed task with an ``on_error``
+    handler plans the handler, with the failure as its input.
+    """
+
+    def __init__(self, graph: Graph, schema: StateSchema) -> None:
+        self.graph = graph
+        self.schema = schema
+
+    def next(
+        self, finished: Sequence[tuple[TaskSpec, Outcome]], state: dict[str, Any], joins: dict[str, list[str]]
+    ) -> tuple[list[TaskSpec], dict[str, list[str]]]:
+        """The next plan and the join bookkeeping after it."""
+        joins = {k: list(v) for k, v in joins.items()}
+        plan: list[TaskSpec] = []
+        plain: set[str] = set()
+
+        def add(name: str, error: dict[str, Any] | None = None) -> None:
+            if name == END:
+                return
+            if error is not None:
+                plan.append(TaskSpec(name, error=error))
+            elif name not in plain:
+                plain.add(name)
+                plan.append(TaskSpec(name))
+
+        view = None
+        for spec, outcome in finished:
+            src = spec.node
+            if outcome.status == "failed":
+                handler = self.graph.nodes[src].on_error
+                assert handler is not None
+                add(handler, {"node": src, "type": type(outcome.error).__name__, "message": outcome.message})
+                continue
+            for dst in self.graph.edges.get(src, []):
+                add(dst)
+            route = self.graph.routes.get(src)
+            if route is not None:
+                if view is None:
+                    view = self.schema.view(state)
+                for target in self.route(route.router, route.targets, src, view):
+                    if isinstance(target, Send):
+                        try:
+                            codec.dumps(target.arg, f"Send({target.node!r}) argument")
+                        except SerializationError as exc:
+                            raise SerializationError(f"router after {src!r}: {exc}") from None
+                        plan.append(TaskSpec(target.node, codec.to_jsonable(target.arg), send=True))
+                    else:
+                        add(target)
+            for i, join in enumerate(self.graph.joins):
+                if src in join.sources:
+                    key = str(i)
+                    seen = joins.setdefault(key, [])
+                    if src not in seen:
+                        seen.append(src)
+                    if set(seen) >= set(join.sources):
+                        add(join.target)
+                        joins.pop(key)
+        return plan, joins
+
+    def route(self, router: Any, targets: dict[str, str], src: str, view: Any) -> list[str | Send]:
+        """Call a router and check what it returned against the targets it declared."""
+        result = router(view)
+        items = result if isinstance(result, (list, tuple)) else [result]
+        allowed = set(targets.values())
+        out: list[str | Send] = []
+
+        def where() -> str:  # built only for an error: display_path costs a system call
+            return f"{display_path(self.graph.file)}: graph {self.graph.name!r}, router after {src!r}"
+
+        for item in items:
+            if isinstance(item, Send):
+                if item.node not in allowed or item.node not in self.graph.nodes:
+                    raise RoutingError(f"{where()}: Send to undeclared node {item.node!r} "
+                                       f"(declared targets: {_names(allowed)})")
+                out.append(item)
+                continue
+            if item == END or item is None:
+                out.append(END)
+                continue
+            if not isinstance(item, str):
+                raise RoutingError(f"{where()}: returned {item!r}; return a node name, END, or a list of Send")
+            if item in targets:
+                out.append(targets[item])
+            elif item in allowed:
+                out.append(item)
+            else:
+                raise RoutingError(f"{where()}: returned unknown node {item!r} "
+                                   f"(declared targets: {_names(targets)})")
+        return out
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(sorted("END" if n == END else "START" if n == START else n for n in names))

@@ -1,0 +1,613 @@
+"""The Runner: drives a graph in supersteps and records every transition before the next one.
+
+A superstep runs every task planned for it concurrently (asyncio; sync nodes in threads when
+there is more than one task or a timeout), then merges their updates in plan order — so the
+result does not depend on which branch finished first — then asks edges and routers what runs
+next. The step's state changes and the next step's plan are recorded in one journal write
+before the next step starts: a killed process loses at most the step in flight, and
+:meth:`Runner.resume` continues from the last committed step without re-running any task that
+was recorded as completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from workbench import codec
+from workbench.context import Context, Event, InterruptSignal, Listener, ReplayDivergence
+from workbench.errors import (
+    InputError,
+    InvalidUpdateError,
+    LLMRejectedError,
+    RunStateError,
+    SerializationError,
+    StepLimitError,
+    StoreError,
+    WorkbenchError,
+)
+from workbench.graph import START, Graph, display_path
+from workbench.recording import Recorder
+from workbench.redact import scrub
+from workbench.runtime.calls import call_node, describe
+from workbench.runtime.continuing import load_step_progress, seed_llm_edits
+from workbench.runtime.planner import Planner
+from workbench.runtime.subgraph import run_subgraph
+from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
+from workbench.state import Change, apply_changes
+from workbench.store.store import TraceStore, now_us
+
+# Errors that a retry cannot fix: the same code and input fail the same way (a model call every
+# provider refused — bad credentials, bad request — fails the same way too).
+_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError)
+
+# A fork shares its ancestors' history through a chain of parents; the store's lineage view
+# follows at most this many links.
+MAX_FORK_DEPTH = 1000
+
+
+class Runner:
+    """Runs (and resumes) one graph, recording into a trace store.
+
+    Args:
+        graph: the graph to run (validated on first use).
+        store: the trace store; ``None`` runs unrecorded (no resume, no replay).
+        max_concurrency: at most this many tasks of a superstep run at once.
+        listener: called with an :class:`Event` for each thing that happens (progress display).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        store: TraceStore | None = None,
+        *,
+        max_concurrency: int = 16,
+        listener: Listener | None = None,
+        replay: Any = None,
+        _inline_ctx: Context | None = None,
+    ) -> None:
+        self.graph = graph.validate()
+        self.schema = graph.schema
+        self.store = store
+        self.recorder = Recorder(store)
+        self.planner = Planner(self.graph, self.schema)
+        self.max_concurrency = max_concurrency
+        self.listener = listener
+        # A subgraph runs inline inside its parent's task: its nodes share that task's context,
+        # so their model calls and interrupts are recorded (and served on resume) by the parent.
+        self._inline_ctx = _inline_ctx
+        # A replay session (workbench.replay) serves every call from a recording and checks
+        # each step against it; None for live runs.
+        self._replay = replay
+        self._rng = random.Random()
+        self._break_when: Any = None
+        # What the last run changed (a subgraph's parent turns this into its update).
+        self.last_touched: set[str] = set()
+        self.last_extended: dict[str, list[Any]] = {}
+
+    # ----------------------------------------------------------------- public API
+
+    def run(self, input: dict[str, Any] | None = None, **options: Any) -> RunResult:
+        """Start a run and drive it until it completes, fails, waits for input or pauses.
+
+        Options: ``run_id``, ``break_before`` / ``break_after`` (node names), ``break_when``
+        (a predicate over the state, checked after each step), ``max_steps``.
+        """
+        return _run_sync(self.arun(input, **options))
+
+    def resume(self, run_id: str, value: Any = NO_VALUE, **options: Any) -> RunResult:
+        """Continue a waiting, paused, failed or interrupted-by-crash run (see :meth:`aresume`)."""
+        return _run_sync(self.aresume(run_id, value, **options))
+
+    def fork(self, parent_run_id: str, at_step: int, **options: Any) -> RunResult:
+        """Fork a recorded run at a step and run the fork live (see :meth:`afork`)."""
+        return _run_sync(self.afork(parent_run_id, at_step, **options))
+
+    async def arun(
+        self,
+        input: dict[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        break_before: Iterable[str] = (),
+        break_after: Iterable[str] = (),
+        break_when: Any = None,
+        max_steps: int | None = None,
+    ) -> RunResult:
+        """The async form of :meth:`run`."""
+        if input is not None and not isinstance(input, dict):
+            raise InputError(f"input must be a JSON object, got {type(input).__name__}")
+        try:
+            state, changes = self.schema.initial(input)
+        except InvalidUpdateError as exc:
+            raise InputError(str(exc)) from None
+        config = {
+            "break_before": self._check_names(break_before, "break_before"),
+            "break_after": self._check_names(break_after, "break_after"),
+            "max_steps": self._check_limit(max_steps) or self.graph.max_steps,
+        }
+        run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
+        self._break_when = break_when
+        try:
+            input_json = codec.dumps(input or {}, "input")
+            start_changes = self.recorder.changes(run.run_id, 0, changes)
+        except SerializationError as exc:
+            raise InputError(str(exc)) from None
+        run.plan, run.joins = self.planner.next([(TaskSpec(START), Outcome("completed"))], run.state, run.joins)
+        if self.recorder.enabled:
+            row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config)
+            self.recorder.run_started(row, start_changes, self._plan_record(run, 1), reserve=run_id is not None)
+        self._emit(Event("run_started", run.run_id, 0, None, {"graph": self.graph.name}))
+        return await self._execute(run)
+
+    async def aresume(
+        self,
+        run_id: str,
+        value: Any = NO_VALUE,
+        *,
+        break_when: Any = None,
+        break_before: Iterable[str] | None = None,
+        break_after: Iterable[str] | None = None,
+        max_steps: int | None = None,
+    ) -> RunResult:
+        """Continue a run recorded in the store.
+
+        A *waiting* run needs ``value``: it answers the oldest open interrupt, and the node that
+        asked is run again from its top, where :func:`interrupt` now returns ``value``. A
+        *paused* run continues from its breakpoint. A *failed* run re-runs the tasks that failed
+        (its finished siblings are not run again); one that hit its step limit needs a higher
+        ``max_steps``. A *running* run whose process died continues from its last committed
+        step. Model calls recorded by the task being continued are served from the recording,
+        not made again. Of two processes resuming the same run at once, one gets it; the other
+        gets a RunStateError.
+        """
+        store = self._require_store()
+        store.sweep()  # a run whose process died: load what its journal holds first
+        rec = store.get_run(run_id)
+        status = rec["status"]
+        if status == "completed":
+            raise RunStateError(f"run {run_id} already completed; fork it to run again, or continue the "
+                                "conversation with a new run")
+        if rec["graph"] != self.graph.name:
+            raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
+        open_ones = [i for i in store.interrupts(run_id) if i["resumed_at"] is None]
+        answer: dict[str, Any] | None = None
+        answer_json: str | None = None
+        if status == "waiting" and open_ones:
+            if value is NO_VALUE:
+                payload = open_ones[0]["payload"]
+                raise RunStateError(
+                    f"run {run_id} is waiting for input at node {open_ones[0]['node']!r} "
+                    f"({codec.dumps(payload)[:120]}); resume it with --input JSON"
+                )
+            try:
+                answer_json = codec.dumps(value, "resume value")
+            except SerializationError as exc:
+                raise InputError(str(exc)) from None
+            answer = open_ones[0]
+        elif value is not NO_VALUE:
+            raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without --input")
+
+        config = rec["config"] or {}
+        if break_before is not None:
+            config["break_before"] = self._check_names(break_before, "break_before")
+        if break_after is not None:
+            config["break_after"] = self._check_names(break_after, "break_after")
+        if max_steps is not None:
+            config["max_steps"] = self._check_limit(max_steps)
+        paused = config.pop("paused", None) or {}
+        # Exactly once: of two processes resuming (or answering) this run at once, one gets it.
+        self.recorder.claim(run_id, status=status, answer=answer, answer_json=answer_json, config=config)
+        committed = store.last_committed_step(run_id)
+        step = committed + 1
+        plan = store.plan(run_id, step)
+        if plan is None:
+            raise StoreError(f"run {run_id} has no recorded plan for step {step}; the trace is incomplete")
+        state = self.schema.decode(store.state_at(run_id, committed))
+        run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
+                        plan["joins"] or {}, config)
+        self._break_when = break_when
+        run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
+        load_step_progress(run, store, store.interrupts(run_id))
+        self.recorder.event(run_id, step, "resumed", None, {"from": status})
+        self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
+        return await self._execute(run)
+
+    async def afork(
+        self,
+        parent_run_id: str,
+        at_step: int,
+        *,
+        set_state: dict[str, Any] | None = None,
+        llm_responses: dict[int, str] | None = None,
+        break_before: Iterable[str] | None = None,
+        break_after: Iterable[str] | None = None,
+        break_when: Any = None,
+        max_steps: int | None = None,
+    ) -> RunResult:
+        """Make a new run that shares ``parent_run_id``'s history before ``at_step``, apply the
+        edits, and run step ``at_step`` onwards live with the current code.
+
+        ``set_state`` replaces state keys (validated against the schema) as they stood before
+        ``at_step``. ``llm_responses`` maps the number of a model call of that step (1-based, in
+        task then call order, as ``workbench show RUN --step N`` lists them) to the answer the
+        fork gets instead; calls before it in the same node are served from the recording, calls
+        after it are made live. The fork records the current code version, so a fork that ran
+        different code is visible. Nothing is recorded when an edit is invalid.
+        """
+        store = self._require_store()
+        parent = store.get_run(parent_run_id)
+        if parent["graph"] != self.graph.name:
+            raise RunStateError(
+                f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
+            )
+        last = store.last_step(parent_run_id)
+        if at_step < 1 or at_step > last:
+            raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
+        if len(store.lineage(parent_run_id)) >= MAX_FORK_DEPTH:
+            raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
+                             "ancestors instead (fork chains are limited to "
+                             f"{MAX_FORK_DEPTH} runs)")
+        plan = store.plan(parent_run_id, at_step)
+        if plan is None:
+            raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
+        state = self.schema.decode(store.state_at(parent_run_id, at_step - 1))
+        edits = dict(set_state or {})
+        try:
+            self.schema.check_keys(edits, "--set")
+            for key, value in edits.items():
+                self.schema.check_type(key, value, "--set")
+                if self.schema.rule(key).kind == "append" and not isinstance(value, list):
+                    # An edit sets the whole value: an append key holds a list.
+                    raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
+            edit_changes = self.recorder.changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
+            input_json = codec.dumps(parent["input"] or {})
+        except (InvalidUpdateError, SerializationError) as exc:
+            raise InputError(str(exc)) from None
+        state.update(self.schema.decode(edits))
+
+        # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
+        config = {k: v for k, v in (parent["config"] or {}).items() if k not in ("paused", "break_before",
+                                                                                 "break_after")}
+        if break_before is not None:
+            config["break_before"] = self._check_names(break_before, "break_before")
+        if break_after is not None:
+            config["break_after"] = self._check_names(break_after, "break_after")
+        if max_steps is not None:
+            config["max_steps"] = self._check_limit(max_steps)
+        run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
+                        plan["joins"] or {}, config)
+        self._break_when = break_when
+        seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
+        row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config,
+                                    parent=parent_run_id, fork_step=at_step - 1)
+        self.recorder.fork_started(row, edit_changes, self._plan_record(run, at_step), seeded, {
+            "parent": parent_run_id, "at": at_step, "set": sorted(edits),
+            "llm_responses": sorted(llm_responses or {}),
+        })
+        self._emit(Event("run_started", run.run_id, at_step - 1, None,
+                         {"graph": self.graph.name, "parent": parent_run_id}))
+        return await self._execute(run)
+
+    # ----------------------------------------------------------------- the loop
+
+    async def _execute(self, run: ActiveRun) -> RunResult:
+        break_before = set(run.config.get("break_before") or [])
+        break_after = set(run.config.get("break_after") or [])
+        max_steps = int(run.config.get("max_steps") or self.graph.max_steps)
+        while True:
+            if not run.plan:
+                return self._finish(run, "completed")
+            if run.step > max_steps:
+                err = StepLimitError(self._loop_message(run, max_steps))
+                return self._finish(run, "failed", error=str(err), exc=err, ran=False)
+            hit = [t.node for t in run.plan if t.node in break_before]
+            if hit and not run.skip_before:
+                return self._pause(run, "before", hit[0])
+            run.skip_before = False
+
+            if self._listening:
+                self._emit(Event("step_started", run.run_id, run.step, None,
+                                 {"nodes": [t.node for t in run.plan]}))
+            if self._replay is not None:
+                self._replay.before_step(run.step, run.plan)
+            outcomes = await self._run_step(run)
+            if self._replay is not None:
+                self._replay.check_outcomes(run.step, run.plan, outcomes)
+
+            waiting = [(i, o) for i, o in enumerate(outcomes) if o.status == "interrupted"]
+            if waiting:
+                return self._wait(run, waiting[0][1].interrupt, run.plan[waiting[0][0]].node)
+            failed = [(run.plan[i], o) for i, o in enumerate(outcomes) if o.status == "failed"]
+            unhandled = [(t, o) for t, o in failed if not self.graph.nodes[t.node].on_error]
+            if unhandled:
+                spec, out = unhandled[0]
+                return self._finish(run, "failed", error=f"node {spec.node!r} failed: {out.message}", exc=out.error)
+
+            try:
+                updates = [
+                    (t.node, o.update) for t, o in zip(run.plan, outcomes, strict=True) if o.status == "completed"
+                ]
+                new_state, changes = self.schema.merge(run.state, updates)
+                plan, joins = self.planner.next(list(zip(run.plan, outcomes, strict=True)), new_state, run.joins)
+                records = self.recorder.changes(run.run_id, run.step, changes)
+            except WorkbenchError as exc:
+                return self._finish(run, "failed", error=str(exc), exc=exc)
+            except Exception as exc:  # a router raised
+                return self._finish(run, "failed", error=f"router failed at step {run.step}: "
+                                    f"{describe(exc)}", exc=exc)
+            self._track_inline_changes(run, changes)
+            if self._replay is not None:
+                edits = self._replay.after_merge(run.step, new_state)
+                if edits:
+                    # A fork's edits, applied where the fork applied them.
+                    new_state = self.schema.decode(apply_changes(dict(new_state), edits))
+            finished = run.plan
+            run.state, run.plan, run.joins = new_state, plan, joins
+            run.history.append("+".join(sorted({t.node for t in finished})))
+            self.recorder.step_committed(run.deferred, records, self._plan_record(run, run.step + 1))
+            if self._listening:
+                self._emit(Event("step_committed", run.run_id, run.step, None,
+                                 {"nodes": [t.node for t in finished], "next": [t.node for t in plan]}))
+            done_step = run.step
+            run.step += 1
+            run.completed, run.resume = {}, {}
+            hit_after = [t.node for t in finished if t.node in break_after]
+            if hit_after:
+                return self._pause(run, "after", hit_after[0], at_step=done_step)
+            if self._break_when is not None and run.plan:
+                try:
+                    stop = self._break_when(self.schema.view(run.state))
+                except Exception as exc:  # a broken condition stops the run where it is, for a look
+                    return self._pause(run, "condition", None, at_step=done_step,
+                                       error=f"the break condition raised {describe(exc)}")
+                if stop:
+                    return self._pause(run, "condition", None, at_step=done_step)
+
+    async def _run_step(self, run: ActiveRun) -> list[Outcome]:
+        if len(run.plan) == 1:
+            return [await self._run_task(run, 0, run.plan[0], parallel=False)]
+        sem = asyncio.Semaphore(self.max_concurrency)
+
+        async def guarded(i: int, spec: TaskSpec) -> Outcome:
+            async with sem:
+                return await self._run_task(run, i, spec, parallel=True)
+
+        return list(await asyncio.gather(*(guarded(i, s) for i, s in enumerate(run.plan))))
+
+    async def _run_task(self, run: ActiveRun, idx: int, spec: TaskSpec, *, parallel: bool) -> Outcome:
+        if idx in run.completed:
+            return run.completed[idx]
+        node = self.graph.nodes[spec.node]
+        resume = run.resume.get(idx)
+        attempt = resume.attempt if resume else 1
+        while True:
+            ctx = self._make_context(run, idx, spec, attempt, resume)
+            resume = None  # a retry starts fresh: new model calls, no served answers
+            started, t0 = now_us(), time.perf_counter()
+            try:
+                value = spec.arg if spec.send else self.schema.view(run.state)
+                sub = run_subgraph(self, node, value, ctx) if node.subgraph is not None else None
+                result = await call_node(node, value, ctx, parallel=parallel, subgraph=sub)
+                if result is not None and not isinstance(result, dict):
+                    raise InvalidUpdateError(
+                        f"node {node.name!r} returned {type(result).__name__}; return a dict of state updates or None"
+                    )
+                if result:
+                    self.schema.validate_update(result, f"node {node.name!r}")
+                update_json = codec.fast_dumps(result, f"node {node.name!r} update") if result else None
+                if self._replay is not None:
+                    ctx.check_all_served()
+            except ReplayDivergence as div:
+                div.detail.setdefault("step", run.step)
+                div.detail.setdefault("node", spec.node)
+                raise
+            except InterruptSignal as sig:
+                if self._inline_ctx is not None:
+                    raise
+                return self._record_interrupt(run, idx, spec, attempt, started, t0, ctx, sig)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                message = describe(exc)
+                self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=message,
+                                    tb=scrub(traceback.format_exc()))
+                policy = node.retry
+                if policy and not isinstance(exc, _NOT_RETRYABLE) and policy.should_retry(exc, attempt):
+                    attempt += 1
+                    self._emit(Event("task_retrying", run.run_id, run.step, node.name,
+                                     {"attempt": attempt, "error": message}))
+                    if self._replay is None:  # a replay does not wait out backoffs
+                        await asyncio.sleep(policy.delay(attempt, self._rng))
+                    continue
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                return Outcome("failed", error=exc, message=f"{message}{tries}")
+            self._task_finished(run, idx, spec, attempt, "completed", started, t0, ctx, update_json=update_json,
+                                defer=not parallel)
+            return Outcome("completed", update=result)
+
+    def _make_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
+                      resume: TaskResume | None) -> Context:
+        if self._inline_ctx is not None:
+            return self._inline_ctx
+        if self._replay is not None:
+            calls, answers = self._replay.task_inputs(run.step, idx, attempt)
+            return Context(
+                run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
+                attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
+                next_seq=0, emit=self.listener, error=spec.error, strict=True,
+            )
+        recorder = self.recorder
+        step = run.step
+
+        def record_call(row: dict[str, Any]) -> None:
+            recorder.call(run.run_id, step, idx, spec.node, attempt, row)
+
+        return Context(
+            run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
+            attempt=attempt, recorder=record_call if recorder.enabled else None,
+            resume_values=resume.resume_values if resume else [],
+            recorded_calls=resume.recorded if resume else [],
+            next_seq=resume.next_seq if resume else 0,
+            emit=self.listener, error=spec.error,
+        )
+
+    # ----------------------------------------------------------------- recording
+
+    def _plan_record(self, run: ActiveRun, step: int) -> tuple[str, dict[str, Any]]:
+        return self.recorder.plan(run.run_id, step, [t.to_json() for t in run.plan], run.joins)
+
+    def _task_finished(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, status: str, started: int,
+                       t0: float, ctx: Context, *, update_json: str | None = None, error: str | None = None,
+                       tb: str | None = None, defer: bool = False) -> None:
+        # The node's own time: a one-time import of the model library is not the node's doing.
+        duration = max(0.0, (time.perf_counter() - t0 - ctx.excluded_s) * 1000)
+        self.recorder.task_finished(run.run_id, run.step, idx, spec.node, attempt, status, started=started,
+                                    duration_ms=duration, update_json=update_json, error=error, traceback=tb,
+                                    arg=spec.arg, send=spec.send, defer=run.deferred if defer else None)
+        if self.listener is not None:
+            self.listener(Event("task_finished", run.run_id, run.step, spec.node,
+                                {"status": status, "attempt": attempt, "duration_ms": duration, "error": error}))
+
+    def _record_interrupt(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, started: int,
+                          t0: float, ctx: Context, sig: InterruptSignal) -> Outcome:
+        try:
+            payload = codec.dumps(sig.payload, "interrupt payload")
+        except SerializationError as exc:
+            self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=str(exc))
+            return Outcome("failed", error=exc, message=str(exc))
+        self._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
+        key = (run.step, idx, attempt, sig.index)
+        if key not in run.known_interrupts:
+            self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
+        run.known_interrupts.add(key)
+        return Outcome("interrupted", interrupt=sig.payload)
+
+    def _track_inline_changes(self, run: ActiveRun, changes: list[Change]) -> None:
+        for key, op, value in changes:
+            run.touched.add(key)
+            if op == "extend":
+                run.extended.setdefault(key, []).extend(value)
+            else:
+                run.extended.pop(key, None)
+
+    # ----------------------------------------------------------------- endings
+
+    def _finish(self, run: ActiveRun, status: str, *, error: str | None = None,
+                exc: BaseException | None = None, ran: bool = True) -> RunResult:
+        """End the run. ``ran``: the current step ran (a step limit stops before it)."""
+        self.last_touched = run.touched
+        self.last_extended = run.extended
+        if self._inline_ctx is not None and status == "failed" and exc is not None:
+            # Let the parent's retry policy see the original exception type.
+            raise exc
+        if error:
+            error = scrub(error)  # an error text may echo a credential; it is recorded and printed
+        self.recorder.flush_deferred(run.deferred)
+        last = run.step if status == "failed" and ran else run.step - 1
+        self.recorder.run_finished(run.run_id, status, last_step=last, output=run.state, error=error)
+        self._emit(Event("run_finished", run.run_id, run.step, None, {"status": status, "error": error}))
+        return RunResult(run.run_id, status, run.state, last, error=error)
+
+    def _wait(self, run: ActiveRun, payload: Any, node: str) -> RunResult:
+        self.recorder.flush_deferred(run.deferred)
+        self.recorder.run_waiting(run.run_id, run.step, node, payload)
+        self._emit(Event("waiting", run.run_id, run.step, node, {"payload": payload}))
+        return RunResult(run.run_id, "waiting", run.state, run.step, interrupt=payload)
+
+    def _pause(self, run: ActiveRun, when: str, node: str | None, at_step: int | None = None,
+               error: str | None = None) -> RunResult:
+        """Pause ``before`` a step (``at_step`` is the step that will run) or ``after`` one /
+        on the break ``condition`` (``at_step`` is the step that ran)."""
+        self.recorder.flush_deferred(run.deferred)
+        step = run.step if at_step is None else at_step
+        paused: dict[str, Any] = {"when": when, "node": node, "step": step}
+        if error:
+            paused["error"] = error
+        run.config["paused"] = paused
+        self.recorder.run_paused(run.run_id, next_step=run.step, at_step=step, node=node, when=when,
+                                 config=run.config, detail={"error": error} if error else {})
+        self._emit(Event("paused", run.run_id, step, node, {"when": when, **({"error": error} if error else {})}))
+        return RunResult(run.run_id, "paused", run.state, step, paused=paused)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _check_names(self, names: Iterable[str], what: str) -> list[str]:
+        out = list(names)
+        for n in out:
+            if n not in self.graph.nodes:
+                raise InputError(f"{what}: graph {self.graph.name!r} has no node {n!r} "
+                                 f"(nodes: {', '.join(self.graph.nodes)})")
+        return out
+
+    @staticmethod
+    def _check_limit(max_steps: int | None) -> int | None:
+        if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
+                                      or max_steps < 1):
+            raise InputError(f"max_steps must be a positive whole number, got {max_steps!r}")
+        return max_steps
+
+    def _require_store(self) -> TraceStore:
+        if self.store is None:
+            raise RunStateError("resuming needs a trace store: create the Runner with store=TraceStore(path)")
+        return self.store
+
+    def _loop_message(self, run: ActiveRun, limit: int) -> str:
+        hist = run.history
+        loop = None
+        for p in range(1, len(hist) // 2 + 1):
+            if hist[-p:] == hist[-2 * p:-p]:
+                loop = [*hist[-p:], hist[-p]]
+                break
+        where = f"{display_path(self.graph.file)}: graph {self.graph.name!r}"
+        desc = f"; loop {' → '.join(loop)}" if loop else ""
+        return (f"{where}: run reached its step limit of {limit}{desc}; give the loop an exit "
+                "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")
+
+    def _emit(self, event: Event) -> None:
+        if self.listener is not None and self._inline_ctx is None:
+            self.listener(event)
+
+    @property
+    def _listening(self) -> bool:
+        return self.listener is not None and self._inline_ctx is None
+
+
+def _running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_sync(coro: Any) -> Any:
+    if _running_loop():
+        coro.close()
+        raise RuntimeError("an event loop is already running here: use 'await runner.arun(...)' instead")
+    # Not asyncio.run(): it waits for the default executor's threads, so a sync node abandoned
+    # after its timeout would hold up the return until it finished on its own.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            # As asyncio.run does: cancel what is left (litellm starts background tasks).
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def run_graph(graph: Graph, input: dict[str, Any] | None = None, *, db: str | None = None,
+              **options: Any) -> RunResult:
+    """Run ``graph`` once, recording into the trace store at ``db`` (default traces/workbench.duckdb)."""
+    with TraceStore(db) as store:
+        return Runner(graph, store).run(input, **options)

@@ -1,0 +1,109 @@
+"""The runtime's data: planned tasks, their outcomes, the in-memory state of a run, results."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench import codec
+from workbench.context import RecordedCall
+
+NO_VALUE: Any = object()
+"""Sentinel: resume without a value (a paused run, or a crashed one)."""
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: milliseconds since the epoch then random bits, in hex."""
+    return f"{time.time_ns() // 1_000_000:011x}{random.getrandbits(24):06x}"
+
+
+@dataclass
+class TaskSpec:
+    """One planned execution of a node within a superstep."""
+
+    node: str
+    arg: Any = None
+    send: bool = False
+    error: dict[str, Any] | None = None  # for a task reached through on_error
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"node": self.node}
+        if self.send:
+            out["send"] = True
+            out["arg"] = self.arg
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(data["node"], data.get("arg"), bool(data.get("send")), data.get("error"))
+
+
+@dataclass
+class Outcome:
+    """How one task ended."""
+
+    status: str  # completed | failed | interrupted
+    update: dict[str, Any] | None = None
+    error: BaseException | None = None
+    message: str | None = None
+    interrupt: Any = None
+
+
+@dataclass
+class TaskResume:
+    """What a task re-run after a pause or crash continues from."""
+
+    attempt: int
+    resume_values: list[Any]
+    recorded: list[RecordedCall]
+    next_seq: int
+
+
+@dataclass
+class RunResult:
+    """Where a run stands after :meth:`Runner.run` or :meth:`Runner.resume` returns."""
+
+    run_id: str
+    status: str  # running | waiting | paused | completed | failed
+    state: dict[str, Any]
+    step: int
+    interrupt: Any = None
+    error: str | None = None
+    paused: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``--json`` object."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "state": codec.to_jsonable(self.state),
+            "interrupt": codec.to_jsonable(self.interrupt),
+            "error": self.error,
+            "step": self.step,
+            "paused": self.paused,
+        }
+
+
+@dataclass
+class ActiveRun:
+    """The in-memory state of one run being executed."""
+
+    run_id: str
+    state: dict[str, Any]
+    step: int
+    plan: list[TaskSpec]
+    joins: dict[str, list[str]]
+    config: dict[str, Any]
+    completed: dict[int, Outcome] = field(default_factory=dict)
+    resume: dict[int, TaskResume] = field(default_factory=dict)
+    known_interrupts: set[tuple[int, int, int, int]] = field(default_factory=set)
+    skip_before: bool = False
+    history: list[str] = field(default_factory=list)
+    extended: dict[str, list[Any]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    # A one-task step's completed task record, written with the step's commit (one journal write).
+    deferred: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
