@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import RunNotFoundError, RunStateError, StoreError
+from workbench.guard import note_store
+from workbench.redact import scrub
 from workbench.store.database import classify, close_database, first_line, open_database
 from workbench.store.ingest import apply_frames, apply_records, rollback, skip_frames
 from workbench.store.journal import SUFFIX, Frame, Journal, encode_frame, is_held, read_frames
@@ -111,6 +113,7 @@ class TraceStore(StoreReader):
             self._tmpdir = tempfile.mkdtemp(prefix="workbench-store-")
             path = os.path.join(self._tmpdir, "trace.duckdb")
         self.path = path
+        note_store(path)  # so that a crash of the database engine can name the file (guard.py)
         self.fsync = fsync
         self.owner = new_owner_id()
         self.close_warning: str | None = None
@@ -403,7 +406,7 @@ class TraceStore(StoreReader):
 
     def record_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Record several rows with one journal write (one step's worth, say): all or none."""
-        records = list(items)
+        records = [_scrubbed(kind, row) for kind, row in items]
         if not records:
             return
         _check_sizes(records)
@@ -551,8 +554,20 @@ class TraceStore(StoreReader):
         import duckdb
 
         with self._db.connection(write=True) as con:
-            for journal in self.spool.orphans():
-                self._load_orphan(con, journal)
+            # What dead processes left first (a run they were recording is claimable, from the
+            # state its journal holds) — including one that died a moment ago.
+            for _ in range(3):
+                for journal in self.spool.orphans():
+                    self._load_orphan(con, journal)
+                row = con.execute("SELECT status, owner FROM wb_runs WHERE run_id = ?", [run_id]).fetchone()
+                owner = row[1] if row else None
+                if not (row and row[0] == "running" and owner and owner != self.owner):
+                    break
+                if self._owner_alive(owner, grace=1.0):
+                    raise RunStateError(
+                        f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
+                        f"{owner_host(owner)}; wait for it to stop, then try again"
+                    )
             con.execute("BEGIN TRANSACTION")
             try:
                 row = con.execute("SELECT status, owner FROM wb_runs WHERE run_id = ?", [run_id]).fetchone()
@@ -560,10 +575,8 @@ class TraceStore(StoreReader):
                     raise RunNotFoundError(f"no run {run_id!r} in {self.path} (see 'workbench runs')")
                 status, owner = row
                 if status == "running" and owner is not None and owner != self.owner and self._owner_alive(owner):
-                    raise RunStateError(
-                        f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                        f"{owner_host(owner)}; wait for it to stop, then try again"
-                    )
+                    raise RunStateError(f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
+                                        f"{owner_host(owner)}; wait for it to stop, then try again")
                 if status not in allowed and not (status == "running" and "running" in allowed):
                     raise RunStateError(f"run {run_id} is {status} now (another process may have just "
                                         "continued it); see 'workbench show'")
@@ -616,10 +629,17 @@ class TraceStore(StoreReader):
                 raise
         self.spool.bump()
 
-    def _owner_alive(self, owner: str) -> bool:
-        if owner_host(owner) == host_name():
-            return self.spool.is_alive(owner)
-        return True  # another machine's process: only a shared store can tell (lake.py)
+    def _owner_alive(self, owner: str, grace: float = 0.0) -> bool:
+        """Whether the process recording a run is alive; a process that was just killed gets
+        ``grace`` seconds to be gone (its lock on its journal goes when the kernel is done)."""
+        if owner_host(owner) != host_name():
+            return True  # another machine's process: only a shared store can tell (lake.py)
+        deadline = time.monotonic() + grace
+        while self.spool.is_alive(owner):
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.02)
+        return False
 
     # ----------------------------------------------------------------- import
 
@@ -713,6 +733,17 @@ class TraceStore(StoreReader):
     def change_token(self) -> Any:
         """A value that changes whenever any process commits to this store (cheap to call)."""
         return self.spool.change_token()
+
+
+def _scrubbed(kind: str, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The record with known secret values taken out of its error texts (a second line of
+    defence: the runtime and the model layer scrub what they produce already)."""
+    if row.get("error") or row.get("traceback"):
+        row = dict(row)
+        for col in ("error", "traceback"):
+            if isinstance(row.get(col), str):
+                row[col] = scrub(row[col])
+    return kind, row
 
 
 def _check_sizes(records: list[tuple[str, dict[str, Any]]]) -> None:

@@ -1,0 +1,103 @@
+"""The ``workbench`` command's crash guard: a damaged database must not kill the terminal.
+
+DuckDB verifies block checksums, but some damage (flipped bytes inside a compressed segment)
+makes it crash the process (SIGSEGV) instead of raising an error, and no Python code can catch
+that. So the console command forks at start: the child runs the CLI as usual and tells the parent
+which trace store it opened; if the child dies of a crash signal, the parent prints one line
+naming the store and what to do, and exits 2 (the "corrupt database" code).
+
+The parent does nothing else: the child owns the terminal, its exit code is passed through, and
+it dies with the parent (``PR_SET_PDEATHSIG``), so ``kill -9`` of the command still kills it all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+_note_fd = -1
+
+
+def note_store(path: str) -> None:
+    """Tell the guarding parent (if any) that this process opened the store at ``path``."""
+    if _note_fd >= 0:
+        try:
+            os.write(_note_fd, f"{os.path.abspath(path)}\n".encode())
+        except OSError:
+            pass
+
+
+def main() -> None:
+    """Entry point of the ``workbench`` console script."""
+    from workbench.cli import main as cli_main
+
+    if os.environ.get("WORKBENCH_NO_GUARD") or not hasattr(os, "fork"):
+        sys.exit(cli_main())
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the real command
+        os.close(read_fd)
+        global _note_fd
+        _note_fd = write_fd
+        _die_with_parent()
+        sys.exit(cli_main())
+    os.close(write_fd)
+    sys.exit(_watch(pid, read_fd))
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the guard is best effort there
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(137)
+
+
+def _terminal_sends_to_both() -> bool:
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _watch(pid: int, read_fd: int) -> int:
+    """Wait for the child; turn a crash into one line. Returns the exit code to use."""
+    forwarded = [signal.SIGTERM, signal.SIGHUP]
+    if _terminal_sends_to_both():
+        # ^C from the terminal reaches the child directly; passing it on would deliver it twice.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        forwarded.append(signal.SIGINT)
+    for sig in forwarded:
+        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+    with os.fdopen(read_fd, "rb") as fh:
+        stores = fh.read().decode(errors="replace").split()
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    sig = signal.Signals(os.WTERMSIG(status))
+    if sig in _CRASH_SIGNALS:
+        where = f"trace store {stores[-1]}" if stores else "the trace store"
+        sys.stderr.write(
+            f"workbench: error: the database engine crashed ({sig.name}) while reading {where}; "
+            f"the file is damaged: check it with 'workbench doctor{' --db ' + stores[-1] if stores else ''}', "
+            "and move it aside to go on with a fresh one\n"
+        )
+        return 2
+    # Killed from outside: end the same way, so whoever killed it sees the same status.
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    return 128 + sig
