@@ -144,7 +144,8 @@ def test_failed_run_exits_1(tmp_path: Path, db: str) -> None:
     assert res.returncode == 1
     assert "Traceback" not in res.stderr and "boom" in res.stderr
     # Resuming a failed run re-runs the failed node: it fails again, same exit code.
-    again = result(wb("resume", out["run_id"], "--db", db, "--json", cwd=tmp_path), 1, "failed")
+    again = result(wb("resume", out["run_id"], "--graph", f"{SIMPLE}:failing", "--db", db, "--json", cwd=tmp_path),
+                   1, "failed")
     assert again["run_id"] == out["run_id"] and "boom" in again["error"]
 
 
@@ -153,14 +154,15 @@ def test_waiting_run_resumes_with_input(tmp_path: Path, db: str) -> None:
     assert out["interrupt"] == {"question": "what is the answer?"}
     rid = out["run_id"]
     # Without an answer: refused, the run still waits.
-    error_line(wb("resume", rid, "--db", db, "--json", cwd=tmp_path))
-    error_line(wb("resume", rid, "--input", "{nope", "--db", db, "--json", cwd=tmp_path))
-    done = result(wb("resume", rid, "--input", '"forty-two"', "--db", db, "--json", cwd=tmp_path), 0, "completed")
+    error_line(wb("resume", rid, "--graph", SIMPLE, "--db", db, "--json", cwd=tmp_path))
+    error_line(wb("resume", rid, "--graph", SIMPLE, "--input", "{nope", "--db", db, "--json", cwd=tmp_path))
+    done = result(wb("resume", rid, "--graph", SIMPLE, "--input", '"forty-two"', "--db", db, "--json", cwd=tmp_path),
+                  0, "completed")
     assert done["run_id"] == rid
     assert done["state"]["answer"] == "forty-two"
     assert done["state"]["log"] == ["hello world", "asked", "done"]
     # A completed run cannot be resumed again.
-    error_line(wb("resume", rid, "--db", db, cwd=tmp_path))
+    error_line(wb("resume", rid, "--graph", SIMPLE, "--db", db, cwd=tmp_path))
 
 
 def test_waiting_run_human_output(tmp_path: Path, db: str) -> None:
@@ -173,7 +175,8 @@ def test_waiting_run_human_output(tmp_path: Path, db: str) -> None:
 def test_breakpoints_pause_and_resume(tmp_path: Path, db: str) -> None:
     out = result(wb("run", SIMPLE, "--break-before", "ask", "--db", db, "--json", cwd=tmp_path), 3, "paused")
     assert out["state"]["log"] == ["hello world"]
-    done = result(wb("resume", out["run_id"], "--db", db, "--json", cwd=tmp_path), 0, "completed")
+    done = result(wb("resume", out["run_id"], "--graph", SIMPLE, "--db", db, "--json", cwd=tmp_path),
+                  0, "completed")
     assert done["state"]["log"] == ["hello world", "no question", "done"]
 
     # Repeated --break-after flags: one pause after each.
@@ -181,9 +184,9 @@ def test_breakpoints_pause_and_resume(tmp_path: Path, db: str) -> None:
                     cwd=tmp_path), 3, "paused")
     rid = out["run_id"]
     assert out["state"]["log"] == ["hello world"]
-    out = result(wb("resume", rid, "--db", db, "--json", cwd=tmp_path), 3, "paused")
+    out = result(wb("resume", rid, "--graph", SIMPLE, "--db", db, "--json", cwd=tmp_path), 3, "paused")
     assert out["state"]["log"] == ["hello world", "no question"]
-    out = result(wb("resume", rid, "--db", db, "--json", cwd=tmp_path), 0, "completed")
+    out = result(wb("resume", rid, "--graph", SIMPLE, "--db", db, "--json", cwd=tmp_path), 0, "completed")
     assert out["state"]["log"] == ["hello world", "no question", "done"]
 
     error_line(wb("run", SIMPLE, "--break-before", "nosuchnode", "--db", db, "--json", cwd=tmp_path))

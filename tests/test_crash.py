@@ -104,12 +104,12 @@ def test_kill_and_resume_reaches_the_uninterrupted_state(
         if runs[0]["status"] == "completed":
             break
         assert runs[0]["status"] == "running"  # what a killed run looks like
-        killed, _ = _run_and_kill(["resume", run_id, "--db", db], tmp_path, rng.randint(1, 18))
+        killed, _ = _run_and_kill(["resume", run_id, "--graph", LOOP, "--db", db], tmp_path, rng.randint(1, 18))
         kills += killed
         runs = _runs(db, tmp_path)
 
     if runs[0]["status"] != "completed":
-        res = _cli("resume", run_id, "--db", db, "--json", cwd=tmp_path)
+        res = _cli("resume", run_id, "--graph", LOOP, "--db", db, "--json", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         out = json.loads(res.stdout)
         assert out["status"] == "completed"

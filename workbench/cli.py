@@ -88,7 +88,15 @@ def _progress_listener(console: Any, changed: list[str] | None = None, at: int |
     return listen
 
 
-def _report(args: argparse.Namespace, result: Any) -> int:
+def _graph_option(ref: str | None) -> str:
+    """`` --graph FILE`` for the hints printed after a run of a graph outside the graphs directory
+    (a later resume must name the file again: a trace never chooses which file is imported)."""
+    from workbench.loader import is_path_ref
+
+    return f" --graph {ref}" if ref and is_path_ref(ref) else ""
+
+
+def _report(args: argparse.Namespace, result: Any, graph_ref: str | None = None) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
         return STATUS_EXIT.get(result.status, EXIT_FAILED)
@@ -100,12 +108,12 @@ def _report(args: argparse.Namespace, result: Any) -> int:
     elif result.status == "waiting":
         console.print(f"[yellow]run {rid} is waiting for input[/] at step {result.step}:")
         console.print_json(json.dumps(result.to_json()["interrupt"], ensure_ascii=False))
-        console.print(f"answer it with: workbench resume {rid} --input 'JSON'")
+        console.print(f"answer it with: workbench resume {rid}{_graph_option(graph_ref)} --input 'JSON'")
     elif result.status == "paused":
         p = result.paused or {}
         where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"
         console.print(f"[yellow]run {rid} paused[/] {where} (step {result.step}); "
-                      f"continue with: workbench resume {rid}")
+                      f"continue with: workbench resume {rid}{_graph_option(graph_ref)}")
     else:
         print(f"workbench: run {rid} failed: {result.error}", file=sys.stderr)
     return STATUS_EXIT.get(result.status, EXIT_FAILED)
@@ -129,21 +137,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             _console().print(f"running [bold]{graph.name}[/] → {store.path}")
         runner = Runner(graph, store, listener=listener)
         result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or ())
-        return _report(args, result)
+        return _report(args, result, args.graph)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from workbench.loader import load_for_run
     from workbench.runtime import NO_VALUE, Runner
 
     value = _parse_json(args.input, "--input") if args.input is not None else NO_VALUE
     with _open_store(args) as store:
         run_id = store.resolve_run_id(args.run_id)
-        rec = store.get_run(run_id)
-        graph = load_for_run(rec["graph"], rec["graph_file"])
+        graph = _graph_for(store, run_id, args.graph)
         listener = None if args.json else _progress_listener(_console())
         result = Runner(graph, store, listener=listener).resume(run_id, value)
-        return _report(args, result)
+        return _report(args, result, args.graph)
 
 
 # ---------------------------------------------------------------------- reading
@@ -379,11 +385,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- replay, fork, tests
 
 
-def _graph_for(store: Any, run_id: str) -> Any:
+def _graph_for(store: Any, run_id: str, ref: str | None = None) -> Any:
+    """The graph of a recorded run: by its recorded name in the graphs directory, or from the
+    file named with --graph (never from the path the trace recorded; see loader.load_for_run)."""
     from workbench.loader import load_for_run
 
     rec = store.get_run(run_id)
-    return load_for_run(rec["graph"], rec["graph_file"])
+    return load_for_run(rec["graph"], rec["graph_file"], ref)
 
 
 def _print_replay(console: Any, report: Any) -> None:
@@ -401,7 +409,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with _open_store(args) as store:
         run_id = store.resolve_run_id(args.run_id)
-        report = replay_run(store, run_id, _graph_for(store, run_id))
+        report = replay_run(store, run_id, _graph_for(store, run_id, args.graph))
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
     else:
@@ -453,29 +461,41 @@ def cmd_fork(args: argparse.Namespace) -> int:
         last = store.last_step(run_id)
         if not 1 <= at <= last:
             raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
-        graph = _graph_for(store, run_id)
+        graph = _graph_for(store, run_id, args.graph)
         changed = graph.changed_since(parent.get("node_versions"))
         listener = None if args.json else _progress_listener(_console(), changed=changed, at=at)
         result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits)
-        return _report(args, result)
+        return _report(args, result, args.graph)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from workbench.loader import is_path_ref, load_graph
     from workbench.replay import replay_run
 
+    # --graph NAME: every finished run of that graph, besides the named runs (their code is found
+    # by name in the graphs directory). --graph FILE[:VAR]: where the code of a graph outside the
+    # graphs directory is; the named runs, or with none named every finished run of that graph,
+    # are replayed against it.
+    file_ref = args.graph if args.graph and is_path_ref(args.graph) else None
+    name = load_graph(file_ref).name if file_ref else args.graph
     with _open_store(args) as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
-        if args.graph:
+        if file_ref:
+            for rid in ids:
+                recorded = store.get_run(rid)["graph"]
+                if recorded != name:
+                    raise UsageError(f"run {rid} is a run of graph {recorded!r}; {args.graph} defines {name!r}")
+        if name and not (file_ref and ids):
             ids += [r[0] for r in store.query(
                 "SELECT run_id FROM runs WHERE graph = ? AND status <> 'running' ORDER BY started_at",
-                [args.graph])]
+                [name])]
         if not ids:
             raise UsageError("name the runs to test (RUN_ID ...) or a graph (--graph NAME)")
         results = []
         console = _console()
         for rid in dict.fromkeys(ids):
             try:
-                report = replay_run(store, rid, _graph_for(store, rid))
+                report = replay_run(store, rid, _graph_for(store, rid, file_ref))
             except WorkbenchError as exc:
                 results.append({"run_id": rid, "passed": False, "error": str(exc)})
                 if not args.json:
@@ -591,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    def graph_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--graph", metavar="FILE[:VAR]", default=None,
+                        help="the run's graph code, for a graph outside ./graphs (it must define the graph "
+                             "the run recorded); by default the graph is found by name in ./graphs")
+
     def db_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--db", default=None, metavar="PATH",
                         help="trace store (default $WORKBENCH_DB or traces/workbench.duckdb)")
@@ -608,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("resume", help="continue a waiting, paused, failed or crashed run")
     sp.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
     sp.add_argument("--input", metavar="JSON", help="the answer to the open interrupt (any JSON value)")
+    graph_opt(sp)
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_resume)
@@ -634,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("replay", help="re-execute a run with today's code, serving every recorded answer")
     sp.add_argument("run_id", metavar="RUN_ID")
+    graph_opt(sp)
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_replay)
@@ -646,13 +673,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set-file", metavar="PATH", help="a JSON object of state keys to set")
     sp.add_argument("--llm-response", action="append", metavar="N=TEXT",
                     help="replace the answer of model call N of that step (see 'workbench show RUN --step N')")
+    graph_opt(sp)
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_fork)
 
     sp = sub.add_parser("test", help="replay recorded runs as regression tests")
     sp.add_argument("run_ids", metavar="RUN_ID", nargs="*")
-    sp.add_argument("--graph", metavar="NAME", help="every finished run of this graph")
+    sp.add_argument("--graph", metavar="NAME|FILE[:VAR]",
+                    help="NAME: also every finished run of this graph in ./graphs; FILE[:VAR]: the code of a "
+                         "graph outside ./graphs, to replay the named runs (or, with none named, every "
+                         "finished run of that graph) against")
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_test)

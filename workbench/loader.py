@@ -2,7 +2,10 @@
 
 Graph files are the user's own code; importing one runs it, as running any script does. Nothing
 read from a trace is ever imported or executed: a run records its graph's *name* and file path,
-and resuming looks the graph up in the project's files again.
+and resuming, replaying or forking it (:func:`load_for_run`) looks the graph up by that name in
+the project's graphs directory, or imports a file the user names (``--graph FILE[:VAR]``). The
+recorded file path is only ever shown, never imported: a trace file from elsewhere must not
+choose which local Python file runs.
 """
 
 from __future__ import annotations
@@ -43,10 +46,17 @@ def list_graph_files(directory: str | None = None) -> list[str]:
     )
 
 
+def is_path_ref(ref: str) -> bool:
+    """Whether a graph reference names a file (``path/to/file.py[:variable]``) rather than a graph
+    name to look up in the graphs directory."""
+    path = ref.partition(":")[0]
+    return path.endswith(".py") or os.sep in path or "/" in path
+
+
 def resolve(ref: str) -> GraphSource:
     """Turn a graph reference into a file path and optional variable name."""
     path, _, variable = ref.partition(":")
-    if not path.endswith(".py") and os.sep not in path and "/" not in path:
+    if not is_path_ref(ref):
         candidate = os.path.join(graphs_dir(), f"{path}.py")
         if os.path.exists(candidate):
             return GraphSource(candidate, variable or None)
@@ -137,18 +147,66 @@ def load_graph(ref: str) -> Graph:
     return graph.validate()
 
 
-def load_for_run(graph_name: str, graph_file: str | None) -> Graph:
-    """The graph a recorded run belongs to: by its recorded file if present, else by name."""
-    if graph_file and os.path.exists(graph_file):
-        graphs = load_module_graphs(graph_file)
+def load_for_run(graph_name: str, graph_file: str | None = None, graph: str | None = None, *,
+                 how: str = "--graph FILE[:VARIABLE]") -> Graph:
+    """The graph a recorded run belongs to, by the graph name the run recorded.
+
+    ``graph`` is a graph reference the user gave (``path/to/file.py[:variable]`` or a name, as
+    ``workbench run`` takes): that file is imported and must define a graph of the recorded name.
+    Without it, the graph is looked up by name in the project's graphs directory
+    (``$WORKBENCH_GRAPHS`` or ./graphs), and nowhere else. ``graph_file`` (the path the trace
+    recorded) is only quoted in the error message: a trace never chooses which file is imported.
+    ``how`` is how the caller's user names a graph file, for that message.
+    """
+    if graph is not None:
+        return _load_named(graph_name, graph)
+    found = _project_graph(graph_name)
+    if found is not None:
+        return found
+    where = f" (recorded from {graph_file!r})" if graph_file else ""
+    raise GraphLoadError(
+        f"the run's graph {graph_name!r}{where} is not in {graphs_dir()}/ here; run workbench from the "
+        f"project directory, set WORKBENCH_GRAPHS, or name the graph's file with {how}"
+    )
+
+
+def _load_named(graph_name: str, ref: str) -> Graph:
+    """The graph named ``graph_name`` in the file (and variable) ``ref`` names."""
+    src = resolve(ref)
+    graphs = load_module_graphs(src.path)
+    if src.variable:
+        if src.variable not in graphs:
+            raise GraphLoadError(
+                f"{display_path(src.path)}: no Graph named {src.variable!r} "
+                f"(found: {', '.join(graphs) or 'none'})"
+            )
+        graphs = {src.variable: graphs[src.variable]}
+    for g in graphs.values():
+        if g.name == graph_name:
+            return g.validate()
+    names = ", ".join(repr(g.name) for g in graphs.values()) or "no graph"
+    raise GraphLoadError(
+        f"{display_path(src.path)}{':' + src.variable if src.variable else ''} defines {names}, not the run's "
+        f"graph {graph_name!r}; name the file that defines {graph_name!r}"
+    )
+
+
+def _project_graph(graph_name: str) -> Graph | None:
+    """The graph called ``graph_name`` in the graphs directory, or None.
+
+    The name comes from a trace, so it is never used as a path: it is only compared with the
+    names of the directory's files and of the graphs they define.
+    """
+    files = list_graph_files()
+    preferred = [f for f in files if os.path.splitext(os.path.basename(f))[0] == graph_name]
+    for file in preferred + [f for f in files if f not in preferred]:
+        try:
+            graphs = load_module_graphs(file)
+        except (GraphLoadError, GraphDefinitionError):
+            if file in preferred:
+                raise  # graphs/NAME.py is broken: say so rather than "not found"
+            continue
         for g in graphs.values():
             if g.name == graph_name:
                 return g.validate()
-    try:
-        return load_graph(graph_name)
-    except GraphLoadError:
-        where = f" (recorded from {graph_file})" if graph_file else ""
-        raise GraphLoadError(
-            f"the run's graph {graph_name!r}{where} is not in {graphs_dir()}/ here; run workbench from the "
-            "project directory, or set WORKBENCH_GRAPHS"
-        ) from None
+    return None

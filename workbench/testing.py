@@ -27,17 +27,23 @@ class ReplayMismatch(AssertionError):
     """A recorded run no longer replays identically."""
 
 
-def replay(run_id: str, db: str | None = None, graph: Graph | None = None) -> ReplayReport:
-    """Replay one recorded run (by id, unique prefix or 'last') against the current code."""
+def replay(run_id: str, db: str | None = None, graph: Graph | str | None = None) -> ReplayReport:
+    """Replay one recorded run (by id, unique prefix or 'last') against the current code.
+
+    ``graph`` is the graph to replay against: a Graph, or a graph file outside the graphs
+    directory as ``"path/to/file.py[:variable]"`` (it must define the graph the run recorded).
+    By default the run's graph is found by its recorded name in ``$WORKBENCH_GRAPHS`` or
+    ./graphs — never through the file path stored in the trace.
+    """
     with TraceStore(db) as store:
         rid = store.resolve_run_id(run_id)
-        if graph is None:
+        if not isinstance(graph, Graph):
             rec = store.get_run(rid)
-            graph = load_for_run(rec["graph"], rec["graph_file"])
+            graph = load_for_run(rec["graph"], rec["graph_file"], graph, how="graph='path/to/file.py'")
         return replay_run(store, rid, graph)
 
 
-def assert_replays(run_id: str, db: str | None = None, graph: Graph | None = None) -> ReplayReport:
+def assert_replays(run_id: str, db: str | None = None, graph: Graph | str | None = None) -> ReplayReport:
     """Fail (AssertionError with the first difference) unless the run replays identically."""
     report = replay(run_id, db, graph)
     if not report.identical:
