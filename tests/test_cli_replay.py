@@ -388,3 +388,64 @@ def test_show_step_from_the_store_alone(project: Path, db: str, support_runs: di
     res = wb("show", tech, "--step", "4", "--db", db, cwd=project)
     assert res.returncode == 0 and "model call 1 (draft" in res.stdout
     assert "1..6" in error_line(wb("show", tech, "--step", "99", "--db", db, cwd=project))
+
+
+# --------------------------------------------------------------------------- a run that now ends earlier (issue 7)
+
+ENDS = '''\
+"""a, then b when x > 0."""
+from typing import Annotated, TypedDict
+
+from workbench import END, START, Graph, append
+
+
+class S(TypedDict):
+    x: int
+    log: Annotated[list[str], append]
+
+
+graph = Graph("ends", S)
+
+
+@graph.node
+def a(state):
+    return {"log": ["a"]}
+
+
+@graph.node
+def b(state):
+    return {"log": ["b"]}
+
+
+def after_a(state):
+    return "b" if state["x"] > 0 else END
+
+
+graph.edge(START, "a")
+graph.route("a", after_a, targets=["b", END])
+graph.edge("b", END)
+'''
+
+
+def test_replay_and_test_fail_a_run_that_now_ends_earlier(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import main
+
+    path = project / "graphs" / "ends.py"
+    path.write_text(ENDS)
+    db = str(project / "traces" / "ends.duckdb")
+    with TraceStore(db) as store:
+        rid = Runner(load_graph("ends"), store).run({"x": 1}).run_id
+    assert main(["replay", "last", "--db", db]) == 0
+    assert "replays identically — 2 steps" in capsys.readouterr().out
+
+    edit(path, 'return "b" if state["x"] > 0 else END', "return END")
+    message = "the run now ends completed after step 1; the recording went on to step 2 (b)"
+    assert main(["replay", "last", "--db", db]) == 4
+    out = capsys.readouterr().out
+    assert "diverged" in out and message in out
+    assert main(["replay", rid, "--db", db, "--json"]) == 4
+    d = json.loads(capsys.readouterr().out)["divergence"]
+    assert (d["kind"], d["step"], d["message"]) == ("end", 1, message)
+    assert main(["test", rid, "--db", db]) == 1
+    out = capsys.readouterr().out
+    assert "diverged" in out and message in out and "0 passed, 1 failed" in out

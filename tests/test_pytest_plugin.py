@@ -127,3 +127,14 @@ def test_the_plugin_is_registered() -> None:
     res = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], env=cli_env(),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--workbench-db" in res.stdout
+
+
+def test_a_run_that_now_ends_earlier_fails(project: Path, recorded: dict[str, str]) -> None:
+    """The completed run went price → stats → confirm; a router that ends after stats must fail it."""
+    db = "traces/regressions.duckdb"
+    path = project / "graphs" / "orders.py"
+    path.write_text(path.read_text().replace('graph.route("stats", after_stats, targets=["approve", "confirm"])',
+                                             'graph.route("stats", lambda s: END, targets=["approve", "confirm"])'))
+    with pytest.raises(ReplayMismatch) as err:
+        assert_replays(recorded["completed"], db=db)
+    assert "the run now ends completed after step 2; the recording went on to step 3 (confirm)" in str(err.value)

@@ -520,3 +520,91 @@ def test_replay_serves_tools_and_interrupt_answers(store: TraceStore) -> None:
     report = replay_run(store, result.run_id, g)
     assert report.identical, str(report.divergence)
     assert executed == ["bolt"]
+
+
+# --------------------------------------------------------------------------- how the run ends (issue 7, item 10)
+
+
+class E(TypedDict):
+    x: int
+    log: Annotated[list[str], append]
+
+
+def ends_graph(end_after_a: bool = False, b_fails: bool = False, gate_in_b: bool = False) -> Graph:
+    """``a → (b if x > 0 else END) → END``; variants end after ``a``, fail in ``b`` or ask in ``b``."""
+    g = Graph("ends", E)
+
+    @g.node
+    def a(state: E) -> dict[str, Any]:
+        return {"log": ["a"]}
+
+    @g.node
+    def b(state: E) -> dict[str, Any]:
+        if b_fails:
+            raise ValueError("b broke")
+        if gate_in_b:
+            interrupt({"ok?": state["x"]})
+        return {"log": ["b"]}
+
+    g.edge(START, "a")
+    g.route("a", lambda s: END if end_after_a or s["x"] <= 0 else "b", targets=["b", END])
+    g.edge("b", END)
+    return g
+
+
+def test_a_run_that_now_ends_earlier_diverges(store: TraceStore) -> None:
+    recorded = Runner(ends_graph(), store).run({"x": 1})
+    assert recorded.status == "completed" and recorded.step == 2
+    assert replay_run(store, recorded.run_id, ends_graph()).identical
+    report = replay_run(store, recorded.run_id, ends_graph(end_after_a=True))
+    assert not report.identical
+    d = report.divergence
+    assert (d.kind, d.step, d.node) == ("end", 1, None)
+    assert d.message == "the run now ends completed after step 1; the recording went on to step 2 (b)"
+    assert report.steps == 1 and report.status == "completed"
+
+
+def test_a_run_that_now_goes_on_diverges(store: TraceStore) -> None:
+    recorded = Runner(ends_graph(end_after_a=True), store).run({"x": 1})
+    assert recorded.status == "completed" and recorded.step == 1
+    report = replay_run(store, recorded.run_id, ends_graph())
+    assert not report.identical
+    assert (report.divergence.kind, report.divergence.step) == ("path", 2)
+    assert "goes on to b" in report.divergence.message
+
+
+def test_a_run_that_now_ends_earlier_than_a_failed_or_waiting_recording_diverges(store: TraceStore) -> None:
+    failed = Runner(ends_graph(b_fails=True), store).run({"x": 1})
+    assert failed.status == "failed" and failed.step == 2
+    assert replay_run(store, failed.run_id, ends_graph(b_fails=True)).identical
+    report = replay_run(store, failed.run_id, ends_graph(end_after_a=True))
+    assert report.divergence is not None and report.divergence.kind == "end"
+    assert report.divergence.message == "the run now ends completed after step 1; the recording went on to step 2 (b)"
+
+    waiting = Runner(ends_graph(gate_in_b=True), store).run({"x": 1})
+    assert waiting.status == "waiting" and waiting.step == 2
+    assert replay_run(store, waiting.run_id, ends_graph(gate_in_b=True)).identical
+    report = replay_run(store, waiting.run_id, ends_graph(end_after_a=True, gate_in_b=True))
+    assert report.divergence is not None and report.divergence.kind == "end"
+    assert "went on to step 2 (b)" in report.divergence.message
+
+
+def test_paused_and_crashed_recordings_still_replay(store: TraceStore) -> None:
+    runner = Runner(ends_graph(), store)
+    paused = runner.run({"x": 1}, break_before=["b"])
+    assert paused.status == "paused"
+    report = replay_run(store, paused.run_id, ends_graph())
+    assert report.identical, str(report.divergence)
+    assert report.status == "paused" and report.steps == 1
+    after = runner.run({"x": 1}, break_after=["a"])
+    assert after.status == "paused"
+    assert replay_run(store, after.run_id, ends_graph()).identical
+    # Paused after the last step: nothing was planned next, the run would end there.
+    at_end = runner.run({"x": 1}, break_after=["b"])
+    assert at_end.status == "paused"
+    report = replay_run(store, at_end.run_id, ends_graph())
+    assert report.identical, str(report.divergence)
+    assert report.status == "paused" and report.steps == 2
+    assert replay_run(store, at_end.run_id, ends_graph(end_after_a=True)).divergence is not None
+    # A recording that stops before b: ending after a is not a divergence the recording can show.
+    assert replay_run(store, paused.run_id, ends_graph(end_after_a=True)).divergence is not None

@@ -178,16 +178,40 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
         return report
     report.steps = result.step
     report.status = result.status
-    recorded_status = run["status"]
-    last = history.last_step
-    if result.status != recorded_status and not (recorded_status == "running" and result.status == "waiting"):
-        report.divergence = Divergence(result.step, "end", None,
-                                       f"the run now ends {result.status} at step {result.step}; "
-                                       f"the recording is {recorded_status} at step {last}")
-    elif result.status in ("failed", "waiting") and result.step != last:
-        report.divergence = Divergence(result.step, "end", None,
-                                       f"the run now stops at step {result.step}; the recording at step {last}")
+    report.divergence = _end_divergence(history, result.status, result.step)
+    if report.divergence is None and result.status == "completed" and run["status"] in ("paused", "running"):
+        report.status = run["status"]  # the recording stops after its last step (see _end_divergence)
     return report
+
+
+def _end_divergence(history: RunHistory, status: str, step: int) -> Divergence | None:
+    """How the replayed run ended compared with how the recording ends, or None if they agree.
+
+    Every step the replay ran matched the recording (the step checks passed), so what is left to
+    compare is where and how the run stopped: a run that now ends earlier (the recording went on
+    to another step), with another status, or at another step is a divergence.
+    """
+    recorded = history.run["status"]
+    last = history.last_step
+    # A recording cut off by a crash (``running``) that stopped at an open question is "waiting".
+    same_status = status == recorded or (recorded == "running" and status == "waiting")
+    if same_status and step == last:
+        return None
+    if recorded in ("paused", "running") and status == "completed" and step == last \
+            and not history.step(last + 1).nodes:
+        # Paused (or cut off) after its last step, with nothing planned next: it would end here.
+        return None
+    ended = f"the run now ends {status} {'after' if status == 'completed' else 'at'} step {step}"
+    went_on = history.step(step + 1).nodes if step < last else []
+    if went_on:
+        return Divergence(step, "end", None,
+                          f"{ended}; the recording went on to step {step + 1} ({', '.join(went_on)})")
+    return Divergence(step, "end", None, f"{ended}; the recording {_recorded_end(recorded)} at step {last}")
+
+
+def _recorded_end(status: str) -> str:
+    return {"completed": "ends completed", "failed": "ends failed", "waiting": "waits for input",
+            "paused": "is paused", "running": "stops (its process died)"}.get(status, f"is {status}")
 
 
 def _request_divergence(d: ReplayDivergence) -> Divergence:
