@@ -274,3 +274,81 @@ def test_replay_of_a_handled_tool_error(store: TraceStore) -> None:
     assert result.status == "completed" and result.state["value"] == "fallback"
     report = replay_run(store, result.run_id, g)
     assert report.identical, str(report.divergence)
+
+
+# --------------------------------------------------------------------------- results that cannot be stored (issue 7)
+
+
+class Conn:
+    """Not JSON: a tool returning one has a result that cannot be recorded."""
+
+
+def test_a_result_that_cannot_be_stored_fails_the_node_and_is_never_fetched_twice(store: TraceStore) -> None:
+    executed: list[str] = []
+
+    @tool
+    def connect(item: str) -> dict[str, Any]:
+        executed.append(item)
+        return {"host": item, "conn": Conn()}
+
+    g = Graph("unstorable", S)
+
+    @g.node
+    def look(state: S) -> dict[str, Any]:
+        return {"value": connect(state["item"])["host"]}
+
+    g.sequence(START, "look", END)
+    result = Runner(g, store).run({"item": "db1"})
+    assert result.status == "failed"
+    assert executed == ["db1"]
+    for needle in ("SerializationError", "tool 'connect'", "result.conn", "Conn"):
+        assert needle in (result.error or ""), needle
+    # Recorded as made (no error: the tool itself worked), the reason in place of the result.
+    [row] = tool_rows(store, result.run_id)
+    assert row["error"] is None and "result.conn" in row["result"]["$not_stored"]
+    assert [c["params"] for c in store.llm_calls(result.run_id)] == [{"result_stored": False}]
+    [task] = store.tasks(result.run_id)
+    assert task["status"] == "failed" and "tool 'connect'" in task["error"]
+    # Replay fails the same way, without calling the tool.
+    report = replay_run(store, result.run_id, g)
+    assert report.identical, str(report.divergence)
+    assert report.status == "failed"
+    assert executed == ["db1"]
+
+
+def test_resume_and_replay_raise_the_same_error_instead_of_calling_the_tool_again(store: TraceStore) -> None:
+    executed: list[str] = []
+    seen: list[str] = []
+
+    @tool
+    async def open_session(item: str) -> Any:
+        executed.append(item)
+        return Conn()
+
+    g = Graph("unstorable_then_ask", S)
+
+    @g.node
+    async def pay(state: S) -> dict[str, Any]:
+        from workbench.errors import SerializationError
+
+        try:
+            await open_session(state["item"])
+            outcome = "stored"
+        except SerializationError as exc:
+            seen.append(str(exc))
+            outcome = "not stored"
+        answer = interrupt({"outcome": outcome})
+        return {"value": outcome, "answer": answer}
+
+    g.sequence(START, "pay", END)
+    runner = Runner(g, store)
+    waiting = runner.run({"item": "card"})
+    assert waiting.status == "waiting" and waiting.interrupt == {"outcome": "not stored"}
+    done = runner.resume(waiting.run_id, "ok")
+    assert done.status == "completed" and done.state["value"] == "not stored" and done.state["answer"] == "ok"
+    assert executed == ["card"]  # the resumed node was served the recorded call, not a second session
+    assert len(seen) == 2 and seen[0] == seen[1] and "tool 'open_session'" in seen[0]
+    assert len(tool_rows(store, waiting.run_id)) == 1
+    report = replay_run(store, waiting.run_id, g)
+    assert report.identical, str(report.divergence)
+    assert executed == ["card"] and seen[2] == seen[0]

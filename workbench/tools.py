@@ -13,6 +13,16 @@ Arguments and results must be JSON-serializable (see workbench.codec); a result 
 the function's return annotation when it is a dataclass, Pydantic model, datetime or enum.
 Arguments that look like credentials (by name, at any depth: ``api_key``, ``token``, ``password``…,
 and URL credentials) are recorded as ``"[redacted]"``, and scrubbed from recorded errors.
+
+A result that cannot be stored: the tool ran (its side effect happened), so the call is recorded
+as made, with the reason in place of the result (``{"$not_stored": "..."}`` in the ``result``
+column, ``{"result_stored": false}`` in ``params``), and the node gets a
+:class:`~workbench.errors.SerializationError` naming the tool and the path of the bad value.
+Wherever the recorded call is served — a replay, or the node run again after an interrupt or a
+crash — it raises the same error instead of calling the tool again, so live, resumed and replayed
+runs agree and the side effect does not happen twice. (Resuming a *failed* run starts the failed
+node's next attempt, which calls its tools anew, as for any failure. Arguments that cannot be
+stored raise before the tool is called.)
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench import codec
+from workbench.errors import SerializationError
 from workbench.redact import maybe_secret, redact, remember_secrets_in, scrub
 from workbench.store.store import now_us
 
@@ -34,6 +45,11 @@ if TYPE_CHECKING:
     from workbench.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# How a call whose result could not be stored is recorded: ``params`` (unused by tool calls)
+# marks it, ``response`` holds the reason (see the module docstring).
+NOT_STORED = "$not_stored"
+NOT_STORED_PARAMS = {"result_stored": False}
 
 
 def tool(fn: F | None = None, *, name: str | None = None) -> Any:
@@ -97,27 +113,41 @@ def _served(ctx: Context, name: str, fn: Callable[..., Any], args_json: str, fp:
         raise
     if rec is None:
         return False, None
+    if rec.row.get("params") == NOT_STORED_PARAMS and isinstance(rec.response, dict) \
+            and isinstance(rec.response.get(NOT_STORED), str):
+        # The tool ran when recorded but its result could not be stored: fail as it did then.
+        raise SerializationError(rec.response[NOT_STORED])
     hints = typing.get_type_hints(fn) if hasattr(fn, "__annotations__") else {}
     return True, codec.coerce(rec.response, hints.get("return", Any))
 
 
 def _record(ctx: Context, name: str, args_json: str, fp: str, started: float, result: Any,
-            error: BaseException | None) -> None:
+            error: BaseException | None) -> SerializationError | None:
+    """Record a call; returns the error to raise when the tool's result cannot be stored."""
     result_json = None
+    params = None
     err = None
+    unstored = None
     if error is not None:
         err = scrub(f"{type(error).__name__}: {error}")
     else:
         try:
-            result_json = codec.dumps(result, f"result of tool {name!r}")
+            result_json = codec.dumps(result, "result")
         except Exception as exc:
-            err = scrub(str(exc))
+            reason = scrub(str(exc) if isinstance(exc, SerializationError) else f"{type(exc).__name__}: {exc}")
+            unstored = SerializationError(
+                f"tool {name!r} ran, but its result cannot be recorded: {reason} (the call is recorded as "
+                "made: serving it from the recording raises this error instead of calling the tool again)"
+            )
+            result_json = json.dumps({NOT_STORED: str(unstored)}, ensure_ascii=False)
+            params = json.dumps(NOT_STORED_PARAMS)
     ctx.record_call({
-        "seq": ctx.next_seq(), "kind": "tool", "model": name, "messages": args_json, "params": None,
+        "seq": ctx.next_seq(), "kind": "tool", "model": name, "messages": args_json, "params": params,
         "response": result_json, "prompt_tokens": None, "completion_tokens": None, "cost_usd": None,
         "latency_ms": (time.perf_counter() - started) * 1000, "attempts": 1, "error": err,
         "fingerprint": fp, "created_at": now_us(),
     })
+    return unstored
 
 
 def run_tool(ctx: Context, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -132,7 +162,9 @@ def run_tool(ctx: Context, name: str, fn: Callable[..., Any], args: tuple[Any, .
     except Exception as exc:
         _record(ctx, name, args_json, fp, started, None, exc)
         raise
-    _record(ctx, name, args_json, fp, started, result, None)
+    unstored = _record(ctx, name, args_json, fp, started, result, None)
+    if unstored is not None:
+        raise unstored
     return result
 
 
@@ -150,5 +182,7 @@ async def arun_tool(
     except Exception as exc:
         _record(ctx, name, args_json, fp, started, None, exc)
         raise
-    _record(ctx, name, args_json, fp, started, result, None)
+    unstored = _record(ctx, name, args_json, fp, started, result, None)
+    if unstored is not None:
+        raise unstored
     return result
