@@ -330,6 +330,68 @@ def test_injection_and_pickle_payloads_are_stored_as_plain_data(small_export: An
     assert not marker.exists()
 
 
+# --------------------------------------------------------------------------- one run, several files (issue 7)
+
+
+def _reference(small_export: Any, tmp_path: Path) -> tuple[str, dict[str, int], dict[str, Any]]:
+    """The run id, the row counts and the final state of the small export imported alone."""
+    header, rows = copy.deepcopy(small_export)
+    path = write(tmp_path / "reference.jsonl", header, rows)
+    rid = header["runs"][0]
+    with TraceStore(str(tmp_path / "reference.duckdb")) as ref:
+        import_files(ref, [str(path)])
+        return rid, counts(ref), ref.state_at(rid, ref.last_step(rid))
+
+
+def test_a_run_in_two_files_is_imported_once(small_export: Any, tmp_path: Path, store: TraceStore) -> None:
+    rid, ref_counts, ref_state = _reference(small_export, tmp_path)
+    assert ref_state["log"] == ["priced", "stats", "confirmed"]
+    header, rows = copy.deepcopy(small_export)
+    a = write(tmp_path / "a.jsonl", header, rows)
+    b = write(tmp_path / "b.jsonl", header, list(reversed(rows)))  # the same rows, in another order
+    assert import_files(store, [str(a), str(b)]) == {"imported": [rid], "skipped": []}
+    assert counts(store) == ref_counts
+    assert store.state_at(rid, store.last_step(rid)) == ref_state
+    # Again: skipped once, not imported.
+    assert import_files(store, [str(b), str(a), str(b)]) == {"imported": [], "skipped": [rid]}
+    assert counts(store) == ref_counts
+
+
+def test_a_run_listed_twice_with_duplicate_rows_is_imported_once(small_export: Any, tmp_path: Path,
+                                                                 store: TraceStore) -> None:
+    rid, ref_counts, ref_state = _reference(small_export, tmp_path)
+    header, rows = copy.deepcopy(small_export)
+    twice = write(tmp_path / "twice.jsonl", {**header, "runs": [rid, rid]}, rows + rows)
+    assert import_files(store, [str(twice)]) == {"imported": [rid], "skipped": []}
+    assert counts(store) == ref_counts
+    assert store.state_at(rid, store.last_step(rid)) == ref_state
+
+
+def test_two_versions_of_a_run_are_refused(small_export: Any, tmp_path: Path, store: TraceStore) -> None:
+    header, rows = copy.deepcopy(small_export)
+    rid = header["runs"][0]
+    old = write(tmp_path / "old.jsonl", header, rows)
+    changed = copy.deepcopy(rows)
+    first(changed, "steps")["row"]["duration_ms"] = 12345.0
+    new = write(tmp_path / "new.jsonl", header, changed)
+    longer = write(tmp_path / "longer.jsonl", header, [*rows, {"table": "events", "row": {
+        "run_id": rid, "step": 9, "kind": "note", "node": None, "detail": {"x": 1}, "created_at": 1}}])
+    before = counts(store)
+    for files in ([old, new], [old, longer], [longer, old]):
+        with pytest.raises(InputError) as err:
+            import_files(store, [str(f) for f in files])
+        message = str(err.value)
+        assert rid in message and str(files[0]) in message and str(files[1]) in message, message
+        assert "\n" not in message
+        assert counts(store) == before
+    # Two different 'runs' rows for one run in a single file.
+    head = copy.deepcopy(first(rows, "runs"))
+    head["row"]["status"] = "failed"
+    with pytest.raises(InputError, match="different 'runs' rows"):
+        import_files(store, [str(write(tmp_path / "heads.jsonl", header, [*rows, head]))])
+    assert counts(store) == before
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
@@ -375,6 +437,20 @@ def test_cli_export_import_replay_in_a_fresh_store(recorded: dict[str, Any], pro
     res = wb("import", str(out), "--db", laptop, cwd=project)
     assert res.returncode == 0 and "imported 0 run(s)" in res.stdout and "4 already present" in res.stdout
     assert sha(laptop) == before
+
+
+def test_cli_import_of_one_run_in_two_files(small_export: Any, project: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import main
+
+    header, rows = copy.deepcopy(small_export)
+    rid = header["runs"][0]
+    a, b = write(tmp_path / "a.jsonl", header, rows), write(tmp_path / "b.jsonl", header, rows)
+    db = str(tmp_path / "laptop.duckdb")
+    assert main(["import", str(a), str(b), "--db", db]) == 0
+    assert capsys.readouterr().out.strip() == f"imported 1 run(s): {rid}"
+    assert main(["import", str(a), str(b), "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"imported": [], "skipped": [rid]}
 
 
 @pytest.mark.parametrize(("content", "needle"), [

@@ -5,7 +5,9 @@ The file (``*.jsonl``) is plain data, documented in docs/sql.md: a header line
 line per stored row, ``{"table": "runs", "row": {...}}``, with timestamps as epoch microseconds
 (UTC) and JSON columns as JSON. Importing validates every line against the schema before writing
 anything, never executes anything from the file, and is idempotent: runs already in the store
-are skipped. A malformed or hostile file is refused with a one-line reason and changes nothing.
+are skipped, and a run held by several files (or listed twice) is imported once. A malformed or
+hostile file, or two files holding different versions of one run, is refused with a one-line
+reason and changes nothing.
 """
 
 from __future__ import annotations
@@ -159,42 +161,49 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     return runs, rows
 
 
+def _row_key(kind: str, row: dict[str, Any]) -> str:
+    """A row's identity for deduplication: its kind and every value (JSON columns as their text)."""
+    return json.dumps([kind, [row[c] for c, _ in INSERTS[kind][1]]], ensure_ascii=False)
+
+
 def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
     """Import trace files; returns {"imported": [...], "skipped": [...]} run ids.
 
-    Every file is validated before anything is written; all rows go in one transaction.
+    Every file is validated before anything is written; all rows go in one transaction. Each run
+    is imported once, however many files hold it (or times a header lists it): identical
+    duplicate rows collapse, and a run whose rows differ between two files is refused, naming
+    both files. A run is reported either imported or skipped (already in the store), never both.
     """
-    parsed = [read_trace_file(p) for p in paths]
+    parsed = [(path, *read_trace_file(path)) for path in paths]
+    # run id -> (the first file holding it, its rows there keyed by identity)
+    versions: dict[str, tuple[str, dict[str, tuple[str, dict[str, Any]]]]] = {}
+    for path, runs, rows in parsed:
+        mine: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {rid: {} for rid in runs}
+        for kind, row in rows:
+            mine[row["run_id"]].setdefault(_row_key(kind, row), (kind, row))
+        for rid, run_rows in mine.items():
+            heads = [row for kind, row in run_rows.values() if kind == "run"]
+            if len(heads) > 1:
+                raise InputError(f"{os.path.basename(path)}: run {rid!r} has {len(heads)} different 'runs' rows")
+            if rid not in versions:
+                versions[rid] = (path, run_rows)
+            elif versions[rid][1].keys() != run_rows.keys():
+                raise InputError(f"run {rid!r} differs between {versions[rid][0]} and {path}; nothing was "
+                                 "imported (import the version you want on its own)")
     store.flush()
     existing = {r[0] for r in store.query("SELECT run_id FROM wb_runs")}
-    in_files = {row["run_id"] for _, rows in parsed for k, row in rows if k == "run"}
-    for _, rows in parsed:
-        for kind, row in rows:
+    for rid, (_, run_rows) in versions.items():
+        for kind, row in run_rows.values():
             parent = row.get("parent_run_id") if kind == "run" else None
-            if parent is not None and parent not in in_files and parent not in existing:
-                raise InputError(f"run {row['run_id']!r} is a fork of {parent!r}, which is neither in the "
+            if parent is not None and parent not in versions and parent not in existing:
+                raise InputError(f"run {rid!r} is a fork of {parent!r}, which is neither in the "
                                  "file nor in this store; export the parent too")
-    imported: list[str] = []
-    skipped: list[str] = []
+    imported = [rid for rid in versions if rid not in existing]
+    skipped = [rid for rid in versions if rid in existing]
     batch: dict[str, list[dict[str, Any]]] = {}
-    for runs, rows in parsed:
-        for rid in runs:
-            if rid in existing or rid in imported:
-                if rid not in skipped:
-                    skipped.append(rid)
-            else:
-                imported.append(rid)
-        for kind, row in rows:
-            if row["run_id"] in imported:
-                batch.setdefault(kind, []).append(row)
-    seen_runs: set[str] = set()
-    runs_rows = []
-    for row in batch.get("run", []):
-        if row["run_id"] not in seen_runs:
-            seen_runs.add(row["run_id"])
-            runs_rows.append(row)
-    if "run" in batch:
-        batch["run"] = runs_rows
+    for rid in imported:
+        for kind, row in versions[rid][1].values():
+            batch.setdefault(kind, []).append(row)
     import duckdb
 
     try:
