@@ -1,7 +1,7 @@
 """Export runs to a portable JSON-lines file, and import such files into another trace store.
 
 The file (``*.jsonl``) is plain data, documented in docs/sql.md: a header line
-``{"format": "workbench-trace", "version": 1, "schema_version": 1, "runs": [...]}`` and then one
+``{"format": "workbench-trace", "version": 1, "schema_version": 2, "runs": [...]}`` and then one
 line per stored row, ``{"table": "runs", "row": {...}}``, with timestamps as epoch microseconds
 (UTC) and JSON columns as JSON. Importing validates every line against the schema before writing
 anything, never executes anything from the file, and is idempotent: runs already in the store
@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from workbench.errors import InputError
+from workbench.store.schema import SCHEMA_VERSION
 from workbench.store.store import TraceStore
 from workbench.store.tables import INSERTS, NOT_NULL
 
@@ -53,7 +54,8 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
                 wanted.append(ancestor)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"format": FORMAT, "version": VERSION, "schema_version": 1, "runs": wanted}) + "\n")
+        header = {"format": FORMAT, "version": VERSION, "schema_version": SCHEMA_VERSION, "runs": wanted}
+        fh.write(json.dumps(header) + "\n")
         for rid in wanted:
             for table, kind in TABLE_KINDS.items():
                 _, cols = INSERTS[kind]

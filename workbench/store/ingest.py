@@ -6,6 +6,7 @@ frame is never loaded twice and never half: after a crash the position says wher
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from workbench.store.journal import Frame
@@ -61,24 +62,17 @@ def apply_records(con: Any, records: list[tuple[str, dict[str, Any]]], owner: st
         con.execute(f"UPDATE {table} SET {assign} WHERE {where}", values + [rec[k] for k in keys])
 
 
-def apply_frames(con: Any, frames: list[Frame], journal: str, owner: str | None) -> None:
+def apply_frames(con: Any, frames: list[Frame], journal: str, owner: str | None,
+                 set_position: Callable[[Any, str, int, int], None]) -> None:
     """Load ``frames`` of ``journal`` and move its load position past them, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         apply_records(con, [r for f in frames for r in f.records], owner)
-        con.execute(
-            "INSERT OR REPLACE INTO wb_journals VALUES (?, ?, ?, now())",
-            [journal, frames[-1].number, frames[-1].end],
-        )
+        set_position(con, journal, frames[-1].number, frames[-1].end)
         con.execute("COMMIT")
     except BaseException:
         rollback(con)
         raise
-
-
-def skip_frames(con: Any, journal: str, frame: Frame) -> None:
-    """Move a journal's load position past a frame without loading it (it was set aside)."""
-    con.execute("INSERT OR REPLACE INTO wb_journals VALUES (?, ?, ?, now())", [journal, frame.number, frame.end])
 
 
 def rollback(con: Any) -> None:

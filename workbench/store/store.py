@@ -1,26 +1,26 @@
-"""The trace store: one DuckDB file that any number of processes record into and read at once.
+"""The trace store: one history that any number of processes record into and read at once.
 
 How it works (docs/architecture.md has the reasoning and the measurements):
 
 * **Recording** appends each record batch (a step's task row, state changes and next plan) to
   this process's own journal as one frame (store/journal.py): durable against ``kill -9`` when
   :meth:`TraceStore.record_many` returns, before the next step starts.
-* **A background thread** loads the journal's frames into DuckDB in batches, taking the file
-  only for as long as a batch takes (store/database.py); each batch commits with the journal's
-  load position, so nothing is loaded twice.
-* **Reading** opens the file briefly too, so readers and recorders in other processes take turns
-  within milliseconds. A process reading its own records waits for its writer first.
+* **A background thread** loads the journal's frames into the database in batches; each batch
+  commits with the journal's load position, so nothing is loaded twice (store/ingest.py). A
+  local DuckDB file is taken only for as long as a batch takes (store/database.py); a shared
+  DuckLake takes concurrent commits (store/lake.py).
+* **Reading** sees everything committed; a process reading its own records waits for its
+  writer first.
 * **Recovery:** a journal whose process died is loaded by the next process that opens the
   store (or claims one of its runs); its unfinished runs are marked interrupted and can be
-  resumed from any process.
+  resumed from any process (store/recovery.py).
 * **Claims** (resuming a run, answering its question) are transactions on the database itself:
-  of two processes that try at once, exactly one wins.
+  of two processes that try at once, exactly one wins (store/claims.py).
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import shutil
@@ -32,29 +32,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.errors import RunNotFoundError, RunStateError, StoreError
+from workbench.errors import StoreError
 from workbench.guard import note_store
 from workbench.redact import scrub
-from workbench.store.database import classify, close_database, first_line, open_database
-from workbench.store.ingest import apply_frames, apply_records, rollback, skip_frames
-from workbench.store.journal import SUFFIX, Frame, Journal, encode_frame, is_held, read_frames
+from workbench.store.backend import Backend, LocalBackend
+from workbench.store.claims import Claims
+from workbench.store.database import first_line
+from workbench.store.ingest import apply_records, rollback
+from workbench.store.journal import Frame, Journal
 from workbench.store.reader import StoreReader
-from workbench.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS
-from workbench.store.spool import Spool, host_name, journal_owner, new_owner_id, owner_host, owner_pid
-from workbench.store.tables import KEYS
+from workbench.store.recovery import Recovery
+from workbench.store.spool import new_owner_id
 
 log = logging.getLogger("workbench.store")
 
 DEFAULT_DB = os.path.join("traces", "workbench.duckdb")
 
 # How long the writer gathers frames before loading a batch (frames are already durable in the
-# journal; this trades freshness in DuckDB for fewer, larger transactions).
+# journal; this trades freshness in the database for fewer, larger transactions).
 _BATCH_LINGER_S = 0.05
 # A long-lived process starts a fresh journal once everything in this one is loaded and it has
 # grown past this size.
 _JOURNAL_ROLL_BYTES = 32 * 1024 * 1024
-# Frames loaded per transaction when recovering a dead process's journal.
-_RECOVERY_CHUNK = 2000
 # The largest JSON text one record may hold (a state value, an update, a model answer).
 MAX_VALUE_BYTES = int(float(os.environ.get("WORKBENCH_MAX_VALUE_MB", "64")) * 1024 * 1024)
 
@@ -69,41 +68,27 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _views_hash() -> str:
-    import hashlib
-
-    return hashlib.sha256(VIEWS.encode()).hexdigest()[:16]
-
-
-def _transient(exc: BaseException) -> bool:
-    """An error that retrying later may cure (file busy, disk full, a fatal engine state)."""
-    import duckdb
-
-    if isinstance(exc, (StoreError, OSError)):
-        return True
-    if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException,
-                        duckdb.FatalException, duckdb.InterruptException)):
-        return True
-    return classify(exc) in ("locked", "full", "invalidated", "readonly")
-
-
 @dataclass
 class _Pending:
-    """A frame of this process's journal that is not in DuckDB yet."""
+    """A frame of this process's journal that is not in the database yet."""
 
-    number: int
+    seq: int  # counts every frame this store wrote, across journals
+    journal: Journal
+    number: int  # the frame's number in its journal
     end: int
     records: list[tuple[str, dict[str, Any]]]
 
 
-class TraceStore(StoreReader):
-    """A workbench trace store (a DuckDB file, shared). Use as a context manager or call close().
+class TraceStore(Recovery, Claims, StoreReader):
+    """A workbench trace store, shared by every process that opens it. Use as a context manager
+    or call close().
 
     Args:
-        path: the DuckDB file (default ``$WORKBENCH_DB`` or ``traces/workbench.duckdb``);
-            ``":memory:"`` gives a throw-away store in a temporary directory.
+        path: a DuckDB file (default ``$WORKBENCH_DB`` or ``traces/workbench.duckdb``);
+            ``":memory:"`` gives a throw-away store in a temporary directory; a
+            ``ducklake:...`` location opens a shared DuckLake (see :mod:`workbench.store.lake`).
         fsync: also ``fsync`` each journal frame (survives power loss, about 10x the cost).
-        busy_timeout: how long to wait for another process that holds the file before giving up.
+        busy_timeout: how long to wait for another process that holds a local file.
     """
 
     def __init__(self, path: str | None = None, *, fsync: bool = False, busy_timeout: float = 60.0) -> None:
@@ -112,296 +97,65 @@ class TraceStore(StoreReader):
         if path == ":memory:":
             self._tmpdir = tempfile.mkdtemp(prefix="workbench-store-")
             path = os.path.join(self._tmpdir, "trace.duckdb")
-        self.path = path
-        note_store(path)  # so that a crash of the database engine can name the file (guard.py)
         self.fsync = fsync
         self.owner = new_owner_id()
         self.close_warning: str | None = None
-        exists = os.path.exists(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        if exists and os.path.isdir(path):
-            raise StoreError(f"trace store {path} is a directory; pass --db a file path")
-        if not exists:
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create trace store {path}: {exc.strerror}; pass --db a "
-                                 "writable location") from None
-            if not os.access(directory, os.W_OK):
-                raise StoreError(f"cannot create trace store {path}: directory {directory} is not "
-                                 "writable; pass --db a writable location")
-        self.writable = os.access(directory, os.W_OK) and (not exists or os.access(path, os.W_OK))
-        self.spool = Spool(path + ".spool")
-        if self.writable:
-            try:
-                self.spool.create()
-            except OSError:
-                self.writable = False
-        self._db = open_database(path, writable=self.writable)
-        self._db.busy_timeout = busy_timeout
-        self._db_open = True
         self._closed = False
         self._cond = threading.Condition()
         self._journal: Journal | None = None
         self._pending: list[_Pending] = []
-        self._applied = 0  # frames of this journal in DuckDB
-        self._appended = 0
+        self._appended = 0  # frames written to journals by this store
+        self._applied = 0  # of which loaded into the database
         self._flushers = 0
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         self._rejected: dict[str, str] = {}  # run id -> why its records were set aside
         self._retired: list[str] = []  # this process's older journals, fully loaded
         self._generation = 1
+        self.backend = self._open_backend(path, busy_timeout)
+        self.path = self.backend.name
+        self.writable = self.backend.writable
         try:
-            self._prepare_schema(exists)
+            self.backend.prepare_schema(getattr(self.backend, "exists", True))
             if self.writable:
-                self._recover()
+                self._recover(path)
         except BaseException:
-            self._release_db()
+            self._release()
             raise
 
-    # ----------------------------------------------------------------- set-up
+    @staticmethod
+    def _open_backend(path: str, busy_timeout: float) -> Backend:
+        from workbench.store.lake import LakeBackend, is_lake_location
 
-    def _release_db(self) -> None:
-        if self._db_open:
-            self._db_open = False
-            close_database(self._db)
+        if is_lake_location(path):
+            return LakeBackend(path)
+        note_store(path)  # so that a crash of the database engine can name the file (guard.py)
+        return LocalBackend(path, busy_timeout)
+
+    @property
+    def spool(self) -> Any:
+        return self.backend.spool
+
+    def _release(self) -> None:
+        self.backend.close()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def _schema_state(self, con: Any) -> str:
-        """"ok", "create" or "upgrade" (raises StoreError for a file we must not touch)."""
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_catalog = current_database()"
-        ).fetchall()}
-        if "wb_meta" not in tables:
-            if tables:
-                raise StoreError(
-                    f"{self.path} is a DuckDB database but not a workbench trace store; pass --db to use another file"
-                )
-            return "create"
-        row = con.execute("SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()
-        raw = row[0] if row else None
-        try:
-            version = int(raw or "")
-        except ValueError:
-            raise StoreError(
-                f"trace store {self.path} has an unreadable schema version {raw!r}; it is damaged or was not "
-                "made by workbench — move it aside or pass --db to use another file"
-            ) from None
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"trace store {self.path} has schema version {version}, newer than this workbench "
-                f"understands ({SCHEMA_VERSION}); upgrade workbench (pip install -U agent-workbench)"
-            )
-        if version < 1:
-            raise StoreError(f"trace store {self.path} has an invalid schema version {version}; "
-                             "move it aside or pass --db to use another file")
-        views = con.execute("SELECT value FROM wb_meta WHERE key = 'views'").fetchone()
-        if version == SCHEMA_VERSION and views and views[0] == _views_hash():
-            return "ok"
-        return "upgrade"
-
-    def _prepare_schema(self, exists: bool) -> None:
-        import duckdb
-
-        if exists:
-            try:
-                with self._db.connection() as con:
-                    state = self._schema_state(con)
-            except duckdb.Error as exc:
-                raise StoreError(f"trace store {self.path} cannot be read: {first_line(exc)}") from None
-            if state == "ok":
-                return  # opening a store to read it must not write to it
-            if not self.writable:
-                raise StoreError(f"trace store {self.path} needs a schema upgrade but is read-only here; "
-                                 "open it once where it is writable")
-        try:
-            with self._db.connection(write=True) as con:
-                state = self._schema_state(con)
-                if state == "ok":
-                    return
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if state == "create":
-                        con.execute(TABLES)
-                        con.execute("INSERT INTO wb_meta VALUES ('schema_version', ?), ('journal_seq', '0')",
-                                    [str(SCHEMA_VERSION)])
-                    else:
-                        version = int(con.execute(
-                            "SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()[0])
-                        for step in MIGRATIONS[version - 1:]:
-                            con.execute(step)
-                        con.execute(TABLES)
-                        con.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'",
-                                    [str(SCHEMA_VERSION)])
-                    # The views and macros of this version of workbench (definitions, not data).
-                    con.execute(VIEWS)
-                    con.execute("INSERT OR REPLACE INTO wb_meta VALUES ('views', ?)", [_views_hash()])
-                    con.execute("COMMIT")
-                except BaseException:
-                    rollback(con)
-                    raise
-        except duckdb.Error as exc:
-            raise StoreError(f"trace store {self.path} cannot be used: {first_line(exc)}") from None
-
-    # ----------------------------------------------------------------- recovery
-
-    def _recover(self) -> None:
+    def _recover(self, path: str) -> None:
         """Load what dead processes left in their journals (and a pre-2 ``.journal`` file)."""
-        legacy = self.path + ".journal"
+        legacy = path + ".journal"
         if os.path.exists(legacy) and os.path.getsize(legacy):
-            self._recover_legacy(legacy)
+            self.recover_legacy(legacy)
         elif os.path.exists(legacy):
             os.unlink(legacy)
         _remove_stale_batch_files()
         self.sweep()
 
-    def sweep(self) -> int:
-        """Load the journals of processes that died; returns how many were found.
-
-        Cheap when there are none (a directory listing). The workbench calls this now and then,
-        so that a run whose process was killed shows as interrupted without reopening the store.
-        """
-        if not self.writable:
-            return 0
-        orphans = self.spool.orphans()
-        if not orphans:
-            return 0
-        with self._db.connection(write=True) as con:
-            for journal in orphans:
-                self._load_orphan(con, journal)
-            self._forget_vanished_journals(con)
-        self.spool.bump()
-        return len(orphans)
-
-    def _load_orphan(self, con: Any, journal: str) -> None:
-        """Load a dead process's journal, set aside a damaged tail, mark its runs interrupted."""
-        path = self.spool.journal_path(journal)
-        if is_held(path) or not os.path.exists(path):
-            return  # its process is alive after all, or another process loaded it meanwhile
-        owner = journal_owner(journal)
-        row = con.execute('SELECT frame, "offset" FROM wb_journals WHERE journal = ?', [journal]).fetchone()
-        done, offset = (int(row[0]), int(row[1])) if row else (0, 0)
-        result = read_frames(path, offset)
-        frames = result.frames
-        if frames and frames[0].number != done + 1:  # the position does not match: read it all
-            result = read_frames(path, 0)
-            frames = [f for f in result.frames if f.number > done]
-        for i in range(0, len(frames), _RECOVERY_CHUNK):
-            self._load_frames(con, frames[i:i + _RECOVERY_CHUNK], journal, owner)
-        if result.stop == "damaged":
-            with open(path, "rb") as fh:
-                fh.seek(result.end)
-                kept = self.spool.keep_damaged(journal + SUFFIX, fh.read())
-            log.warning("journal %s is damaged after byte %d; the rest was set aside in %s (its runs can be "
-                        "resumed from their last whole step)", path, result.end, kept)
-        if not self.spool.is_alive(owner):
-            pid, host = owner_pid(owner), owner_host(owner)
-            message = (f"interrupted: the process that recorded it (pid {pid} on {host}) stopped before the "
-                       "run ended; continue it with 'workbench resume'")
-            con.execute("UPDATE wb_runs SET owner = NULL, error = ? WHERE owner = ? AND status = 'running'",
-                        [message, owner])
-        try:
-            os.unlink(path)  # first the file, then its position: never a file without a position
-        except FileNotFoundError:
-            pass
-        con.execute("DELETE FROM wb_journals WHERE journal = ?", [journal])
-
-    def _forget_vanished_journals(self, con: Any) -> None:
-        """Drop load positions of this host's journals whose files are gone."""
-        mine = f"{host_name()}-"
-        for (journal,) in con.execute("SELECT journal FROM wb_journals").fetchall():
-            if journal.startswith(mine) and journal_owner(journal) != self.owner \
-                    and not os.path.exists(self.spool.journal_path(journal)):
-                con.execute("DELETE FROM wb_journals WHERE journal = ?", [journal])
-
-    def _load_frames(self, con: Any, frames: list[Frame], journal: str, owner: str) -> None:
-        """Load frames in one transaction; when the database refuses some, set those aside.
-
-        A refused frame (a value DuckDB cannot take, a duplicate key) is saved under the spool's
-        ``damaged/`` and skipped, with its run marked failed; the rest of that run's frames are
-        set aside too (they build on it). Errors a retry may cure are raised instead.
-        """
-        if not frames:
-            return
-        try:
-            apply_frames(con, frames, journal, owner)
-            return
-        except Exception as exc:
-            if _transient(exc):
-                raise
-        refused: dict[str, str] = {}
-        for frame in frames:
-            runs = {str(rec.get("run_id")) for _, rec in frame.records if rec.get("run_id")}
-            blocked = [r for r in runs if r in refused]
-            try:
-                if blocked:
-                    raise StoreError(f"an earlier record of run {blocked[0]} was set aside")
-                apply_frames(con, [frame], journal, owner)
-                continue
-            except Exception as exc:
-                if _transient(exc) and not isinstance(exc, StoreError):
-                    raise
-                reason = first_line(exc)
-            kept = self.spool.keep_damaged(f"{journal}-frame{frame.number}.json",
-                                           encode_frame(frame.number, frame.records))
-            log.warning("trace store %s refused frame %d of journal %s (%s); set aside in %s",
-                        self.path, frame.number, journal, reason, kept)
-            for run_id in runs:
-                refused.setdefault(run_id, f"the trace store refused this run's records ({reason}); "
-                                           f"they are kept in {kept}")
-            con.execute("BEGIN TRANSACTION")
-            try:
-                skip_frames(con, journal, frame)
-                for run_id in runs:
-                    # Only a run this journal recorded is failed: a duplicate id belongs to another.
-                    con.execute("UPDATE wb_runs SET status = 'failed', owner = NULL, error = ? "
-                                "WHERE run_id = ? AND (owner = ? OR owner IS NULL) AND status = 'running'",
-                                [refused[run_id], run_id, owner])
-                con.execute("COMMIT")
-            except BaseException:
-                rollback(con)
-                raise
-        if owner == self.owner:
-            with self._cond:
-                self._rejected.update(refused)
-
-    def _recover_legacy(self, path: str) -> None:
-        """Load a journal written by workbench before schema 2 (one JSON record per line)."""
-        with self._db.connection(write=True) as con:
-            row = con.execute("SELECT value FROM wb_meta WHERE key = 'journal_seq'").fetchone()
-            applied = int(row[0]) if row and str(row[0]).isdigit() else 0
-            records: list[tuple[str, dict[str, Any]]] = []
-            last = applied
-            with open(path, "rb") as fh:
-                for raw in fh:
-                    if not raw.endswith(b"\n"):
-                        break
-                    try:
-                        rec = json.loads(raw)
-                    except ValueError:
-                        break
-                    if isinstance(rec, dict) and int(rec.get("s", 0)) > applied and isinstance(rec.get("t"), str):
-                        last = int(rec["s"])
-                        records.append((rec["t"], rec))
-            if records:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    apply_records(con, records, None)
-                    con.execute("UPDATE wb_meta SET value = ? WHERE key = 'journal_seq'", [str(last)])
-                    con.execute("COMMIT")
-                except BaseException:
-                    rollback(con)
-                    raise
-        os.unlink(path)
-
     # ----------------------------------------------------------------- writing
 
     def record(self, kind: str, row: dict[str, Any]) -> None:
-        """Record one row. Durable (in the journal) when this returns; in DuckDB soon after."""
+        """Record one row. Durable (in the journal) when this returns; in the database soon after."""
         self.record_many([(kind, row)])
 
     def record_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -423,12 +177,12 @@ class TraceStore(StoreReader):
                 number, end = journal.append(records)
             except ValueError as exc:  # not encodable: nothing was written
                 raise StoreError(f"cannot record: {exc}") from None
-            self._appended = number
+            self._appended += 1
             # Wake the writer only when it has nothing to do; otherwise it is already gathering
             # a batch, and waking it per record would make it fight the run loop for the GIL.
             if not self._pending:
                 self._cond.notify_all()
-            self._pending.append(_Pending(number, end, records))
+            self._pending.append(_Pending(self._appended, journal, number, end, records))
 
     def _ensure_journal(self) -> Journal:
         """This process's journal and writer thread, started on the first record."""
@@ -444,8 +198,11 @@ class TraceStore(StoreReader):
             self._writer.start()
         return self._journal
 
+    def _journal_id(self) -> str:
+        return f"{self.owner}.{self._generation}"
+
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything this process recorded is in DuckDB.
+        """Wait until everything this process recorded is in the database.
 
         Raises StoreError when the writer cannot load it (the records stay safe in the journal
         and are loaded later, by this process or the next one to open the store).
@@ -470,8 +227,8 @@ class TraceStore(StoreReader):
                 err = self._writer_error
                 reason = first_line(err) if err is not None else "timed out"
                 journal = self._journal.path if self._journal else "the journal"
-                raise StoreError(f"trace store {self.path} cannot be updated ({reason}); what was recorded "
-                                 f"is safe in {journal} and is loaded when the store is next opened")
+                raise StoreError(f"trace store {self.path} cannot be updated ({scrub(reason)}); what was "
+                                 f"recorded is safe in {journal} and is loaded when the store is next opened")
 
     def _write_loop(self) -> None:
         backoff = 0.05
@@ -505,141 +262,32 @@ class TraceStore(StoreReader):
             backoff = 0.05
             with self._cond:
                 self._writer_error = None
-                self._applied = batch[-1].number
+                self._applied = batch[-1].seq
                 del self._pending[: len(batch)]
                 self._cond.notify_all()
+            self._maybe_roll()
 
     def _load_own(self, batch: list[_Pending]) -> None:
+        journal = batch[0].journal
         frames = [Frame(p.number, p.records, 0, p.end) for p in batch]
-        journal = self._journal
-        assert journal is not None
-        with self._db.connection(write=True, timeout=3600) as con:
-            self._load_frames(con, frames, journal.id, self.owner)
-            if self._retired:
-                for old in self._retired:
-                    con.execute("DELETE FROM wb_journals WHERE journal = ?", [old])
-                self._retired.clear()
+        with self.backend.connection(write=True, timeout=3600) as con:
+            self.load_frames(con, frames, journal.id, self.owner)
+            for old in list(self._retired):
+                self._retrying(con, lambda o=old: self.backend.drop_position(con, o))
+                self._retired.remove(old)
         self.spool.bump()
-        if journal.size > _JOURNAL_ROLL_BYTES:
-            self._maybe_roll(batch[-1].number)
 
-    def _maybe_roll(self, loaded: int) -> None:
+    def _maybe_roll(self) -> None:
         """Start a fresh journal once the current one is big and fully loaded (the new one is
         locked before the old one goes, so this process never looks dead)."""
         with self._cond:
             journal = self._journal
-            if journal is None or journal.frames != loaded or self._pending:
+            if journal is None or journal.size <= _JOURNAL_ROLL_BYTES or self._pending or self._closed:
                 return
             self._generation += 1
             self._journal = Journal(self.spool.journals, self._journal_id(), fsync=self.fsync)
-            self._appended = self._applied = 0
             self._retired.append(journal.id)
             journal.close(remove=True)
-
-    def _journal_id(self) -> str:
-        return f"{self.owner}.{self._generation}"
-
-    # ----------------------------------------------------------------- claims
-
-    def claim(self, run_id: str, *, allowed: Sequence[str], answer: dict[str, Any] | None = None,
-              config: str | None = None) -> None:
-        """Take a run over for this process, exactly once across processes.
-
-        In one transaction: the run must be in one of the ``allowed`` statuses (a ``running``
-        run only when the process recording it is gone), ``answer`` (keys of an interrupt plus
-        ``response`` and ``resumed_at``) must still be open; then the run becomes ``running``
-        with this process as its owner. Raises RunStateError when another process was first.
-        """
-        self.flush()
-        import duckdb
-
-        with self._db.connection(write=True) as con:
-            # What dead processes left first (a run they were recording is claimable, from the
-            # state its journal holds) — including one that died a moment ago.
-            for _ in range(3):
-                for journal in self.spool.orphans():
-                    self._load_orphan(con, journal)
-                row = con.execute("SELECT status, owner FROM wb_runs WHERE run_id = ?", [run_id]).fetchone()
-                owner = row[1] if row else None
-                if not (row and row[0] == "running" and owner and owner != self.owner):
-                    break
-                if self._owner_alive(owner, grace=1.0):
-                    raise RunStateError(
-                        f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                        f"{owner_host(owner)}; wait for it to stop, then try again"
-                    )
-            con.execute("BEGIN TRANSACTION")
-            try:
-                row = con.execute("SELECT status, owner FROM wb_runs WHERE run_id = ?", [run_id]).fetchone()
-                if row is None:
-                    raise RunNotFoundError(f"no run {run_id!r} in {self.path} (see 'workbench runs')")
-                status, owner = row
-                if status == "running" and owner is not None and owner != self.owner and self._owner_alive(owner):
-                    raise RunStateError(f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                                        f"{owner_host(owner)}; wait for it to stop, then try again")
-                if status not in allowed and not (status == "running" and "running" in allowed):
-                    raise RunStateError(f"run {run_id} is {status} now (another process may have just "
-                                        "continued it); see 'workbench show'")
-                if answer is not None:
-                    keys = KEYS["interrupt"]
-                    open_row = con.execute(
-                        "SELECT resumed_at FROM wb_interrupts WHERE " + " AND ".join(f"{k} = ?" for k in keys),
-                        [answer[k] for k in keys],
-                    ).fetchone()
-                    if open_row is None or open_row[0] is not None:
-                        raise RunStateError(f"the question of run {run_id} at step {answer['step']} was "
-                                            "already answered (by another process?); see 'workbench show'")
-                    con.execute(
-                        "UPDATE wb_interrupts SET response = ?, resumed_at = make_timestamp(?::BIGINT) WHERE "
-                        + " AND ".join(f"{k} = ?" for k in keys),
-                        [answer["response"], answer["resumed_at"], *[answer[k] for k in keys]],
-                    )
-                sets = "status = 'running', owner = ?, error = NULL" + (", config = ?" if config is not None else "")
-                params: list[Any] = [self.owner, *([config] if config is not None else []), run_id]
-                con.execute(f"UPDATE wb_runs SET {sets} WHERE run_id = ?", params)
-                con.execute("COMMIT")
-            except duckdb.TransactionException:
-                rollback(con)
-                raise RunStateError(f"run {run_id} was just claimed by another thread or process") from None
-            except BaseException:
-                rollback(con)
-                raise
-        self.spool.bump()
-
-    def reserve_run(self, row: dict[str, Any]) -> None:
-        """Insert a new run's row at once (for a run id chosen by the caller): a clear error if
-        the id is taken, instead of a clash when the journal is loaded."""
-        import duckdb
-
-        self.flush()
-        with self._db.connection(write=True) as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if con.execute("SELECT 1 FROM wb_runs WHERE run_id = ?", [row["run_id"]]).fetchone():
-                    raise RunStateError(f"run id {row['run_id']!r} is already in {self.path}; choose another "
-                                        "id, resume that run, or delete it ('workbench rm')")
-                apply_records(con, [("run", row)], None)
-                con.execute("UPDATE wb_runs SET owner = ? WHERE run_id = ?", [self.owner, row["run_id"]])
-                con.execute("COMMIT")
-            except duckdb.ConstraintException:
-                rollback(con)
-                raise RunStateError(f"run id {row['run_id']!r} is already in {self.path}") from None
-            except BaseException:
-                rollback(con)
-                raise
-        self.spool.bump()
-
-    def _owner_alive(self, owner: str, grace: float = 0.0) -> bool:
-        """Whether the process recording a run is alive; a process that was just killed gets
-        ``grace`` seconds to be gone (its lock on its journal goes when the kernel is done)."""
-        if owner_host(owner) != host_name():
-            return True  # another machine's process: only a shared store can tell (lake.py)
-        deadline = time.monotonic() + grace
-        while self.spool.is_alive(owner):
-            if time.monotonic() >= deadline:
-                return True
-            time.sleep(0.02)
-        return False
 
     # ----------------------------------------------------------------- import
 
@@ -647,7 +295,7 @@ class TraceStore(StoreReader):
         """Insert already-validated rows (by record kind) in one transaction (used by import)."""
         self.flush()
         records = [(kind, r) for kind in sorted(rows, key=lambda k: k != "run") for r in rows[kind]]
-        with self._db.connection(write=True) as con:
+        with self.backend.connection(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 apply_records(con, records, None)
@@ -660,7 +308,7 @@ class TraceStore(StoreReader):
     # ----------------------------------------------------------------- closing
 
     def close(self) -> None:
-        """Load what is left into DuckDB, remove this process's journal and let go of the file.
+        """Load what is left into the database, remove this process's journal, let go.
 
         Never raises for a database that cannot be updated right now: the journal stays (the
         next process to open the store loads it) and ``close_warning`` says so.
@@ -686,12 +334,12 @@ class TraceStore(StoreReader):
                 self._journal.close(remove=loaded)
                 if loaded:
                     try:
-                        with self._db.connection(write=True, timeout=10) as con:
-                            con.execute("DELETE FROM wb_journals WHERE journal = ?", [self._journal.id])
+                        with self.backend.connection(write=True, timeout=10) as con:
+                            journal_id = self._journal.id
+                            self._retrying(con, lambda: self.backend.drop_position(con, journal_id))
                     except Exception:  # a stale position is harmless: the next sweep drops it
                         pass
-            self.spool.close()
-            self._release_db()
+            self._release()
 
     def __enter__(self) -> TraceStore:
         return self
@@ -709,7 +357,7 @@ class TraceStore(StoreReader):
         console uses, so that no query can change the store whatever its text.
         """
         self.flush()
-        with self._db.connection(strict_read=strict) as con:
+        with self.backend.connection(strict_read=strict) as con:
             if strict:
                 con.execute("BEGIN TRANSACTION READ ONLY")
             try:
@@ -761,8 +409,7 @@ def _remove_stale_batch_files() -> None:
     """Workbench before schema 2 loaded batches through ``$TMPDIR/workbench-<kind>-*.jsonl``;
     a killed writer left them behind. Remove ours that are more than an hour old."""
     cutoff = time.time() - 3600
-    kinds = "run,task,change,plan,llm,interrupt,event".split(",")
-    for kind in kinds:
+    for kind in ("run", "task", "change", "plan", "llm", "interrupt", "event"):
         for path in glob.glob(os.path.join(tempfile.gettempdir(), f"workbench-{kind}-*.jsonl")):
             try:
                 if os.path.getmtime(path) < cutoff:

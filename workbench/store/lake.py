@@ -1,0 +1,239 @@
+"""A shared history on DuckLake: the catalog in PostgreSQL, the data files in a shared directory.
+
+``--db ducklake:postgres:dbname=workbench host=db.internal user=wb`` (or ``[store] location``
+in ``workbench.toml``) makes every command record into and read from one history that workers
+on many machines share. Each process still journals every step locally first (the spool,
+``[store] spool``), so a step is durable before the next one starts even when PostgreSQL is
+unreachable; the writer sends frames to the lake when it can.
+
+Configuration (``workbench.toml``, environment variables win)::
+
+    [store]
+    location = "ducklake:postgres:dbname=workbench host=db.internal user=wb"   # WORKBENCH_DB
+    data_path = "/mnt/shared/workbench-lake/"    # WORKBENCH_LAKE_DATA: needed to create a lake
+    spool = "/var/lib/workbench/spool"           # WORKBENCH_SPOOL: local journals (default: per user)
+
+Credentials come from libpq's environment (``PGPASSWORD``, ``~/.pgpass``, ``PGUSER`` ...):
+a ``password=`` in the location is refused, so it never lands in a config file, a trace or an
+error message. Every instance is hardened as the local one is: extensions are loaded from the
+installed ``duckdb-extension-*`` wheels by path, file access is limited to the lake's data
+directory, and the configuration is locked before any query runs.
+
+DuckLake has no key constraints and checks conflicts per table: a commit that lost a race is
+retried (``is_conflict``); exactly-once loading comes from the journals' load positions, which
+are appended (never updated) so that workers do not collide on them. A process on another
+machine counts as alive while its positions keep getting fresh timestamps (a heartbeat).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.util
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from workbench.errors import StoreError
+from workbench.redact import remember_secret, scrub
+from workbench.store.backend import Backend
+from workbench.store.database import first_line
+from workbench.store.schema import TABLES
+from workbench.store.spool import Spool
+
+PREFIX = "ducklake:"
+ALIAS = "wb_lake"
+_CONNECT_TIMEOUT_S = 10
+
+
+def is_lake_location(location: str) -> bool:
+    return location.startswith(PREFIX)
+
+
+def store_config() -> dict[str, Any]:
+    """The ``[store]`` section of ``workbench.toml`` in the current directory ({} if none)."""
+    from workbench.llm.config import project_config
+
+    section = project_config().get("store", {})
+    return section if isinstance(section, dict) else {}
+
+
+def configured_location() -> str | None:
+    """``[store] location`` from workbench.toml, if set."""
+    value = store_config().get("location")
+    return str(value) if value else None
+
+
+def _extension(name: str, wheel: str) -> str:
+    spec = importlib.util.find_spec(f"duckdb_extension_{wheel}")
+    if spec is None or spec.origin is None:
+        raise StoreError(f"DuckLake stores need the DuckDB extension wheels: pip install 'agent-workbench[fleet]' "
+                         f"(duckdb-extension-{wheel.replace('_', '-')} is missing)")
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "extensions", "*", f"{name}.duckdb_extension"))
+    if not found:
+        raise StoreError(f"the duckdb-extension-{wheel} wheel holds no {name}.duckdb_extension")
+    return found[0]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class LakeBackend(Backend):
+    """A DuckLake history (see the module docstring)."""
+
+    enforces_keys = False
+    heartbeat_s = 30.0
+
+    def __init__(self, location: str, *, data_path: str | None = None, spool: str | None = None) -> None:
+        config = store_config()
+        self.location = location
+        catalog = location[len(PREFIX):]
+        if re.search(r"(^|\s)password\s*=", catalog, re.I) or re.search(r"://[^/@\s]*:[^/@\s]*@", catalog):
+            raise StoreError("put the database password in PGPASSWORD or ~/.pgpass, not in the store location "
+                             "(it would be shown in messages and saved in configuration files)")
+        if catalog.startswith("postgres:") and "connect_timeout" not in catalog and "://" not in catalog:
+            # libpq waits forever for a server that accepts and never answers.
+            catalog += f" connect_timeout={_CONNECT_TIMEOUT_S}"
+        self._catalog = catalog
+        self.name = location
+        self.data_path = data_path or os.environ.get("WORKBENCH_LAKE_DATA") or config.get("data_path")
+        if self.data_path:
+            self.data_path = os.path.abspath(os.path.expanduser(str(self.data_path)))
+        spool_dir = spool or os.environ.get("WORKBENCH_SPOOL") or config.get("spool")
+        if not spool_dir:
+            state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+            spool_dir = os.path.join(state, "workbench", "spool")
+        key = hashlib.sha256(location.encode()).hexdigest()[:12]
+        self.spool = Spool(os.path.join(os.path.expanduser(str(spool_dir)), key))
+        try:
+            self.spool.create()
+        except OSError as exc:
+            raise StoreError(f"cannot create the local spool {self.spool.root} for {location}: {exc.strerror}; "
+                             "set [store] spool to a writable directory") from None
+        self._lock = threading.Lock()
+        self._instances: dict[bool, Any] = {}
+        self._write = self._attach(read_only=False)  # fails now, before any step runs
+        self._instances[False] = self._write
+
+    # ------------------------------------------------------------------ connecting
+
+    def _attach(self, *, read_only: bool) -> Any:
+        import duckdb
+
+        con = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
+                                                 "autoinstall_known_extensions": False,
+                                                 "allow_community_extensions": False})
+        try:
+            con.execute(f"LOAD {_quote(_extension('ducklake', 'ducklake'))}")
+            if self._catalog.startswith("postgres:"):
+                con.execute(f"LOAD {_quote(self._postgres_extension())}")
+            elif self._catalog.startswith("sqlite:"):
+                con.execute(f"LOAD {_quote(_extension('sqlite_scanner', 'sqlite_scanner'))}")
+            options = []
+            if self.data_path:
+                os.makedirs(self.data_path, exist_ok=True)
+                con.execute(f"SET allowed_directories = [{_quote(self.data_path.rstrip('/') + '/')}]")
+                options.append(f"DATA_PATH {_quote(self.data_path)}")
+            if read_only:
+                options.append("READ_ONLY")
+            opts = f" ({', '.join(options)})" if options else ""
+            con.execute(f"ATTACH {_quote(PREFIX + self._catalog)} AS {ALIAS}{opts}")
+            con.execute(f"USE {ALIAS}")
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+            except duckdb.Error:
+                pass
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            con.close()
+            raise self._explain(exc) from None
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _postgres_extension(self) -> str:
+        # The wheel names the file postgres.duckdb_extension, but LOAD derives the entry point from
+        # the file name and the binary's is postgres_scanner's: load it under that name.
+        source = _extension("postgres", "postgres")
+        linked = os.path.join(self.spool.root, "ext", "postgres_scanner.duckdb_extension")
+        if not os.path.exists(linked):
+            os.makedirs(os.path.dirname(linked), exist_ok=True)
+            try:
+                os.symlink(source, linked)
+            except FileExistsError:
+                pass
+        return linked
+
+    def _explain(self, exc: BaseException) -> StoreError:
+        text = first_line(exc)
+        for match in re.finditer(r"password=(\S+)", text):
+            remember_secret(match.group(1))
+        text = scrub(re.sub(r'Unable to connect to Postgres at "[^"]*"', "Unable to connect to PostgreSQL", text))
+        if "DATA_PATH" in text or "data path" in text.lower():
+            return StoreError(f"shared store {self.name}: {text}")
+        if "does not exist - and creating a new DuckLake" in text or "DATA_PATH" in text:
+            return StoreError(f"shared store {self.name} does not exist yet; create it by setting a data path "
+                              "([store] data_path or WORKBENCH_LAKE_DATA)")
+        return StoreError(f"cannot reach the shared store {self.name}: {text}")
+
+    @contextmanager
+    def connection(self, *, write: bool = False, strict_read: bool = False,
+                   timeout: float | None = None) -> Iterator[Any]:
+        import duckdb
+
+        with self._lock:
+            instance = self._instances.get(strict_read)
+            if instance is None:
+                instance = self._instances[strict_read] = self._attach(read_only=True)
+            cur = instance.cursor()
+        try:
+            cur.execute(f"USE {ALIAS}")  # a cursor is a new connection: it starts in the memory catalog
+            yield cur
+        except duckdb.IOException as exc:
+            raise self._explain(exc) from None
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for instance in self._instances.values():
+                try:
+                    instance.close()
+                except Exception:  # an outage: nothing more to lose here
+                    pass
+            self._instances.clear()
+        self.spool.close()
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        import duckdb
+
+        text = str(exc)
+        return isinstance(exc, duckdb.TransactionException) and (
+            "Transaction conflict" in text or "ducklake_snapshot_pkey" in text)
+
+    # ------------------------------------------------------------------ schema
+
+    def tables_sql(self) -> str:
+        # DuckLake has no key constraints; exactly-once loading keeps rows unique.
+        sql = re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", TABLES)
+        return re.sub(r" PRIMARY KEY", "", sql)
+
+    # ------------------------------------------------------------------ positions
+
+    def set_position(self, con: Any, journal: str, frame: int, offset: int) -> None:
+        # Appended, never updated: an UPDATE would collide with every other worker's commit.
+        con.execute("INSERT INTO wb_journals VALUES (?, ?, ?, now())", [journal, frame, offset])
+
+    def owner_alive(self, con: Any | None, owner: str) -> bool:
+        """A process on another machine is alive while its heartbeat is fresh."""
+        if con is None:
+            return True
+        row = con.execute("SELECT max(updated_at) > now()::TIMESTAMP - to_seconds(?) FROM wb_journals "
+                          "WHERE starts_with(journal, ?)", [self.owner_timeout, owner + "."]).fetchone()
+        return bool(row and row[0])
