@@ -1,0 +1,136 @@
+"""What every command shares: exit codes, JSON arguments, opening the store, printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.redact import scrub
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_DIVERGED = 0, 1, 2, 3, 4
+STATUS_EXIT = {"completed": EXIT_OK, "waiting": EXIT_WAITING, "paused": EXIT_WAITING,
+               "failed": EXIT_FAILED, "running": EXIT_FAILED}
+
+
+class UsageError(WorkbenchError):
+    """Bad command-line input (exit 2)."""
+
+
+def parse_json(text: str, what: str) -> Any:
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    elif text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{what} is nested too deeply (over a few hundred levels)") from None
+    except json.JSONDecodeError as exc:
+        hint = ""
+        if what == "--input":
+            hint = "; quote it, e.g. --input '{\"message\": \"hi\"}'"
+        elif what.startswith("--set"):
+            hint = "; strings need JSON quotes, e.g. --set category='\"refund\"'"
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise UsageError(f"{what} is not valid JSON ({exc.msg} at {where}){hint}") from None
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    from workbench.store import TraceStore
+
+    return TraceStore(args.db)
+
+
+def make_console() -> Any:
+    from rich.console import Console
+
+    # Piped output (scripts, CI logs) is not cut to 80 columns.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = text.replace("\n", "⏎ ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_json(console: Any, value: Any) -> None:
+    """Pretty-print a JSON-able value; a structure too deep to pretty-print is printed compact."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        console.print_json(text)
+    except RecursionError:
+        print(text)
+
+
+def error_line(message: str) -> None:
+    """One line on stderr, known secrets scrubbed."""
+    text = scrub(" ".join(str(message).split("\n")))
+    print(text, file=sys.stderr)
+
+
+def progress_listener(console: Any, changed: list[str] | None = None, at: int | None = None) -> Any:
+    from workbench.context import Event
+
+    def listen(event: Event) -> None:
+        if event.kind == "run_started" and event.data.get("parent"):
+            # Printed once the fork's edits were accepted and the fork recorded.
+            note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
+            console.print(f"fork {event.run_id} of {event.data['parent']}, running from step {at}{note}")
+        if event.kind == "task_finished":
+            status = event.data["status"]
+            mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]"}.get(status, "·")
+            attempt = f" (attempt {event.data['attempt']})" if event.data["attempt"] > 1 else ""
+            err = f"  [red]{short(event.data['error'], 70)}[/]" if event.data.get("error") else ""
+            console.print(f"  step {event.step:>3}  {mark} {event.node:<18} {event.data['duration_ms']:8.1f} ms"
+                          f"{attempt}{err}")
+
+    return listen
+
+
+def graph_option(ref: str | None) -> str:
+    """`` --graph FILE`` for the hints printed after a run of a graph outside the graphs directory
+    (a later resume must name the file again: a trace never chooses which file is imported)."""
+    from workbench.loader import is_path_ref
+
+    return f" --graph {ref}" if ref and is_path_ref(ref) else ""
+
+
+def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None) -> int:
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+        return STATUS_EXIT.get(result.status, EXIT_FAILED)
+    console = make_console()
+    rid = result.run_id
+    if result.status == "completed":
+        console.print(f"[green]run {rid} completed[/] after step {result.step}")
+        print_json(console, result.to_json()["state"])
+    elif result.status == "waiting":
+        console.print(f"[yellow]run {rid} is waiting for input[/] at step {result.step}:")
+        print_json(console, result.to_json()["interrupt"])
+        console.print(f"answer it with: workbench resume {rid}{graph_option(graph_ref)} --input 'JSON'")
+    elif result.status == "paused":
+        p = result.paused or {}
+        where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"
+        console.print(f"[yellow]run {rid} paused[/] {where} (step {result.step}); "
+                      f"continue with: workbench resume {rid}{graph_option(graph_ref)}")
+    else:
+        error_line(f"workbench: run {rid} failed: {result.error}")
+    return STATUS_EXIT.get(result.status, EXIT_FAILED)
+
+
+def graph_for(store: Any, run_id: str, ref: str | None = None) -> Any:
+    """The graph of a recorded run: by its recorded name in the graphs directory, or from the
+    file named with --graph (never from the path the trace recorded; see loader.load_for_run)."""
+    from workbench.loader import load_for_run
+
+    rec = store.get_run(run_id)
+    return load_for_run(rec["graph"], rec["graph_file"], ref)

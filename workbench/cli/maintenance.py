@@ -1,0 +1,56 @@
+"""Keeping a store healthy, and the TUI: ``doctor``, ``maintain``, ``ui``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from workbench.cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_store
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Open the TUI (imports Textual only here: the core never does)."""
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise UsageError("the workbench TUI needs a terminal; for headless use see 'workbench --help'")
+    from workbench.store import TraceStore
+    from workbench.tui.app import run_tui
+
+    # Fail fast, with the CLI's one-line message, when the store is locked or unreadable.
+    TraceStore(args.db).close()
+    run_tui(args.db, args.graphs, watch=not args.no_watch)
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check a store: every table read in full (in a separate process), and the spool listed."""
+    from workbench.doctor import examine
+    from workbench.store.store import default_db_path
+
+    path = args.db or default_db_path()
+    if path.startswith("ducklake:"):
+        raise UsageError("doctor checks a local DuckDB file; a DuckLake's files are checked with DuckLake's "
+                         "own tools (see docs/fleet.md)")
+    report = examine(path)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        counts = ", ".join(f"{t} {n}" for t, n in report.tables.items())
+        print(f"{path}: {'healthy' if report.healthy else 'DAMAGED'}" + (f" ({counts})" if counts else ""))
+        for problem in report.problems:
+            print(f"  problem: {problem}")
+        for note in report.notes:
+            print(f"  {note}")
+    return EXIT_OK if report.healthy else EXIT_FAILED
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """Compact a store: DuckDB's CHECKPOINT for a file; for a DuckLake, flush inlined rows, merge
+    small files, expire old snapshots and delete the files nothing refers to any more."""
+    from workbench.store.maintenance import maintain
+
+    with open_store(args) as store:
+        done = maintain(store, keep=args.keep)
+    for line in done:
+        print(line)
+    return EXIT_OK

@@ -1,0 +1,155 @@
+"""The command line's parser (docs/cli.md documents every option)."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli.maintenance import cmd_doctor, cmd_maintain, cmd_ui
+from workbench.cli.reading import cmd_diff, cmd_graph, cmd_graphs, cmd_runs, cmd_show, cmd_sql
+from workbench.cli.replaying import cmd_export, cmd_import, cmd_replay, cmd_test
+from workbench.cli.running import cmd_demo, cmd_fork, cmd_resume, cmd_run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="workbench",
+        description="Design, run, debug and replay AI agent workflow graphs. Runs are recorded in DuckDB.",
+        epilog="Exit codes: 0 completed, 3 waiting or paused, 1 run failed, 2 bad usage or input, "
+               "4 replay diverged.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def graph_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--graph", metavar="FILE[:VAR]", default=None,
+                        help="the run's graph code, for a graph outside ./graphs (it must define the graph "
+                             "the run recorded); by default the graph is found by name in ./graphs")
+
+    def db_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", default=None, metavar="PATH|ducklake:...",
+                        help="trace store: a DuckDB file, or a shared DuckLake location (default $WORKBENCH_DB, "
+                             "else [store] location in workbench.toml, else traces/workbench.duckdb)")
+
+    def limit_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="a new step limit (continue a run that stopped at its limit)")
+
+    sp = sub.add_parser("run", help="start a run of a graph")
+    sp.add_argument("graph", metavar="GRAPH", help="a graph name in ./graphs or path/to/file.py[:variable]")
+    sp.add_argument("--input", metavar="JSON", help="the run's input (a JSON object; @file or - for stdin)")
+    db_opt(sp)
+    sp.add_argument("--break-before", action="append", metavar="NODE", help="pause before NODE runs")
+    sp.add_argument("--break-after", action="append", metavar="NODE", help="pause after NODE runs")
+    sp.add_argument("--json", action="store_true",
+                    help="print one JSON object: run_id, status, state, interrupt, error")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("resume", help="continue a waiting, paused, failed or crashed run")
+    sp.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
+    sp.add_argument("--input", metavar="JSON", help="the answer to the open interrupt (any JSON value)")
+    limit_opt(sp)
+    graph_opt(sp)
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_resume)
+
+    sp = sub.add_parser("runs", help="list recorded runs")
+    db_opt(sp)
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_runs)
+
+    sp = sub.add_parser("show", help="show a run's steps, model calls and interrupts")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--step", type=int, metavar="N", help="one step in detail: state diff, numbered model calls")
+    sp.add_argument("-v", "--verbose", action="store_true", help="with --step: include tracebacks")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_show)
+
+    sp = sub.add_parser("sql", help="run a read-only SQL query over the trace store")
+    sp.add_argument("query", metavar="QUERY")
+    db_opt(sp)
+    sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sp.set_defaults(func=cmd_sql)
+
+    sp = sub.add_parser("replay", help="re-execute a run with today's code, serving every recorded answer")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    graph_opt(sp)
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_replay)
+
+    sp = sub.add_parser("fork", help="fork a run at a step, with edits, and run the fork live")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--at", type=int, metavar="STEP", help="re-run from this step (the fork shares steps before it)")
+    sp.add_argument("--from-failure", action="store_true", help="fork at the step where the run failed")
+    sp.add_argument("--set", action="append", metavar="KEY=JSON", help="set a state key before the step runs")
+    sp.add_argument("--set-file", metavar="PATH", help="a JSON object of state keys to set")
+    sp.add_argument("--llm-response", action="append", metavar="N=TEXT",
+                    help="replace the answer of model call N of that step (see 'workbench show RUN --step N')")
+    limit_opt(sp)
+    graph_opt(sp)
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_fork)
+
+    sp = sub.add_parser("test", help="replay recorded runs as regression tests")
+    sp.add_argument("run_ids", metavar="RUN_ID", nargs="*")
+    sp.add_argument("--graph", metavar="NAME|FILE[:VAR]",
+                    help="NAME: also every finished run of this graph in ./graphs; FILE[:VAR]: the code of a "
+                         "graph outside ./graphs, to replay the named runs (or, with none named, every "
+                         "finished run of that graph) against")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_test)
+
+    sp = sub.add_parser("export", help="write runs to a portable JSON-lines file")
+    sp.add_argument("run_ids", metavar="RUN_ID", nargs="+")
+    sp.add_argument("--to", required=True, metavar="FILE")
+    db_opt(sp)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("import", help="load exported runs into the trace store (idempotent)")
+    sp.add_argument("files", metavar="FILE", nargs="+")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_import)
+
+    sp = sub.add_parser("diff", help="compare two runs step by step")
+    sp.add_argument("run_a", metavar="RUN_A")
+    sp.add_argument("run_b", metavar="RUN_B")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_diff)
+
+    sp = sub.add_parser("graph", help="draw a graph as ASCII or Mermaid")
+    sp.add_argument("graph", metavar="GRAPH")
+    sp.add_argument("--format", choices=["ascii", "mermaid"], default="ascii")
+    sp.set_defaults(func=cmd_graph)
+
+    sp = sub.add_parser("graphs", help="list the graphs in ./graphs")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_graphs)
+
+    sp = sub.add_parser("ui", help="open the workbench TUI (the default with no command)")
+    db_opt(sp)
+    sp.add_argument("--graphs", metavar="DIR", help="graphs directory (default $WORKBENCH_GRAPHS or ./graphs)")
+    sp.add_argument("--no-watch", action="store_true", help="do not reload graph files on save")
+    sp.set_defaults(func=cmd_ui)
+
+    sp = sub.add_parser("demo", help="run the support demo headless and show what was recorded")
+    db_opt(sp)
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("doctor", help="check a trace store file: every table read, the spool listed")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_doctor)
+
+    sp = sub.add_parser("maintain", help="compact a trace store (checkpoint; for a DuckLake: flush inlined rows, "
+                                         "merge small files, expire old snapshots)")
+    db_opt(sp)
+    sp.add_argument("--keep", default="1 day", metavar="INTERVAL",
+                    help="keep DuckLake snapshots (time travel) this long (default '1 day')")
+    sp.set_defaults(func=cmd_maintain)
+    return p

@@ -1,0 +1,137 @@
+"""Commands that run graphs: ``run``, ``resume``, ``fork``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from workbench import codec
+from workbench.cli.common import (
+    EXIT_OK,
+    UsageError,
+    graph_for,
+    make_console,
+    open_store,
+    parse_json,
+    progress_listener,
+    report,
+)
+from workbench.errors import WorkbenchError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from workbench.loader import load_graph
+    from workbench.runtime import Runner
+
+    graph = load_graph(args.graph)
+    value = parse_json(args.input, "--input") if args.input is not None else {}
+    if not isinstance(value, dict):
+        raise UsageError(f"--input must be a JSON object for a new run, got {type(value).__name__}")
+    try:
+        # Refuse a bad input before touching the store (nothing is created for it).
+        graph.schema.initial(value, "--input")
+        codec.dumps(value, "--input")
+    except WorkbenchError as exc:
+        raise UsageError(str(exc)) from None
+    with open_store(args) as store:
+        listener = None if args.json else progress_listener(make_console())
+        if not args.json:
+            make_console().print(f"running [bold]{graph.name}[/] → {store.path}")
+        runner = Runner(graph, store, listener=listener)
+        result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or ())
+        return report(args, result, args.graph)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from workbench.runtime import NO_VALUE, Runner
+
+    value = parse_json(args.input, "--input") if args.input is not None else NO_VALUE
+    with open_store(args) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        graph = graph_for(store, run_id, args.graph)
+        listener = None if args.json else progress_listener(make_console())
+        result = Runner(graph, store, listener=listener).resume(run_id, value, max_steps=args.max_steps)
+        return report(args, result, args.graph)
+
+
+def parse_sets(items: list[str] | None, set_file: str | None) -> dict[str, Any]:
+    edits: dict[str, Any] = {}
+    if set_file:
+        data = parse_json("@" + set_file, "--set-file")
+        if not isinstance(data, dict):
+            raise UsageError("--set-file must hold a JSON object of state keys")
+        edits.update(data)
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: write KEY=JSON, e.g. --set category='\"refund\"'")
+        edits[key] = parse_json(raw, f"--set {key}")
+    return edits
+
+
+def parse_llm_edits(items: list[str] | None) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in items or []:
+        num, sep, text = item.partition("=")
+        if not sep or not num.strip().isdigit():
+            raise UsageError(f"--llm-response {item!r}: write N=TEXT, N being the call's number at that step")
+        out[int(num)] = text
+    return out
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    from workbench.runtime import Runner
+
+    edits = parse_sets(args.set, args.set_file)
+    llm_edits = parse_llm_edits(args.llm_response)
+    with open_store(args) as store:
+        run_id = store.resolve_run_id(args.run_id)
+        parent = store.get_run(run_id)
+        if args.from_failure:
+            if parent["status"] != "failed":
+                raise UsageError(f"run {run_id} did not fail (it is {parent['status']}); use --at STEP")
+            at = int(parent["last_step"] or 1)
+        elif args.at is None:
+            raise UsageError("say where to fork: --at STEP or --from-failure")
+        else:
+            at = args.at
+        last = store.last_step(run_id)
+        if not 1 <= at <= last:
+            raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
+        graph = graph_for(store, run_id, args.graph)
+        changed = graph.changed_since(parent.get("node_versions"))
+        listener = None if args.json else progress_listener(make_console(), changed=changed, at=at)
+        result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits,
+                                                              max_steps=args.max_steps)
+        return report(args, result, args.graph)
+
+
+DEMO_INPUTS = [
+    {"message": "My login page shows an error 500 since this morning", "customer_id": "C-1001"},
+    {"message": "I was charged twice, I want a refund of $40", "customer_id": "C-1002"},
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the support demo on a few messages, headless, and show what was recorded."""
+    from workbench.loader import load_graph
+    from workbench.runtime import Runner
+
+    console = make_console()
+    graph = load_graph("support")
+    with open_store(args) as store:
+        ids = []
+        for value in DEMO_INPUTS:
+            console.rule(f"[bold]support[/] ← {value['message']!r}")
+            result = Runner(graph, store, listener=progress_listener(console)).run(value)
+            ids.append(result.run_id)
+            console.print(f"→ run {result.run_id}: [bold]{result.status}[/]"
+                          + (f", reply sent:\n{result.state.get('reply')}" if result.status == "completed" else ""))
+    from workbench.cli.reading import cmd_runs, cmd_show
+
+    console.rule("recorded runs")
+    cmd_runs(argparse.Namespace(db=args.db, json=False, limit=10))
+    console.rule(f"steps of run {ids[-1]}")
+    cmd_show(argparse.Namespace(db=args.db, json=False, run_id=ids[-1], step=None))
+    console.print("\nNext: workbench sql \"SELECT node, count(*) FROM steps GROUP BY node\"")
+    return EXIT_OK
