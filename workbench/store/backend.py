@@ -43,6 +43,10 @@ class Backend:
     def close(self) -> None:
         raise NotImplementedError
 
+    def change_token(self) -> Any:
+        """A value that changes whenever any process commits (cheap: readers poll it)."""
+        return self.spool.change_token()
+
     def is_conflict(self, exc: BaseException) -> bool:
         """True for a commit that lost a race with another writer and may simply be retried."""
         return False

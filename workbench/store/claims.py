@@ -31,6 +31,9 @@ class Claims:
     def load_orphans(self, con: Any, journals: list[str]) -> None:
         raise NotImplementedError
 
+    def hold_journal(self) -> None:
+        raise NotImplementedError
+
     def claim(self, run_id: str, *, allowed: Sequence[str], answer: dict[str, Any] | None = None,
               config: str | None = None) -> None:
         """Take a run over for this process, exactly once across processes.
@@ -43,6 +46,7 @@ class Claims:
         import duckdb
 
         self.flush()
+        self.hold_journal()  # others judge whether this process is alive by its journal's lock
         with self.backend.connection(write=True) as con:
             # What dead processes left first (a run they were recording is claimable, from the
             # state its journal holds) — including one that died a moment ago.
@@ -107,6 +111,7 @@ class Claims:
         import duckdb
 
         self.flush()
+        self.hold_journal()
         taken = RunStateError(f"run id {row['run_id']!r} is already in {self.backend.name}; choose another id, "
                               "resume that run, or delete it ('workbench rm')")
         with self.backend.connection(write=True) as con:

@@ -210,6 +210,12 @@ class LakeBackend(Backend):
             self._instances.clear()
         self.spool.close()
 
+    def change_token(self) -> Any:
+        """The lake's newest snapshot: every commit by any machine makes one."""
+        with self.connection() as con:
+            row = con.execute(f"SELECT max(snapshot_id) FROM {ALIAS}.snapshots()").fetchone()
+        return row[0] if row else None
+
     def is_conflict(self, exc: BaseException) -> bool:
         import duckdb
 

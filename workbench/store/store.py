@@ -198,6 +198,12 @@ class TraceStore(Recovery, Claims, StoreReader):
             self._writer.start()
         return self._journal
 
+    def hold_journal(self) -> None:
+        """Create this process's journal now (it is what tells other processes this one is
+        alive): before claiming a run, so that nobody takes it back while it runs."""
+        with self._cond:
+            self._ensure_journal()
+
     def _journal_id(self) -> str:
         return f"{self.owner}.{self._generation}"
 
@@ -380,7 +386,7 @@ class TraceStore(Recovery, Claims, StoreReader):
 
     def change_token(self) -> Any:
         """A value that changes whenever any process commits to this store (cheap to call)."""
-        return self.spool.change_token()
+        return self.backend.change_token()
 
 
 def _scrubbed(kind: str, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:

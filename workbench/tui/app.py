@@ -1,8 +1,9 @@
 """The workbench TUI: design, run, step through, inspect, replay and fork workflow graphs.
 
 All store and model work runs in thread workers that post messages back (messages.py); the UI
-thread only draws. The trace store is leased per operation (store/shared.py), so the CLI can use
-the same database while the workbench sits idle.
+thread only draws. The trace store is shared with every other process (store/store.py): a CLI
+run, a service or a test may record into it while the workbench is open, and a watcher worker
+notices their commits (a cheap change token) and refreshes the runs and the open timeline.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from workbench.tui.messages import (
     RunsLoaded,
     StepHighlighted,
     StepLoaded,
+    StoreChanged,
     TimelineLoaded,
     WorkFailed,
 )
@@ -164,6 +166,7 @@ class WorkbenchApp(App[None]):
         self.load_runs()
         if self.watch_files:
             self.watch_graphs()
+        self.watch_store()
         self.query_one("#graph-view", GraphView).focus()
         # litellm takes seconds to import: do it in the background once the screen is up, so
         # the first model call of the first run does not pay for it.
@@ -208,6 +211,45 @@ class WorkbenchApp(App[None]):
             for path in paths:
                 result = await asyncio.to_thread(self.registry.reload_file, path)
                 self.post_message(GraphReloaded(result))
+
+    @work(thread=True, exclusive=True, group="watch-store")
+    def watch_store(self) -> None:
+        """Notice commits by any process (a stat and an 8-byte read per poll for a local store)
+        and load what a dead process left behind, so the screen shows other processes' runs live."""
+        import time
+
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        last: Any = None
+        sweep_at = 0.0
+        while not worker.is_cancelled:
+            try:
+                with self.shared.lease() as store:
+                    if time.monotonic() >= sweep_at:
+                        store.sweep()  # a killed recorder's runs become "interrupted"
+                        sweep_at = time.monotonic() + 2.0
+                    token = store.change_token()
+                if last is not None and token != last:
+                    self.post_message(StoreChanged(token))
+                last = token
+            except Exception:  # an unreachable store is reported by the loads themselves
+                pass
+            time.sleep(self.STORE_POLL_S)
+
+    # How often the watcher looks for other processes' commits (a new step shows within this).
+    STORE_POLL_S = 0.3
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        self.load_runs()
+        run = self.open_run
+        own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
+        if run is not None and not own and (run["status"] not in ("completed", "failed")
+                                            or self._follow == run["run_id"]):
+            self._follow = run["run_id"]  # another process is recording it: keep to its newest step
+            self._histories.pop(run["run_id"], None)
+            self._views = {k: v for k, v in self._views.items() if k[0] != run["run_id"]}
+            self.load_timeline(run["run_id"])
 
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
@@ -478,6 +520,12 @@ class WorkbenchApp(App[None]):
             self.notify(f"breakpoint {message.when} {message.node} {state}")
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
+        before = {r["run_id"]: r["status"] for r in self.runs}
+        if before:
+            for r in message.runs:
+                if r["status"] == "waiting" and before.get(r["run_id"]) != "waiting" \
+                        and not (self.live and self.live.get("run_id") == r["run_id"]):
+                    self.notify(f"run {r['run_id']} ({r['graph']}) is waiting for human input — i answers it")
         self.runs = message.runs
         error = self.query_one("#runs-error", Static)
         error.update(Text(message.error, style="bold red") if message.error else "")
@@ -519,8 +567,8 @@ class WorkbenchApp(App[None]):
             head.append(f"\n{run['error']}", style="red")
         self.query_one("#timeline-head", Static).update(head)
         follow = self._follow == run["run_id"]
-        if follow and self.live is None:
-            self._follow = None  # the run ended: this was its last update
+        if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
+            self._follow = None  # the run stopped: this was its last update
         self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same,
                                                         follow=follow)
         if not message.rows:

@@ -113,3 +113,11 @@ class WorkFailed(Message):
         super().__init__()
         self.title = title
         self.error = error
+
+
+class StoreChanged(Message):
+    """Another process (or this one) committed to the trace store: runs may have new steps."""
+
+    def __init__(self, token: Any) -> None:
+        super().__init__()
+        self.token = token
