@@ -47,6 +47,8 @@ from workbench.store.spool import Spool
 PREFIX = "ducklake:"
 ALIAS = "wb_lake"
 _CONNECT_TIMEOUT_S = 10
+# Commits of up to this many rows per table are kept in the catalog, not written as files.
+INLINE_ROWS = 2000
 
 
 def is_lake_location(location: str) -> bool:
@@ -226,9 +228,12 @@ class LakeBackend(Backend):
     # ------------------------------------------------------------------ schema
 
     def tables_sql(self) -> str:
-        # DuckLake has no key constraints; exactly-once loading keeps rows unique.
+        # DuckLake has no key constraints; exactly-once loading keeps rows unique. Small commits
+        # (a batch of steps) are inlined into the catalog instead of becoming one tiny Parquet
+        # file each; `workbench maintain` flushes them into files (store/maintenance.py).
         sql = re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", TABLES)
-        return re.sub(r" PRIMARY KEY", "", sql)
+        sql = re.sub(r" PRIMARY KEY", "", sql)
+        return sql + f"\nCALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS});\n"
 
     # ------------------------------------------------------------------ positions
 

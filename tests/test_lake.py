@@ -1,0 +1,215 @@
+"""A fleet's shared history on DuckLake, against a real PostgreSQL (tests/pgcluster.py).
+
+Workers are real processes pointed at one ``ducklake:postgres:...`` location, each with its own
+local spool (as separate machines would have). Covered: the documented views, ``state_at``,
+replay, fork, diff and export/import on the lake; concurrent recorders; the exactly-once claim
+across workers; losing PostgreSQL in the middle of a run; bad configuration; small files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli_env, workbench_cmd
+from pgcluster import PASSWORD, Cluster, postgres_cluster
+
+from workbench.store import TraceStore
+
+HERE = Path(__file__).resolve().parent
+SIMPLE = str(HERE / "graphs" / "simple.py")
+GATED = str(HERE / "graphs" / "gated.py")
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Cluster]:
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+class Lake:
+    """One lake (a database in the cluster, a data directory) and a way to run workers on it."""
+
+    def __init__(self, pg: Cluster, root: Path) -> None:
+        self.pg = pg
+        self.location = pg.location(pg.create_database())
+        self.data = root / "lake-data"
+        self.root = root
+
+    def env(self, worker: str = "w0", **extra: str) -> dict[str, str]:
+        return cli_env(PGPASSWORD=PASSWORD, WORKBENCH_LAKE_DATA=str(self.data),
+                       WORKBENCH_SPOOL=str(self.root / f"spool-{worker}"), **extra)
+
+    def cli(self, *args: str, worker: str = "w0", **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*workbench_cmd(), *args, "--db", self.location], cwd=self.root,
+                              env=self.env(worker, **extra), capture_output=True, text=True, timeout=TIMEOUT)
+
+    def popen(self, *args: str, worker: str = "w0", **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*workbench_cmd(), *args, "--db", self.location], cwd=self.root,
+                                env=self.env(worker, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def store(self) -> TraceStore:
+        os.environ["PGPASSWORD"] = PASSWORD
+        os.environ["WORKBENCH_LAKE_DATA"] = str(self.data)
+        os.environ["WORKBENCH_SPOOL"] = str(self.root / "spool-test")
+        return TraceStore(self.location)
+
+
+@pytest.fixture
+def lake(pg: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    return Lake(pg, tmp_path)
+
+
+def _json(res: subprocess.CompletedProcess[str]) -> Any:
+    assert "Traceback" not in res.stderr, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_record_read_replay_fork_diff_export_on_the_lake(lake: Lake) -> None:
+    done = _json(lake.cli("run", SIMPLE, "--input", '{"name": "lake"}', "--json"))
+    assert done["status"] == "completed"
+    rid = done["run_id"]
+    runs = _json(lake.cli("runs", "--json", worker="reader"))
+    assert [r["run_id"] for r in runs] == [rid]
+    rows = _json(lake.cli("sql", f"SELECT state FROM state_at('{rid}', 2)", "--format", "json", worker="reader"))
+    assert rows[0]["state"]["log"] == ["hello lake", "no question"]
+    steps = _json(lake.cli("sql", "SELECT node FROM steps ORDER BY step", "--format", "json"))
+    assert [s["node"] for s in steps] == ["greet", "ask", "finish"]
+    assert lake.cli("replay", rid, "--graph", SIMPLE).returncode == 0
+    fork = _json(lake.cli("fork", rid, "--at", "2", "--set", 'name="forked"', "--graph", SIMPLE, "--json"))
+    assert fork["status"] == "completed"
+    diff = _json(lake.cli("diff", rid, fork["run_id"], "--json"))
+    assert diff["b"]["parent_run_id"] == rid
+    out = lake.root / "export.jsonl"
+    assert lake.cli("export", fork["run_id"], "--to", str(out)).returncode == 0
+    res = subprocess.run([*workbench_cmd(), "import", str(out), "--db", str(lake.root / "local.duckdb"), "--json"],
+                         cwd=lake.root, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert sorted(_json(res)["imported"]) == sorted([rid, fork["run_id"]])
+    # The documented views exist in the lake itself, for anyone who attaches it.
+    sql = lake.cli("sql", "SELECT count(*) AS n FROM runs JOIN llm_calls USING (run_id)", "--format", "json")
+    assert sql.returncode == 0, sql.stderr
+
+
+def test_workers_record_at_once_into_one_history(lake: Lake) -> None:
+    assert lake.cli("runs").returncode == 0  # create the lake first
+    workers = [lake.popen("run", SIMPLE, "--input", json.dumps({"name": f"w{i}"}), "--json", worker=f"w{i}")
+               for i in range(4)]
+    ids = []
+    for w in workers:
+        out, err = w.communicate(timeout=TIMEOUT)
+        assert w.returncode == 0, err
+        ids.append(json.loads(out)["run_id"])
+    runs = {r["run_id"]: r for r in _json(lake.cli("runs", "--json", worker="reader"))}
+    assert set(runs) == set(ids)
+    assert all(r["status"] == "completed" and r["steps"] == 3 for r in runs.values())
+
+
+def test_exactly_one_worker_answers_a_waiting_run(lake: Lake) -> None:
+    waiting = _json(lake.cli("run", SIMPLE, "--input", '{"name": "q", "ask": true}', "--json"))
+    assert waiting["status"] == "waiting"
+    procs = [lake.popen("resume", waiting["run_id"], "--input", f'"from-{i}"', "--graph", SIMPLE, "--json",
+                        worker=f"r{i}") for i in range(3)]
+    results = [(p, *p.communicate(timeout=TIMEOUT)) for p in procs]
+    codes = sorted(p.returncode for p, _, _ in results)
+    assert codes == [0, 2, 2], [(p.returncode, e) for p, _, e in results]
+    winner = next(json.loads(out) for p, out, _ in results if p.returncode == 0)
+    with lake.store() as store:
+        answered = [i["response"] for i in store.interrupts(waiting["run_id"]) if i["resumed_at"] is not None]
+        assert answered == [winner["state"]["answer"]]
+
+
+RECORD_THEN_WAIT = textwrap.dedent("""
+    import json, sys
+    from workbench.loader import load_graph
+    from workbench.runtime import Runner
+    from workbench.store import TraceStore
+
+    store = TraceStore(sys.argv[1])
+    r = Runner(load_graph(sys.argv[2]), store).run({"tag": "outage"})
+    print(json.dumps({"run_id": r.run_id, "status": r.status, "state": r.state}), flush=True)
+    store.close()
+    print(json.dumps({"close_warning": store.close_warning}), flush=True)
+""")
+
+
+def test_losing_postgres_mid_run_loses_nothing(lake: Lake, tmp_path: Path) -> None:
+    """PostgreSQL stops while a worker is inside a step: the run goes on (every step durable in
+    the worker's local journal), the worker exits saying where its records wait, and the next
+    process on that machine sends them once PostgreSQL is back."""
+    assert lake.cli("runs").returncode == 0
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    proc = subprocess.Popen([sys.executable, "-c", RECORD_THEN_WAIT, lake.location, GATED], cwd=lake.root,
+                            env=lake.env("outage", WORKBENCH_TEST_GATE=gate), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with lake.store() as reader:
+        deadline = time.monotonic() + 60
+        while not reader.list_runs() or reader.last_committed_step(reader.list_runs()[0]["run_id"]) < 1:
+            assert time.monotonic() < deadline, "step 1 never reached the lake"
+            time.sleep(0.05)
+        run_id = reader.list_runs()[0]["run_id"]
+    lake.pg.stop()
+    try:
+        with open(gate, "w") as fh:
+            fh.write("go\n")
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err
+        result, closing = (json.loads(line) for line in out.splitlines())
+        assert result["status"] == "completed"  # the run itself never noticed
+        assert "cannot be updated" in (closing["close_warning"] or "")
+        journals = list((lake.root / "spool-outage").rglob("*.wbj"))
+        assert journals and sum(j.stat().st_size for j in journals) > 0  # kept locally
+        down = lake.cli("runs", worker="outage")
+        assert down.returncode == 2 and "cannot reach the shared store" in down.stderr
+        assert len(down.stderr.strip().splitlines()) == 1 and PASSWORD not in down.stderr
+    finally:
+        lake.pg.start()
+    # Back: any command on that machine sends what waited.
+    runs = _json(lake.cli("runs", "--json", worker="outage"))
+    assert [(r["run_id"], r["status"]) for r in runs] == [(run_id, "completed")]
+    state = _json(lake.cli("sql", f"SELECT state FROM state_at('{run_id}', 3)", "--format", "json", worker="x"))
+    assert state[0]["state"]["log"] == ["first outage", "gate", "last"]
+    assert not list((lake.root / "spool-outage").rglob("*.wbj"))
+
+
+def test_bad_locations_fail_before_any_step(lake: Lake, tmp_path: Path) -> None:
+    port = lake.pg.port
+    unreachable = lake.location.replace(f"port={port}", "port=1")
+    res = subprocess.run([*workbench_cmd(), "run", SIMPLE, "--db", unreachable], cwd=tmp_path, env=lake.env(),
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "cannot reach the shared store" in res.stderr
+    assert "step" not in res.stdout  # nothing ran
+    with_password = lake.location + f" password={PASSWORD}"
+    res = subprocess.run([*workbench_cmd(), "runs", "--db", with_password], cwd=tmp_path, env=lake.env(),
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 2 and "PGPASSWORD" in res.stderr and PASSWORD not in res.stderr
+    wrong_pw = subprocess.run([*workbench_cmd(), "runs", "--db", lake.location], cwd=tmp_path,
+                              env={**lake.env(), "PGPASSWORD": "wrong-password-123"}, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+    assert wrong_pw.returncode == 2 and "password authentication failed" in wrong_pw.stderr
+    assert "wrong-password-123" not in wrong_pw.stderr
+
+
+def test_per_step_commits_do_not_leave_a_file_each(lake: Lake) -> None:
+    for i in range(6):
+        assert lake.cli("run", SIMPLE, "--input", json.dumps({"name": f"f{i}"})).returncode == 0
+    files = list(lake.data.rglob("*.parquet"))
+    assert files == []  # every batch was inlined into the catalog
+    res = lake.cli("maintain", "--keep", "0 seconds")
+    assert res.returncode == 0, res.stderr
+    files = list(lake.data.rglob("*.parquet"))
+    tables = {f.parent.name for f in files}
+    assert len(files) <= len(tables) + 2  # about one file per table, not one per commit
+    assert len(_json(lake.cli("runs", "--json"))) == 6  # and nothing lost
