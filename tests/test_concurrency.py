@@ -111,7 +111,7 @@ def test_another_process_sees_a_run_while_it_records(tmp_path: Path) -> None:
         assert [t["node"] for t in reader.tasks(run["run_id"])] == ["first"]
         assert reader.get_run(run["run_id"])["status"] == "running"
         _open_gate(gate)
-        out, err = proc.communicate(timeout=TIMEOUT)
+        _out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, err
         done = reader.get_run(run["run_id"])
         assert done["status"] == "completed"
@@ -178,7 +178,7 @@ def test_a_killed_writer_does_not_stop_the_others_and_its_run_resumes_elsewhere(
         for i in (0, 2):
             _open_gate(gates[i])
         for i in (0, 2):
-            out, err = procs[i].communicate(timeout=TIMEOUT)
+            _out, err = procs[i].communicate(timeout=TIMEOUT)
             assert procs[i].returncode == 0, err
         runs = {r["graph"] + json.dumps(reader.state_at(r["run_id"], 0)): r for r in reader.list_runs()}
         killed = next(r for r in runs.values() if reader.state_at(r["run_id"], 0)["tag"] == "w1")

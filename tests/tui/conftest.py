@@ -112,8 +112,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 # ---------------------------------------------------------------------- waiting
 
 
-# The file watcher is a worker that never ends: waits leave it out.
-FOREVER = {"watch"}
+# The file and store watchers are workers that never end: waits leave them out.
+FOREVER = {"watch", "watch-store"}
 
 
 def busy(app: Any) -> bool:

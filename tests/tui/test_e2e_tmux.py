@@ -7,6 +7,7 @@ The screen is read with ``tmux capture-pane``; each wait polls it a bounded numb
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,14 +44,14 @@ class Terminal:
         return out.stdout
 
     def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.session, check=False)
+        return self.tmux("capture-pane", "-p", "-t", f"{self.session}:0.0", check=False)
 
     def keys(self, *keys: str) -> None:
-        """tmux key names: Enter, Escape, Down, C-r, ..."""
-        self.tmux("send-keys", "-t", self.session, *keys)
+        """tmux key names: Enter, Escape, Down, C-r, ... (to the workbench's pane)"""
+        self.tmux("send-keys", "-t", f"{self.session}:0.0", *keys)
 
     def type(self, text: str) -> None:
-        self.tmux("send-keys", "-t", self.session, "-l", text)
+        self.tmux("send-keys", "-t", f"{self.session}:0.0", "-l", text)
 
     def wait_until(self, holds: Callable[[str], bool], what: str) -> str:
         screen = ""
@@ -127,3 +128,24 @@ def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
     screen = t.wait_for("1 row(s)", "by-human")
     assert "completed" in screen
     assert "WORKBENCH EXITED" not in screen
+
+
+def test_a_run_from_another_terminal_appears_live(terminal: Terminal, tmp_path: Path) -> None:
+    """The workbench open in one pane; ``workbench run`` in a second pane of the same window
+    records into the same store; the workbench lists the new run and shows its steps."""
+    t = terminal
+    t.wait_for("Graphs", "support", "1 Graph")
+    t.keys("2")  # the runs tab, empty so far
+    t.wait_for("2 Runs")
+    project = t.tmux("display-message", "-p", "-t", t.session, "#{pane_current_path}").strip()
+    out = tmp_path / "other.json"
+    cmd = (f"{_workbench()} run support --input '{{\"message\": \"login error\", \"customer_id\": \"C-1001\"}}' "
+           f"--json > {out}; sleep 600")
+    t.tmux("split-window", "-t", t.session, "-v", "-l", "8", "-c", project, cmd)
+    t.tmux("select-pane", "-t", f"{t.session}:0.0")  # keys (and the screen we read) go to the workbench
+    screen = t.wait_until(lambda s: out.exists() and out.stat().st_size > 0 and "completed" in s,
+                          "the other pane's run listed as completed")
+    run_id = json.loads(out.read_text())["run_id"]
+    assert run_id[:11] in screen
+    t.keys("Enter")  # open it: its steps, recorded by the other process
+    t.wait_for("classify", "fetch_account", "retrieve_policy")

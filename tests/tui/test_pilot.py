@@ -24,7 +24,7 @@ from textual.command import CommandPalette
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, TextArea
 from textual.worker import WorkerState
 
-from workbench.tui.messages import GraphReloaded
+from workbench.tui.messages import GraphReloaded, RunChosen
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
 from workbench.tui.screens.fork_editor import ForkScreen
@@ -1196,3 +1196,46 @@ async def test_quit_during_a_live_run_asks_for_a_second_press(project: Project) 
         finally:
             gate["RELEASE"].set()
         await wait_run(pilot, "completed", app.open_run["run_id"] if app.open_run else None)
+
+
+async def test_a_run_recorded_by_another_process_shows_up_live(project: Project, tmp_path: Path) -> None:
+    """The workbench is open; a CLI process records a run whose middle step waits on a FIFO. The
+    run appears in the list, its first step in the timeline while it is still running, then the
+    rest and its end once the test opens the gate — all without a key press."""
+    import os
+    import shutil
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "graphs" / "gated.py", project.graphs / "gated.py")
+    fifo = str(tmp_path / "gate")
+    os.mkfifo(fifo)
+    exe = Path(sys.executable).parent / "workbench"
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "workbench.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(WORKBENCH_TEST_GATE=fifo, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    async with opened(project) as (app, pilot):
+        proc = subprocess.Popen([*cli, "run", "gated", "--input", '{"tag": "other"}', "--json"],
+                                cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            await poll(pilot, lambda: any(r["graph"] == "gated" for r in app.runs), rounds=3000,
+                       what="the other process's run in the runs list")
+            run_id = next(r["run_id"] for r in app.runs if r["graph"] == "gated")
+            app.post_message(RunChosen(run_id))
+            timeline = app.query_one("#timeline", Timeline)
+            await poll(pilot, lambda: app.open_run and app.open_run["run_id"] == run_id
+                       and [r.nodes for r in timeline.rows][:1] == [["first"]], rounds=3000,
+                       what="the first step while the run is still going")
+            assert app.open_run["status"] == "running"
+            await asyncio.to_thread(_release, fifo)
+            await poll(pilot, lambda: app.open_run["status"] == "completed" and len(timeline.rows) == 3,
+                       rounds=3000, what="the rest of the run and its end")
+            assert [r.nodes for r in timeline.rows] == [["first"], ["gate"], ["last"]]
+            _out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _release(fifo: str) -> None:
+    with open(fifo, "w", encoding="utf-8") as fh:
+        fh.write("go\n")

@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
@@ -520,6 +521,8 @@ class WorkbenchApp(App[None]):
             self.notify(f"breakpoint {message.when} {message.node} {state}")
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
+        if not self.query("#runs-table"):
+            return  # the app is closing: a late answer from a worker
         before = {r["run_id"]: r["status"] for r in self.runs}
         if before:
             for r in message.runs:
@@ -540,6 +543,8 @@ class WorkbenchApp(App[None]):
     def on_timeline_loaded(self, message: TimelineLoaded) -> None:
         if message.seq != self._timeline_seq:
             return  # superseded by a newer load
+        if not self.query("#timeline"):
+            return  # the app is closing: a late answer from a worker
         run = message.run
         same = self.open_run is not None and self.open_run["run_id"] == run["run_id"]
         self.open_run = run
@@ -592,7 +597,11 @@ class WorkbenchApp(App[None]):
 
     def on_step_loaded(self, message: StepLoaded) -> None:
         if self.open_run and message.run_id == self.open_run["run_id"] and message.view.step == self.selected_step:
-            self.query_one("#inspector", Inspector).show_step(message.view, message.run_id, message.schema_keys)
+            try:
+                inspector = self.query_one("#inspector", Inspector)
+            except NoMatches:  # the app is closing: a late answer from a worker
+                return
+            inspector.show_step(message.view, message.run_id, message.schema_keys)
 
     def on_run_event_received(self, message: RunEventReceived) -> None:
         event: Event = message.event
