@@ -105,6 +105,10 @@ def import_file(path: str) -> ModuleType:
     except GraphDefinitionError:
         sys.modules.pop(name, None)
         raise
+    except SystemExit as exc:  # the file's exit code must not become the command's
+        sys.modules.pop(name, None)
+        raise GraphLoadError(f"{display_path(path)}: called exit({exc.code!r}) while loading; a graph file must "
+                             "define graphs, not end the program") from None
     except Exception as exc:
         sys.modules.pop(name, None)
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) ==

@@ -9,11 +9,14 @@ retries, usage, streaming. Models:
 * ``workbench-demo/echo`` — repeats the last user message.
 * ``workbench-demo/rate-limited`` — always answers 429 (to exercise retries and fallbacks).
 * ``workbench-demo/broken`` — always fails with a server error.
+* ``workbench-demo/silent`` — never answers (to exercise timeouts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,9 +165,13 @@ def build_handler() -> Any:
         """litellm custom provider for the ``workbench-demo/*`` models."""
 
         def completion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            if model.endswith("/silent"):
+                threading.Event().wait(3600)  # a provider that ignores the timeout it was given
             return _response(model, messages)
 
         async def acompletion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            if model.endswith("/silent"):
+                await asyncio.sleep(3600)
             return _response(model, messages)
 
         def streaming(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
