@@ -34,7 +34,7 @@ def main() -> None:
     from workbench.cli import main as cli_main
 
     if os.environ.get("WORKBENCH_NO_GUARD") or not hasattr(os, "fork"):
-        sys.exit(cli_main())
+        _exit(cli_main())
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the real command
@@ -42,9 +42,31 @@ def main() -> None:
         global _note_fd
         _note_fd = write_fd
         _die_with_parent()
-        sys.exit(cli_main())
+        code = 1
+        try:
+            code = cli_main()
+        except SystemExit as exc:  # argparse's --help and usage errors
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        finally:
+            _exit(code)
     os.close(write_fd)
     sys.exit(_watch(pid, read_fd))
+
+
+def _exit(code: int) -> None:
+    """Exit now that the command is done: run the exit handlers and flush the output, but skip
+    tearing down every imported module — with litellm loaded that alone takes seconds."""
+    import atexit
+
+    try:
+        run = getattr(atexit, "_run_exitfuncs", None)
+        if run is not None:
+            run()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # a broken pipe on flush: the exit code still stands
+        pass
+    os._exit(code)
 
 
 def _die_with_parent() -> None:
