@@ -59,8 +59,11 @@ MAX_VALUE_BYTES = int(float(os.environ.get("WORKBENCH_MAX_VALUE_MB", "64")) * 10
 
 
 def default_db_path() -> str:
-    """``$WORKBENCH_DB``, else ``traces/workbench.duckdb`` under the current directory."""
-    return os.environ.get("WORKBENCH_DB") or DEFAULT_DB
+    """``$WORKBENCH_DB``, else ``[store] location`` of ``workbench.toml``, else
+    ``traces/workbench.duckdb`` under the current directory."""
+    from workbench.store.lake import configured_location
+
+    return os.environ.get("WORKBENCH_DB") or configured_location() or DEFAULT_DB
 
 
 def now_us() -> int:
@@ -112,6 +115,7 @@ class TraceStore(Recovery, Claims, StoreReader):
         self._rejected: dict[str, str] = {}  # run id -> why its records were set aside
         self._retired: list[str] = []  # this process's older journals, fully loaded
         self._generation = 1
+        self._last_position: tuple[str, int, int] | None = None
         self.backend = self._open_backend(path, busy_timeout)
         self.path = self.backend.name
         self.writable = self.backend.writable
@@ -238,12 +242,26 @@ class TraceStore(Recovery, Claims, StoreReader):
 
     def _write_loop(self) -> None:
         backoff = 0.05
+        beat = getattr(self.backend, "heartbeat_s", None)
         while True:
             with self._cond:
+                idle_since = time.monotonic()
                 while not self._pending and not self._closed:
-                    self._cond.wait()
+                    if beat is None:
+                        self._cond.wait()
+                        continue
+                    self._cond.wait(beat)
+                    if not self._pending and not self._closed and time.monotonic() - idle_since >= beat:
+                        break  # idle for a while: tell the other machines this process lives
                 if not self._pending and self._closed:
                     return
+                if not self._pending:
+                    self._cond.release()
+                    try:
+                        self._heartbeat()
+                    finally:
+                        self._cond.acquire()
+                    continue
                 # Gather frames for a moment (one transaction per batch), unless someone waits
                 # in flush() or the store is closing.
                 deadline = time.monotonic() + _BATCH_LINGER_S
@@ -273,11 +291,23 @@ class TraceStore(Recovery, Claims, StoreReader):
                 self._cond.notify_all()
             self._maybe_roll()
 
+    def _heartbeat(self) -> None:
+        """A shared store judges a process on another machine alive by fresh load positions."""
+        last = self._last_position
+        if last is None:
+            return
+        try:
+            with self.backend.connection(write=True, timeout=10) as con:
+                self._retrying(con, lambda: self.backend.set_position(con, *last))
+        except Exception as exc:  # an outage: the next batch or beat tries again
+            log.debug("heartbeat failed: %s", first_line(exc))
+
     def _load_own(self, batch: list[_Pending]) -> None:
         journal = batch[0].journal
         frames = [Frame(p.number, p.records, 0, p.end) for p in batch]
         with self.backend.connection(write=True, timeout=3600) as con:
             self.load_frames(con, frames, journal.id, self.owner)
+            self._last_position = (journal.id, batch[-1].number, batch[-1].end)
             for old in list(self._retired):
                 self._retrying(con, lambda o=old: self.backend.drop_position(con, o))
                 self._retired.remove(old)
