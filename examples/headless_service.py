@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import Event, Runner, TraceStore, WorkbenchError
-from workbench.errors import StoreError
+from workbench.errors import RunStateError, StoreError
 from workbench.loader import load_graph
 
 # The graph this service runs: the support demo that ships with the project. A real service
@@ -58,7 +58,7 @@ def log_event(event: Event) -> None:
 
 def open_store() -> TraceStore:
     path = os.environ.get("SUPPORT_TRACE_DB") or DEFAULT_DB
-    # One process at a time may hold a trace store; a second one gets StoreError (see main()).
+    # Any number of workers (and a workbench watching them) may use the same trace store at once.
     return TraceStore(path, fsync=True)
 
 
@@ -116,13 +116,20 @@ def cmd_recover(args: argparse.Namespace) -> int:
     graph = load_graph(str(GRAPH_FILE))
     worst = 0
     with open_store() as store:
-        # We hold the store, so no other process is writing to it: a run still marked 'running'
-        # was cut off by a crash. Resuming continues from its last recorded step.
+        # Other workers may be recording right now; runs whose worker died are marked
+        # interrupted when the store loads what that worker left (opening does it; sweep() again
+        # catches one that died a moment ago). Resuming continues from the last recorded step.
+        store.sweep()
         stuck = [r[0] for r in store.query(
-            "SELECT run_id FROM runs WHERE status = 'running' AND graph = ? ORDER BY started_at", [graph.name]
+            "SELECT run_id FROM runs WHERE status = 'running' AND starts_with(error, 'interrupted') "
+            "AND graph = ? ORDER BY started_at", [graph.name]
         )]
         for run_id in stuck:
-            result = Runner(graph, store, listener=log_event).resume(run_id)
+            try:
+                result = Runner(graph, store, listener=log_event).resume(run_id)
+            except RunStateError as exc:  # another worker recovered it first: exactly one does
+                log.info("%s", exc)
+                continue
             print(json.dumps(result_line(result), ensure_ascii=False))
             worst = max(worst, EXIT_CODES[result.status])
     return worst
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except StoreError as exc:
-        # Typically: another worker holds the trace file right now. Retry later.
+        # The store cannot be opened (a foreign program holds the file, it is damaged, or a
+        # shared store is unreachable): nothing ran. Retry later.
         log.error("%s", exc)
         return 2
     except WorkbenchError as exc:  # unknown run id, run not waiting, invalid input, ...
