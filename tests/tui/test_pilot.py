@@ -39,6 +39,7 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 from .conftest import (
+    FOREVER,
     Project,
     busy,
     db_query,
@@ -650,7 +651,8 @@ async def test_timeline_shows_the_final_status_when_an_older_load_lands_last(
         try:
             # Everything but the held-back loads has finished, and the app shows the final state.
             def shown() -> bool:
-                running = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+                running = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                           and w.group not in FOREVER]
                 return (app.live is None and app.open_run is not None and app.open_run["status"] == "completed"
                         and all(w.group == "timeline" for w in running) and len(running) <= len(holding))
 

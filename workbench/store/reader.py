@@ -108,7 +108,7 @@ class StoreReader:
             SELECT c.step, c.key, c.op, c.value
             FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
             WHERE l.run_id = ? AND c.step <= least(l.upto_step, ?)
-            ORDER BY c.step, l.depth DESC, c.key
+            ORDER BY c.step, l.depth DESC, c.rowid
             """,
             [run_id, limit],
         )
