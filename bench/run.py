@@ -64,10 +64,11 @@ def _file_size(path: str) -> int:
 
 
 def wb_sample(graph: Any, expect: Callable[[dict[str, Any]], bool], store_mode: str | None,
-              path: str) -> Sample:
+              path: str, location: str | None = None) -> Sample:
     from workbench import Runner, TraceStore
 
-    store = TraceStore(path + ".duckdb", fsync=store_mode == "fsync") if store_mode else None
+    target = location or path + ".duckdb"
+    store = TraceStore(target, fsync=store_mode == "fsync") if store_mode else None
     runner = Runner(graph, store)
     gc.collect()
     t0 = time.perf_counter()
@@ -78,7 +79,7 @@ def wb_sample(graph: Any, expect: Callable[[dict[str, Any]], bool], store_mode: 
     t2 = time.perf_counter()
     if result.status != "completed" or not expect(result.state):
         raise RuntimeError(f"workbench run did not finish as expected: {result.status} {result.error}")
-    size = _file_size(path + ".duckdb") if store_mode else None
+    size = _file_size(path + ".duckdb") if store_mode and location is None else None
     return Sample(t1 - t0, t2 - t1, size)
 
 
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="rounds of the 1,000-step loop (default 7)")
     ap.add_argument("--json", metavar="FILE", help="also write every sample to FILE as JSON")
     ap.add_argument("--dir", metavar="DIR", help="where the database files go (default: a temporary directory)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="support-demo runs per process in the concurrency figure (default 100; --quick 10)")
     ap.add_argument("--profile", action="store_true",
                     help="instead: profile a recorded 3,000-step loop (cProfile + the store writer's batches)")
     args = ap.parse_args(argv)
@@ -229,9 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="workbench-bench-", dir=args.dir)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
+    fleet = None
     try:
-        results = _run_all(workdir, n, n_long, width, rounds, rounds_long, rounds_fan)
+        from bench.concurrency import FleetStore, concurrency, fleet_available, visibility
+
+        if fleet_available():
+            fleet = FleetStore(workdir)
+        results = _run_all(workdir, n, n_long, width, rounds, rounds_long, rounds_fan, fleet)
+        print("  concurrency: 4 processes recording the support demo ...", file=sys.stderr)
+        results["concurrency"] = concurrency(workdir, 4, args.runs or (10 if args.quick else 100))
+        print("  visibility: steps seen by another process ...", file=sys.stderr)
+        results["visibility"] = visibility(workdir, 20 if args.quick else 60, 0.1)
     finally:
+        if fleet is not None:
+            fleet.close()
         shutil.rmtree(workdir, ignore_errors=True)
     results["meta"]["load_start"] = load_start
     results["meta"]["load_end"] = os.getloadavg()
@@ -256,7 +270,7 @@ def _versions() -> dict[str, str]:
 
 
 def _run_all(workdir: str, n: int, n_long: int, width: int, rounds: int, rounds_long: int,
-             rounds_fan: int) -> dict[str, Any]:
+             rounds_fan: int, fleet: Any = None) -> dict[str, Any]:
     try:
         import langgraph.graph  # noqa: F401  (imported up front: its 1 s import is not timed)
         from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: F401
@@ -295,9 +309,12 @@ def _run_all(workdir: str, n: int, n_long: int, width: int, rounds: int, rounds_
             "lg_sqlite": Variant("lg_sqlite", 'LangGraph + SqliteSaver, durability="sync"', "power loss",
                                  lambda p: lg_sample("sqlite", "loop", k, ok, p)),
         }
-        return [every[key] for key in keys]
+        if fleet is not None:
+            every["wb_lake"] = Variant("wb_lake", "workbench + DuckLake on PostgreSQL (journal)", "kill -9",
+                                       lambda p: wb_sample(g, ok, "journal", p, fleet.location()))
+        return [every[key] for key in keys if key in every]
 
-    all_loop = ["wb_off", "wb_journal", "wb_fsync", "lg_none", "lg_memory", "lg_sqlite"]
+    all_loop = ["wb_off", "wb_journal", "wb_fsync", "wb_lake", "lg_none", "lg_memory", "lg_sqlite"]
 
     # Warm-up: every code path once (imports, DuckDB's first statements, LangGraph compiles).
     for v in loop_variants(50, all_loop):
@@ -446,4 +463,7 @@ def _report(res: dict[str, Any]) -> str:
         f"\nFan-out: {width} Send branches + join, per invoke (median of {meta['rounds_fan']} rounds)\n"
         + table(["variant", "survives", "ms/invoke", "range", "close ms", "× LG none"], rows)
     )
+    from bench.concurrency import report as concurrency_report
+
+    out.append(concurrency_report(res.get("concurrency"), res.get("visibility")))
     return "\n".join(out)

@@ -20,8 +20,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 PASSWORD = "wb-test-pw-0c9a"
 
 
@@ -84,6 +82,8 @@ class Cluster:
 def postgres_cluster() -> Iterator[Cluster]:
     bindir = _bindir()
     if bindir is None:
+        import pytest
+
         reason = "PostgreSQL is not installed (apt-get install postgresql)"
         if os.environ.get("WORKBENCH_REQUIRE_POSTGRES"):
             pytest.fail(reason + " and WORKBENCH_REQUIRE_POSTGRES is set")
