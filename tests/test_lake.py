@@ -213,3 +213,17 @@ def test_per_step_commits_do_not_leave_a_file_each(lake: Lake) -> None:
     tables = {f.parent.name for f in files}
     assert len(files) <= len(tables) + 2  # about one file per table, not one per commit
     assert len(_json(lake.cli("runs", "--json"))) == 6  # and nothing lost
+
+
+def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path) -> None:
+    done = _json(lake.cli("run", SIMPLE, "--input", '{"name": "plugin"}', "--json"))
+    test_file = tmp_path / "test_regressions.py"
+    test_file.write_text(textwrap.dedent(f"""
+        def test_recorded_run_replays(workbench_replay):
+            workbench_replay("{done['run_id']}", graph={SIMPLE!r})
+    """))
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file),
+                          "--workbench-db", lake.location], cwd=tmp_path, env=lake.env("plugin"),
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 passed" in res.stdout
