@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from workbench.tui.messages import RunChosen
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow",
-                "running": "cyan"}
+                "running": "cyan", "interrupted": "magenta"}
 
 
 class RunsTable(DataTable[Any]):
@@ -49,7 +49,10 @@ class RunsTable(DataTable[Any]):
             hay = " ".join(str(r.get(k) or "") for k in ("run_id", "graph", "status", "error", "parent_run_id"))
             if self.search and self.search not in hay.lower():
                 continue
-            status = Text(r["status"], style=STATUS_STYLE.get(r["status"], ""))
+            shown = r["status"]
+            if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
+                shown = "interrupted"  # its process died; resuming continues it
+            status = Text(shown, style=STATUS_STYLE.get(shown, ""))
             self.add_row(
                 r["run_id"], r["graph"], status, str(r["started_at"])[5:19], str(r["duration_ms"]),
                 str(r["steps"]), str(r["tokens"]), f"{r['cost_usd']:.4f}",
