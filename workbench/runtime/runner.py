@@ -191,13 +191,7 @@ class Runner:
         elif value is not NO_VALUE:
             raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without --input")
 
-        config = rec["config"] or {}
-        if break_before is not None:
-            config["break_before"] = self._check_names(break_before, "break_before")
-        if break_after is not None:
-            config["break_after"] = self._check_names(break_after, "break_after")
-        if max_steps is not None:
-            config["max_steps"] = self._check_limit(max_steps)
+        config = self._with_options(rec["config"] or {}, break_before, break_after, max_steps)
         paused = config.pop("paused", None) or {}
         # Exactly once: of two processes resuming (or answering) this run at once, one gets it.
         self.recorder.claim(run_id, status=status, answer=answer, answer_json=answer_json, config=config)
@@ -270,14 +264,9 @@ class Runner:
         state.update(self.schema.decode(edits))
 
         # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
-        config = {k: v for k, v in (parent["config"] or {}).items() if k not in ("paused", "break_before",
-                                                                                 "break_after")}
-        if break_before is not None:
-            config["break_before"] = self._check_names(break_before, "break_before")
-        if break_after is not None:
-            config["break_after"] = self._check_names(break_after, "break_after")
-        if max_steps is not None:
-            config["max_steps"] = self._check_limit(max_steps)
+        inherited = {k: v for k, v in (parent["config"] or {}).items()
+                     if k not in ("paused", "break_before", "break_after")}
+        config = self._with_options(inherited, break_before, break_after, max_steps)
         run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
         self._break_when = break_when
@@ -542,6 +531,17 @@ class Runner:
                 raise InputError(f"{what}: graph {self.graph.name!r} has no node {n!r} "
                                  f"(nodes: {', '.join(self.graph.nodes)})")
         return out
+
+    def _with_options(self, config: dict[str, Any], break_before: Iterable[str] | None,
+                      break_after: Iterable[str] | None, max_steps: int | None) -> dict[str, Any]:
+        """A run's config with the breakpoints and step limit given for this resume or fork."""
+        if break_before is not None:
+            config["break_before"] = self._check_names(break_before, "break_before")
+        if break_after is not None:
+            config["break_after"] = self._check_names(break_after, "break_after")
+        if max_steps is not None:
+            config["max_steps"] = self._check_limit(max_steps)
+        return config
 
     @staticmethod
     def _check_limit(max_steps: int | None) -> int | None:
