@@ -165,12 +165,12 @@ def build_handler() -> Any:
         """litellm custom provider for the ``workbench-demo/*`` models."""
 
         def completion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
-            if model.endswith("/silent"):
+            if model.split("/", 1)[-1] == "silent":
                 threading.Event().wait(3600)  # a provider that ignores the timeout it was given
             return _response(model, messages)
 
         async def acompletion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
-            if model.endswith("/silent"):
+            if model.split("/", 1)[-1] == "silent":
                 await asyncio.sleep(3600)
             return _response(model, messages)
 
