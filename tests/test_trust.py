@@ -84,7 +84,7 @@ def test_token_counts_a_provider_makes_up_do_not_break_the_store(store: TraceSto
 
 def test_a_deeply_nested_value_is_stored_and_shown(tmp_path: Path) -> None:
     nested: Any = "leaf"
-    for _ in range(500):
+    for _ in range(200):
         nested = [nested]
     db = str(tmp_path / "deep.duckdb")
     with TraceStore(db) as store:
@@ -95,6 +95,15 @@ def test_a_deeply_nested_value_is_stored_and_shown(tmp_path: Path) -> None:
                              timeout=TIMEOUT)
         assert res.returncode == 0, res.stderr
         assert "Traceback" not in res.stderr and "RecursionError" not in res.stderr
+
+
+def test_a_value_nested_too_deep_fails_the_step_naming_the_key(store: TraceStore) -> None:
+    nested: Any = "leaf"
+    for _ in range(500):
+        nested = [nested]
+    result = Runner(_graph(lambda s: {"blob": nested}), store).run({})
+    assert result.status == "failed"
+    assert "blob" in (result.error or "") and "nested deeper than 256" in (result.error or "")
 
 
 # --------------------------------------------------------------------------- ids and limits

@@ -15,6 +15,7 @@ import datetime as dt
 import enum
 import json
 import os
+import re
 import types
 import typing
 import uuid
@@ -105,7 +106,26 @@ def fast_dumps(value: Any, path: str = "") -> str:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         return dumps(value, path)
+    if _too_deep(text):
+        return dumps(value, path)  # names where the nesting goes too deep
     return check_text(text, value, path)
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether JSON text nests deeper than :data:`MAX_DEPTH` (the same limit as
+    :func:`to_jsonable`'s). Free for most values: it needs that many brackets to start with."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for ch in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
 
 
 def check_text(text: str, value: Any, path: str) -> str:

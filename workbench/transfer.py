@@ -16,7 +16,8 @@ import json
 import os
 from typing import Any
 
-from workbench.errors import InputError
+from workbench import codec
+from workbench.errors import InputError, SerializationError
 from workbench.store.schema import SCHEMA_VERSION
 from workbench.store.store import TraceStore
 from workbench.store.tables import INSERTS, NOT_NULL
@@ -80,6 +81,11 @@ def _check_value(where: str, name: str, sql_type: str, value: Any, required: boo
     if sql_type == "VARCHAR":
         if not isinstance(value, str):
             raise InputError(f"{where}: column {name!r} must be a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: column {name!r} holds text that is not valid Unicode (a lone surrogate)") \
+                from None
         return value
     if sql_type in ("INTEGER", "BIGINT", "TS"):
         if not isinstance(value, int) or isinstance(value, bool):
@@ -92,11 +98,16 @@ def _check_value(where: str, name: str, sql_type: str, value: Any, required: boo
             raise InputError(f"{where}: timestamp {name!r} is out of range")
         return value
     if sql_type == "DOUBLE":
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise InputError(f"{where}: column {name!r} must be a number")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value \
+                or value in (float("inf"), float("-inf")):
+            raise InputError(f"{where}: column {name!r} must be a finite number")
         return float(value)
-    # JSON: any JSON value, stored as its text.
-    return json.dumps(value, ensure_ascii=False)
+    # JSON: any JSON value the store can hold (no NaN, valid Unicode, within the size and
+    # nesting limits), stored as its text.
+    try:
+        return codec.dumps(value, name)
+    except SerializationError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:

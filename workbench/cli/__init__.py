@@ -45,21 +45,37 @@ def _prewarm_litellm() -> None:
     threading.Thread(target=warm, name="workbench-litellm-import", daemon=True).start()
 
 
-class _OneLine(logging.Handler):
-    """Warnings from workbench's modules as one scrubbed ``workbench: warning:`` line each."""
+class _Warnings(logging.Handler):
+    """Warnings from workbench's modules, kept until the command ends: printed then as one
+    scrubbed ``workbench: warning:`` line each — or dropped when the command fails, whose one
+    error line says what went wrong (a store that cannot be written warns on closing too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            error_line(f"workbench: {record.levelname.lower()}: {record.getMessage()}")
+            self.lines.append(f"workbench: {record.levelname.lower()}: {record.getMessage()}")
         except Exception:  # never let a warning take the command down
             pass
 
+    def flush_lines(self, print_them: bool) -> None:
+        lines, self.lines = self.lines, []
+        if print_them:
+            for line in lines:
+                error_line(line)
 
-def _setup_logging() -> None:
+
+def _setup_logging() -> _Warnings:
     logger = logging.getLogger("workbench")
-    if not any(isinstance(h, _OneLine) for h in logger.handlers):
-        logger.addHandler(_OneLine(logging.WARNING))
-        logger.propagate = False
+    for h in list(logger.handlers):
+        if isinstance(h, _Warnings):
+            logger.removeHandler(h)
+    handler = _Warnings()
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,11 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         args = parser.parse_args(["ui", *(argv or [])])
-    _setup_logging()
+    warnings = _setup_logging()
     if args.command in ("run", "demo", "fork", "resume"):
         _prewarm_litellm()
+    failed = True
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        failed = False
+        return code
     except WorkbenchError as exc:
         error_line(f"workbench: error: {exc}")
         return EXIT_USAGE
@@ -89,3 +108,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         error_line(f"workbench: internal error: {type(exc).__name__}: {exc} (set WORKBENCH_DEBUG=1 for details)")
         return EXIT_FAILED
+    finally:
+        warnings.flush_lines(print_them=not failed)

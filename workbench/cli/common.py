@@ -27,6 +27,8 @@ def parse_json(text: str, what: str) -> Any:
                 text = fh.read()
         except OSError as exc:
             raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{what}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     elif text == "-":
         text = sys.stdin.read()
     try:

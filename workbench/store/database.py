@@ -166,9 +166,13 @@ class LocalDatabase:
         try:
             yield cur
         except BaseException as exc:
-            if classify(exc) == "invalidated":
+            kind = classify(exc)
+            if kind == "invalidated":
                 with self._cond:
                     self._broken = True
+            if kind in ("corrupt", "full", "newer"):
+                # Damage found while reading (a block's checksum), or no room to write: name it.
+                raise explain_open_error(self.path, exc) from None
             raise
         finally:
             try:

@@ -181,7 +181,9 @@ class Journal:
             except OSError as exc:
                 self._cut_back()
                 reason = exc.strerror or str(exc)
-                raise StoreError(f"cannot write the trace store's journal {self.path}: {reason}") from None
+                raise StoreError(f"cannot write the trace store's journal {self.path}: {reason}; every step "
+                                 "recorded before this one is kept — make room, then continue the run with "
+                                 "'workbench resume'") from None
             self._frames = number
             self._size += len(data)
             return number, self._size

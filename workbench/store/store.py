@@ -37,7 +37,7 @@ from workbench.guard import note_store
 from workbench.redact import scrub
 from workbench.store.backend import Backend, LocalBackend
 from workbench.store.claims import Claims
-from workbench.store.database import first_line
+from workbench.store.database import classify, first_line
 from workbench.store.ingest import apply_records, rollback
 from workbench.store.journal import Frame, Journal
 from workbench.store.reader import StoreReader
@@ -235,7 +235,7 @@ class TraceStore(Recovery, Claims, StoreReader):
                 self._flushers -= 1
             if self._applied < target:
                 err = self._writer_error
-                reason = first_line(err) if err is not None else "timed out"
+                reason = _reason(err) if err is not None else "timed out"
                 journal = self._journal.path if self._journal else "the journal"
                 raise StoreError(f"trace store {self.path} cannot be updated ({scrub(reason)}); what was "
                                  f"recorded is safe in {journal} and is loaded when the store is next opened")
@@ -417,6 +417,16 @@ class TraceStore(Recovery, Claims, StoreReader):
     def change_token(self) -> Any:
         """A value that changes whenever any process commits to this store (cheap to call)."""
         return self.backend.change_token()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why the database could not be updated, in words (not the engine's transaction error)."""
+    kind = classify(exc)
+    if kind == "full":
+        return "no space left on the device"
+    if kind == "locked":
+        return "another program holds the file"
+    return first_line(exc)
 
 
 def _scrubbed(kind: str, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
