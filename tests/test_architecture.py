@@ -75,3 +75,9 @@ def test_no_pickle_in_package_source() -> None:
                if re.search(r"""import_module\(\s*["'](?:c?pickle|dill|cloudpickle|shelve|marshal)""",
                             f.read_text(encoding="utf-8"))]
     assert dynamic == []
+
+
+def test_the_console_command_runs_inside_the_crash_guard() -> None:
+    """A damaged store can crash DuckDB (SIGSEGV): the installed command must be the guard."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'workbench = "workbench.guard:main"' in text

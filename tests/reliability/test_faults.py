@@ -40,15 +40,12 @@ from typing import Any
 import duckdb
 import pytest
 from faults_helpers import (
-    GUARD_ENTRY,
-    GUARD_WIRED,
     CliFarm,
     Job,
     cli_env,
     copy_store,
     crash_record,
     declared_entry_point,
-    installed_script_is_guarded,
     ledger_reference,
     make_project,
     one_clean_line,
@@ -450,9 +447,6 @@ FLIP_COMMANDS: dict[str, list[str]] = {
     "sql": ["sql", "SELECT count(*) AS n, sum(length(value::VARCHAR)) AS bytes FROM state_changes"],
 }
 DEFAULT_FLIP_OFFSETS = 64  # spread over the file's pages that hold data; WORKBENCH_FAULTS=full for all
-_guard_reason = (f"the workbench console script is {declared_entry_point()!r}, not {GUARD_ENTRY!r}: "
-                 "guard not wired yet")
-needs_guard = pytest.mark.xfail(not GUARD_WIRED, reason=_guard_reason, strict=False)
 
 SIMPLE_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "simple.py"
 
@@ -563,7 +557,6 @@ def flip_matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlipMatrix
     yield FlipMatrix(sample, len(data), offsets, cases, root)
 
 
-@needs_guard
 @pytest.mark.parametrize("command", list(FLIP_COMMANDS))
 def test_duckdb_bit_flips_never_crash_the_cli(flip_matrix: FlipMatrix, command: str) -> None:
     cases = [c for c in flip_matrix.cases if c.command == command]
@@ -590,8 +583,6 @@ def _pick(cases: list[FlipCase], predicate: Any, n: int) -> list[FlipCase]:
     return out[:n]
 
 
-@pytest.mark.xfail(not installed_script_is_guarded(), strict=False,
-                   reason="the installed workbench script does not go through workbench.guard yet")
 def test_installed_script_on_damaged_stores(flip_matrix: FlipMatrix) -> None:
     """The same verdicts from the real installed ``workbench`` script (not the forked farm):
     for stores on which the engine crashes, and stores it reports corrupt."""

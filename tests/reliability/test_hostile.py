@@ -77,23 +77,6 @@ def proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return p
 
 
-# Bugs these tests found (deterministic, so marked strict: a fix turns them into XPASS failures,
-# and the marker comes off).
-BUG_NOT_UTF8 = ("bug: --input @FILE with bytes that are not UTF-8 is an internal error (exit 1): "
-                "cli.common.parse_json catches OSError only, not UnicodeDecodeError")
-BUG_FORK_DEPTH = ("bug: fork --set with a value nested deeper than 256 levels records a whole fork run, then "
-                  "reports an error (exit 2): the edit goes through codec.fast_dumps, which does not check depth")
-BUG_IMPORT_SURROGATE = ("bug: an import file whose strings hold a lone surrogate (as a JSON escape) is an internal "
-                        "error (exit 1, a pybind11 RuntimeError) instead of a refusal")
-BUG_IMPORT_NAN = ("bug: an import file with NaN/Infinity in a JSON column is imported; the store then holds JSON "
-                  "text 'NaN', which workbench's codec refuses, and `show --json`/`sql --format json` print "
-                  "invalid JSON")
-
-
-def _bug(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()
@@ -160,7 +143,6 @@ def test_run_refuses_bad_input_before_creating_a_store(proj: Path, capsys: pytes
     assert not db.exists() and not db.parent.exists(), "a refused input created the store"
 
 
-@_bug(BUG_NOT_UTF8)
 def test_run_input_file_that_is_not_utf8(proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = proj / "store" / "t.duckdb"
     bad = proj / "bad.json"
@@ -253,8 +235,7 @@ BAD_SETS = {
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_bug(BUG_FORK_DEPTH)) if c == "nested-600" else c
-                                  for c in BAD_SETS])
+@pytest.mark.parametrize("case", BAD_SETS)
 def test_fork_refuses_bad_edits(waiting: tuple[Path, str], capsys: pytest.CaptureFixture[str], case: str) -> None:
     db, _ = waiting
     out = cli(capsys, "runs", "--db", str(db), "--json")[1]
@@ -471,12 +452,7 @@ BAD_IMPORTS: dict[str, Any] = {
 RAW_TAILS = {"invalid-utf8": b'{"table": "steps", "row": {"node": "\xff\xfe"}}\n'}
 
 
-IMPORT_BUGS = {"surrogate-in-varchar": BUG_IMPORT_SURROGATE, "surrogate-in-json": BUG_IMPORT_SURROGATE,
-               "nan-in-json-column": BUG_IMPORT_NAN}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_bug(IMPORT_BUGS[c])) if c in IMPORT_BUGS else c
-                                  for c in BAD_IMPORTS])
+@pytest.mark.parametrize("case", BAD_IMPORTS)
 def test_import_refuses_malformed_files_and_changes_nothing(export_file: tuple[list[dict[str, Any]], str],
                                                              target: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str], case: str) -> None:

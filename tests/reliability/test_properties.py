@@ -167,8 +167,6 @@ def test_values_over_the_depth_limit_are_refused_by_dumps(depth: int) -> None:
         dumps(_nested(depth))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: codec.fast_dumps (the runtime's hot path for updates, --set edits "
-                   "and state changes) does not enforce MAX_DEPTH; codec.dumps does")
 @FAST
 @given(st.integers(MAX_DEPTH + 1, 3 * MAX_DEPTH))
 def test_values_over_the_depth_limit_are_refused_by_fast_dumps_too(depth: int) -> None:
