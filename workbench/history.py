@@ -159,6 +159,11 @@ class TimelineRow:
 
 def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
     """Every step of a run in a few bulk queries (fast for runs of tens of thousands of steps)."""
+    with store.reading():  # one hold on the store for all of them
+        return _timeline(store, run_id)
+
+
+def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
     tasks = store.query(
         """
         SELECT t.step, t.task, t.node, t.attempt, t.status, epoch_us(t.started_at), epoch_us(t.ended_at),

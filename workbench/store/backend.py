@@ -43,6 +43,10 @@ class Backend:
     def close(self) -> None:
         raise NotImplementedError
 
+    def holding(self) -> bool:
+        """Whether the calling thread is inside a ``connection`` block already."""
+        return False
+
     def change_token(self) -> Any:
         """A value that changes whenever any process commits (cheap: readers poll it)."""
         return self.spool.change_token()
@@ -194,6 +198,9 @@ class LocalBackend(Backend):
     def connection(self, *, write: bool = False, strict_read: bool = False,
                    timeout: float | None = None) -> AbstractContextManager[Any]:
         return self._db.connection(write=write, strict_read=strict_read, timeout=timeout)
+
+    def holding(self) -> bool:
+        return self._db.holding()
 
     def close(self) -> None:
         if self._open:

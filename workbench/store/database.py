@@ -45,6 +45,8 @@ HARDENED = {
 }
 
 _LOCK_PHRASES = ("could not set lock on file", "conflicting lock is held")
+# How long a writer lets processes waiting to read go first before it competes with them.
+_READERS_FIRST_S = 2.0
 
 
 class StoreBusyError(StoreError):
@@ -145,6 +147,7 @@ class LocalDatabase:
         self._idle_since = 0.0
         self._monitor: threading.Thread | None = None
         self._refs = 0
+        self._local = threading.local()  # what this thread holds: (mode, instance)
 
     # ------------------------------------------------------------------ leases
 
@@ -161,7 +164,22 @@ class LocalDatabase:
             raise StoreError(f"trace store {self.path} is read-only here (no write permission); "
                              "it can be read but not recorded into")
         want = "write" if write else ("strict" if strict_read else "read")
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            # This thread already holds the file (a read made of several queries): use it again,
+            # rather than handing the file over and queueing for it once per query.
+            fits = want == "read" or (want == "write" and held[0] == "write") or (want == "strict"
+                                                                                  and held[0] == "read")
+            if not fits:  # waiting for our own hold to end would wait for ever
+                raise RuntimeError(f"a {want} use of {self.path} inside a {held[0]} one in the same thread")
+            cur = held[1].cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+            return
         con = self._acquire(want, self.busy_timeout if timeout is None else timeout)
+        self._local.held = (self._mode or "read", con)
         cur = con.cursor()
         try:
             yield cur
@@ -175,11 +193,16 @@ class LocalDatabase:
                 raise explain_open_error(self.path, exc) from None
             raise
         finally:
+            self._local.held = held
             try:
                 cur.close()
             except Exception:  # the instance may be unusable after a fatal error
                 pass
             self._release()
+
+    def holding(self) -> bool:
+        """Whether the calling thread holds the file right now (inside a ``connection`` block)."""
+        return getattr(self._local, "held", None) is not None
 
     def _fits(self, want: str) -> bool:
         if self._con is None or self._broken:
@@ -279,9 +302,14 @@ class LocalDatabase:
         deadline = start + timeout
         foreign_since: float | None = None
         delay = 0.002
-        announce = self.spool.waiting() if self.spool is not None else _nothing()
+        announce = self.spool.waiting(reader=read_only) if self.spool is not None else _nothing()
         with announce:
             while True:
+                if not read_only and self.spool is not None and time.monotonic() - start < _READERS_FIRST_S \
+                        and self.spool.readers_waiting():
+                    # A writer's records are safe in its journal: let a waiting reader go first.
+                    time.sleep(0.005)
+                    continue
                 try:
                     return connect(self.path, read_only=read_only)
                 except duckdb.Error as exc:

@@ -5,6 +5,7 @@ For a DuckDB file ``traces/workbench.duckdb`` it is ``traces/workbench.duckdb.sp
     journals/   one journal per recording process (journal.py); orphans are loaded by others
     damaged/    journals or frames that could not be loaded, kept for a person to look at
     waiters     processes waiting for the database file hold a shared lock on it (database.py)
+    readers     of those, the ones waiting to read: writers let them go first
     holders     processes that have the database file open hold a shared lock on it: a file
                 held by a process that is not on this list is held by something else
     signal      a counter bumped after every commit: readers poll it to see new data cheaply
@@ -66,6 +67,8 @@ class Spool:
         self._waiters = os.path.join(root, "waiters")
         self._waiters_fd = -1
         self._holders = os.path.join(root, "holders")
+        self._readers = os.path.join(root, "readers")
+        self._readers_fd = -1
 
     def create(self) -> None:
         """Make the directories (raises OSError when the location is not writable)."""
@@ -144,34 +147,27 @@ class Spool:
     # ------------------------------------------------------------------ waiting for the file
 
     @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Announce that this process waits for the database file while the block runs."""
+    def waiting(self, *, reader: bool = False) -> Iterator[None]:
+        """Announce that this process waits for the database file (to read, with ``reader``)
+        while the block runs."""
+        fds = [fd for fd in (_shared_lock(self._waiters), _shared_lock(self._readers) if reader else -1) if fd >= 0]
         try:
-            fd = os.open(self._waiters, os.O_RDONLY | os.O_CREAT, 0o644)
-        except OSError:
-            yield  # a read-only spool: no announcement, plain retrying still works
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
+            yield  # with a read-only spool nothing is announced: plain retrying still works
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def has_waiters(self) -> bool:
         """True when another process waits for the database file (see :meth:`waiting`)."""
         if self._waiters_fd < 0:
-            try:
-                self._waiters_fd = os.open(self._waiters, os.O_RDONLY | os.O_CREAT, 0o644)
-            except OSError:
-                return False
-        try:
-            fcntl.flock(self._waiters_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        fcntl.flock(self._waiters_fd, fcntl.LOCK_UN)
-        return False
+            self._waiters_fd = _open_lock_file(self._waiters)
+        return _is_locked(self._waiters_fd)
+
+    def readers_waiting(self) -> bool:
+        """True when another process waits for the database file to read from it."""
+        if self._readers_fd < 0:
+            self._readers_fd = _open_lock_file(self._readers)
+        return _is_locked(self._readers_fd)
 
     def hold(self) -> int:
         """Announce that this process has the database file open; returns the fd to pass to
@@ -205,6 +201,37 @@ class Spool:
         return False
 
     def close(self) -> None:
-        if self._waiters_fd >= 0:
-            os.close(self._waiters_fd)
-            self._waiters_fd = -1
+        for name in ("_waiters_fd", "_readers_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+
+def _open_lock_file(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        return -1
+
+
+def _shared_lock(path: str) -> int:
+    """Hold a shared lock on ``path``; returns the fd to close (-1 when the file cannot be made)."""
+    fd = _open_lock_file(path)
+    if fd >= 0:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _is_locked(fd: int) -> bool:
+    """Whether some process holds a shared lock on the file behind ``fd``."""
+    if fd < 0:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False

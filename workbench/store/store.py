@@ -49,8 +49,11 @@ log = logging.getLogger("workbench.store")
 DEFAULT_DB = os.path.join("traces", "workbench.duckdb")
 
 # How long the writer gathers frames before loading a batch (frames are already durable in the
-# journal; this trades freshness in the database for fewer, larger transactions).
+# journal; this trades freshness in the database for fewer, larger transactions). When the file
+# is contended (loading a batch had to wait for other processes), it gathers longer: fewer
+# hand-overs leave more room for everyone, and a step is still visible well within a second.
 _BATCH_LINGER_S = 0.05
+_BATCH_LINGER_CONTENDED_S = 0.25
 # A long-lived process starts a fresh journal once everything in this one is loaded and it has
 # grown past this size.
 _JOURNAL_ROLL_BYTES = 32 * 1024 * 1024
@@ -116,6 +119,7 @@ class TraceStore(Recovery, Claims, StoreReader):
         self._retired: list[str] = []  # this process's older journals, fully loaded
         self._generation = 1
         self._last_position: tuple[str, int, int] | None = None
+        self._linger = _BATCH_LINGER_S
         self.backend = self._open_backend(path, busy_timeout)
         self.path = self.backend.name
         self.writable = self.backend.writable
@@ -264,7 +268,7 @@ class TraceStore(Recovery, Claims, StoreReader):
                     continue
                 # Gather frames for a moment (one transaction per batch), unless someone waits
                 # in flush() or the store is closing.
-                deadline = time.monotonic() + _BATCH_LINGER_S
+                deadline = time.monotonic() + self._linger
                 while not self._closed and not self._flushers:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -273,7 +277,9 @@ class TraceStore(Recovery, Claims, StoreReader):
                 batch = list(self._pending)
                 closing = self._closed
             try:
+                began = time.monotonic()
                 self._load_own(batch)
+                self._linger = _BATCH_LINGER_CONTENDED_S if time.monotonic() - began > 0.1 else _BATCH_LINGER_S
             except BaseException as exc:  # the journal keeps the data: retry, and tell flush()
                 with self._cond:
                     self._writer_error = exc
@@ -389,10 +395,16 @@ class TraceStore(Recovery, Claims, StoreReader):
     def reading(self, *, strict: bool = False) -> Iterator[Any]:
         """A DuckDB cursor for reads (after this process's records are loaded).
 
-        ``strict`` gives a read-only instance inside a read-only transaction: what the SQL
-        console uses, so that no query can change the store whatever its text.
+        Reads made inside the block by the same thread (``query``, ``get_run``, …) use the same
+        hold on the database: wrap a read made of several queries in it, so that it takes the
+        file once instead of once per query while other processes record. ``strict`` gives a
+        read-only instance inside a read-only transaction: what the SQL console uses, so that no
+        query can change the store whatever its text.
         """
-        self.flush()
+        if not self.backend.holding():
+            # (Inside an outer read the writer may need the file this thread holds: flushing
+            # then would wait for ever. The outer read flushed.)
+            self.flush()
         with self.backend.connection(strict_read=strict) as con:
             if strict:
                 con.execute("BEGIN TRANSACTION READ ONLY")

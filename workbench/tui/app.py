@@ -282,7 +282,7 @@ class WorkbenchApp(App[None]):
         def job() -> None:
             from workbench.history import timeline
 
-            with self.shared.lease() as store:
+            with self.shared.lease() as store, store.reading():
                 run = store.get_run(run_id)
                 rows = timeline(store, run_id)
             self.post_message(TimelineLoaded(run, rows, seq))
@@ -297,7 +297,7 @@ class WorkbenchApp(App[None]):
             key = (run_id, step)
             view = self._views.get(key)
             if view is None:
-                with self.shared.lease() as store:
+                with self.shared.lease() as store, store.reading():
                     history = self._histories.get(run_id)
                     if history is None:
                         history = self._histories[run_id] = RunHistory(store, run_id)
@@ -382,7 +382,7 @@ class WorkbenchApp(App[None]):
         def job() -> None:
             from workbench.compare import compare_runs
 
-            with self.shared.lease() as store:
+            with self.shared.lease() as store, store.reading():
                 cmp = compare_runs(store, a, b)
             self.call_from_thread(self.query_one("#compare", CompareView).show_comparison, cmp)
 
