@@ -8,7 +8,7 @@ tables behind them may change between versions, the views keep their columns (do
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS wb_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS wb_tasks (
     "update" JSON,
     error VARCHAR,
     traceback VARCHAR,
-    arg JSON
+    arg JSON,
+    goto JSON
 );
 
 CREATE TABLE IF NOT EXISTS wb_changes (
@@ -100,6 +101,7 @@ CREATE TABLE IF NOT EXISTS wb_interrupts (
     response JSON,
     created_at TIMESTAMP,
     resumed_at TIMESTAMP,
+    closed BOOLEAN,
     PRIMARY KEY (run_id, step, task, attempt, idx)
 );
 
@@ -131,7 +133,7 @@ FROM wb_runs;
 
 CREATE OR REPLACE VIEW steps AS
 SELECT run_id, step, node, attempt, status, started_at, ended_at, duration_ms, "update", error,
-       task, traceback, arg
+       task, traceback, arg, goto
 FROM wb_tasks;
 
 CREATE OR REPLACE VIEW llm_calls AS
@@ -145,7 +147,10 @@ SELECT run_id, step, node, model AS tool, messages AS args, response AS result, 
 FROM wb_llm_calls WHERE kind = 'tool';
 
 CREATE OR REPLACE VIEW interrupts AS
-SELECT run_id, step, node, payload, response, created_at, resumed_at, task, attempt, idx
+SELECT run_id, step, node, payload, response, created_at, resumed_at, task, attempt, idx,
+       concat(step, '.', task, '.', attempt, '.', idx) AS interrupt_id,
+       CASE WHEN resumed_at IS NULL THEN 'open' WHEN coalesce(closed, false) THEN 'closed'
+            ELSE 'answered' END AS status
 FROM wb_interrupts;
 
 CREATE OR REPLACE VIEW state_changes AS
@@ -197,6 +202,14 @@ WITH ch AS (
 SELECT rid AS run_id, s AS step, json_group_object(key, value) AS state FROM folded;
 """
 
+# 2 -> 3, control from inside a node (issue 9 §3): a task's Command destinations
+# (wb_tasks.goto), and interrupts closed without an answer (wb_interrupts.closed). Kept apart so
+# that other v3 additions can be combined with it.
+_V3_CONTROL = """
+ALTER TABLE wb_tasks ADD COLUMN IF NOT EXISTS goto JSON;
+ALTER TABLE wb_interrupts ADD COLUMN IF NOT EXISTS closed BOOLEAN;
+"""
+
 # Each entry upgrades a database from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = [
     # 1 -> 2: who records a run (for exactly-once claims), token counts that do not overflow,
@@ -218,4 +231,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
     ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
     """,
+    # 2 -> 3
+    _V3_CONTROL,
 ]
