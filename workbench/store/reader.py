@@ -74,7 +74,7 @@ class StoreReader:
         if step is not None:
             sql += " AND step = ?"
             params.append(step)
-        rows = self.query_dicts(sql + " ORDER BY step, task, attempt", params)
+        rows = self.query_dicts(sql + " ORDER BY step, task, attempt, started_at", params)
         for r in rows:
             r["update"] = json.loads(r["update"]) if r["update"] is not None else None
             r["arg"] = json.loads(r["arg"]) if r["arg"] is not None else None
