@@ -501,3 +501,23 @@ def test_send_in_a_command_needs_a_declared_destination(store: TraceStore) -> No
     g.edge("v", END)
     res = Runner(g, store).run({})
     assert res.status == "failed" and "Command sends to 'v'" in (res.error or "")
+
+
+def test_export_and_import_keep_commands_and_closed_interrupts(store: TraceStore, tmp_path: Path) -> None:
+    from workbench.transfer import export_runs, import_files
+
+    g = graph("questions")
+    first = Runner(g, store).run({})
+    Runner(g, store).resume(first.run_id, "Q", interrupt="1.1.1.0", close=["1.0.1.0"])
+    jumped = Runner(graph("jump"), store).run({"topic": "t"})
+    Runner(graph("jump"), store).resume(jumped.run_id, "y")
+    path = str(tmp_path / "out.jsonl")
+    export_runs(store, [first.run_id, jumped.run_id], path)
+    with TraceStore(str(tmp_path / "other.duckdb")) as other:
+        import_files(other, [path])
+        statuses = other.query("SELECT interrupt_id, status FROM interrupts WHERE run_id = ? ORDER BY 1",
+                               [first.run_id])
+        assert statuses == [("1.0.1.0", "closed"), ("1.1.1.0", "answered")]
+        assert other.query("SELECT goto FROM steps WHERE run_id = ? AND goto IS NOT NULL", [jumped.run_id]) \
+            == [('["yes"]',)]
+        assert replay_run(other, first.run_id, graph("questions")).identical
