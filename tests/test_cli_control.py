@@ -5,6 +5,8 @@ fresh retry budget per ``resume`` of a failed run."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,35 @@ def test_resume_of_a_failed_run_gives_a_fresh_retry_budget(tmp_path: Path, db: s
     fixed = as_json(wb("resume", first["run_id"], "--graph", g, "--db", db, "--json", cwd=tmp_path,
                        env=cli_env(WORKBENCH_TEST_FIXED="1")), 0)
     assert fixed["state"]["log"][0].startswith("fixed at attempt 5, first started ")
+
+
+@pytest.mark.parametrize("gate, kill_after_node", [("WORKBENCH_TEST_GATE", "chooser"),
+                                                   ("WORKBENCH_TEST_GATE2", "blocker")])
+def test_commands_and_deferred_nodes_survive_sigkill(tmp_path: Path, db: str, gate: str,
+                                                     kill_after_node: str) -> None:
+    """Kill the recording process while a sibling blocks (step 1: after the Command's task was
+    recorded; step 2: with the deferred node held in the recorded plan); resume continues exactly."""
+    fifo = tmp_path / "gate.fifo"
+    os.mkfifo(fifo)
+    g = f"{CONTROL}:crashy"
+    proc = subprocess.Popen([*workbench_cmd(), "run", g, "--db", db], cwd=tmp_path,
+                            env=cli_env(PYTHONUNBUFFERED="1", **{gate: str(fifo)}),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:  # progress, not a timer, decides when to kill
+            if "✓" in line and kill_after_node in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    rid = as_json(wb("runs", "--db", db, "--json", cwd=tmp_path), 0)[0]["run_id"]
+    done = as_json(wb("resume", rid, "--graph", g, "--db", db, "--json", cwd=tmp_path), 0)
+    assert done["state"]["log"] == ["chose", "unblocked", "after", "wrapup"]
+    steps = as_json(wb("show", rid, "--db", db, "--json", cwd=tmp_path), 0)["steps"]
+    done_rows = [(s["step"], s["node"]) for s in steps if s["status"] == "completed"]
+    assert done_rows == [(1, "chooser"), (1, "blocker"), (2, "after"), (3, "wrapup")]  # each once

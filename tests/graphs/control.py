@@ -173,3 +173,44 @@ def shaky(state: State, ctx: Any) -> dict[str, Any]:
 
 
 flaky.sequence(START, "shaky", END)
+
+
+# --- a Command and a deferred node across a crash (tests/test_control.py kills the process) ------
+
+crashy = Graph("crashy", State, description="chooser jumps while blocker waits on a gate; summary deferred")
+
+
+def _gate(var: str) -> None:
+    fifo = os.environ.get(var)
+    if fifo:
+        with open(fifo, encoding="utf-8") as fh:  # blocks until the test writes (or kills us)
+            fh.readline()
+
+
+@crashy.node(goto=["after"])
+def chooser(state: State) -> Command:
+    return Command(update={"log": ["chose"]}, goto="after")
+
+
+@crashy.node
+def blocker(state: State) -> dict[str, Any]:
+    _gate("WORKBENCH_TEST_GATE")
+    return {"log": ["unblocked"]}
+
+
+@crashy.node
+def after(state: State) -> dict[str, Any]:
+    _gate("WORKBENCH_TEST_GATE2")
+    return {"log": ["after"]}
+
+
+@crashy.node(defer=True)
+def wrapup(state: State) -> dict[str, Any]:
+    return {"log": ["wrapup"]}
+
+
+crashy.edge(START, "chooser")
+crashy.edge(START, "blocker")
+crashy.edge("blocker", "wrapup")
+crashy.edge("after", "wrapup")
+crashy.edge("wrapup", END)
