@@ -73,6 +73,7 @@ def lake(pg: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
 
 def _json(res: subprocess.CompletedProcess[str]) -> Any:
     assert "Traceback" not in res.stderr, res.stderr
+    assert res.stdout.strip(), (res.returncode, res.stderr)
     return json.loads(res.stdout)
 
 
@@ -227,3 +228,32 @@ def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
+
+
+def test_a_version_2_lake_is_upgraded_for_commands_and_closed_interrupts(lake: Lake) -> None:
+    """Schema 3 (control from inside a node) adds steps.goto and interrupts.closed: a lake made
+    by the previous version is migrated in place, and the new features work on it."""
+    control = str(HERE / "graphs" / "control.py")
+    st = lake.store()
+    try:
+        with st.backend.connection(write=True) as con:  # make it look like a version-2 lake
+            con.execute("ALTER TABLE wb_tasks DROP COLUMN goto")
+            con.execute("ALTER TABLE wb_interrupts DROP COLUMN closed")
+            con.execute("UPDATE wb_meta SET value = '2' WHERE key = 'schema_version'")
+            con.execute("UPDATE wb_meta SET value = 'old' WHERE key = 'views'")
+    finally:
+        st.close()
+    first = _json(lake.cli("run", f"{control}:questions", "--json"))
+    assert first["status"] == "waiting"
+    done = _json(lake.cli("resume", first["run_id"], "--graph", f"{control}:questions", "--interrupt", "1.1.1.0",
+                          "--input", '"Q"', "--close", "1.0.1.0", "--json"))
+    assert done["status"] == "completed" and done["state"]["log"] == ["q got Q", "r", "after q", "after r"]
+    jumped = _json(lake.cli("run", f"{control}:jump", "--input", '{"topic": "t"}', "--json"))
+    _json(lake.cli("resume", jumped["run_id"], "--graph", f"{control}:jump", "--input", '"y"', "--json"))
+    rows = _json(lake.cli("sql", "SELECT interrupt_id, status FROM interrupts WHERE run_id = "
+                          f"'{first['run_id']}' ORDER BY 1", "--format", "json"))
+    assert rows == [{"interrupt_id": "1.0.1.0", "status": "closed"}, {"interrupt_id": "1.1.1.0", "status": "answered"}]
+    goto = _json(lake.cli("sql", "SELECT node, goto FROM steps WHERE goto IS NOT NULL", "--format", "json"))
+    assert goto == [{"node": "ask", "goto": ["yes"]}]
+    version = _json(lake.cli("sql", "SELECT value FROM wb_meta WHERE key = 'schema_version'", "--format", "json"))
+    assert version == [{"value": "3"}]

@@ -93,6 +93,11 @@ class Backend:
     def tables_sql(self) -> str:
         return TABLES
 
+    def upgrade_tables_sql(self) -> str:
+        """The table definitions run after the migration steps of an upgrade (tables new in
+        this version; existing ones are left as the migrations made them)."""
+        return self.tables_sql()
+
     def prepare_schema(self, exists: bool) -> None:
         """Create or upgrade the schema; opening an up-to-date store writes nothing."""
         import duckdb
@@ -124,7 +129,7 @@ class Backend:
                             "SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()[0])
                         for step in MIGRATIONS[version - 1:]:
                             con.execute(step)
-                        con.execute(self.tables_sql())
+                        con.execute(self.upgrade_tables_sql())
                         con.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'",
                                     [str(SCHEMA_VERSION)])
                     # The views and macros of this version of workbench (definitions, not data).

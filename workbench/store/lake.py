@@ -231,9 +231,13 @@ class LakeBackend(Backend):
         # DuckLake has no key constraints; exactly-once loading keeps rows unique. Small commits
         # (a batch of steps) are inlined into the catalog instead of becoming one tiny Parquet
         # file each; `workbench maintain` flushes them into files (store/maintenance.py).
+        return self.upgrade_tables_sql() + f"\nCALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS});\n"
+
+    def upgrade_tables_sql(self) -> str:
+        # Without the inlining option (set when the lake was made, and kept by its catalog):
+        # DuckLake (1.5) crashes when set_option and an ALTER TABLE share a transaction.
         sql = re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", TABLES)
-        sql = re.sub(r" PRIMARY KEY", "", sql)
-        return sql + f"\nCALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS});\n"
+        return re.sub(r" PRIMARY KEY", "", sql)
 
     # ------------------------------------------------------------------ positions
 
