@@ -521,3 +521,25 @@ def test_export_and_import_keep_commands_and_closed_interrupts(store: TraceStore
         assert other.query("SELECT goto FROM steps WHERE run_id = ? AND goto IS NOT NULL", [jumped.run_id]) \
             == [('["yes"]',)]
         assert replay_run(other, first.run_id, graph("questions")).identical
+
+
+def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    import duckdb
+
+    db = str(tmp_path / "old.duckdb")
+    with TraceStore(db) as st:
+        old = Runner(graph("trim"), st).run({})
+    con = duckdb.connect(db)  # make it look like a store written by schema version 2
+    con.execute("DROP VIEW steps; DROP VIEW interrupts")
+    con.execute("ALTER TABLE wb_tasks DROP COLUMN goto")
+    con.execute("ALTER TABLE wb_interrupts DROP COLUMN closed")
+    con.execute("UPDATE wb_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    with TraceStore(db) as st:
+        assert st.query("SELECT value FROM wb_meta WHERE key = 'schema_version'") == [("3",)]
+        assert st.query("SELECT count(*) FROM steps WHERE run_id = ? AND goto IS NULL", [old.run_id]) == [(2,)]
+        first = Runner(graph("questions"), st).run({})
+        done = Runner(graph("questions"), st).resume(first.run_id, close=["1.0.1.0", "1.1.1.0"])
+        assert done.status == "completed"
+        assert [r[0] for r in st.query("SELECT status FROM interrupts WHERE run_id = ?", [first.run_id])] \
+            == ["closed", "closed"]
