@@ -8,7 +8,7 @@ tables behind them may change between versions, the views keep their columns (do
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS wb_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS wb_runs (
     error VARCHAR,
     config JSON,
     last_step INTEGER,
-    owner VARCHAR
+    owner VARCHAR,
+    relation VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS wb_tasks (
@@ -112,6 +113,13 @@ CREATE TABLE IF NOT EXISTS wb_events (
     created_at TIMESTAMP
 );
 
+-- Runs deleted from the store ('workbench rm'), kept so that a record of a deleted run that
+-- arrives later (a journal loaded after the delete) is dropped instead of bringing it back.
+CREATE TABLE IF NOT EXISTS wb_deleted (
+    run_id VARCHAR NOT NULL,
+    deleted_at TIMESTAMP
+);
+
 -- How far each process's journal has been loaded (see store/journal.py), updated in the same
 -- transaction as the rows it loads: a frame is loaded exactly once. updated_at is the owner's
 -- heartbeat.
@@ -126,7 +134,7 @@ CREATE TABLE IF NOT EXISTS wb_journals (
 VIEWS = """
 CREATE OR REPLACE VIEW runs AS
 SELECT run_id, graph, status, started_at, ended_at, parent_run_id, fork_step, input, output, error,
-       graph_file, code_version, last_step
+       graph_file, code_version, last_step, relation
 FROM wb_runs;
 
 CREATE OR REPLACE VIEW steps AS
@@ -197,6 +205,18 @@ WITH ch AS (
 SELECT rid AS run_id, s AS step, json_group_object(key, value) AS state FROM folded;
 """
 
+
+
+def migrate_v3_conversations() -> str:
+    """2 -> 3, conversations (issue 9 §2): how a run relates to its parent (``relation``:
+    'fork' or 'continuation'; the forks recorded before are forks), and the tombstones of deleted
+    runs (``wb_deleted``, created with the other tables right after the migrations run)."""
+    return """
+    ALTER TABLE wb_runs ADD COLUMN relation VARCHAR;
+    UPDATE wb_runs SET relation = 'fork' WHERE parent_run_id IS NOT NULL;
+    """
+
+
 # Each entry upgrades a database from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = [
     # 1 -> 2: who records a run (for exactly-once claims), token counts that do not overflow,
@@ -218,4 +238,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
     ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
     """,
+    # 2 -> 3
+    migrate_v3_conversations(),
 ]
