@@ -182,3 +182,25 @@ def replay_turns(runner: Runner, session: Any, root_input: dict[str, Any], max_s
                                        f"went on to the conversation's next turn after step {end}"))
     assert result is not None
     return result
+
+
+def conversation_turns(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
+    """The turns of the conversation ``run_id`` ends, oldest first: for each, the run that
+    started it, its steps, input and status (a run that continues nothing is one turn)."""
+    lineage = store.lineage(run_id)
+    ids = [run for run, _ in lineage]
+    rows = {r["run_id"]: r for r in store.query_dicts(
+        "SELECT run_id, relation, fork_step, input, status FROM wb_runs WHERE list_contains(?, run_id)", [ids])}
+    turns: list[dict[str, Any]] = []
+    for i, (run, upto) in enumerate(reversed(lineage)):
+        row = rows.get(run) or {}
+        at = row.get("fork_step")
+        if i == 0 or (row.get("relation") == "continuation" and at is not None and upto >= at):
+            first = 1 if i == 0 else int(at) + 1
+            raw = row.get("input")
+            turns.append({"turn": len(turns) + 1, "run_id": run, "first_step": first,
+                          "input": codec.loads(raw) if isinstance(raw, str) else raw, "status": row.get("status")})
+    last = store.last_step(run_id)
+    for this, nxt in zip(turns, [*turns[1:], None], strict=True):
+        this["last_step"] = nxt["first_step"] - 1 if nxt else last
+    return turns
