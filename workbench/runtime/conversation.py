@@ -196,7 +196,7 @@ def conversation_turns(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
         row = rows.get(run) or {}
         at = row.get("fork_step")
         if i == 0 or (row.get("relation") == "continuation" and at is not None and upto >= at):
-            first = 1 if i == 0 else int(at) + 1
+            first = 1 if i == 0 or at is None else int(at) + 1
             raw = row.get("input")
             turns.append({"turn": len(turns) + 1, "run_id": run, "first_step": first,
                           "input": codec.loads(raw) if isinstance(raw, str) else raw, "status": row.get("status")})
