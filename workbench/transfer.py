@@ -1,7 +1,7 @@
 """Export runs to a portable JSON-lines file, and import such files into another trace store.
 
 The file (``*.jsonl``) is plain data, documented in docs/sql.md: a header line
-``{"format": "workbench-trace", "version": 1, "schema_version": 2, "runs": [...]}`` and then one
+``{"format": "workbench-trace", "version": 1, "schema_version": 3, "runs": [...]}`` and then one
 line per stored row, ``{"table": "runs", "row": {...}}``, with timestamps as epoch microseconds
 (UTC) and JSON columns as JSON. Importing validates every line against the schema before writing
 anything, never executes anything from the file, and is idempotent: runs already in the store
