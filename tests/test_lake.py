@@ -229,6 +229,110 @@ def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path
     assert "1 passed" in res.stdout
 
 
+def _store_with_spool(lake: Lake, spool: str) -> TraceStore:
+    """A store on the lake whose local spool is ``spool`` (another user or configuration on this
+    machine keeps its journals elsewhere)."""
+    os.environ["PGPASSWORD"] = PASSWORD
+    os.environ["WORKBENCH_LAKE_DATA"] = str(lake.data)
+    os.environ["WORKBENCH_SPOOL"] = str(lake.root / spool)
+    return TraceStore(lake.location)
+
+
+def _row(run_id: str, status: str) -> dict[str, Any]:
+    from workbench.store.store import now_us
+
+    return {"run_id": run_id, "graph": "g", "status": status, "started_at": now_us(), "input": "{}",
+            "config": "{}"}
+
+
+def _step(run_id: str, step: int) -> list[tuple[str, dict[str, Any]]]:
+    from workbench.store.store import now_us
+
+    return [("change", {"run_id": run_id, "step": step, "key": "k", "op": "set", "value": json.dumps(step)}),
+            ("plan", {"run_id": run_id, "step": step + 1, "tasks": "[]", "joins": "{}", "created_at": now_us()})]
+
+
+def test_a_process_with_another_spool_on_this_machine_is_not_taken_for_dead(
+        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.errors import RunStateError
+
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    recorder = _store_with_spool(lake, "spool-a")
+    other = _store_with_spool(lake, "spool-b")
+    try:
+        recorder.record_many([("run", _row("R1", "running")), *_step("R1", 0)])
+        recorder.record_many(_step("R1", 1))
+        recorder.flush()
+        positions = other.query("SELECT count(*) FROM wb_journals WHERE starts_with(journal, ?)",
+                                [recorder.owner + "."])[0][0]
+        assert positions >= 1
+        # The other spool holds no journal of the recorder: its heartbeat says it is alive.
+        with pytest.raises(RunStateError, match="being recorded right now"):
+            other.claim("R1", allowed=["running"])
+        other.sweep()
+        # ... and its load positions are kept (dropping them would load its journal twice).
+        assert other.query("SELECT count(*) FROM wb_journals WHERE starts_with(journal, ?)",
+                           [recorder.owner + "."])[0][0] == positions
+        assert other.query("SELECT status, owner FROM wb_runs WHERE run_id = 'R1'") == [("running", recorder.owner)]
+    finally:
+        other.close()
+        recorder.close()
+    check = _store_with_spool(lake, "spool-c")
+    try:
+        assert check.query("SELECT step, count(*) FROM wb_changes WHERE run_id = 'R1' GROUP BY step "
+                           "ORDER BY step") == [(0, 1), (1, 1)]
+    finally:
+        check.close()
+
+
+def test_a_claim_is_a_sign_of_life_before_the_first_batch(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.errors import RunStateError
+
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    setup = _store_with_spool(lake, "spool-setup")
+    setup.record_many([("run", _row("R2", "paused")), *_step("R2", 0)])
+    setup.close()
+    first = _store_with_spool(lake, "spool-first")
+    second = _store_with_spool(lake, "spool-second")
+    try:
+        first.claim("R2", allowed=["paused"])  # running now, nothing loaded by `first` yet
+        with pytest.raises(RunStateError, match="being recorded right now"):
+            second.claim("R2", allowed=["running"])
+    finally:
+        second.close()
+        first.close()
+
+
+def test_maintain_prunes_old_load_positions_and_heartbeats(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    store = _store_with_spool(lake, "spool-p")
+    try:
+        store.record_many([("run", _row("R3", "running")), *_step("R3", 0)])
+        for i in range(1, 6):
+            store.record_many(_step("R3", i))
+            store.flush()
+        store._heartbeat()
+        journal = store.journal_id
+        rows = store.query("SELECT count(*) FROM wb_journals WHERE journal = ?", [journal])[0][0]
+        assert rows >= 6
+        position = store.backend.position
+        from workbench.store.maintenance import maintain
+
+        done = maintain(store, keep="1 day")
+        assert any(line.startswith("pruned ") for line in done)
+        assert store.query("SELECT count(*) FROM wb_journals WHERE journal = ?", [journal])[0][0] <= 2
+        with store.backend.connection(write=True) as con:
+            assert position(con, journal) == (6, store._last_position[2])  # type: ignore[index]
+        store.record_many(_step("R3", 6))  # recording goes on from the kept position
+        store.flush()
+    finally:
+        store.close()
+    check = _store_with_spool(lake, "spool-p2")
+    try:
+        assert check.query("SELECT count(*), count(DISTINCT step) FROM wb_changes WHERE run_id = 'R3'") == [(7, 7)]
+    finally:
+        check.close()
+
 TALK = str(HERE / "graphs" / "talk.py")
 
 

@@ -16,7 +16,7 @@ from workbench.errors import StoreError
 from workbench.store.database import close_database, first_line, open_database
 from workbench.store.ingest import rollback
 from workbench.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS
-from workbench.store.spool import Spool, host_name
+from workbench.store.spool import Spool, host_name, owner_host
 
 
 def views_hash() -> str:
@@ -35,6 +35,10 @@ class Backend:
     enforces_keys: bool = True
     #: Seconds without a heartbeat after which a process on another machine counts as gone.
     owner_timeout: float = 300.0
+    #: True when every process on this host that uses the store uses this spool (a local file's
+    #: spool sits beside it). A shared store's spool is per user and configuration, so another
+    #: process on this host may keep its journals elsewhere.
+    spool_is_unique: bool = True
 
     def connection(self, *, write: bool = False, strict_read: bool = False,
                    timeout: float | None = None) -> AbstractContextManager[Any]:
@@ -158,11 +162,21 @@ class Backend:
 
     # ------------------------------------------------------------------ liveness
 
+    def judged_by_lock(self, owner: str) -> bool:
+        """Whether the liveness of ``owner`` is known from its journal's lock in this spool
+        (else from its heartbeat, :meth:`owner_alive`)."""
+        if owner_host(owner) != host_name():
+            return False
+        return self.spool_is_unique or self.spool.has_journal_of(owner)
+
     def owner_alive(self, con: Any | None, owner: str) -> bool:
-        """Whether the process ``owner`` still records (a local one holds its journal's lock)."""
-        if owner.rsplit("-", 2)[0] == host_name():
-            return self.spool.is_alive(owner)
+        """Whether the process ``owner``, which this spool cannot judge, still records: on a
+        local file, a process on another machine is assumed alive."""
         return True
+
+    def note_alive(self, con: Any, journal: str) -> None:
+        """Mark this process alive inside the caller's transaction (a claim), for stores whose
+        other users judge it by heartbeat."""
 
 
 class LocalBackend(Backend):

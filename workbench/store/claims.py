@@ -15,7 +15,7 @@ from typing import Any
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
 from workbench.store.ingest import apply_records, rollback
-from workbench.store.spool import host_name, owner_host, owner_pid
+from workbench.store.spool import owner_host, owner_pid
 from workbench.store.tables import KEYS
 
 
@@ -32,6 +32,10 @@ class Claims:
         raise NotImplementedError
 
     def hold_journal(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def journal_id(self) -> str:
         raise NotImplementedError
 
     def claim(self, run_id: str, *, allowed: Sequence[str], answer: dict[str, Any] | None = None,
@@ -101,6 +105,9 @@ class Claims:
                                     "(by another process?); see 'workbench show'")
             con.execute(f"UPDATE wb_interrupts SET response = ?, resumed_at = make_timestamp(?::BIGINT) WHERE {where}",
                         [answer["response"], answer["resumed_at"], *[answer[k] for k in keys]])
+        # On a shared store other machines judge this process by its heartbeat: give it one in
+        # the claim itself, so that it is never taken for dead before its first batch lands.
+        self.backend.note_alive(con, self.journal_id)
         sets = "status = 'running', owner = ?, error = NULL" + (", config = ?" if config is not None else "")
         params: list[Any] = [self.owner, *([config] if config is not None else []), run_id]
         con.execute(f"UPDATE wb_runs SET {sets} WHERE run_id = ?", params)
@@ -126,6 +133,7 @@ class Claims:
                                             f"{self.backend.name}; ids of deleted runs are not reused, choose "
                                             "another id")
                     apply_records(con, [("run", row)], self.owner)
+                    self.backend.note_alive(con, self.journal_id)
                     con.execute("COMMIT")
                     break
                 except duckdb.ConstraintException:
@@ -144,7 +152,7 @@ class Claims:
     def owner_alive(self, con: Any, owner: str, grace: float = 0.0) -> bool:
         """Whether the process recording a run is alive; a local process that was just killed
         gets ``grace`` seconds to be gone (its journal lock goes when the kernel is done)."""
-        if owner_host(owner) != host_name():
+        if not self.backend.judged_by_lock(owner):
             return self.backend.owner_alive(con, owner)
         deadline = time.monotonic() + grace
         while self.backend.spool.is_alive(owner):

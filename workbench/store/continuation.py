@@ -45,6 +45,10 @@ class Continuations:
     def owner_alive(self, con: Any, owner: str, grace: float = 0.0) -> bool:
         raise NotImplementedError
 
+    @property
+    def journal_id(self) -> str:
+        raise NotImplementedError
+
     def begin_continuation(self, run_row: dict[str, Any], records: list[tuple[str, dict[str, Any]]], *,
                            parent_status: str, superseded: dict[str, Any] | None) -> None:
         """Record the start of a continuation (``run_row`` names its parent and fork step) in one
@@ -100,6 +104,9 @@ class Continuations:
             raise RunStateError(f"run id {new_id!r} is already used in {self.backend.name} (by a run, or a deleted "
                                 "one); choose another id")
         apply_records(con, [("run", run_row), *records], self.owner)
+        # The new run is this process's: on a shared store, a sign of life in the same commit
+        # (other machines judge it by heartbeat), as a claim gives one.
+        self.backend.note_alive(con, self.journal_id)
         if superseded is None:
             return
         error = f"superseded: continued with new input by run {new_id}"

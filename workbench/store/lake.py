@@ -89,6 +89,7 @@ class LakeBackend(Backend):
 
     enforces_keys = False
     heartbeat_s = 30.0
+    spool_is_unique = False
 
     def __init__(self, location: str, *, data_path: str | None = None, spool: str | None = None) -> None:
         config = store_config()
@@ -241,8 +242,13 @@ class LakeBackend(Backend):
         # Appended, never updated: an UPDATE would collide with every other worker's commit.
         con.execute("INSERT INTO wb_journals VALUES (?, ?, ?, now())", [journal, frame, offset])
 
+    def note_alive(self, con: Any, journal: str) -> None:
+        # Frame 0: no frame is loaded by this row; the newest timestamp is the heartbeat.
+        con.execute("INSERT INTO wb_journals VALUES (?, 0, 0, now())", [journal])
+
     def owner_alive(self, con: Any | None, owner: str) -> bool:
-        """A process on another machine is alive while its heartbeat is fresh."""
+        """A process this spool cannot judge (another machine, or another spool on this one)
+        is alive while its heartbeat is fresh."""
         if con is None:
             return True
         row = con.execute("SELECT max(updated_at) > now()::TIMESTAMP - to_seconds(?) FROM wb_journals "
