@@ -362,3 +362,35 @@ def test_a_version_2_lake_is_upgraded_for_commands_and_closed_interrupts(lake: L
     assert goto == [{"node": "ask", "goto": ["yes"]}]
     version = _json(lake.cli("sql", "SELECT value FROM wb_meta WHERE key = 'schema_version'", "--format", "json"))
     assert version == [{"value": "3"}]
+
+
+TALK = str(HERE / "graphs" / "talk.py")
+
+
+def test_conversations_and_deleting_runs_on_the_lake(lake: Lake) -> None:
+    """A conversation's turns (one superseding a waiting run) and `rm` work on DuckLake: the
+    delete is one commit, refused while a run has continuations, and a record of a deleted run
+    that arrives later is dropped."""
+    first = _json(lake.cli("run", TALK, "--input", '{"messages": ["ask you"]}', "--json"))
+    assert first["status"] == "waiting"
+    second = _json(lake.cli("run", TALK, "--continue", first["run_id"], "--input", '{"messages": "no"}',
+                            "--json", worker="w1"))
+    assert second["state"]["messages"] == ["ask you", "echo ask you", "no", "echo no"]
+    third = _json(lake.cli("run", TALK, "--continue", "last", "--input", '{"messages": "bye"}', "--json"))
+    runs = {r["run_id"]: r for r in _json(lake.cli("runs", "--json", worker="reader"))}
+    assert runs[first["run_id"]]["status"] == "superseded"
+    assert runs[third["run_id"]]["relation"] == "continuation"
+    assert lake.cli("replay", third["run_id"], "--graph", TALK).returncode == 0
+    refused = lake.cli("rm", first["run_id"])
+    assert refused.returncode == 2 and "--with-descendants" in refused.stderr
+    with lake.store() as store:
+        assert store.delete_runs([third["run_id"]]) == [third["run_id"]]
+        store.record("event", {"run_id": third["run_id"], "step": 3, "kind": "late", "node": None,
+                               "detail": "{}", "created_at": 0})
+        store.flush()
+        assert store.query("SELECT count(*) FROM wb_events WHERE run_id = ?", [third["run_id"]]) == [(0,)]
+    done = lake.cli("rm", first["run_id"], "--with-descendants", "--json", worker="w1")
+    assert sorted(_json(done)["deleted"]) == sorted([first["run_id"], second["run_id"]])
+    assert _json(lake.cli("runs", "--json", worker="reader")) == []
+    rows = _json(lake.cli("sql", "SELECT count(*) AS n FROM state_changes", "--format", "json"))
+    assert rows[0]["n"] == 0

@@ -40,7 +40,7 @@ class RunComparison:
     totals: dict[str, dict[str, float]]
 
     def to_json(self) -> dict[str, Any]:
-        keys = ("run_id", "graph", "status", "parent_run_id", "fork_step", "code_version")
+        keys = ("run_id", "graph", "status", "parent_run_id", "fork_step", "code_version", "relation")
         return {"a": {k: self.run_a.get(k) for k in keys}, "b": {k: self.run_b.get(k) for k in keys},
                 "steps": [s.to_json() for s in self.steps], "totals": self.totals}
 

@@ -43,8 +43,10 @@ class Recorder:
     # ------------------------------------------------------------------ run starts
 
     def run_row(self, run_id: str, graph: Any, *, input_json: str, config: dict[str, Any],
-                parent: str | None = None, fork_step: int | None = None) -> dict[str, Any]:
-        """The record of a new run (or fork) of ``graph``."""
+                parent: str | None = None, fork_step: int | None = None,
+                relation: str = "fork") -> dict[str, Any]:
+        """The record of a new run of ``graph``; with ``parent``, a fork or (``relation``
+        ``"continuation"``) a conversation's next turn."""
         from workbench.graph import display_path
 
         row: dict[str, Any] = {
@@ -53,7 +55,7 @@ class Recorder:
             "status": "running", "started_at": now_us(), "input": input_json, "config": codec.dumps(config),
         }
         if parent is not None:
-            row.update(parent_run_id=parent, fork_step=fork_step)
+            row.update(parent_run_id=parent, fork_step=fork_step, relation=relation)
         return row
 
     def run_started(self, run_row: dict[str, Any], changes: list[Record], plan: Record, *,

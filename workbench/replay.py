@@ -80,12 +80,23 @@ class _EndOfRecording(ReplayDivergence):
         self.step = step
 
 
+class _EndOfTurn(ReplayDivergence):
+    """A conversation's turn ends after this step (the next turn is a continuation)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__("end_of_turn", {"step": step})
+        self.step = step
+
+
 class ReplaySession:
     """The hooks a Runner calls during a replay (see ``Runner(replay=...)``)."""
 
     def __init__(self, history: RunHistory) -> None:
         self.history = history
         self.steps_done = 0
+        # In a conversation, the last step of the turn being replayed (the next turn is replayed
+        # as the continuation it was; runtime/conversation.py).
+        self.turn_end: int | None = None
 
     def task_inputs(self, step: int, idx: int, attempt: int) -> tuple[list[RecordedCall], list[Any]]:
         """The calls and answers recorded for this attempt of the task (a retried node is served
@@ -100,6 +111,8 @@ class ReplaySession:
         return calls, answers
 
     def before_step(self, step: int, plan: list[Any]) -> None:
+        if self.turn_end is not None and step > self.turn_end:
+            self.end_turn(step, plan)
         if self._recording_ends_before(step):
             raise _EndOfRecording(step)
         if step > self.history.last_step:
@@ -114,6 +127,19 @@ class ReplaySession:
                 f"the run now takes {_names(now)}; the recording took {_names(view.planned)}",
                 text_diff(view.planned, now),
             ))
+
+    def end_turn(self, step: int, plan: list[Any]) -> None:
+        """The turn ends before ``step``: it must have planned what its recording planned there
+        (nothing for a turn that completed; the discarded work of one that was superseded)."""
+        assert self.turn_end is not None
+        recorded = self.history.store.plan(self.history.owner(self.turn_end), step) or {"tasks": []}
+        now = [t.to_json() for t in plan]
+        if _norm(now) != _norm(recorded["tasks"]):
+            ended = "ended" if not recorded["tasks"] else f"was continued before {_names(recorded['tasks'])}"
+            raise _Diverged(Divergence(
+                step, "path", None, f"the run now takes {_names(now)}; the recording's turn {ended} "
+                f"(the conversation's next turn starts at step {step})", text_diff(recorded["tasks"], now)))
+        raise _EndOfTurn(step - 1)
 
     def _recording_ends_before(self, step: int) -> bool:
         """True when ``step`` was planned but never started (the run paused or died before it)."""
@@ -169,8 +195,12 @@ def _names(tasks: list[dict[str, Any]]) -> str:
 
 
 def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
-    """Replay a recorded run against ``graph`` (today's code). Makes no live model or tool call."""
+    """Replay a recorded run against ``graph`` (today's code). Makes no live model or tool call.
+
+    A conversation's turn is replayed with every turn before it, each from its recorded start.
+    """
     from workbench.runtime import Runner
+    from workbench.runtime.conversation import replay_turns
 
     history = RunHistory(store, run_id)
     run = history.run
@@ -181,7 +211,7 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
     runner = Runner(graph, None, replay=session)
     report = ReplayReport(run_id, graph.name, 0, "diverged", changed_nodes=changed)
     try:
-        result = runner.run(root_input, max_steps=config.get("max_steps"))
+        result = replay_turns(runner, session, root_input, config.get("max_steps"))
     except _EndOfRecording as end:
         report.steps = end.step - 1
         report.status = run["status"]

@@ -213,7 +213,8 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
         for kind, row in run_rows.values():
             parent = row.get("parent_run_id") if kind == "run" else None
             if parent is not None and parent not in versions and parent not in existing:
-                raise InputError(f"run {rid!r} is a fork of {parent!r}, which is neither in the "
+                what = "continues" if row.get("relation") == "continuation" else "is a fork of"
+                raise InputError(f"run {rid!r} {what} {parent!r}, which is neither in the "
                                  "file nor in this store; export the parent too")
     imported = [rid for rid in versions if rid not in existing]
     skipped = [rid for rid in versions if rid in existing]

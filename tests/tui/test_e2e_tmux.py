@@ -93,13 +93,16 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
 
 def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
     t = terminal
-    t.wait_for("Graphs", "research", "support", "1 Graph", "5 SQL")
+    t.wait_for("Graphs", "chat", "research", "support", "1 Graph", "5 SQL")
 
     # Pick the support graph and run it with a message the demo model escalates. (Focus moves
     # after the key is handled: wait until the graph view's keys leave the footer before the next.)
     t.wait_for("Break before")
     t.keys("G")
     t.wait_until(lambda screen: "Break before" not in screen, "the graph list focused")
+    # The demo graphs in the list: chat, research, support.
+    t.keys("Down")
+    t.wait_for("research — plan subtopics")
     t.keys("Down")
     t.wait_for("fetch_account", "handoff")
     t.keys("r")

@@ -1271,3 +1271,45 @@ async def test_a_run_recorded_by_another_process_shows_up_live(project: Project,
 def _release(fifo: str) -> None:
     with open(fifo, "w", encoding="utf-8") as fh:
         fh.write("go\n")
+
+
+# ---------------------------------------------------------------------- conversations
+
+
+async def test_continue_a_waiting_run_with_new_input_from_the_runs_tab(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """t on a run in the runs tab asks for the new input and runs the conversation's next turn;
+    the waiting run it continued is superseded, and the lineage shows the chain."""
+    project = make_project(tmp_path / "talk", ["talk"])
+    monkeypatch.chdir(project.root)
+    first = project.run("talk", {"messages": ["ask me"]})
+    assert first.status == "waiting"
+    async with opened(project) as (app, pilot):
+        await pilot.press("2")
+        await settle(pilot, lambda: app.query_one("#runs-table", RunsTable).selected_run_id == first.run_id)
+        await pilot.press("t")
+        await settle(pilot, lambda: isinstance(app.screen, RunInputScreen), what="the input form")
+        assert f"Continue run {first.run_id} with new input" in plain(app.screen.query_one("Label").content)
+        app.screen.query_one("#field-messages", Input).value = '"never mind"'
+        await pilot.press("ctrl+r")
+        run = await wait_run(pilot, "completed")
+        assert run["run_id"] != first.run_id
+        assert final_state(app, run["run_id"])["messages"] == ["ask me", "echo ask me", "never mind",
+                                                               "echo never mind"]
+        assert f"next turn of {first.run_id} (from step 2)" in text_of(app, "#timeline-head")
+        assert run_row(app, first.run_id)["status"] == "superseded"
+        await pilot.press("2")
+        await settle(pilot, lambda: any(r["run_id"] == run["run_id"] for r in app.runs)
+                     and run_row(app, first.run_id)["status"] == "superseded")
+        tree = app.query_one("#lineage", LineageTree)
+        [root] = tree.root.children
+        assert root.data == first.run_id and "superseded" in str(root.label)
+        [turn] = root.children
+        assert turn.data == run["run_id"] and "next turn from step 2" in str(turn.label)
+        # A superseded run cannot be continued again: the app says so, nothing starts.
+        table = app.query_one("#runs-table", RunsTable)
+        table.move_cursor(row=table.get_row_index(first.run_id))
+        await pilot.press("t")
+        await pilot.pause()
+        assert not isinstance(app.screen, RunInputScreen)
+        assert any("already continued" in n for n in notes(app))

@@ -87,6 +87,9 @@ def progress_listener(console: Any, changed: list[str] | None = None, at: int | 
             # Printed once the fork's edits were accepted and the fork recorded.
             note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
             console.print(f"fork {event.run_id} of {event.data['parent']}, running from step {at}{note}")
+        if event.kind == "run_started" and event.data.get("continues"):
+            console.print(f"run {event.run_id} continues the conversation of {event.data['continues']} "
+                          f"from step {(event.step or 0) + 1}")
         if event.kind == "task_finished":
             status = event.data["status"]
             mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]",

@@ -1,4 +1,4 @@
-"""Keeping a store healthy, and the TUI: ``doctor``, ``maintain``, ``ui``."""
+"""Keeping a store healthy, and the TUI: ``doctor``, ``maintain``, ``rm``, ``ui``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # Fail fast, with the CLI's one-line message, when the store is locked or unreadable.
     TraceStore(args.db).close()
     run_tui(args.db, args.graphs, watch=not args.no_watch)
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete runs (with --with-descendants, their forks and continuations too)."""
+    with open_store(args) as store:
+        ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in args.run_ids))
+        deleted = store.delete_runs(ids, with_descendants=args.with_descendants)
+    if args.json:
+        print(json.dumps({"deleted": deleted}))
+    else:
+        extra = len(deleted) - len(ids)
+        more = f" (and {extra} fork(s)/continuation(s))" if extra else ""
+        print(f"deleted {len(ids)} run(s){more}: {' '.join(deleted)}")
     return EXIT_OK
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.maintenance import cmd_doctor, cmd_maintain, cmd_ui
+from workbench.cli.maintenance import cmd_doctor, cmd_maintain, cmd_rm, cmd_ui
 from workbench.cli.reading import cmd_diff, cmd_graph, cmd_graphs, cmd_runs, cmd_show, cmd_sql
 from workbench.cli.replaying import cmd_export, cmd_import, cmd_replay, cmd_test
 from workbench.cli.running import cmd_demo, cmd_fork, cmd_resume, cmd_run
@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_opt(sp)
     sp.add_argument("--break-before", action="append", metavar="NODE", help="pause before NODE runs")
     sp.add_argument("--break-after", action="append", metavar="NODE", help="pause after NODE runs")
+    sp.add_argument("--continue", dest="continue_run", metavar="RUN",
+                    help="the next turn of RUN's conversation: a new run starting from RUN's last state merged "
+                         "with --input (an id, a unique prefix, or 'last': the newest run of GRAPH); a run that "
+                         "had not completed is superseded")
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object: run_id, status, state, interrupt, error")
     sp.set_defaults(func=cmd_run)
@@ -151,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_doctor)
+
+    sp = sub.add_parser("rm", help="delete runs from the trace store, for good")
+    sp.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="run ids, unique prefixes, or 'last'")
+    sp.add_argument("--with-descendants", "--with-forks", dest="with_descendants", action="store_true",
+                    help="also delete the runs' forks and continuations (refused without it when there are any)")
+    db_opt(sp)
+    sp.add_argument("--json", action="store_true", help="print one JSON object: deleted (the run ids)")
+    sp.set_defaults(func=cmd_rm)
 
     sp = sub.add_parser("maintain", help="compact a trace store (checkpoint; for a DuckLake: flush inlined rows, "
                                          "merge small files, expire old snapshots)")

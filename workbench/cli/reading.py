@@ -27,20 +27,29 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if forks:
         table.add_column("parent", no_wrap=True, overflow="ellipsis")
     colors = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow", "running": "cyan",
-              "interrupted": "magenta"}
+              "interrupted": "magenta", "superseded": "dim"}
     for r in runs:
         st = r["status"]
         if st == "running" and str(r.get("error") or "").startswith("interrupted"):
             st = "interrupted"  # its process died; 'workbench resume' continues it
         table.add_row(r["run_id"], r["graph"], f"[{colors.get(st, 'white')}]{st}[/]",
                       str(r["started_at"])[5:19], str(r["duration_ms"]), str(r["steps"]), str(r["tokens"]),
-                      f"{r['cost_usd']:.4f}", *([r["parent_run_id"] or ""] if forks else []))
+                      f"{r['cost_usd']:.4f}", *([parent_label(r)] if forks else []))
     console = make_console()
     if not runs:
         console.print(f"no runs yet in {args.db or 'the trace store'}; start one with: workbench run GRAPH")
     else:
         console.print(table)
     return EXIT_OK
+
+
+def parent_label(run: dict[str, Any]) -> str:
+    """A run's link to its parent, for tables: ``ID (fork @N)`` or ``ID (continues)``."""
+    if not run.get("parent_run_id"):
+        return ""
+    if run.get("relation") == "continuation":
+        return f"{run['parent_run_id']} (continues)"
+    return f"{run['parent_run_id']} (fork @{run['fork_step'] + 1})"
 
 
 def cmd_show_step(args: argparse.Namespace) -> int:
@@ -96,6 +105,8 @@ def cmd_show_step(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from workbench.runtime.conversation import conversation_turns
+
     if args.step is not None:
         return cmd_show_step(args)
     with open_store(args) as store:
@@ -106,18 +117,31 @@ def cmd_show(args: argparse.Namespace) -> int:
         interrupts = store.interrupts(run_id)
         events = store.events(run_id)
         final = store.state_at(run_id, max([s["step"] for s in steps] + [0]))
+        turns = conversation_turns(store, run_id)
     if args.json:
         print(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
-                          "events": events, "state": final}, default=str, ensure_ascii=False))
+                          "events": events, "state": final, "conversation": turns}, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
 
     console = make_console()
     console.print(f"[bold]run {run_id}[/]  graph {run['graph']}  status {run['status']}  "
                   f"started {str(run['started_at'])[:19]}  code {run['code_version']}")
-    if run["parent_run_id"]:
+    if run["parent_run_id"] and run.get("relation") == "continuation":
+        console.print(f"continues the conversation of {run['parent_run_id']} from step {run['fork_step'] + 1}")
+    elif run["parent_run_id"]:
         console.print(f"forked from {run['parent_run_id']} at step {run['fork_step'] + 1}")
+    if run["status"] == "superseded" and run["error"]:
+        console.print(run["error"], markup=False)
     console.print(f"input: {short(run['input'], 100)}")
+    if len(turns) > 1:
+        console.print(f"conversation: {len(turns)} turns")
+        for t in turns:
+            steps_of = f"step {t['first_step']}" if t["first_step"] == t["last_step"] else \
+                f"steps {t['first_step']}-{t['last_step']}"
+            this = " (this run)" if t["run_id"] == run_id else ""
+            console.print(f"  turn {t['turn']}  {t['run_id']}{this}  {steps_of}  {t['status']}  "
+                          f"input {short(t['input'], 60)}", markup=False)
     table = Table(box=None, header_style="bold")
     for name in ("step", "node", "try", "status", "ms"):
         table.add_column(name, no_wrap=True)
@@ -201,7 +225,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
                   f"[bold]B[/] {b} ({rb['status']}, code {rb['code_version']})")
     for label, run, other in (("B", rb, a), ("A", ra, b)):
         if run["parent_run_id"] == other:
-            console.print(f"{label} is a fork of {'A' if label == 'B' else 'B'} at step {run['fork_step'] + 1}")
+            what = "the next turn (continuation)" if run.get("relation") == "continuation" else "a fork"
+            console.print(f"{label} is {what} of {'A' if label == 'B' else 'B'} at step {run['fork_step'] + 1}")
     same_run: list[int] = []
 
     def flush_same() -> None:

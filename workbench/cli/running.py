@@ -27,6 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     value = parse_json(args.input, "--input") if args.input is not None else {}
     if not isinstance(value, dict):
         raise UsageError(f"--input must be a JSON object for a new run, got {type(value).__name__}")
+    if args.continue_run is not None:
+        return _continue(args, graph, value)
     try:
         # Refuse a bad input before touching the store (nothing is created for it).
         graph.schema.initial(value, "--input")
@@ -39,6 +41,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             make_console().print(f"running [bold]{graph.name}[/] → {store.path}")
         runner = Runner(graph, store, listener=listener)
         result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or ())
+        return report(args, result, args.graph)
+
+
+def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> int:
+    """``run GRAPH --continue RUN``: the next turn of RUN's conversation (``last``: the newest
+    run of GRAPH)."""
+    from workbench.runtime import Runner
+
+    with open_store(args) as store:
+        if args.continue_run == "last":
+            rows = store.query("SELECT run_id FROM wb_runs WHERE graph = ? ORDER BY started_at DESC, run_id DESC "
+                               "LIMIT 1", [graph.name])
+            if not rows:
+                raise UsageError(f"--continue last: no run of graph {graph.name!r} in {store.path} yet")
+            run_id = str(rows[0][0])
+        else:
+            run_id = store.resolve_run_id(args.continue_run)
+        listener = None if args.json else progress_listener(make_console())
+        runner = Runner(graph, store, listener=listener)
+        result = runner.continue_run(run_id, value, break_before=args.break_before or (),
+                                     break_after=args.break_after or ())
         return report(args, result, args.graph)
 
 

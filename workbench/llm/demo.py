@@ -5,7 +5,7 @@ so a demo run goes through exactly the code path a real provider does: request b
 retries, usage, streaming. Models:
 
 * ``workbench-demo/assistant`` — recognises the demo graphs' tasks (classify, draft a reply,
-  plan subtopics, research, write, critique) from the prompt and answers by rules.
+  plan subtopics, research, write, critique, chat) from the prompt and answers by rules.
 * ``workbench-demo/echo`` — repeats the last user message.
 * ``workbench-demo/rate-limited`` — always answers 429 (to exercise retries and fallbacks).
 * ``workbench-demo/broken`` — always fails with a server error.
@@ -61,6 +61,28 @@ def _subtopics(question: str) -> list[str]:
     return topics[:5]
 
 
+def _chat_reply(messages: list[dict[str, Any]]) -> str:
+    """A conversation turn: the demo model remembers the user's name and counts the turns, from
+    the message history alone (what a continued conversation gives it)."""
+    said = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    last = said[-1].strip() if said else ""
+    name = None
+    for text in said:
+        m = re.search(r"\bmy name is ([A-Z][\w-]*)", text, flags=re.I)
+        if m:
+            name = m.group(1).capitalize()
+    low = last.lower()
+    if re.search(r"\bmy name is\b", low) and name:
+        return f"Nice to meet you, {name}! What can I do for you?"
+    if "my name" in low or "who am i" in low:
+        return f"You told me your name is {name}." if name else "You have not told me your name yet."
+    if re.search(r"\border\b", low):
+        return "I can place that order once it is confirmed."
+    if "how many" in low and "message" in low:
+        return f"This is message {len(said)} you have sent me in this conversation."
+    return f"You said: {last!r}. (message {len(said)} of our conversation)"
+
+
 def demo_reply(model: str, messages: list[dict[str, Any]]) -> str:
     """The demo model's answer to ``messages`` (pure: same input, same output)."""
     name = model.split("/", 1)[-1]
@@ -69,6 +91,8 @@ def demo_reply(model: str, messages: list[dict[str, Any]]) -> str:
     low = system.lower()
     if name == "echo":
         return user.splitlines()[-1] if user else ""
+    if "chat assistant" in low:
+        return _chat_reply(messages)
     if "classify" in low:
         m = re.search(r"categories:\s*([^\n]+)", system, flags=re.I)
         cats = [c.strip().lower() for c in m.group(1).split(",")] if m else []

@@ -100,7 +100,8 @@ class Runner:
         """Start a run and drive it until it completes, fails, waits for input or pauses.
 
         Options: ``run_id``, ``break_before`` / ``break_after`` (node names), ``break_when``
-        (a predicate over the state, checked after each step), ``max_steps``.
+        (a predicate over the state, checked after each step), ``max_steps``, ``continue_from``
+        (a run id: continue that run's conversation with this input, see :meth:`continue_run`).
         """
         return _run_sync(self.arun(input, **options))
 
@@ -112,6 +113,22 @@ class Runner:
         """Fork a recorded run at a step and run the fork live (see :meth:`afork`)."""
         return _run_sync(self.afork(parent_run_id, at_step, **options))
 
+    def continue_run(self, run_id: str, input: dict[str, Any] | None = None, **options: Any) -> RunResult:
+        """Continue a conversation with new input (see :meth:`acontinue_run`)."""
+        return _run_sync(self.acontinue_run(run_id, input, **options))
+
+    async def acontinue_run(self, run_id: str, input: dict[str, Any] | None = None, *,
+                            new_run_id: str | None = None, **options: Any) -> RunResult:
+        """Start a new run from ``run_id``'s last committed state merged with ``input`` through
+        the merge rules, linked to it as its continuation, and run it from START (the next turn
+        of a conversation). A run that had not completed is superseded: its pending work is
+        discarded. Options: ``break_before``, ``break_after``, ``break_when``, ``max_steps``.
+        See :mod:`workbench.runtime.conversation`.
+        """
+        from workbench.runtime.conversation import continue_run
+
+        return await continue_run(self, run_id, input, new_run_id_=new_run_id, **options)
+
     async def arun(
         self,
         input: dict[str, Any] | None = None,
@@ -121,8 +138,13 @@ class Runner:
         break_after: Iterable[str] = (),
         break_when: Any = None,
         max_steps: int | None = None,
+        continue_from: str | None = None,
     ) -> RunResult:
-        """The async form of :meth:`run`."""
+        """The async form of :meth:`run`. ``continue_from``: a run id; the run is then the next
+        turn of that run's conversation (:meth:`acontinue_run`)."""
+        if continue_from is not None:
+            return await self.acontinue_run(continue_from, input, new_run_id=run_id, break_before=break_before,
+                                            break_after=break_after, break_when=break_when, max_steps=max_steps)
         if input is not None and not isinstance(input, dict):
             raise InputError(f"input must be a JSON object, got {type(input).__name__}")
         try:
@@ -181,7 +203,11 @@ class Runner:
         status = rec["status"]
         if status == "completed":
             raise RunStateError(f"run {run_id} already completed; fork it to run again, or continue the "
-                                "conversation with a new run")
+                                f"conversation with new input (workbench run GRAPH --continue {run_id} --input ...)")
+        if status == "superseded":
+            from workbench.runtime.conversation import superseded_error
+
+            raise superseded_error(store, run_id)
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
         settled = settle(run_id, status, store.interrupts(run_id), value, interrupt=interrupt,
@@ -283,10 +309,11 @@ class Runner:
         break_before = set(run.config.get("break_before") or [])
         break_after = set(run.config.get("break_after") or [])
         max_steps = int(run.config.get("max_steps") or self.graph.max_steps)
+        first_step = int(run.config.get("first_step") or 1)  # a conversation's turn counts its own steps
         while True:
             if not run.plan:
                 return self._finish(run, "completed")
-            if run.step > max_steps:
+            if run.step - first_step + 1 > max_steps:
                 err = StepLimitError(self._loop_message(run, max_steps))
                 return self._finish(run, "failed", error=str(err), exc=err, ran=False)
             hit = [t.node for t in run.plan if t.node in break_before]

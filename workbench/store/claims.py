@@ -125,13 +125,18 @@ class Claims:
         self.flush()
         self.hold_journal()
         taken = RunStateError(f"run id {row['run_id']!r} is already in {self.backend.name}; choose another id, "
-                              "resume that run, or delete it ('workbench rm')")
+                              "resume that run, continue it ('--continue'), or delete it ('workbench rm')")
         with self.backend.connection(write=True) as con:
             for attempt in range(50):
                 con.execute("BEGIN TRANSACTION")
                 try:
                     if con.execute("SELECT 1 FROM wb_runs WHERE run_id = ?", [row["run_id"]]).fetchone():
                         raise taken
+                    if con.execute("SELECT 1 FROM wb_deleted WHERE run_id = ?", [row["run_id"]]).fetchone():
+                        # A late record of the deleted run would be taken for this one's.
+                        raise RunStateError(f"run id {row['run_id']!r} belonged to a run deleted from "
+                                            f"{self.backend.name}; ids of deleted runs are not reused, choose "
+                                            "another id")
                     apply_records(con, [("run", row)], self.owner)
                     self.backend.note_alive(con, self.journal_id)
                     con.execute("COMMIT")

@@ -29,8 +29,10 @@ def apply_records(con: Any, records: list[tuple[str, dict[str, Any]]], owner: st
     """Insert and update ``records`` (inside the caller's transaction).
 
     ``owner`` is the journal the records come from: a run it starts is marked as recorded by it
-    (``wb_runs.owner``), and a run it stops is released.
+    (``wb_runs.owner``), and a run it stops is released. Records of a run that was deleted
+    (``wb_deleted``) are dropped: a journal loaded after the delete cannot bring it back.
     """
+    records = _without_deleted(con, records)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     updates: list[tuple[str, dict[str, Any]]] = []
     for kind, rec in records:
@@ -60,6 +62,18 @@ def apply_records(con: Any, records: list[tuple[str, dict[str, Any]]], owner: st
         )
         where = " AND ".join(f'"{k}" = ?' for k in keys)
         con.execute(f"UPDATE {table} SET {assign} WHERE {where}", values + [rec[k] for k in keys])
+
+
+def _without_deleted(con: Any, records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """``records`` minus those of runs deleted from the store (one query per batch)."""
+    ids = sorted({str(rec["run_id"]) for _, rec in records if rec.get("run_id") is not None})
+    if not ids:
+        return records
+    gone = {r[0] for r in con.execute("SELECT run_id FROM wb_deleted WHERE list_contains(?, run_id)",
+                                      [ids]).fetchall()}
+    if not gone:
+        return records
+    return [(kind, rec) for kind, rec in records if str(rec.get("run_id")) not in gone]
 
 
 def apply_frames(con: Any, frames: list[Frame], journal: str, owner: str | None,

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS wb_runs (
     error VARCHAR,
     config JSON,
     last_step INTEGER,
-    owner VARCHAR
+    owner VARCHAR,
+    relation VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS wb_tasks (
@@ -114,6 +115,13 @@ CREATE TABLE IF NOT EXISTS wb_events (
     created_at TIMESTAMP
 );
 
+-- Runs deleted from the store ('workbench rm'), kept so that a record of a deleted run that
+-- arrives later (a journal loaded after the delete) is dropped instead of bringing it back.
+CREATE TABLE IF NOT EXISTS wb_deleted (
+    run_id VARCHAR NOT NULL,
+    deleted_at TIMESTAMP
+);
+
 -- How far each process's journal has been loaded (see store/journal.py), updated in the same
 -- transaction as the rows it loads: a frame is loaded exactly once. updated_at is the owner's
 -- heartbeat.
@@ -128,7 +136,7 @@ CREATE TABLE IF NOT EXISTS wb_journals (
 VIEWS = """
 CREATE OR REPLACE VIEW runs AS
 SELECT run_id, graph, status, started_at, ended_at, parent_run_id, fork_step, input, output, error,
-       graph_file, code_version, last_step
+       graph_file, code_version, last_step, relation
 FROM wb_runs;
 
 CREATE OR REPLACE VIEW steps AS
@@ -210,6 +218,17 @@ ALTER TABLE wb_tasks ADD COLUMN IF NOT EXISTS goto JSON;
 ALTER TABLE wb_interrupts ADD COLUMN IF NOT EXISTS closed BOOLEAN;
 """
 
+
+def migrate_v3_conversations() -> str:
+    """2 -> 3, conversations (issue 9 §2): how a run relates to its parent (``relation``:
+    'fork' or 'continuation'; the forks recorded before are forks), and the tombstones of deleted
+    runs (``wb_deleted``, created with the other tables right after the migrations run)."""
+    return """
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS relation VARCHAR;
+    UPDATE wb_runs SET relation = 'fork' WHERE parent_run_id IS NOT NULL;
+    """
+
+
 # Each entry upgrades a database from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = [
     # 1 -> 2: who records a run (for exactly-once claims), token counts that do not overflow,
@@ -231,6 +250,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
     ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
     """,
-    # 2 -> 3
-    _V3_CONTROL,
+    # 2 -> 3: control from inside a node, then conversations (issue 9)
+    _V3_CONTROL + migrate_v3_conversations(),
 ]

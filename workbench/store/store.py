@@ -37,7 +37,9 @@ from workbench.guard import note_store
 from workbench.redact import scrub
 from workbench.store.backend import Backend, LocalBackend
 from workbench.store.claims import Claims
+from workbench.store.continuation import Continuations
 from workbench.store.database import classify, first_line
+from workbench.store.deletion import Deletion
 from workbench.store.ingest import apply_records, rollback
 from workbench.store.journal import Frame, Journal
 from workbench.store.reader import StoreReader
@@ -85,7 +87,7 @@ class _Pending:
     records: list[tuple[str, dict[str, Any]]]
 
 
-class TraceStore(Recovery, Claims, StoreReader):
+class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
     """A workbench trace store, shared by every process that opens it. Use as a context manager
     or call close().
 
@@ -356,12 +358,18 @@ class TraceStore(Recovery, Claims, StoreReader):
     # ----------------------------------------------------------------- import
 
     def insert_batch(self, rows: dict[str, list[dict[str, Any]]]) -> None:
-        """Insert already-validated rows (by record kind) in one transaction (used by import)."""
+        """Insert already-validated rows (by record kind) in one transaction (used by import).
+
+        Importing a run that was deleted from this store brings it back (its tombstone goes).
+        """
         self.flush()
         records = [(kind, r) for kind in sorted(rows, key=lambda k: k != "run") for r in rows[kind]]
         with self.backend.connection(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                runs = [r["run_id"] for r in rows.get("run", [])]
+                if runs:
+                    con.execute("DELETE FROM wb_deleted WHERE list_contains(?, run_id)", [runs])
                 apply_records(con, records, None)
                 con.execute("COMMIT")
             except BaseException:

@@ -19,7 +19,7 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("code_version", "VARCHAR"), ("node_versions", "JSON"), ("status", "VARCHAR"),
         ("started_at", "TS"), ("ended_at", "TS"), ("parent_run_id", "VARCHAR"),
         ("fork_step", "INTEGER"), ("input", "JSON"), ("output", "JSON"), ("error", "VARCHAR"),
-        ("config", "JSON"), ("last_step", "INTEGER"),
+        ("config", "JSON"), ("last_step", "INTEGER"), ("relation", "VARCHAR"),
     ]),
     "task": ("wb_tasks", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),

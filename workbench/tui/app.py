@@ -83,6 +83,8 @@ class WorkbenchApp(App[None]):
         Binding("x", "stop_run", "Stop", tooltip="Pause the live run after its current step"),
         Binding("i", "answer", "Answer", tooltip="Answer the run waiting for human input"),
         Binding("w", "condition", "Break if…", tooltip="Pause when an expression over the state holds"),
+        Binding("t", "continue_conversation", "Continue with input", show=False,
+                tooltip="Continue the selected run's conversation with new input (a new run, its next turn)"),
         Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
         Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
         Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
@@ -325,6 +327,10 @@ class WorkbenchApp(App[None]):
                 if kind == "run":
                     result = runner.run(kwargs["input"], break_before=kwargs["break_before"],
                                         break_after=kwargs["break_after"], break_when=self._break_when())
+                elif kind == "continue":
+                    result = runner.continue_run(kwargs["run_id"], kwargs["input"], break_when=self._break_when(),
+                                                 break_before=kwargs["break_before"],
+                                                 break_after=kwargs["break_after"])
                 elif kind == "resume":
                     result = runner.resume(kwargs["run_id"], kwargs.get("value", _NO_VALUE()),
                                            break_when=self._break_when(), break_before=kwargs["break_before"],
@@ -560,7 +566,9 @@ class WorkbenchApp(App[None]):
         head.append(f"  {run['graph']}  ")
         head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
         head.append(f"  {len(message.rows)} steps")
-        if run["parent_run_id"]:
+        if run["parent_run_id"] and run.get("relation") == "continuation":
+            head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")
+        elif run["parent_run_id"]:
             head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
         if graph is not None:
             changed = graph.changed_since(run.get("node_versions"))
@@ -586,8 +594,11 @@ class WorkbenchApp(App[None]):
         self._highlight_path()
 
     def _highlight_path(self) -> None:
-        view = self.query_one("#graph-view", GraphView)
-        timeline = self.query_one("#timeline", Timeline)
+        try:
+            view = self.query_one("#graph-view", GraphView)
+            timeline = self.query_one("#timeline", Timeline)
+        except NoMatches:  # the app is closing: a late message (a step highlighted as it went)
+            return
         if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
             executed = {n for r in timeline.rows for n in r.nodes if r.status != "pending"}
             current = set(timeline.current.nodes) if timeline.current else set()
@@ -722,6 +733,34 @@ class WorkbenchApp(App[None]):
             self.notify("the open run is not paused", severity="warning")
             return
         self._start("resume", run["graph"], run_id=run["run_id"])
+
+    def action_continue_conversation(self) -> None:
+        """The next turn of the selected run's conversation: a form for the new input, then a
+        new run from the run's last state merged with it (a run that had not completed is
+        superseded)."""
+        rid = self._current_run_id()
+        run = next((r for r in self.runs if r["run_id"] == rid), None)
+        if run is None and self.open_run is not None and self.open_run["run_id"] == rid:
+            run = self.open_run
+        if rid is None or run is None:
+            self.notify("select a run first (Runs → a row, or open one)", severity="warning")
+            return
+        graph_name = str(run["graph"])
+        graph = self.registry.get(graph_name)
+        if graph is None:
+            self.notify(f"graph {graph_name!r} is not loaded", severity="error")
+            return
+        if run["status"] == "superseded":
+            self.notify(f"run {rid} was already continued; continue its newest turn instead", severity="warning")
+            return
+
+        def start(value: dict[str, Any] | None) -> None:
+            if value is None:
+                return
+            self._tabs().active = "tab-graph"
+            self._start("continue", graph_name, run_id=rid, input=value)
+
+        self.push_screen(RunInputScreen(graph, None, title=f"Continue run {rid} with new input"), start)
 
     def action_stop_run(self) -> None:
         if self.live is None:

@@ -21,6 +21,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | x | stop the live run after its current step (it stays paused) |
 | i | answer the run waiting for human input |
 | w | conditional breakpoint (an expression over the state) |
+| t | continue the selected run's conversation with new input (a new run: its next turn) |
 | f | fork the selected run at the selected step (edit state or a model answer) |
 | R | re-run from the selected step with the current code |
 | p | replay the open run with today's code, serving recorded answers (reports the first divergence) |

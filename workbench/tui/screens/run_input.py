@@ -23,10 +23,11 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
     # priority: a JSON editor would otherwise take escape (as "focus next").
     BINDINGS = [Binding("escape", "cancel", "Cancel", priority=True), Binding("ctrl+r", "submit", "Run", priority=True)]
 
-    def __init__(self, graph: Graph, previous: dict[str, Any] | None = None) -> None:
+    def __init__(self, graph: Graph, previous: dict[str, Any] | None = None, title: str | None = None) -> None:
         super().__init__()
         self.graph = graph
         self.previous = previous or {}
+        self.title_text = title or f"Run {graph.name}"  # continuing a conversation says so
 
     def _fields(self) -> list[tuple[str, str]]:
         types = {row["key"]: row["type"] for row in self.graph.schema.describe()}
@@ -35,7 +36,7 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(Text(f"Run {self.graph.name}", style="bold"))
+            yield Label(Text(self.title_text, style="bold"))
             with TabbedContent(id="input-tabs"):
                 with TabPane("Form", id="tab-form"), VerticalScroll():
                     for key, typ in self._fields():

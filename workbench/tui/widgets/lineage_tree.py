@@ -1,4 +1,5 @@
-"""Fork lineage: runs as a tree, each fork under the run it was forked from."""
+"""Lineage: runs as a tree, each fork under the run it was forked from, each next turn of a
+conversation (a continuation) under the turn it continues."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ class LineageTree(Tree[str]):
             t = Text(f"{r['run_id']} ", style="bold")
             t.append(r["graph"] + " ")
             t.append(r["status"], style=STATUS_STYLE.get(r["status"], ""))
-            if r["parent_run_id"]:
+            if r["parent_run_id"] and r.get("relation") == "continuation":
+                t.append(f"  next turn from step {r['fork_step'] + 1}", style="cyan")
+            elif r["parent_run_id"]:
                 t.append(f"  forked at step {r['fork_step'] + 1}", style="dim")
             return t
 

@@ -11,7 +11,16 @@ from textual.widgets import DataTable
 from workbench.tui.messages import RunChosen
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow",
-                "running": "cyan", "interrupted": "magenta"}
+                "running": "cyan", "interrupted": "magenta", "superseded": "dim"}
+
+
+def _parent(run: dict[str, Any]) -> str:
+    """``ID@STEP`` for a fork, ``ID+`` for the next turn of a conversation (a continuation)."""
+    if not run["parent_run_id"]:
+        return ""
+    if run.get("relation") == "continuation":
+        return f"{run['parent_run_id']}+"
+    return f"{run['parent_run_id']}@{run['fork_step'] + 1}"
 
 
 class RunsTable(DataTable[Any]):
@@ -56,7 +65,7 @@ class RunsTable(DataTable[Any]):
             self.add_row(
                 r["run_id"], r["graph"], status, str(r["started_at"])[5:19], str(r["duration_ms"]),
                 str(r["steps"]), str(r["tokens"]), f"{r['cost_usd']:.4f}",
-                (r["parent_run_id"] or "") + (f"@{r['fork_step'] + 1}" if r["parent_run_id"] else ""),
+                _parent(r),
                 key=r["run_id"],
             )
         if current is not None:
