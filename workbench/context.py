@@ -139,6 +139,8 @@ class Context:
         # In a replay every call must come from the recording: a miss is a divergence.
         self._strict = strict
         self.excluded_s = 0.0
+        self.subgraphs: Any = None
+        """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
         """Seconds this task spent on workbench's own one-time set-up (importing the model
         library): not counted in the task's recorded duration."""
 
@@ -246,6 +248,11 @@ def current_context() -> Context:
     if ctx is None:
         raise WorkbenchError("interrupt()/current_context() called outside a running node")
     return ctx
+
+
+def current_or_none() -> Context | None:
+    """The context of the node running here, or None outside a node."""
+    return _current.get()
 
 
 def set_current(ctx: Context | None) -> contextvars.Token[Context | None]:

@@ -94,6 +94,11 @@ class Recorder:
             reply.update(response=answer_json, resumed_at=now_us())
         self.store.claim(run_id, allowed=[status], answer=reply, config=codec.dumps(config))
 
+    def run_continued(self, run_id: str, config: dict[str, Any]) -> None:
+        """A subgraph's child run continues (its caller's run holds the claim)."""
+        self._write([("run_update", {"run_id": run_id, "status": "running", "error": None,
+                                     "config": codec.dumps(config)})])
+
     # ------------------------------------------------------------------ encoding
 
     @staticmethod

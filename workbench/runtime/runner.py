@@ -36,7 +36,16 @@ from workbench.redact import scrub
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.continuing import load_step_progress, seed_llm_edits
 from workbench.runtime.planner import Planner
-from workbench.runtime.subgraph import run_subgraph
+from workbench.runtime.subgraph import (
+    ChildLink,
+    SubgraphHost,
+    SubgraphStopped,
+    calling_host,
+    check_path,
+    describe_open,
+    open_interrupts,
+    split_break_when,
+)
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
 from workbench.state import Change, apply_changes
 from workbench.store.store import TraceStore, now_us
@@ -68,7 +77,7 @@ class Runner:
         max_concurrency: int = 16,
         listener: Listener | None = None,
         replay: Any = None,
-        _inline_ctx: Context | None = None,
+        _child: ChildLink | None = None,
     ) -> None:
         self.graph = graph.validate()
         self.schema = graph.schema
@@ -77,17 +86,20 @@ class Runner:
         self.planner = Planner(self.graph, self.schema)
         self.max_concurrency = max_concurrency
         self.listener = listener
-        # A subgraph runs inline inside its parent's task: its nodes share that task's context,
-        # so their model calls and interrupts are recorded (and served on resume) by the parent.
-        self._inline_ctx = _inline_ctx
+        # A subgraph's invocation is a child run of the task that called it (runtime/subgraph.py).
+        self._child = _child
         # A replay session (workbench.replay) serves every call from a recording and checks
         # each step against it; None for live runs.
         self._replay = replay
         self._rng = random.Random()
         self._break_when: Any = None
-        # What the last run changed (a subgraph's parent turns this into its update).
+        self._inner_break_when: dict[str, Any] = {}
+        # What the last run changed (a subgraph's parent turns this into its update), why it
+        # failed, and which node it waits at.
         self.last_touched: set[str] = set()
         self.last_extended: dict[str, list[Any]] = {}
+        self.last_error: BaseException | None = None
+        self.stopped_at: str | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -117,7 +129,15 @@ class Runner:
         break_when: Any = None,
         max_steps: int | None = None,
     ) -> RunResult:
-        """The async form of :meth:`run`."""
+        """The async form of :meth:`run`.
+
+        Inside a running node (``await Runner(sub).arun(...)`` with no store), the run is a child
+        run of that node's task: recorded with the caller's run, paused with it, continued by it.
+        """
+        if self._child is None and self.store is None and self._replay is None:
+            host = calling_host()
+            if host is not None:
+                return (await host.call(self.graph, input, max_steps=max_steps))[0]
         if input is not None and not isinstance(input, dict):
             raise InputError(f"input must be a JSON object, got {type(input).__name__}")
         try:
@@ -130,7 +150,7 @@ class Runner:
             "max_steps": self._check_limit(max_steps) or self.graph.max_steps,
         }
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
-        self._break_when = break_when
+        self.set_break_when(break_when)
         try:
             input_json = codec.dumps(input or {}, "input")
             start_changes = self.recorder.changes(run.run_id, 0, changes)
@@ -139,7 +159,10 @@ class Runner:
         run.plan, run.joins = self.planner.next([(TaskSpec(START), Outcome("completed"))], run.state, run.joins)
         if self.recorder.enabled:
             row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config)
-            self.recorder.run_started(row, start_changes, self._plan_record(run, 1), reserve=run_id is not None)
+            if self._child is not None:
+                row.update(self._child.columns())
+            self.recorder.run_started(row, start_changes, self._plan_record(run, 1),
+                                      reserve=run_id is not None and self._child is None)
         self._emit(Event("run_started", run.run_id, 0, None, {"graph": self.graph.name}))
         return await self._execute(run)
 
@@ -168,20 +191,21 @@ class Runner:
         store.sweep()  # a run whose process died: load what its journal holds first
         rec = store.get_run(run_id)
         status = rec["status"]
+        if rec.get("caller_run_id"):
+            raise RunStateError(f"run {run_id} is subgraph {rec['path']!r} of run {rec['root_run_id']}; "
+                                f"resume that run")
         if status == "completed":
             raise RunStateError(f"run {run_id} already completed; fork it to run again, or continue the "
                                 "conversation with a new run")
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
-        open_ones = [i for i in store.interrupts(run_id) if i["resumed_at"] is None]
+        open_ones = open_interrupts(store, run_id)  # its subgraphs' questions too
         answer: dict[str, Any] | None = None
         answer_json: str | None = None
         if status == "waiting" and open_ones:
             if value is NO_VALUE:
-                payload = open_ones[0]["payload"]
                 raise RunStateError(
-                    f"run {run_id} is waiting for input at node {open_ones[0]['node']!r} "
-                    f"({codec.dumps(payload)[:120]}); resume it with --input JSON"
+                    f"run {run_id} is waiting for input at {describe_open(open_ones[0])}; resume it with --input JSON"
                 )
             try:
                 answer_json = codec.dumps(value, "resume value")
@@ -203,7 +227,7 @@ class Runner:
         state = self.schema.decode(store.state_at(run_id, committed))
         run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
-        self._break_when = break_when
+        self.set_break_when(break_when)
         run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
         load_step_progress(run, store, store.interrupts(run_id))
         self.recorder.event(run_id, step, "resumed", None, {"from": status})
@@ -269,7 +293,7 @@ class Runner:
         config = self._with_options(inherited, break_before, break_after, max_steps)
         run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
-        self._break_when = break_when
+        self.set_break_when(break_when)
         seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
         row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config,
                                     parent=parent_run_id, fork_step=at_step - 1)
@@ -308,8 +332,13 @@ class Runner:
                 self._replay.check_outcomes(run.step, run.plan, outcomes)
 
             waiting = [(i, o) for i, o in enumerate(outcomes) if o.status == "interrupted"]
-            if waiting:
-                return self._wait(run, waiting[0][1].interrupt, run.plan[waiting[0][0]].node)
+            asking = [(i, o) for i, o in waiting if o.paused is None]
+            if asking:
+                i, o = asking[0]
+                return self._wait(run, o.interrupt, o.where or run.plan[i].node)
+            if waiting:  # a subgraph paused at a breakpoint inside it
+                paused = waiting[0][1].paused or {}
+                return self._pause(run, paused.get("when", "before"), paused.get("node"), at_step=run.step)
             failed = [(run.plan[i], o) for i, o in enumerate(outcomes) if o.status == "failed"]
             unhandled = [(t, o) for t, o in failed if not self.graph.nodes[t.node].on_error]
             if unhandled:
@@ -379,7 +408,7 @@ class Runner:
             started, t0 = now_us(), time.perf_counter()
             try:
                 value = spec.arg if spec.send else self.schema.view(run.state)
-                sub = run_subgraph(self, node, value, ctx) if node.subgraph is not None else None
+                sub = ctx.subgraphs.call_node(node, value) if node.subgraph is not None else None
                 result = await call_node(node, value, ctx, parallel=parallel, subgraph=sub)
                 if result is not None and not isinstance(result, dict):
                     raise InvalidUpdateError(
@@ -395,8 +424,6 @@ class Runner:
                 div.detail.setdefault("node", spec.node)
                 raise
             except InterruptSignal as sig:
-                if self._inline_ctx is not None:
-                    raise
                 return self._record_interrupt(run, idx, spec, attempt, started, t0, ctx, sig)
             except asyncio.CancelledError:
                 raise
@@ -420,8 +447,13 @@ class Runner:
 
     def _make_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
                       resume: TaskResume | None) -> Context:
-        if self._inline_ctx is not None:
-            return self._inline_ctx
+        ctx = self._new_context(run, idx, spec, attempt, resume)
+        # Subgraphs this task runs are child runs; a task that ran before may find them recorded.
+        ctx.subgraphs = SubgraphHost(self, run, idx, spec, continuing=resume is not None or attempt > 1)
+        return ctx
+
+    def _new_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
+                     resume: TaskResume | None) -> Context:
         if self._replay is not None:
             calls, answers = self._replay.task_inputs(run.step, idx, attempt)
             return Context(
@@ -469,6 +501,9 @@ class Runner:
             self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=str(exc))
             return Outcome("failed", error=exc, message=str(exc))
         self._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
+        if isinstance(sig, SubgraphStopped):
+            # The question (or breakpoint) is recorded by the child run that stopped.
+            return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused)
         key = (run.step, idx, attempt, sig.index)
         if key not in run.known_interrupts:
             self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
@@ -490,9 +525,7 @@ class Runner:
         """End the run. ``ran``: the current step ran (a step limit stops before it)."""
         self.last_touched = run.touched
         self.last_extended = run.extended
-        if self._inline_ctx is not None and status == "failed" and exc is not None:
-            # Let the parent's retry policy see the original exception type.
-            raise exc
+        self.last_error = exc  # a subgraph's caller raises it, for its retry policy to see
         if error:
             error = scrub(error)  # an error text may echo a credential; it is recorded and printed
         self.recorder.flush_deferred(run.deferred)
@@ -502,6 +535,7 @@ class Runner:
         return RunResult(run.run_id, status, run.state, last, error=error)
 
     def _wait(self, run: ActiveRun, payload: Any, node: str) -> RunResult:
+        self.stopped_at = node
         self.recorder.flush_deferred(run.deferred)
         self.recorder.run_waiting(run.run_id, run.step, node, payload)
         self._emit(Event("waiting", run.run_id, run.step, node, {"payload": payload}))
@@ -525,12 +559,16 @@ class Runner:
     # ----------------------------------------------------------------- helpers
 
     def _check_names(self, names: Iterable[str], what: str) -> list[str]:
+        """Breakpoint names: nodes of this graph, or paths into its subgraphs (``review/approve``)."""
         out = list(names)
         for n in out:
-            if n not in self.graph.nodes:
-                raise InputError(f"{what}: graph {self.graph.name!r} has no node {n!r} "
-                                 f"(nodes: {', '.join(self.graph.nodes)})")
+            check_path(self.graph, n, what)
         return out
+
+    def set_break_when(self, break_when: Any) -> None:
+        """The break condition: a predicate over the state, or ``{graph path: predicate}`` with
+        ``""`` for this graph and ``"review"`` for the subgraph node review's inner steps."""
+        self._break_when, self._inner_break_when = split_break_when(break_when)
 
     def _with_options(self, config: dict[str, Any], break_before: Iterable[str] | None,
                       break_after: Iterable[str] | None, max_steps: int | None) -> dict[str, Any]:
@@ -568,12 +606,12 @@ class Runner:
                 "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")
 
     def _emit(self, event: Event) -> None:
-        if self.listener is not None and self._inline_ctx is None:
+        if self.listener is not None:
             self.listener(event)
 
     @property
     def _listening(self) -> bool:
-        return self.listener is not None and self._inline_ctx is None
+        return self.listener is not None
 
 
 def _running_loop() -> bool:

@@ -51,6 +51,8 @@ class Outcome:
     error: BaseException | None = None
     message: str | None = None
     interrupt: Any = None
+    where: str | None = None  # a subgraph's stop: the inner node's path (review/approve)
+    paused: dict[str, Any] | None = None  # a subgraph paused at a breakpoint inside it
 
 
 @dataclass
