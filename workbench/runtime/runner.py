@@ -228,7 +228,10 @@ class Runner:
         run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
         self.set_break_when(break_when)
-        run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
+        # The step it stopped in already passed its breakpoints: a paused one at its breakpoint
+        # before, a waiting one when its tasks ran (answering must not pause there again).
+        run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
+                                                  and paused.get("step") == step)
         load_step_progress(run, store, store.interrupts(run_id))
         self.recorder.event(run_id, step, "resumed", None, {"from": status})
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))

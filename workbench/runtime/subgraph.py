@@ -285,7 +285,8 @@ async def continue_child(inner: Runner, rec: dict[str, Any], link: ChildLink) ->
     run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]], plan["joins"] or {},
                     config)
     run.touched, run.extended = touched, extended
-    run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
+    run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
+                                              and paused.get("step") == step)
     load_step_progress(run, store, store.interrupts(run_id))
     inner.recorder.event(run_id, step, "resumed", None, {"from": status})
     inner.set_break_when(link.break_when)
