@@ -308,3 +308,49 @@ def test_replay_of_a_run_waiting_inside_a_subgraph(store: TraceStore) -> None:
     r = Runner(outer_graph({}), store).run({"topic": "kettle"})
     report = replay_run(store, r.run_id, outer_graph({}))
     assert report.identical and report.status == "waiting", report.divergence
+
+
+# ---------------------------------------------------------------- fork at an inner step
+
+
+def test_fork_at_an_inner_step_with_a_state_edit(store: TraceStore) -> None:
+    execs: dict[str, int] = {}
+    r = Runner(outer_graph(execs), store).run({"topic": "kettle"})
+    done = Runner(outer_graph(execs), store).resume(r.run_id, "yes")
+    assert done.status == "completed"
+    execs.clear()
+    # Step 3 inside the review (note), with the verdict edited: assess and approve are shared.
+    fork = Runner(outer_graph(execs), store).fork(r.run_id, "2/review/3", set_state={"verdict": "no"})
+    assert fork.status == "completed", fork.error
+    assert execs == {"note": 1}
+    assert fork.state["verdict"] == "no" and fork.state["log"] == ["intake", "assess kettle", "noted no"]
+    child = child_of(fork.run_id, 2)
+    row = store.query("SELECT parent_run_id, fork_step, root_run_id, path, status FROM subgraph_runs "
+                      "WHERE run_id = ?", [child])
+    assert row == [(child_of(r.run_id, 2), 2, fork.run_id, "review", "completed")]
+    assert store.query("SELECT parent_run_id, fork_step FROM runs WHERE run_id = ?", [fork.run_id]) == [(r.run_id, 1)]
+    # The fork replays identically, through its shared history.
+    assert replay_run(store, fork.run_id, outer_graph({})).identical
+
+
+def test_fork_at_an_inner_step_with_a_model_answer(store: TraceStore) -> None:
+    execs: dict[str, int] = {}
+    r = Runner(outer_graph(execs), store).run({"topic": "kettle"})
+    fork = Runner(outer_graph(execs), store).fork(r.run_id, "2/review/1", llm_responses={1: "risky"})
+    assert (fork.status, fork.interrupt) == ("waiting", {"approve": "kettle"})
+    done = Runner(outer_graph(execs), store).resume(fork.run_id, "no")
+    assert done.state["log"] == ["intake", "risky", "noted no"]
+
+
+def test_bad_inner_fork_addresses_are_refused(store: TraceStore) -> None:
+    r = Runner(outer_graph({}), store).run({"topic": "kettle"})
+    g = outer_graph({})
+    for at, message in [("2/review", "write STEP"), ("2/intake/1", "does not run 'intake'"),
+                        ("2/review/9", "step 9 is out of range"), ("1/intake/1", "not a subgraph node")]:
+        with pytest.raises(InputError, match=message):
+            Runner(g, store).fork(r.run_id, at)
+    with pytest.raises(InputError, match="state key 'nope'"):
+        Runner(g, store).fork(r.run_id, "2/review/2", set_state={"nope": 1})
+    with pytest.raises(RunStateError, match="fork that run at STEP/review/INNER_STEP"):
+        Runner(review_graph({}), store).fork(child_of(r.run_id, 2), 1)
+    assert store.query("SELECT count(*) FROM wb_runs")[0][0] == 2

@@ -35,6 +35,7 @@ from workbench.recording import Recorder
 from workbench.redact import scrub
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.continuing import load_step_progress, seed_llm_edits
+from workbench.runtime.forking import fork_inside, parse_address, refuse_child
 from workbench.runtime.planner import Planner
 from workbench.runtime.subgraph import (
     ChildLink,
@@ -115,7 +116,7 @@ class Runner:
         """Continue a waiting, paused, failed or interrupted-by-crash run (see :meth:`aresume`)."""
         return _run_sync(self.aresume(run_id, value, **options))
 
-    def fork(self, parent_run_id: str, at_step: int, **options: Any) -> RunResult:
+    def fork(self, parent_run_id: str, at_step: int | str, **options: Any) -> RunResult:
         """Fork a recorded run at a step and run the fork live (see :meth:`afork`)."""
         return _run_sync(self.afork(parent_run_id, at_step, **options))
 
@@ -240,7 +241,7 @@ class Runner:
     async def afork(
         self,
         parent_run_id: str,
-        at_step: int,
+        at_step: int | str,
         *,
         set_state: dict[str, Any] | None = None,
         llm_responses: dict[int, str] | None = None,
@@ -258,9 +259,16 @@ class Runner:
         fork gets instead; calls before it in the same node are served from the recording, calls
         after it are made live. The fork records the current code version, so a fork that ran
         different code is visible. Nothing is recorded when an edit is invalid.
+
+        ``at_step`` may address a step inside a subgraph, ``"3/review/2"`` (see
+        :mod:`workbench.runtime.forking`): the edits then apply to that inner step.
         """
         store = self._require_store()
         parent = store.get_run(parent_run_id)
+        refuse_child(parent)
+        label = str(at_step)
+        # "3/review/2": step 2 inside the child run of subgraph node review at step 3
+        at_step, hops = (at_step, []) if isinstance(at_step, int) else parse_address(at_step)
         if parent["graph"] != self.graph.name:
             raise RunStateError(
                 f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
@@ -272,6 +280,12 @@ class Runner:
             raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
                              "ancestors instead (fork chains are limited to "
                              f"{MAX_FORK_DEPTH} runs)")
+        if hops:
+            inherited = {k: v for k, v in (parent["config"] or {}).items()
+                         if k not in ("paused", "break_before", "break_after")}
+            return await fork_inside(self, parent_run_id, at_step, hops, set_state=set_state,
+                                     llm_responses=llm_responses, break_when=break_when, label=label,
+                                     config=self._with_options(inherited, break_before, break_after, max_steps))
         plan = store.plan(parent_run_id, at_step)
         if plan is None:
             raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
