@@ -440,7 +440,8 @@ def test_interrupt_inside_subgraph(tmp_path: Path) -> None:
         assert r.status == "waiting" and r.interrupt == {"inner": "inner q"}
         assert st.interrupts(r.run_id) == []  # the question belongs to the inner node, in the child run
         rows = st.tree_interrupts(r.run_id)
-        assert [(x["run_id"], x["node"], x["path"]) for x in rows] == [(f"{r.run_id}/1.0.0", "ask_inner", "asker/ask_inner")]
+        assert [(x["run_id"], x["node"], x["path"]) for x in rows] == [
+            (f"{r.run_id}/1.0.0", "ask_inner", "asker/ask_inner")]
     with TraceStore(db_path(tmp_path)) as st:
         done = Runner(_with_sub(execs), st).resume(r.run_id, "from human")
         assert done.status == "completed", done.error

@@ -281,7 +281,7 @@ def test_break_condition_inside_a_subgraph(store: TraceStore) -> None:
 
 def test_bad_breakpoint_path_is_refused(store: TraceStore) -> None:
     g = outer_graph({})
-    with pytest.raises(InputError, match="subgraph 'review' .* has no node 'aprove'"):
+    with pytest.raises(InputError, match=r"subgraph 'review' .* has no node 'aprove'"):
         Runner(g, store).run({}, break_before=["review/aprove"])
     with pytest.raises(InputError, match="node 'intake' is not a subgraph node"):
         Runner(g, store).run({}, break_before=["intake/x"])

@@ -1,7 +1,7 @@
 """Export runs to a portable JSON-lines file, and import such files into another trace store.
 
 The file (``*.jsonl``) is plain data, documented in docs/sql.md: a header line
-``{"format": "workbench-trace", "version": 1, "schema_version": 2, "runs": [...]}`` and then one
+``{"format": "workbench-trace", "version": 1, "schema_version": 3, "runs": [...]}`` and then one
 line per stored row, ``{"table": "runs", "row": {...}}``, with timestamps as epoch microseconds
 (UTC) and JSON columns as JSON. Importing validates every line against the schema before writing
 anything, never executes anything from the file, and is idempotent: runs already in the store
@@ -53,6 +53,13 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
         for ancestor, _ in reversed(store.lineage(rid)):
             if ancestor not in wanted:
                 wanted.append(ancestor)
+    # The subgraph runs under each (child ids extend their caller's), with what they share history with.
+    for rid in list(wanted):
+        for (child,) in store.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ? || '/') "
+                                    "ORDER BY length(run_id), run_id", [rid]):
+            for ancestor, _ in reversed(store.lineage(child)):
+                if ancestor not in wanted:
+                    wanted.append(ancestor)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         header = {"format": FORMAT, "version": VERSION, "schema_version": SCHEMA_VERSION, "runs": wanted}

@@ -26,7 +26,6 @@ from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, 
 
 if TYPE_CHECKING:
     from workbench.runtime.runner import Runner
-    from workbench.store.store import TraceStore
 
 _HOP = re.compile(r"^(?P<node>[^#/]+)(?:#(?P<task>\d+))?$")
 

@@ -108,7 +108,8 @@ def check_path(graph: Graph, name: str, what: str) -> None:
     current = graph
     for i, part in enumerate(parts):
         if part not in current.nodes:
-            where = f"graph {current.name!r}" if i == 0 else f"subgraph {SEP.join(parts[:i])!r} (graph {current.name!r})"
+            where = (f"graph {current.name!r}" if i == 0
+                     else f"subgraph {SEP.join(parts[:i])!r} (graph {current.name!r})")
             raise InputError(f"{what}: {where} has no node {part!r} (nodes: {', '.join(current.nodes)})")
         if i < len(parts) - 1:
             sub = current.nodes[part].subgraph
@@ -327,7 +328,7 @@ def _update_for(parent: Runner, inner: Runner, sub_input: dict[str, Any], result
         if kind == "append" and key in inner.last_extended:
             update[key] = inner.last_extended[key]
         elif kind == "add":
-            update[key] = final - (start.get(key) or 0)
+            update[key] = (final or 0) - (start.get(key) or 0)
         elif kind == "merge" and isinstance(final, dict):
             before = start.get(key) or {}
             update[key] = {k: v for k, v in final.items() if before.get(k) != v}
