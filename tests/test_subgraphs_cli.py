@@ -1,4 +1,4 @@
-"""Subgraphs through the CLI, on the refunds demo (graphs/refunds.py): a question asked inside the
+"""Subgraphs through the CLI, on the warranty demo (graphs/warranty.py): a question asked inside the
 review subgraph, breakpoints by path, show, fork at an inner step, replay, export/import, and a
 process killed inside a subgraph that resumes without re-running the inner steps it finished."""
 
@@ -32,7 +32,7 @@ def as_json(res: subprocess.CompletedProcess[str], code: int = 0) -> Any:
 
 
 def test_question_inside_a_subgraph_from_the_cli(project: Path) -> None:
-    waiting = as_json(wb("run", "refunds", "--input", BIG, "--json", cwd=project), 3)
+    waiting = as_json(wb("run", "warranty", "--input", BIG, "--json", cwd=project), 3)
     assert waiting["status"] == "waiting" and waiting["interrupt"]["question"].startswith("Approve a refund of $120")
     rid = waiting["run_id"]
     runs = as_json(wb("runs", "--json", cwd=project))
@@ -67,14 +67,14 @@ def test_question_inside_a_subgraph_from_the_cli(project: Path) -> None:
 
 
 def test_breakpoints_by_path_from_the_cli(project: Path) -> None:
-    paused = as_json(wb("run", "refunds", "--input", BIG, "--break-before", "review/approve", "--json",
+    paused = as_json(wb("run", "warranty", "--input", BIG, "--break-before", "review/approve", "--json",
                         cwd=project), 3)
     assert paused["status"] == "paused" and paused["paused"]["node"] == "review/approve"
     waiting = as_json(wb("resume", "last", "--json", cwd=project), 3)
     assert waiting["status"] == "waiting"
     done = as_json(wb("resume", "last", "--input", '"no"', "--json", cwd=project))
     assert done["state"]["decision"] == "declined"
-    bad = wb("run", "refunds", "--input", BIG, "--break-before", "review/aprove", cwd=project)
+    bad = wb("run", "warranty", "--input", BIG, "--break-before", "review/aprove", cwd=project)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "subgraph 'review' (graph 'refund_review') has no node 'aprove'" in bad.stderr
     bad_at = wb("fork", done["run_id"], "--at", "2/review", cwd=project)

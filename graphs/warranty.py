@@ -1,4 +1,4 @@
-"""Refund desk — a graph with a subgraph that asks a human.
+"""Warranty claims — a graph with a subgraph that asks a human.
 
 intake (read the amount) → review, a subgraph: assess the request with the model → approve (a
 human decides when the amount is over the limit; smaller ones are approved automatically) →
@@ -30,10 +30,10 @@ class ReviewState(TypedDict):
     notes: Annotated[list[str], append]
 
 
-review = Graph("refund_review", ReviewState, description="assess a refund, have it approved, record the decision")
+_review = Graph("refund_review", ReviewState, description="assess a refund, have it approved, record the decision")
 
 
-@review.node
+@_review.node
 def assess(state: ReviewState, ctx: Any) -> dict[str, Any]:
     answer = ctx.llm([
         {"role": "system", "content": "Assess the risk of this refund request in one short sentence."},
@@ -42,7 +42,7 @@ def assess(state: ReviewState, ctx: Any) -> dict[str, Any]:
     return {"risk": answer.text.strip(), "notes": [f"assessed ${state['amount']:.2f}"]}
 
 
-@review.node
+@_review.node
 def approve(state: ReviewState) -> dict[str, Any]:
     if state["amount"] <= AUTO_APPROVE_LIMIT_USD:
         return {"decision": "approved", "notes": ["approved automatically"]}
@@ -52,12 +52,12 @@ def approve(state: ReviewState) -> dict[str, Any]:
     return {"decision": decision, "notes": [f"{decision} by a human"]}
 
 
-@review.node
+@_review.node
 def record(state: ReviewState) -> dict[str, Any]:
     return {"notes": [f"decision recorded: {state['decision']}"]}
 
 
-review.sequence(START, "assess", "approve", "record", END)
+_review.sequence(START, "assess", "approve", "record", END)
 
 
 class RefundState(TypedDict):
@@ -70,8 +70,8 @@ class RefundState(TypedDict):
     reply: str
 
 
-graph = Graph("refunds", RefundState, max_steps=10, inputs=["message", "customer_id"],
-              description="read a refund request, review it in a subgraph (a human approves large ones), reply")
+graph = Graph("warranty", RefundState, max_steps=10, inputs=["message", "customer_id"],
+              description="read a warranty refund claim, review it in a subgraph (a human approves large ones), reply")
 
 
 @graph.node
@@ -80,7 +80,7 @@ def intake(state: RefundState) -> dict[str, Any]:
     return {"amount": float(found.group(1)) if found else 0.0, "notes": ["request read"]}
 
 
-graph.add_node("review", review)
+graph.add_node("review", _review)  # the subgraph (named with _ so it is not listed on its own)
 
 
 @graph.node
