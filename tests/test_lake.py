@@ -73,6 +73,7 @@ def lake(pg: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
 
 def _json(res: subprocess.CompletedProcess[str]) -> Any:
     assert "Traceback" not in res.stderr, res.stderr
+    assert res.stdout.strip(), (res.returncode, res.stderr)
     return json.loads(res.stdout)
 
 
@@ -227,3 +228,137 @@ def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
+
+
+def _store_with_spool(lake: Lake, spool: str) -> TraceStore:
+    """A store on the lake whose local spool is ``spool`` (another user or configuration on this
+    machine keeps its journals elsewhere)."""
+    os.environ["PGPASSWORD"] = PASSWORD
+    os.environ["WORKBENCH_LAKE_DATA"] = str(lake.data)
+    os.environ["WORKBENCH_SPOOL"] = str(lake.root / spool)
+    return TraceStore(lake.location)
+
+
+def _row(run_id: str, status: str) -> dict[str, Any]:
+    from workbench.store.store import now_us
+
+    return {"run_id": run_id, "graph": "g", "status": status, "started_at": now_us(), "input": "{}",
+            "config": "{}"}
+
+
+def _step(run_id: str, step: int) -> list[tuple[str, dict[str, Any]]]:
+    from workbench.store.store import now_us
+
+    return [("change", {"run_id": run_id, "step": step, "key": "k", "op": "set", "value": json.dumps(step)}),
+            ("plan", {"run_id": run_id, "step": step + 1, "tasks": "[]", "joins": "{}", "created_at": now_us()})]
+
+
+def test_a_process_with_another_spool_on_this_machine_is_not_taken_for_dead(
+        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.errors import RunStateError
+
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    recorder = _store_with_spool(lake, "spool-a")
+    other = _store_with_spool(lake, "spool-b")
+    try:
+        recorder.record_many([("run", _row("R1", "running")), *_step("R1", 0)])
+        recorder.record_many(_step("R1", 1))
+        recorder.flush()
+        positions = other.query("SELECT count(*) FROM wb_journals WHERE starts_with(journal, ?)",
+                                [recorder.owner + "."])[0][0]
+        assert positions >= 1
+        # The other spool holds no journal of the recorder: its heartbeat says it is alive.
+        with pytest.raises(RunStateError, match="being recorded right now"):
+            other.claim("R1", allowed=["running"])
+        other.sweep()
+        # ... and its load positions are kept (dropping them would load its journal twice).
+        assert other.query("SELECT count(*) FROM wb_journals WHERE starts_with(journal, ?)",
+                           [recorder.owner + "."])[0][0] == positions
+        assert other.query("SELECT status, owner FROM wb_runs WHERE run_id = 'R1'") == [("running", recorder.owner)]
+    finally:
+        other.close()
+        recorder.close()
+    check = _store_with_spool(lake, "spool-c")
+    try:
+        assert check.query("SELECT step, count(*) FROM wb_changes WHERE run_id = 'R1' GROUP BY step "
+                           "ORDER BY step") == [(0, 1), (1, 1)]
+    finally:
+        check.close()
+
+
+def test_a_claim_is_a_sign_of_life_before_the_first_batch(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.errors import RunStateError
+
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    setup = _store_with_spool(lake, "spool-setup")
+    setup.record_many([("run", _row("R2", "paused")), *_step("R2", 0)])
+    setup.close()
+    first = _store_with_spool(lake, "spool-first")
+    second = _store_with_spool(lake, "spool-second")
+    try:
+        first.claim("R2", allowed=["paused"])  # running now, nothing loaded by `first` yet
+        with pytest.raises(RunStateError, match="being recorded right now"):
+            second.claim("R2", allowed=["running"])
+    finally:
+        second.close()
+        first.close()
+
+
+def test_maintain_prunes_old_load_positions_and_heartbeats(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_SPOOL", "")
+    store = _store_with_spool(lake, "spool-p")
+    try:
+        store.record_many([("run", _row("R3", "running")), *_step("R3", 0)])
+        for i in range(1, 6):
+            store.record_many(_step("R3", i))
+            store.flush()
+        store._heartbeat()
+        journal = store.journal_id
+        rows = store.query("SELECT count(*) FROM wb_journals WHERE journal = ?", [journal])[0][0]
+        assert rows >= 6
+        position = store.backend.position
+        from workbench.store.maintenance import maintain
+
+        done = maintain(store, keep="1 day")
+        assert any(line.startswith("pruned ") for line in done)
+        assert store.query("SELECT count(*) FROM wb_journals WHERE journal = ?", [journal])[0][0] <= 2
+        with store.backend.connection(write=True) as con:
+            assert position(con, journal) == (6, store._last_position[2])  # type: ignore[index]
+        store.record_many(_step("R3", 6))  # recording goes on from the kept position
+        store.flush()
+    finally:
+        store.close()
+    check = _store_with_spool(lake, "spool-p2")
+    try:
+        assert check.query("SELECT count(*), count(DISTINCT step) FROM wb_changes WHERE run_id = 'R3'") == [(7, 7)]
+    finally:
+        check.close()
+
+
+def test_a_version_2_lake_is_upgraded_for_commands_and_closed_interrupts(lake: Lake) -> None:
+    """Schema 3 (control from inside a node) adds steps.goto and interrupts.closed: a lake made
+    by the previous version is migrated in place, and the new features work on it."""
+    control = str(HERE / "graphs" / "control.py")
+    st = lake.store()
+    try:
+        with st.backend.connection(write=True) as con:  # make it look like a version-2 lake
+            con.execute("ALTER TABLE wb_tasks DROP COLUMN goto")
+            con.execute("ALTER TABLE wb_interrupts DROP COLUMN closed")
+            con.execute("UPDATE wb_meta SET value = '2' WHERE key = 'schema_version'")
+            con.execute("UPDATE wb_meta SET value = 'old' WHERE key = 'views'")
+    finally:
+        st.close()
+    first = _json(lake.cli("run", f"{control}:questions", "--json"))
+    assert first["status"] == "waiting"
+    done = _json(lake.cli("resume", first["run_id"], "--graph", f"{control}:questions", "--interrupt", "1.1.1.0",
+                          "--input", '"Q"', "--close", "1.0.1.0", "--json"))
+    assert done["status"] == "completed" and done["state"]["log"] == ["q got Q", "r", "after q", "after r"]
+    jumped = _json(lake.cli("run", f"{control}:jump", "--input", '{"topic": "t"}', "--json"))
+    _json(lake.cli("resume", jumped["run_id"], "--graph", f"{control}:jump", "--input", '"y"', "--json"))
+    rows = _json(lake.cli("sql", "SELECT interrupt_id, status FROM interrupts WHERE run_id = "
+                          f"'{first['run_id']}' ORDER BY 1", "--format", "json"))
+    assert rows == [{"interrupt_id": "1.0.1.0", "status": "closed"}, {"interrupt_id": "1.1.1.0", "status": "answered"}]
+    goto = _json(lake.cli("sql", "SELECT node, goto FROM steps WHERE goto IS NOT NULL", "--format", "json"))
+    assert goto == [{"node": "ask", "goto": ["yes"]}]
+    version = _json(lake.cli("sql", "SELECT value FROM wb_meta WHERE key = 'schema_version'", "--format", "json"))
+    assert version == [{"value": "3"}]

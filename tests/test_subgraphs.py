@@ -354,3 +354,30 @@ def test_bad_inner_fork_addresses_are_refused(store: TraceStore) -> None:
     with pytest.raises(RunStateError, match="fork that run at STEP/review/INNER_STEP"):
         Runner(review_graph({}), store).fork(child_of(r.run_id, 2), 1)
     assert store.query("SELECT count(*) FROM wb_runs")[0][0] == 2
+
+
+def test_questions_inside_a_subgraph_answered_by_id(store: TraceStore) -> None:
+    g = Graph("outer_by_id", Outer)
+    g.add_node("ask_both", parallel_sub())
+    g.sequence(START, "ask_both", END)
+    r = Runner(g, store).run({})
+    assert [(i["id"], i["node"]) for i in r.interrupts] == [
+        ("1.0.0/1.0.1.0", "ask_both/p"), ("1.0.0/1.1.1.0", "ask_both/q")]
+    assert store.query("SELECT interrupt_id, path, status FROM interrupts ORDER BY interrupt_id") == [
+        ("1.0.0/1.0.1.0", "ask_both/p", "open"), ("1.0.0/1.1.1.0", "ask_both/q", "open")]
+    # q first, by its id; then p, the one left.
+    r = Runner(g, store).resume(r.run_id, "Q", interrupt="1.0.0/1.1.1.0")
+    assert (r.status, r.interrupt) == ("waiting", "question p")
+    done = Runner(g, store).resume(r.run_id, answers={"1.0.0/1.0.1.0": "P"})
+    assert done.status == "completed", done.error
+    assert done.state["log"] == ["p=P", "q=Q"]
+
+
+def test_a_question_inside_a_subgraph_closed_unanswered(store: TraceStore) -> None:
+    g = Graph("outer_close", Outer)
+    g.add_node("ask_both", parallel_sub())
+    g.sequence(START, "ask_both", END)
+    r = Runner(g, store).run({})
+    r = Runner(g, store).resume(r.run_id, "Q", interrupt="1.0.0/1.1.1.0", close=["1.0.0/1.0.1.0"])
+    assert r.status == "completed", r.error
+    assert r.state["log"] == ["q=Q"]

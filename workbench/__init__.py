@@ -2,14 +2,15 @@
 
 The public authoring API::
 
-    from workbench import Graph, START, END, Send, RetryPolicy, append, add, merge, interrupt
+    from workbench import Graph, START, END, Send, Command, Overwrite, RetryPolicy, append, add, merge, interrupt
 """
 
+from workbench.command import Command
 from workbench.context import Context, Event, interrupt
 from workbench.errors import WorkbenchError
 from workbench.graph import END, START, Graph, RetryPolicy, Send
 from workbench.runtime import NO_VALUE, Runner, RunResult, run_graph
-from workbench.state import add, append, custom, merge, replace
+from workbench.state import Overwrite, add, append, custom, merge, replace
 from workbench.store import TraceStore
 from workbench.tools import tool
 
@@ -19,9 +20,11 @@ __all__ = [
     "END",
     "NO_VALUE",
     "START",
+    "Command",
     "Context",
     "Event",
     "Graph",
+    "Overwrite",
     "RetryPolicy",
     "RunResult",
     "Runner",

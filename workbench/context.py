@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import LLMError, LLMRejectedError, WorkbenchError
@@ -103,6 +105,7 @@ class Context:
         run_id: the run's id. graph: the graph's name. step: the superstep number.
         node: this node's name. task: its index within the step. attempt: 1 for the first try.
         error: for a node reached through ``on_error``, a dict describing the failure.
+        first_attempt_started: when the first attempt of this task started (a datetime).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class Context:
         emit: Listener | None,
         error: dict[str, Any] | None = None,
         strict: bool = False,
+        first_started: int | None = None,
     ) -> None:
         self.run_id = run_id
         self.graph = graph
@@ -138,11 +142,20 @@ class Context:
         self._emit = emit
         # In a replay every call must come from the recording: a miss is a divergence.
         self._strict = strict
+        self._first_started = first_started
         self.excluded_s = 0.0
         self.subgraphs: Any = None
         """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
         """Seconds this task spent on workbench's own one-time set-up (importing the model
         library): not counted in the task's recorded duration."""
+
+    @property
+    def first_attempt_started(self) -> datetime:
+        """When this task's first attempt at this step started (UTC), across retries, resumes
+        and crashes — e.g. to give up on a deadline that spans every attempt. It is this
+        attempt's start when no earlier attempt was recorded."""
+        us = self._first_started if self._first_started is not None else time.time_ns() // 1000
+        return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
     # ----------------------------------------------------------------- human input
 

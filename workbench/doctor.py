@@ -19,11 +19,23 @@ TABLES = ["wb_meta", "wb_runs", "wb_tasks", "wb_changes", "wb_supersteps", "wb_l
           "wb_events", "wb_journals"]
 
 _PROBE = """
-import json, sys
+import json, sys, time
 import duckdb
-from workbench.store.database import connect
+from workbench.store.database import classify, connect
+from workbench.store.spool import Spool
 path, tables = sys.argv[1], sys.argv[2:]
-con = connect(path, read_only=True)
+spool = Spool(path + ".spool")
+spool.hold()  # a workbench process has the file open: others wait for it instead of giving up
+deadline = time.monotonic() + 60
+with spool.waiting(reader=True):
+    while True:
+        try:
+            con = connect(path, read_only=True)
+            break
+        except duckdb.Error as exc:
+            if classify(exc) != "locked" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 for t in tables:
     print(json.dumps({"table": t}), flush=True)
     try:

@@ -23,6 +23,10 @@ class InvalidUpdateError(WorkbenchError):
     """A node returned an update that does not fit the state schema, or two branches conflict."""
 
 
+class MergeError(InvalidUpdateError):
+    """A state key's merge rule raised while folding an update in (the message names the key)."""
+
+
 class SerializationError(WorkbenchError):
     """A value cannot be stored as JSON. The message names the key path and the type."""
 

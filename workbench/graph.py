@@ -59,7 +59,11 @@ class RetryPolicy:
 
     ``attempts`` counts the first try. The wait before attempt ``n`` (n >= 2) is
     ``min(initial_delay * backoff ** (n - 2), max_delay)``, scaled by a random factor in
-    [0.5, 1.0] when ``jitter`` is on. Only exceptions in ``retry_on`` are retried.
+    [0.5, 1.0] when ``jitter`` is on. Only errors ``retry_on`` matches are retried: an exception
+    class, a tuple of them, or a function ``error -> bool``.
+
+    A node may have several policies (``retry=[RetryPolicy(...), RetryPolicy(...)]``): the first
+    whose ``retry_on`` matches an error decides whether, and how, that error is retried.
     """
 
     attempts: int = 3
@@ -67,7 +71,33 @@ class RetryPolicy:
     backoff: float = 2.0
     max_delay: float = 30.0
     jitter: bool = True
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_on: Any = (Exception,)
+
+    def matches(self, error: BaseException) -> bool:
+        """Whether this policy is the one for ``error``."""
+        if isinstance(self.retry_on, type) or isinstance(self.retry_on, tuple):
+            return isinstance(error, self.retry_on)
+        return bool(self.retry_on(error))
+
+    def problem(self) -> str | None:
+        """What is wrong with this policy's settings, or None (checked when the node is added)."""
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) or self.attempts < 1:
+            return f"RetryPolicy attempts must be a whole number >= 1, got {self.attempts!r}"
+        for name in ("initial_delay", "backoff", "max_delay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                return f"RetryPolicy {name} must be a number >= 0, got {value!r}"
+        on = self.retry_on
+        classes = on if isinstance(on, tuple) else (on,)
+        if isinstance(on, tuple) or isinstance(on, type):
+            bad = [c for c in classes if not (isinstance(c, type) and issubclass(c, BaseException))]
+            if bad or not classes:
+                return (f"RetryPolicy retry_on must be an exception class, a tuple of them or a function "
+                        f"error -> bool, got {bad[0] if bad else on!r}")
+        elif not callable(on):
+            return (f"RetryPolicy retry_on must be an exception class, a tuple of them or a function "
+                    f"error -> bool, got {type(on).__name__}")
+        return None
 
     def delay(self, next_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before ``next_attempt`` (2 for the first retry)."""
@@ -77,7 +107,16 @@ class RetryPolicy:
         return base
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
-        return attempt < self.attempts and isinstance(error, self.retry_on)
+        """Whether to retry after ``attempt`` (counted within this retry budget) failed."""
+        return attempt < self.attempts and self.matches(error)
+
+
+def policy_for(policies: Sequence[RetryPolicy], error: BaseException) -> RetryPolicy | None:
+    """The first of a node's retry policies that matches ``error`` (None: not retried)."""
+    for policy in policies:
+        if policy.matches(error):
+            return policy
+    return None
 
 
 @dataclass
@@ -87,13 +126,18 @@ class Node:
     name: str
     fn: Callable[..., Any] | None
     subgraph: Graph | None = None
-    retry: RetryPolicy | None = None
+    retry: RetryPolicy | None = None  # the first of ``retries`` (kept for readers of one policy)
     timeout: float | None = None
     on_error: str | None = None
     file: str = ""
     line: int = 0
     is_async: bool = False
     takes_ctx: bool = False
+    retries: tuple[RetryPolicy, ...] = ()
+    # Run only when nothing else is planned (a summary after branches of uneven length).
+    defer: bool = False
+    # Where a Command returned by this node may send the run (checked, drawn, validated).
+    goto: tuple[str, ...] = ()
     # Hash of the node's source as it was when the graph was built (not as the file is now:
     # comparing an old version of a graph with a reloaded one needs each version's own code).
     source_hash: str = ""
@@ -177,12 +221,15 @@ class Graph:
         inputs: Sequence[str] | None = None,
     ) -> None:
         self.name = name
-        self.schema = StateSchema(state)
+        self.file, self.line = _caller_file()
+        try:
+            self.schema = StateSchema(state)
+        except GraphDefinitionError as exc:
+            raise GraphDefinitionError(f"{display_path(self.file)}:{self.line}: graph {name!r}: {exc}") from None
         self.max_steps = max_steps
         self.description = description
         # The keys a run's input is expected to set (the TUI's input form); default: all keys.
         self.inputs = list(inputs) if inputs is not None else self.schema.keys
-        self.file, self.line = _caller_file()
         self.nodes: dict[str, Node] = {}
         self.edges: dict[str, list[str]] = {}
         self.routes: dict[str, Route] = {}
@@ -197,19 +244,26 @@ class Graph:
         fn: Callable[..., Any] | None = None,
         *,
         name: str | None = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
         timeout: float | None = None,
         on_error: str | None = None,
+        goto: Sequence[str] | None = None,
+        defer: bool = False,
     ) -> Any:
         """Add a node; usable as ``@g.node``, ``@g.node(retry=...)`` or ``g.node(fn)``.
 
         The function takes ``(state)`` or ``(state, ctx)``, may be ``async``, and returns a dict
-        of state updates (or None). ``retry`` retries failures, ``timeout`` (seconds) bounds each
-        attempt, ``on_error`` names a node the run goes to when the node still fails.
+        of state updates, a list of them (applied in order), None, or a :class:`Command` (an
+        update plus where to go next). ``retry`` retries failures (one policy, or a list: the
+        first that matches an error applies), ``timeout`` (seconds) bounds each attempt,
+        ``on_error`` names a node the run goes to when the node still fails, ``goto`` declares
+        the nodes a Command may send the run to, and ``defer=True`` holds the node back until no
+        other branch is left to run.
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_node(name or f.__name__, f, retry=retry, timeout=timeout, on_error=on_error)
+            self.add_node(name or f.__name__, f, retry=retry, timeout=timeout, on_error=on_error,
+                          goto=goto, defer=defer)
             return f
 
         if fn is not None:
@@ -221,17 +275,22 @@ class Graph:
         name: str,
         fn: Callable[..., Any] | Graph,
         *,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
         timeout: float | None = None,
         on_error: str | None = None,
+        goto: Sequence[str] | None = None,
+        defer: bool = False,
     ) -> Graph:
-        """Add a node by name: a function, or another Graph used as a subgraph."""
+        """Add a node by name: a function, or another Graph used as a subgraph (options as
+        :meth:`node`)."""
         if name in _RESERVED or not name or name.startswith("__"):
             raise GraphDefinitionError(self._where(name, "this node name is reserved; choose another"))
         if name in self.nodes:
             raise GraphDefinitionError(self._where(name, "a node with this name already exists"))
+        retries = self._retry_policies(name, retry)
+        destinations = self._goto_names(name, goto)
         if isinstance(fn, Graph):
-            node = Node(name, None, subgraph=fn, retry=retry, timeout=timeout, on_error=on_error,
+            node = Node(name, None, subgraph=fn, timeout=timeout, on_error=on_error,
                         file=fn.file, line=fn.line, is_async=True, takes_ctx=True)
         else:
             if not callable(fn):
@@ -246,15 +305,46 @@ class Graph:
                 params = []
             code = getattr(target, "__code__", None)
             node = Node(
-                name, fn, retry=retry, timeout=timeout, on_error=on_error,
+                name, fn, timeout=timeout, on_error=on_error,
                 file=code.co_filename if code else self.file,
                 line=code.co_firstlineno if code else 0,
                 is_async=inspect.iscoroutinefunction(target),
                 takes_ctx=len(params) >= 2,
             )
+        node.retries, node.retry = retries, (retries[0] if retries else None)
+        node.goto, node.defer = destinations, bool(defer)
         self.nodes[name] = node
         self._validated = False
         return self
+
+    def _retry_policies(self, name: str, retry: Any) -> tuple[RetryPolicy, ...]:
+        """A node's ``retry=`` as a tuple of policies; a wrong type is refused here, at build time."""
+        if retry is None:
+            return ()
+        policies = [retry] if isinstance(retry, RetryPolicy) else retry
+        if isinstance(policies, (str, bytes, dict)) or not isinstance(policies, Sequence):
+            raise GraphDefinitionError(self._where(
+                None, f"node {name!r}: retry must be a RetryPolicy or a list of them, got {type(retry).__name__}"))
+        out = []
+        for policy in policies:
+            if not isinstance(policy, RetryPolicy):
+                raise GraphDefinitionError(self._where(
+                    None, f"node {name!r}: retry must be a RetryPolicy or a list of them, got a "
+                          f"{type(policy).__name__} in the list"))
+            problem = policy.problem()
+            if problem:
+                raise GraphDefinitionError(self._where(None, f"node {name!r}: {problem}"))
+            out.append(policy)
+        return tuple(out)
+
+    def _goto_names(self, name: str, goto: Any) -> tuple[str, ...]:
+        if goto is None:
+            return ()
+        names = [goto] if isinstance(goto, str) else goto
+        if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            raise GraphDefinitionError(self._where(
+                None, f"node {name!r}: goto must be a list of node names (or END), got {goto!r}"))
+        return tuple(dict.fromkeys(names))
 
     def edge(self, source: str, target: str) -> Graph:
         """After ``source`` finishes, run ``target`` (``START`` and ``END`` allowed)."""
@@ -303,6 +393,8 @@ class Graph:
             out.extend(route.targets.values())
         out.extend(j.target for j in self.joins if name in j.sources)
         node = self.nodes.get(name)
+        if node and node.goto:
+            out.extend(node.goto)
         if node and node.on_error:
             out.append(node.on_error)
         return list(dict.fromkeys(out))
@@ -334,10 +426,14 @@ class Graph:
             except (OSError, TypeError):
                 router = repr(route.router)
             routes[src] = [sorted(route.targets.items()), hashlib.sha256(router.encode()).hexdigest()[:16]]
-        blob = json.dumps({
+        shape: dict[str, Any] = {
             "nodes": self.node_versions(), "edges": {k: sorted(v) for k, v in self.edges.items()},
             "routes": routes, "joins": [[sorted(j.sources), j.target] for j in self.joins],
-        }, sort_keys=True)
+        }
+        control = {n.name: [sorted(n.goto), n.defer] for n in self.nodes.values() if n.goto or n.defer}
+        if control:  # only when used: graphs without commands keep the hash they had
+            shape["control"] = control
+        blob = json.dumps(shape, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def changed_since(self, recorded: dict[str, str] | None) -> list[str]:
@@ -392,6 +488,8 @@ class Graph:
         for node in self.nodes.values():
             if node.on_error:
                 check_target(node.name, node.on_error, "on_error route")
+            for dst in node.goto:
+                check_target(node.name, dst, "goto")
             if node.subgraph is not None:
                 node.subgraph.validate()
 

@@ -33,11 +33,12 @@ class StepView:
         return [t["node"] for t in self.planned]
 
     def final_tasks(self) -> dict[int, dict[str, Any]]:
-        """Per task index, the row that decided it: its completed attempt, else its last one."""
+        """Per task index, the row that decided it: its completed attempt (or the row saying it
+        was closed unanswered), else its last one."""
         out: dict[int, dict[str, Any]] = {}
         for row in self.tasks:
             cur = out.get(row["task"])
-            if cur is None or cur["status"] != "completed":
+            if cur is None or cur["status"] not in ("completed", "closed"):
                 out[row["task"]] = row
         return out
 
@@ -170,7 +171,7 @@ def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
                t.duration_ms, t.error, l.depth
         FROM run_lineage l JOIN wb_tasks t ON t.run_id = l.ancestor_id
         WHERE l.run_id = ? AND (l.depth = 0 OR t.step <= l.upto_step)
-        ORDER BY t.step, t.task, t.attempt
+        ORDER BY t.step, t.task, t.attempt, t.started_at
         """,
         [run_id],
     )
@@ -192,7 +193,7 @@ def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
                                    "shared": depth > 0})
         r["tasks"].setdefault(task, {"node": node, "status": status})
         cur = r["tasks"][task]
-        if cur["status"] != "completed":
+        if cur["status"] not in ("completed", "closed"):
             cur["status"] = status
         r["attempts"] = max(r["attempts"], attempt)
         if start is not None and (r["start"] is None or start < r["start"]):

@@ -82,17 +82,19 @@ class Recorder:
                        "detail": codec.dumps(detail), "created_at": now_us()}),
         ])
 
-    def claim(self, run_id: str, *, status: str, answer: dict[str, Any] | None, answer_json: str | None,
+    def claim(self, run_id: str, *, status: str, answers: Sequence[tuple[dict[str, Any], str | None]] = (),
               config: dict[str, Any]) -> None:
-        """Take a stopped run over to continue it (exactly once across processes); ``answer``
-        is the open interrupt being answered (its keys), with ``answer_json`` the reply."""
+        """Take a stopped run over to continue it (exactly once across processes). ``answers``
+        settle open interrupts in the same transaction: ``(interrupt, reply JSON)`` answers
+        one, ``(interrupt, None)`` closes it without an answer."""
         if self.store is None:
             return
-        reply = None
-        if answer is not None:
-            reply = {k: answer[k] for k in ("run_id", "step", "task", "attempt", "idx")}
-            reply.update(response=answer_json, resumed_at=now_us())
-        self.store.claim(run_id, allowed=[status], answer=reply, config=codec.dumps(config))
+        replies = []
+        for interrupt, reply_json in answers:
+            reply = {k: interrupt[k] for k in ("run_id", "step", "task", "attempt", "idx")}
+            reply.update(response=reply_json, resumed_at=now_us(), closed=reply_json is None)
+            replies.append(reply)
+        self.store.claim(run_id, allowed=[status], answers=replies, config=codec.dumps(config))
 
     def run_continued(self, run_id: str, config: dict[str, Any]) -> None:
         """A subgraph's child run continues (its caller's run holds the claim)."""
@@ -109,7 +111,7 @@ class Recorder:
                 for key, op, value in changes]
 
     @staticmethod
-    def plan(run_id: str, step: int, tasks: list[dict[str, Any]], joins: dict[str, list[str]]) -> Record:
+    def plan(run_id: str, step: int, tasks: list[dict[str, Any]], joins: dict[str, list[Any]]) -> Record:
         return ("plan", {"run_id": run_id, "step": step, "tasks": codec.fast_dumps(tasks),
                          "joins": codec.fast_dumps(joins), "created_at": now_us()})
 
@@ -129,7 +131,7 @@ class Recorder:
     def task_finished(self, run_id: str, step: int, task: int, node: str, attempt: int, status: str, *,
                       started: int, duration_ms: float, update_json: str | None = None,
                       error: str | None = None, traceback: str | None = None, arg: Any = None,
-                      send: bool = False, defer: list[Record] | None = None) -> None:
+                      send: bool = False, goto_json: str | None = None, defer: list[Record] | None = None) -> None:
         """A node execution ended; with ``defer`` its record waits for the step's commit."""
         if self.store is None:
             return
@@ -137,7 +139,7 @@ class Recorder:
             "run_id": run_id, "step": step, "task": task, "node": node, "attempt": attempt, "status": status,
             "started_at": started, "ended_at": now_us(), "duration_ms": duration_ms, "update": update_json,
             "error": scrub(error) if error else error, "traceback": scrub(traceback) if traceback else traceback,
-            "arg": codec.dumps(arg) if send else None,
+            "arg": codec.dumps(arg) if send else None, "goto": goto_json,
         })
         if defer is not None:
             defer.append(record)
@@ -187,10 +189,10 @@ class Recorder:
             row["error"] = scrub(error)
         self._write([("run_update", row)])
 
-    def run_waiting(self, run_id: str, step: int, node: str, payload: Any) -> None:
+    def run_waiting(self, run_id: str, step: int, node: str, payload: Any, interrupt_id: str | None = None) -> None:
         self._write([
             ("run_update", {"run_id": run_id, "status": "waiting", "last_step": step - 1}),
-            self._event(run_id, step, "interrupt", node, {"payload": payload}),
+            self._event(run_id, step, "interrupt", node, {"payload": payload, "interrupt_id": interrupt_id}),
         ])
 
     def run_paused(self, run_id: str, *, next_step: int, at_step: int, node: str | None, when: str,

@@ -32,19 +32,22 @@ def _edges(graph: Graph, src: str) -> list[tuple[str, str]]:
         out += [(d, "route") for d in dict.fromkeys(route.targets.values())]
     out += [(j.target, "join") for j in graph.joins if src in j.sources]
     node = graph.nodes.get(src)
+    if node is not None:
+        out += [(d, "goto") for d in node.goto]
     if node is not None and node.on_error:
         out.append((node.on_error, "error"))
     return out
 
 
-ARROWS = {"edge": "──▶", "route": "─?▶", "join": "─&▶", "error": "─!▶"}
+ARROWS = {"edge": "──▶", "route": "─?▶", "join": "─&▶", "error": "─!▶", "goto": "─»▶"}
 
 
 def ascii_lines(graph: Graph) -> list[tuple[str, str | None]]:
     """The ASCII drawing as ``(line, node the line belongs to or None)`` pairs.
 
     A box per node, in flow order, with its outgoing edges listed under it: ``──▶`` a plain
-    edge, ``─?▶`` a run-time route (which may fan out), ``─&▶`` a join, ``─!▶`` the error route;
+    edge, ``─?▶`` a run-time route (which may fan out), ``─&▶`` a join, ``─!▶`` the error route,
+    ``─»▶`` a destination a Command returned by the node may choose (``@g.node(goto=[...])``);
     ``↺`` marks an edge that closes a loop. The TUI styles lines by their node.
     """
     order = _order(graph)
@@ -65,8 +68,10 @@ def ascii_lines(graph: Graph) -> list[tuple[str, str | None]]:
         tags = []
         if node.subgraph is not None:
             tags.append(f"subgraph {node.subgraph.name}")
-        if node.retry:
-            tags.append(f"retry×{node.retry.attempts}")
+        if node.retries:
+            tags.append("retry×" + "|".join(str(p.attempts) for p in node.retries))
+        if node.defer:
+            tags.append("deferred")
         if node.timeout:
             tags.append(f"timeout {node.timeout:g}s")
         if node.on_error:
@@ -96,7 +101,7 @@ def to_mermaid(graph: Graph) -> str:
     for name, node in graph.nodes.items():
         shape = f"[[{name}]]" if node.subgraph is not None else f"[{name}]"
         lines.append(f"    {_mid(name)}{shape}")
-    styles = {"edge": "-->", "route": "-.->", "join": "==>", "error": "-.->|error|"}
+    styles = {"edge": "-->", "route": "-.->", "join": "==>", "error": "-.->|error|", "goto": "-.->|goto|"}
     for src in [START, *graph.nodes]:
         for dst, kind in _edges(graph, src):
             lines.append(f"    {_mid(src)} {styles[kind]} {_mid(dst)}")

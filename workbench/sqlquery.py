@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -121,18 +122,33 @@ def export_parquet(store: TraceStore, sql: str, path: str) -> None:
     # Scalar columns keep their type; anything nested travels as JSON.
     spec = {c: (t if t in _SCALAR_TYPES else "JSON") for c, t in zip(result.columns, types, strict=True)}
     rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
-    out = duckdb.connect(":memory:")
+    # The writing instance may touch exactly one file, the output; column names (chosen by the
+    # query) are quoted as identifiers, never pasted as SQL.
+    target = os.path.abspath(path)
+    out = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
+                                             "autoinstall_known_extensions": False})
     try:
+        # (DuckDB writes the file under a temporary name beside it, then renames it.)
+        temporary = os.path.join(os.path.dirname(target), "tmp_" + os.path.basename(target))
+        out.execute("SET allowed_paths = [?, ?]", [target, temporary])
+        out.execute("SET enable_external_access = false")
+        out.execute("SET lock_configuration = true")
         structure = json.dumps({c: ("VARCHAR" if t == "JSON" else t) for c, t in spec.items()})
-        select = ", ".join(f'r."{c}"::JSON AS "{c}"' if t == "JSON" else f'r."{c}"' for c, t in spec.items())
+        select = ", ".join(f"r.{_ident(c)}::JSON AS {_ident(c)}" if t == "JSON" else f"r.{_ident(c)}"
+                           for c, t in spec.items())
         out.execute(f"CREATE TABLE export AS SELECT {select} FROM "
                     f"(SELECT unnest(from_json(?, ?)) AS r)",
                     [json.dumps(rows, default=_json_default, ensure_ascii=False), f"[{structure}]"])
-        out.execute("COPY export TO ? (FORMAT parquet)", [path])
+        out.execute("COPY export TO ? (FORMAT parquet)", [target])
     except duckdb.Error as exc:
         raise InputError(f"export failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
         out.close()
+
+
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a double quote inside is doubled)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _json_default(value: Any) -> Any:

@@ -8,7 +8,11 @@ says how an update from a node combines with the current value:
 * ``append``: the update (an item list) is appended to the list.
 * ``add``: numbers are added.
 * ``merge``: dicts are merged, the update's keys winning.
-* any function ``f(current, update) -> new``: a custom rule.
+* any function ``f(current, update) -> new``: a custom rule (it must take exactly two
+  parameters; a rule that does not is refused when the schema is declared).
+
+Whatever a key's rule, ``Overwrite(value)`` in an update sets the whole value (e.g. to trim a
+message list); two branches overwriting the same key in one superstep is a conflict.
 
 Declare a rule with ``typing.Annotated``::
 
@@ -28,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.errors import InvalidUpdateError
+from workbench.errors import GraphDefinitionError, InvalidUpdateError, MergeError
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,72 @@ merge = MergeRule("merge")
 def custom(fn: Callable[[Any, Any], Any]) -> MergeRule:
     """A merge rule from a function ``fn(current, update) -> new value``."""
     return MergeRule("custom", fn)
+
+
+class Overwrite:
+    """An update value that replaces a key's whole value, whatever its merge rule.
+
+    ``return {"messages": Overwrite(state["messages"][-10:])}`` trims an ``append`` list to its
+    last ten items. Two branches overwriting the same key in one superstep is a conflict (an
+    error naming both); updates later in the step's merge order apply on top of the new value.
+    Recorded in a task's update as ``{"__overwrite__": value}``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Overwrite({self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Overwrite) and other.value == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+#: The recorded form of an :class:`Overwrite` value (a task's ``update`` is JSON).
+OVERWRITE_KEY = "__overwrite__"
+
+
+def encode_update(update: Any) -> Any:
+    """A node's update (a dict, a list of dicts, or None) in its recorded, JSON-able form."""
+    if isinstance(update, list):
+        return [encode_update(u) for u in update]
+    if not isinstance(update, dict):
+        return update
+    return {k: ({OVERWRITE_KEY: v.value} if isinstance(v, Overwrite) else v) for k, v in update.items()}
+
+
+def decode_update(update: Any) -> Any:
+    """The inverse of :func:`encode_update` (a recorded update as the merge takes it)."""
+    if isinstance(update, list):
+        return [decode_update(u) for u in update]
+    if not isinstance(update, dict):
+        return update
+    return {k: (Overwrite(v[OVERWRITE_KEY]) if isinstance(v, dict) and len(v) == 1 and OVERWRITE_KEY in v else v)
+            for k, v in update.items()}
+
+
+def _check_arity(key: str, fn: Callable[..., Any]) -> None:
+    """Refuse a merge rule that cannot be called as ``fn(current, update)``."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        name = getattr(fn, "__name__", repr(fn))
+        positional = [p for p in sig.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+        raise GraphDefinitionError(
+            f"state key {key!r}: merge rule {name}{sig} takes {len(positional)} required parameter(s); "
+            "a merge rule is called as fn(current, update) and must take exactly two"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -140,6 +210,8 @@ class StateSchema:
                 base, *rest = typing.get_args(hint)
                 metadata = tuple(rest)
             rule = _rule_from_metadata(base, metadata)
+            if rule.fn is not None:
+                _check_arity(name, rule.fn)
             default = field_defaults.get(name) or _default_for(base, rule)
             self.channels[name] = Channel(name, base, rule, default)
 
@@ -218,68 +290,113 @@ class StateSchema:
         """Check one node's update on its own: known keys, plausible types, dicts for merge keys."""
         self.check_keys(update, where)
         for key, value in update.items():
+            if isinstance(value, Overwrite):
+                self._check_whole(key, value.value, where)
+                continue
             self.check_type(key, value, where)
             if self.rule(key).kind == "merge" and not isinstance(value, dict):
                 raise InvalidUpdateError(f"{where}: state key {key!r} merges dicts, got {type(value).__name__}")
 
+    def _check_whole(self, key: str, value: Any, where: str) -> None:
+        """Check a value that replaces a key's whole value (an Overwrite, a fork's edit)."""
+        rule = self.rule(key).kind
+        if rule == "append" and not isinstance(value, list):
+            raise InvalidUpdateError(f"{where}: state key {key!r} holds a list, got {type(value).__name__}")
+        if rule == "merge" and value is not None and not isinstance(value, dict):
+            raise InvalidUpdateError(f"{where}: state key {key!r} holds a dict, got {type(value).__name__}")
+        if rule != "append":
+            self.check_type(key, value, where)
+
     def merge(
-        self, state: dict[str, Any], updates: list[tuple[str, dict[str, Any] | None]]
+        self, state: dict[str, Any], updates: list[tuple[str, Any]]
     ) -> tuple[dict[str, Any], list[Change]]:
         """Apply the updates of one superstep, in the given (fixed) order.
 
-        ``updates`` is ``[(node name, update dict or None), ...]``. Returns the new state (a new
-        dict; the old one is left as it was) and the list of changes to store.
+        ``updates`` is ``[(node name, update), ...]``, an update being a dict, a list of dicts
+        (applied in order; later ones may rewrite what earlier ones of the same task wrote) or
+        None. Returns the new state (a new dict; the old one is left as it was) and the list of
+        changes to store.
         """
         new = dict(state)
         writers: dict[str, int] = {}
+        overwriters: dict[str, int] = {}
         extended: dict[str, list[Any]] = {}
+        overwritten: set[str] = set()
         touched: list[str] = []
+
+        def conflict(key: str, first_pos: int, node: str, verb: str) -> InvalidUpdateError:
+            first = updates[first_pos][0]
+            who = f"nodes {first!r} and {node!r}" if first != node else f"two branches of node {node!r}"
+            hint = ("write it from one branch" if verb == "overwrote" else
+                    "give the key a merge rule (e.g. Annotated[list, append]) or write it from one branch")
+            return InvalidUpdateError(f"{who} both {verb} state key {key!r} in the same step; {hint}")
+
         for position, (node, update) in enumerate(updates):
-            if not update:
-                continue
-            if not isinstance(update, dict):
-                raise InvalidUpdateError(
-                    f"node {node!r} returned {type(update).__name__}; a node returns a dict of state updates or None"
-                )
-            self.check_keys(update, f"node {node!r}")
-            for key, value in update.items():
-                rule = self.rule(key)
-                self.check_type(key, value, f"node {node!r}")
-                if rule.kind == "replace":
-                    if key in writers:
-                        first = updates[writers[key]][0]
-                        who = (f"nodes {first!r} and {node!r}" if first != node
-                               else f"two branches of node {node!r}")
-                        raise InvalidUpdateError(
-                            f"{who} both wrote state key {key!r} in the same step; give the key a merge "
-                            "rule (e.g. Annotated[list, append]) or write it from one branch"
-                        )
-                    writers[key] = position
-                    new[key] = value
-                elif rule.kind == "append":
-                    items = value if isinstance(value, list) else [value]
-                    new[key] = [*(new.get(key) or []), *items]
-                    extended.setdefault(key, []).extend(items)
-                elif rule.kind == "add":
-                    new[key] = (new.get(key) or 0) + value
-                elif rule.kind == "merge":
-                    if not isinstance(value, dict):
-                        raise InvalidUpdateError(
-                            f"node {node!r}: state key {key!r} merges dicts, got {type(value).__name__}"
-                        )
-                    new[key] = {**(new.get(key) or {}), **value}
-                else:
-                    assert rule.fn is not None
-                    new[key] = rule.fn(new.get(key), value)
-                if key not in touched:
-                    touched.append(key)
+            parts = update if isinstance(update, list) else [update]
+            for part in parts:
+                if not part:
+                    continue
+                if not isinstance(part, dict):
+                    what = (f"a list holding a {type(part).__name__}" if isinstance(update, list)
+                            else type(part).__name__)
+                    raise InvalidUpdateError(
+                        f"node {node!r} returned {what}; a node returns a dict of state updates (or a list "
+                        "of them) or None"
+                    )
+                self.check_keys(part, f"node {node!r}")
+                for key, value in part.items():
+                    rule = self.rule(key)
+                    if isinstance(value, Overwrite):
+                        self._check_whole(key, value.value, f"node {node!r}")
+                        if overwriters.get(key, position) != position:
+                            raise conflict(key, overwriters[key], node, "overwrote")
+                        if rule.kind == "replace" and writers.get(key, position) != position:
+                            raise conflict(key, writers[key], node, "wrote")
+                        overwriters[key] = writers[key] = position
+                        new[key] = value.value
+                        overwritten.add(key)
+                        extended.pop(key, None)
+                    elif rule.kind == "replace":
+                        self.check_type(key, value, f"node {node!r}")
+                        if writers.get(key, position) != position:
+                            raise conflict(key, writers[key], node, "wrote")
+                        writers[key] = position
+                        new[key] = value
+                    else:
+                        self.check_type(key, value, f"node {node!r}")
+                        new[key] = self._fold(rule, key, node, new.get(key), value, extended)
+                    if key not in touched:
+                        touched.append(key)
         changes: list[Change] = []
         for key in touched:
-            if key in extended and self.rule(key).kind == "append":
+            if key in extended and key not in overwritten and self.rule(key).kind == "append":
                 changes.append((key, "extend", extended[key]))
             else:
                 changes.append((key, "set", new[key]))
         return new, changes
+
+    @staticmethod
+    def _fold(rule: MergeRule, key: str, node: str, current: Any, value: Any,
+              extended: dict[str, list[Any]]) -> Any:
+        """One update folded into a key with a merge rule (not replace)."""
+        if rule.kind == "append":
+            items = value if isinstance(value, list) else [value]
+            extended.setdefault(key, []).extend(items)
+            return [*(current or []), *items]
+        if rule.kind == "merge":
+            if not isinstance(value, dict):
+                raise InvalidUpdateError(f"node {node!r}: state key {key!r} merges dicts, got {type(value).__name__}")
+            return {**(current or {}), **value}
+        try:
+            if rule.kind == "add":
+                return (current or 0) + value
+            assert rule.fn is not None
+            return rule.fn(current, value)
+        except Exception as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            raise MergeError(f"merge rule {rule!r} of state key {key!r} failed on the update of node "
+                             f"{node!r}: {what}") from exc
 
     def view(self, state: dict[str, Any]) -> Any:
         """The object a node receives: a dict, or an instance of the dataclass/Pydantic schema."""

@@ -104,6 +104,10 @@ def _check_value(where: str, name: str, sql_type: str, value: Any, required: boo
         if sql_type == "TS" and not 0 <= value <= _MAX_TS:
             raise InputError(f"{where}: timestamp {name!r} is out of range")
         return value
+    if sql_type == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: column {name!r} must be true or false")
+        return value
     if sql_type == "DOUBLE":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value \
                 or value in (float("inf"), float("-inf")):

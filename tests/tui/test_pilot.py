@@ -506,6 +506,36 @@ async def test_invalid_json_answer_shows_an_error_and_keeps_the_modal(project: P
         assert final_state(app, waiting.run_id)["decision"] == {"ok": True, "n": 2}
 
 
+async def test_parallel_questions_are_chosen_by_id_answered_and_closed(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = make_project(tmp_path / "panel", ["panel"])
+    monkeypatch.chdir(proj.root)
+    waiting = proj.run("panel", {"topic": "logo"})
+    assert [i["id"] for i in waiting.interrupts] == ["1.0.1.0", "1.1.1.0"]
+    async with opened(proj) as (app, pilot):
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen), what="the human-input modal")
+        modal = app.screen
+        assert modal.interrupt_id == "1.0.1.0" and modal.node == "legal"
+        which = modal.query_one("#which", OptionList)
+        assert [o.split("  ")[0] for o in options(which)] == ["1.0.1.0", "1.1.1.0"]
+        which.focus()
+        await pilot.press("home", "down", "enter")  # the second question: design's
+        await settle(pilot, lambda: modal.interrupt_id == "1.1.1.0", what="the second question")
+        assert "design" in plain(modal.query_one("#payload").content)
+        await pilot.press(*"yes", "enter")
+        # The run waits again, for legal's question only: the dialog comes back for it.
+        await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen) and app.screen is not modal
+                     and not busy(app), what="the modal for the question left")
+        assert app.screen.interrupt_id == "1.0.1.0" and not app.screen.query("#which")
+        assert run_row(app, waiting.run_id)["status"] == "waiting"
+        await pilot.press("ctrl+n")  # close it unanswered
+        await wait_run(pilot, "completed", waiting.run_id)
+        assert final_state(app, waiting.run_id)["votes"] == ["design: yes"]
+        statuses = db_query(app, "SELECT interrupt_id, status FROM interrupts ORDER BY interrupt_id")
+        assert [tuple(r) for r in statuses] == [("1.0.1.0", "closed"), ("1.1.1.0", "answered")]
+
+
 # ---------------------------------------------------------------------- 6. run history
 
 

@@ -89,7 +89,8 @@ def progress_listener(console: Any, changed: list[str] | None = None, at: int | 
             console.print(f"fork {event.run_id} of {event.data['parent']}, running from step {at}{note}")
         if event.kind == "task_finished":
             status = event.data["status"]
-            mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]"}.get(status, "·")
+            mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]",
+                    "cancelled": "[dim]⊘[/]", "closed": "[dim]⊘[/]"}.get(status, "·")
             attempt = f" (attempt {event.data['attempt']})" if event.data["attempt"] > 1 else ""
             err = f"  [red]{short(event.data['error'], 70)}[/]" if event.data.get("error") else ""
             console.print(f"  step {event.step:>3}  {mark} {event.node:<18} {event.data['duration_ms']:8.1f} ms"
@@ -116,9 +117,16 @@ def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None) 
         console.print(f"[green]run {rid} completed[/] after step {result.step}")
         print_json(console, result.to_json()["state"])
     elif result.status == "waiting":
-        console.print(f"[yellow]run {rid} is waiting for input[/] at step {result.step}:")
+        console.print(f"[yellow]run {rid} is waiting for input[/] at step {result.step}"
+                      + (f" (interrupt {result.interrupt_id}):" if result.interrupt_id else ":"))
         print_json(console, result.to_json()["interrupt"])
+        for other in result.interrupts[1:]:
+            console.print(f"also open: interrupt {other['id']} at {other['node']}: {short(other['payload'], 60)}",
+                          markup=False)
         console.print(f"answer it with: workbench resume {rid}{graph_option(graph_ref)} --input 'JSON'")
+        if len(result.interrupts) > 1:
+            console.print("or choose: --interrupt ID --input 'JSON', --answers '{\"ID\": JSON, ...}', --close ID",
+                          markup=False)
     elif result.status == "paused":
         p = result.paused or {}
         where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"

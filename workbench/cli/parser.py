@@ -45,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("resume", help="continue a waiting, paused, failed or crashed run")
     sp.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix, or 'last'")
-    sp.add_argument("--input", metavar="JSON", help="the answer to the open interrupt (any JSON value)")
+    sp.add_argument("--input", metavar="JSON",
+                    help="the answer to the oldest open interrupt, or to --interrupt ID (any JSON value)")
+    sp.add_argument("--interrupt", metavar="ID", help="answer this open interrupt (ids: 'workbench show RUN')")
+    sp.add_argument("--answers", metavar="JSON",
+                    help='answer several open interrupts at once: {"ID": answer, ...} (or @file)')
+    sp.add_argument("--close", action="append", metavar="ID",
+                    help="close this open interrupt without an answer: its task is dropped (repeatable)")
     limit_opt(sp)
     graph_opt(sp)
     db_opt(sp)

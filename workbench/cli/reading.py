@@ -89,8 +89,9 @@ def cmd_show_step(args: argparse.Namespace) -> int:
             console.print(f"  tool {c['model']}({short(c['messages'], 40)}) → "
                           f"{short(c['error'] or c['response'], 50)}", markup=False)
     for intr in view.interrupts:
-        console.print(f"  interrupt: {short(intr['payload'], 60)} → {short(intr['response'], 40)}",
-                      markup=False)
+        outcome = {"open": "open", "closed": "closed unanswered"}.get(intr["status"], short(intr["response"], 40))
+        console.print(f"  interrupt {intr['interrupt_id']} ({intr['node']}): {short(intr['payload'], 60)} → "
+                      f"{outcome}", markup=False)
     return EXIT_OK
 
 
@@ -136,6 +137,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     table.add_column("update / error", overflow="ellipsis", no_wrap=True)
     for s in nested:
         detail = s["error"] if s["error"] else short(s["update"] if s["update"] is not None else "", 70)
+        if s.get("goto"):
+            detail = f"{detail} → goto {short(s['goto'], 40)}".strip()
         color = {"completed": "green", "failed": "red", "interrupted": "yellow"}.get(s["status"], "white")
         # A subgraph's steps are indented under the task that ran it, addressed as fork --at takes them.
         node = "  " * s["depth"] + s["path"]
@@ -167,9 +170,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print("[bold]tool calls[/]")
         console.print(tt)
     for i in interrupts:
-        answered = f"answered {short(i['response'], 50)}" if i["resumed_at"] else "[yellow]open[/]"
-        console.print(f"interrupt at step {i['step']} ({i.get('path') or i['node']}): {short(i['payload'], 60)} — "
-                      f"{answered}")
+        answered = {"open": "[yellow]open[/]", "closed": "[dim]closed unanswered[/]"}.get(
+            i["status"], f"answered {short(i['response'], 50)}")
+        console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({i.get('path') or i['node']}): "
+                      f"{short(i['payload'], 60)} — {answered}")
     if run["error"]:
         console.print(f"[red]error:[/] {run['error']}")
     return EXIT_OK

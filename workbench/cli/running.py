@@ -46,11 +46,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from workbench.runtime import NO_VALUE, Runner
 
     value = parse_json(args.input, "--input") if args.input is not None else NO_VALUE
+    answers = parse_json(args.answers, "--answers") if args.answers is not None else None
+    if answers is not None and not isinstance(answers, dict):
+        raise UsageError('--answers must be a JSON object of interrupt ids and answers: {"ID": answer, ...}')
+    if args.interrupt is not None and args.input is None:
+        raise UsageError(f"--interrupt {args.interrupt}: give the answer with --input JSON")
     with open_store(args) as store:
         run_id = store.resolve_run_id(args.run_id)
         graph = graph_for(store, run_id, args.graph)
         listener = None if args.json else progress_listener(make_console())
-        result = Runner(graph, store, listener=listener).resume(run_id, value, max_steps=args.max_steps)
+        result = Runner(graph, store, listener=listener).resume(
+            run_id, value, max_steps=args.max_steps, interrupt=args.interrupt, answers=answers,
+            close=args.close or ())
         return report(args, result, args.graph)
 
 

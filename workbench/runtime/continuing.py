@@ -8,45 +8,95 @@ up to the edited one, with the new answer.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workbench.context import RecordedCall
 from workbench.errors import InputError
 from workbench.recording import Record, Recorder
-from workbench.runtime.types import ActiveRun, Outcome, TaskResume
+from workbench.runtime.commands import recorded_outcome
+from workbench.runtime.types import ActiveRun, TaskResume
 from workbench.store.reader import StoreReader
 
 
-def load_step_progress(run: ActiveRun, store: StoreReader, interrupts: list[dict[str, Any]]) -> None:
-    """Which tasks of the run's current step already finished, and where the others stand."""
+def load_step_progress(run: ActiveRun, store: StoreReader, interrupts: list[dict[str, Any]], *,
+                       resumed_from: str = "") -> dict[int, int]:
+    """Which tasks of the run's current step already finished, and where the others stand.
+
+    A task whose open interrupt was closed is dropped from the step. A failed task runs its
+    next attempt; when the run itself failed (``resumed_from="failed"``) that attempt starts a
+    fresh retry budget, and the returned ``{task: first attempt of the new budget}`` is recorded
+    with the ``resumed`` event, so the budget survives a crash or a pause within it.
+    """
     rows = store.tasks(run.run_id, run.step)
     calls = store.llm_calls(run.run_id, run.step)
     for i in interrupts:
         run.known_interrupts.add((i["step"], i["task"], i["attempt"], i["idx"]))
+    budgets = _budgets(store, run)
+    fresh: dict[int, int] = {}
     for idx in range(len(run.plan)):
         mine = [r for r in rows if r["task"] == idx]
         done = [r for r in mine if r["status"] == "completed"]
         if done:
-            run.completed[idx] = Outcome("completed", update=done[0]["update"])
+            run.completed[idx] = recorded_outcome(done[0])
             continue
         my_calls = [c for c in calls if c["task"] == idx]
         attempt = max([r["attempt"] for r in mine] + [c["attempt"] for c in my_calls] + [1])
         next_seq = max([c["seq"] for c in my_calls] + [-1]) + 1
+        first = min((_epoch_us(r["started_at"]) for r in mine if r["started_at"] is not None), default=None)
         last = mine[-1] if mine else None
         if last is not None and last["status"] == "failed" and last["attempt"] == attempt:
-            run.resume[idx] = TaskResume(attempt + 1, [], [], next_seq)
+            if resumed_from == "failed":
+                fresh[idx] = budgets[idx] = attempt + 1
+            run.resume[idx] = TaskResume(attempt + 1, [], [], next_seq, budgets.get(idx, 1), first)
             continue
         # Answers belong to the attempt that asked: a retried node asks again.
-        answers = [
-            i["response"] for i in interrupts
-            if i["step"] == run.step and i["task"] == idx and i["attempt"] == attempt
-            and i["resumed_at"] is not None
-        ]
+        mine_asked = [i for i in interrupts if i["step"] == run.step and i["task"] == idx and i["attempt"] == attempt]
+        if any(i["closed"] for i in mine_asked):
+            run.closed[idx] = last is None or last["status"] != "closed"
+        answers = [i["response"] for i in mine_asked if i["resumed_at"] is not None and not i["closed"]]
         recorded = [
             RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
             for c in my_calls if c["attempt"] == attempt
         ]
-        run.resume[idx] = TaskResume(attempt, answers, recorded, next_seq)
+        run.resume[idx] = TaskResume(attempt, answers, recorded, next_seq, budgets.get(idx, 1), first)
+    return fresh
+
+
+def _budgets(store: StoreReader, run: ActiveRun) -> dict[int, int]:
+    """The first attempt of each task's current retry budget at this step, as earlier resumes
+    of the failed run recorded them (a task without one counts from attempt 1)."""
+    out: dict[int, int] = {}
+    for event in store.events(run.run_id):
+        detail = event.get("detail") or {}
+        if event["kind"] == "resumed" and event["step"] == run.step and isinstance(detail, dict):
+            out.update({int(k): int(v) for k, v in (detail.get("fresh_retries") or {}).items()})
+    return out
+
+
+def settled_detail(settled: list[tuple[dict[str, Any], str | None]], fresh: dict[int, int]) -> dict[str, Any]:
+    """What a resume settled, for its ``resumed`` event: interrupts answered and closed, and
+    the tasks given a fresh retry budget."""
+    out: dict[str, Any] = {}
+    answered = [row["interrupt_id"] for row, reply in settled if reply is not None]
+    closed = [row["interrupt_id"] for row, reply in settled if reply is None]
+    if answered:
+        out["answered"] = answered
+    if closed:
+        out["closed"] = closed
+    if fresh:
+        out["fresh_retries"] = {str(k): v for k, v in fresh.items()}
+    return out
+
+
+def _epoch_us(value: Any) -> int:
+    if isinstance(value, datetime):
+        naive = value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+        return (naive - _EPOCH) // timedelta(microseconds=1)
+    return int(value)
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def final_calls(store: StoreReader, run_id: str, step: int) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ class Planner:
         self.schema = schema
 
     def next(
-        self, finished: Sequence[tuple[TaskSpec, Outcome]], state: dict[str, Any], joins: dict[str, list[str]]
-    ) -> tuple[list[TaskSpec], dict[str, list[str]]]:
+        self, finished: Sequence[tuple[TaskSpec, Outcome]], state: dict[str, Any], joins: dict[str, list[Any]]
+    ) -> tuple[list[TaskSpec], dict[str, list[Any]]]:
         """The next plan and the join bookkeeping after it."""
         joins = {k: list(v) for k, v in joins.items()}
         plan: list[TaskSpec] = []
@@ -50,8 +50,15 @@ class Planner:
                 assert handler is not None
                 add(handler, {"node": src, "type": type(outcome.error).__name__, "message": outcome.message})
                 continue
+            if outcome.status != "completed":  # a task closed unanswered: its branch ends here
+                continue
             for dst in self.graph.edges.get(src, []):
                 add(dst)
+            for target in outcome.goto or ():  # a Command's destinations (checked when returned)
+                if isinstance(target, Send):
+                    plan.append(TaskSpec(target.node, target.arg, send=True))
+                else:
+                    add(target)
             route = self.graph.routes.get(src)
             if route is not None:
                 if view is None:
@@ -74,7 +81,7 @@ class Planner:
                     if set(seen) >= set(join.sources):
                         add(join.target)
                         joins.pop(key)
-        return plan, joins
+        return hold_deferred(self.graph, plan, joins)
 
     def route(self, router: Any, targets: dict[str, str], src: str, view: Any) -> list[str | Send]:
         """Call a router and check what it returned against the targets it declared."""
@@ -106,6 +113,33 @@ class Planner:
                 raise RoutingError(f"{where()}: returned unknown node {item!r} "
                                    f"(declared targets: {_names(targets)})")
         return out
+
+
+DEFERRED = "deferred"
+"""The key, in a plan's join bookkeeping, of the deferred tasks held back for later."""
+
+
+def hold_deferred(graph: Graph, plan: list[TaskSpec], joins: dict[str, list[Any]]
+                  ) -> tuple[list[TaskSpec], dict[str, list[Any]]]:
+    """Hold tasks of deferred nodes back while anything else is planned.
+
+    A deferred node (``@g.node(defer=True)``) runs only when no other branch has work left:
+    reached while other tasks are planned, it waits (recorded with the plan, under the
+    ``deferred`` key of its joins) and runs in the first step where nothing else would.
+    """
+    held = [TaskSpec.from_json(t) for t in joins.pop(DEFERRED, [])]
+    if not held and not any(graph.nodes[t.node].defer for t in plan):
+        return plan, joins
+    now: list[TaskSpec] = []
+    for task in plan:
+        if not graph.nodes[task.node].defer:
+            now.append(task)
+        elif task.send or task.error is not None or all(h.send or h.node != task.node for h in held):
+            held.append(task)  # a plain deferred node waits once, however often it is reached
+    if not now:
+        return held, joins
+    joins[DEFERRED] = [t.to_json() for t in held]
+    return now, joins
 
 
 def _names(names: Iterable[str]) -> str:

@@ -12,6 +12,7 @@ was recorded as completed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import traceback
@@ -24,18 +25,22 @@ from workbench.errors import (
     InputError,
     InvalidUpdateError,
     LLMRejectedError,
+    RoutingError,
     RunStateError,
     SerializationError,
     StepLimitError,
     StoreError,
     WorkbenchError,
 )
-from workbench.graph import START, Graph, display_path
+from workbench.graph import START, Graph, display_path, policy_for
 from workbench.recording import Recorder
 from workbench.redact import scrub
 from workbench.runtime.calls import call_node, describe
-from workbench.runtime.continuing import load_step_progress, seed_llm_edits
+from workbench.runtime.commands import read_result
+from workbench.runtime.concurrency import run_all
+from workbench.runtime.continuing import load_step_progress, seed_llm_edits, settled_detail
 from workbench.runtime.forking import fork_inside, parse_address, refuse_child
+from workbench.runtime.interrupts import open_interrupt, settle
 from workbench.runtime.planner import Planner
 from workbench.runtime.subgraph import (
     ChildLink,
@@ -43,9 +48,8 @@ from workbench.runtime.subgraph import (
     SubgraphStopped,
     calling_host,
     check_path,
-    describe_open,
-    open_interrupts,
     split_break_when,
+    tree_interrupts,
 )
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
 from workbench.state import Change, apply_changes
@@ -53,7 +57,7 @@ from workbench.store.store import TraceStore, now_us
 
 # Errors that a retry cannot fix: the same code and input fail the same way (a model call every
 # provider refused — bad credentials, bad request — fails the same way too).
-_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError)
+_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError, RoutingError)
 
 # A fork shares its ancestors' history through a chain of parents; the store's lineage view
 # follows at most this many links.
@@ -176,11 +180,17 @@ class Runner:
         break_before: Iterable[str] | None = None,
         break_after: Iterable[str] | None = None,
         max_steps: int | None = None,
+        interrupt: str | None = None,
+        answers: dict[str, Any] | None = None,
+        close: Iterable[str] = (),
     ) -> RunResult:
         """Continue a run recorded in the store.
 
         A *waiting* run needs ``value``: it answers the oldest open interrupt, and the node that
-        asked is run again from its top, where :func:`interrupt` now returns ``value``. A
+        asked is run again from its top, where :func:`interrupt` now returns ``value``.
+        ``interrupt=ID`` answers that interrupt instead; ``answers={ID: value, ...}`` answers
+        several at once; ``close=[ID, ...]`` closes interrupts without an answer (the task that
+        asked is dropped, its finished siblings are kept). A
         *paused* run continues from its breakpoint. A *failed* run re-runs the tasks that failed
         (its finished siblings are not run again); one that hit its step limit needs a higher
         ``max_steps``. A *running* run whose process died continues from its last committed
@@ -200,26 +210,14 @@ class Runner:
                                 "conversation with a new run")
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
-        open_ones = open_interrupts(store, run_id)  # its subgraphs' questions too
-        answer: dict[str, Any] | None = None
-        answer_json: str | None = None
-        if status == "waiting" and open_ones:
-            if value is NO_VALUE:
-                raise RunStateError(
-                    f"run {run_id} is waiting for input at {describe_open(open_ones[0])}; resume it with --input JSON"
-                )
-            try:
-                answer_json = codec.dumps(value, "resume value")
-            except SerializationError as exc:
-                raise InputError(str(exc)) from None
-            answer = open_ones[0]
-        elif value is not NO_VALUE:
-            raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without --input")
+        # The open questions of its subgraphs' runs too, oldest first (runtime/subgraph.py).
+        settled = settle(run_id, status, tree_interrupts(store, run_id), value, interrupt=interrupt,
+                         answers=answers, close=close)
 
         config = self._with_options(rec["config"] or {}, break_before, break_after, max_steps)
         paused = config.pop("paused", None) or {}
         # Exactly once: of two processes resuming (or answering) this run at once, one gets it.
-        self.recorder.claim(run_id, status=status, answer=answer, answer_json=answer_json, config=config)
+        self.recorder.claim(run_id, status=status, answers=settled, config=config)
         committed = store.last_committed_step(run_id)
         step = committed + 1
         plan = store.plan(run_id, step)
@@ -233,8 +231,8 @@ class Runner:
         # before, a waiting one when its tasks ran (answering must not pause there again).
         run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
                                                   and paused.get("step") == step)
-        load_step_progress(run, store, store.interrupts(run_id))
-        self.recorder.event(run_id, step, "resumed", None, {"from": status})
+        fresh = load_step_progress(run, store, store.interrupts(run_id), resumed_from=status)
+        self.recorder.event(run_id, step, "resumed", None, {"from": status, **settled_detail(settled, fresh)})
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
         return await self._execute(run)
 
@@ -344,17 +342,19 @@ class Runner:
                                  {"nodes": [t.node for t in run.plan]}))
             if self._replay is not None:
                 self._replay.before_step(run.step, run.plan)
+                run.closed = self._replay.closed_tasks(run.step)
             outcomes = await self._run_step(run)
             if self._replay is not None:
                 self._replay.check_outcomes(run.step, run.plan, outcomes)
 
-            waiting = [(i, o) for i, o in enumerate(outcomes) if o.status == "interrupted"]
-            asking = [(i, o) for i, o in waiting if o.paused is None]
+            stopped = [o for o in outcomes if o.status == "interrupted"]
+            asking = [o for o in stopped if o.paused is None]
             if asking:
-                i, o = asking[0]
-                return self._wait(run, o.interrupt, o.where or run.plan[i].node)
-            if waiting:  # a subgraph paused at a breakpoint inside it
-                paused = waiting[0][1].paused or {}
+                # A subgraph that waits passes up every open question of its run (asked_all).
+                asked = [a for o in asking for a in (o.asked_all or ([o.asked] if o.asked else []))]
+                return self._wait(run, asked)
+            if stopped:  # a subgraph paused at a breakpoint inside it
+                paused = stopped[0].paused or {}
                 return self._pause(run, paused.get("when", "before"), paused.get("node"), at_step=run.step)
             failed = [(run.plan[i], o) for i, o in enumerate(outcomes) if o.status == "failed"]
             unhandled = [(t, o) for t, o in failed if not self.graph.nodes[t.node].on_error]
@@ -389,7 +389,7 @@ class Runner:
                                  {"nodes": [t.node for t in finished], "next": [t.node for t in plan]}))
             done_step = run.step
             run.step += 1
-            run.completed, run.resume = {}, {}
+            run.completed, run.resume, run.closed = {}, {}, {}
             hit_after = [t.node for t in finished if t.node in break_after]
             if hit_after:
                 return self._pause(run, "after", hit_after[0], at_step=done_step)
@@ -411,29 +411,36 @@ class Runner:
             async with sem:
                 return await self._run_task(run, i, spec, parallel=True)
 
-        return list(await asyncio.gather(*(guarded(i, s) for i, s in enumerate(run.plan))))
+        def fatal(i: int, outcome: Outcome) -> bool:  # the step fails whatever the siblings do
+            return outcome.status == "failed" and not self.graph.nodes[run.plan[i].node].on_error
+
+        jobs = [functools.partial(guarded, i, s) for i, s in enumerate(run.plan)]
+        return await run_all(jobs, fatal=fatal, cancelled=lambda i: Outcome("cancelled"))
 
     async def _run_task(self, run: ActiveRun, idx: int, spec: TaskSpec, *, parallel: bool) -> Outcome:
         if idx in run.completed:
             return run.completed[idx]
-        node = self.graph.nodes[spec.node]
         resume = run.resume.get(idx)
+        if idx in run.closed:
+            if run.closed[idx]:  # recorded once, by the resume that closed it
+                self.recorder.task_finished(run.run_id, run.step, idx, spec.node, resume.attempt if resume else 1,
+                                            "closed", started=now_us(), duration_ms=0.0, arg=spec.arg,
+                                            send=spec.send)
+            return Outcome("closed")
+        node = self.graph.nodes[spec.node]
         attempt = resume.attempt if resume else 1
+        budget_from = resume.budget_from if resume else 1
+        first_started = resume.first_started if resume else None
         while True:
-            ctx = self._make_context(run, idx, spec, attempt, resume)
-            resume = None  # a retry starts fresh: new model calls, no served answers
             started, t0 = now_us(), time.perf_counter()
+            first_started = first_started or started
+            ctx = self._make_context(run, idx, spec, attempt, resume, first_started)
+            resume = None  # a retry starts fresh: new model calls, no served answers
             try:
                 value = spec.arg if spec.send else self.schema.view(run.state)
                 sub = ctx.subgraphs.call_node(node, value) if node.subgraph is not None else None
-                result = await call_node(node, value, ctx, parallel=parallel, subgraph=sub)
-                if result is not None and not isinstance(result, dict):
-                    raise InvalidUpdateError(
-                        f"node {node.name!r} returned {type(result).__name__}; return a dict of state updates or None"
-                    )
-                if result:
-                    self.schema.validate_update(result, f"node {node.name!r}")
-                update_json = codec.fast_dumps(result, f"node {node.name!r} update") if result else None
+                result = read_result(self.graph, node, await call_node(node, value, ctx, parallel=parallel,
+                                                                       subgraph=sub))
                 if self._replay is not None:
                     ctx.check_all_served()
             except ReplayDivergence as div:
@@ -443,13 +450,17 @@ class Runner:
             except InterruptSignal as sig:
                 return self._record_interrupt(run, idx, spec, attempt, started, t0, ctx, sig)
             except asyncio.CancelledError:
+                # A sibling failed (or the run was stopped): this attempt is not completed, and
+                # runs again when the run is resumed.
+                self._task_finished(run, idx, spec, attempt, "cancelled", started, t0, ctx)
                 raise
             except Exception as exc:
                 message = describe(exc)
                 self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=message,
                                     tb=scrub(traceback.format_exc()))
-                policy = node.retry
-                if policy and not isinstance(exc, _NOT_RETRYABLE) and policy.should_retry(exc, attempt):
+                policy = policy_for(node.retries, exc)  # the first that matches; attempts count per budget
+                if policy and not isinstance(exc, _NOT_RETRYABLE) and policy.should_retry(
+                        exc, attempt - budget_from + 1):
                     attempt += 1
                     self._emit(Event("task_retrying", run.run_id, run.step, node.name,
                                      {"attempt": attempt, "error": message}))
@@ -458,25 +469,25 @@ class Runner:
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
-            self._task_finished(run, idx, spec, attempt, "completed", started, t0, ctx, update_json=update_json,
-                                defer=not parallel)
-            return Outcome("completed", update=result)
+            self._task_finished(run, idx, spec, attempt, "completed", started, t0, ctx,
+                                update_json=result.update_json, goto_json=result.goto_json, defer=not parallel)
+            return Outcome("completed", update=result.update, goto=result.goto)
 
     def _make_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
-                      resume: TaskResume | None) -> Context:
-        ctx = self._new_context(run, idx, spec, attempt, resume)
+                      resume: TaskResume | None, first_started: int) -> Context:
+        ctx = self._new_context(run, idx, spec, attempt, resume, first_started)
         # Subgraphs this task runs are child runs; a task that ran before may find them recorded.
         ctx.subgraphs = SubgraphHost(self, run, idx, spec, continuing=resume is not None or attempt > 1)
         return ctx
 
     def _new_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
-                     resume: TaskResume | None) -> Context:
+                     resume: TaskResume | None, first_started: int) -> Context:
         if self._replay is not None:
             calls, answers = self._replay.task_inputs(run.step, idx, attempt)
             return Context(
                 run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
                 attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
-                next_seq=0, emit=self.listener, error=spec.error, strict=True,
+                next_seq=0, emit=self.listener, error=spec.error, strict=True, first_started=first_started,
             )
         recorder = self.recorder
         step = run.step
@@ -490,7 +501,7 @@ class Runner:
             resume_values=resume.resume_values if resume else [],
             recorded_calls=resume.recorded if resume else [],
             next_seq=resume.next_seq if resume else 0,
-            emit=self.listener, error=spec.error,
+            emit=self.listener, error=spec.error, first_started=first_started,
         )
 
     # ----------------------------------------------------------------- recording
@@ -500,12 +511,13 @@ class Runner:
 
     def _task_finished(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, status: str, started: int,
                        t0: float, ctx: Context, *, update_json: str | None = None, error: str | None = None,
-                       tb: str | None = None, defer: bool = False) -> None:
+                       tb: str | None = None, goto_json: str | None = None, defer: bool = False) -> None:
         # The node's own time: a one-time import of the model library is not the node's doing.
         duration = max(0.0, (time.perf_counter() - t0 - ctx.excluded_s) * 1000)
         self.recorder.task_finished(run.run_id, run.step, idx, spec.node, attempt, status, started=started,
                                     duration_ms=duration, update_json=update_json, error=error, traceback=tb,
-                                    arg=spec.arg, send=spec.send, defer=run.deferred if defer else None)
+                                    arg=spec.arg, send=spec.send, goto_json=goto_json,
+                                    defer=run.deferred if defer else None)
         if self.listener is not None:
             self.listener(Event("task_finished", run.run_id, run.step, spec.node,
                                 {"status": status, "attempt": attempt, "duration_ms": duration, "error": error}))
@@ -520,12 +532,14 @@ class Runner:
         self._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
         if isinstance(sig, SubgraphStopped):
             # The question (or breakpoint) is recorded by the child run that stopped.
-            return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused)
+            return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused,
+                           asked_all=sig.asked)
         key = (run.step, idx, attempt, sig.index)
         if key not in run.known_interrupts:
             self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
         run.known_interrupts.add(key)
-        return Outcome("interrupted", interrupt=sig.payload)
+        return Outcome("interrupted", interrupt=sig.payload,
+                       asked=open_interrupt(run.step, idx, attempt, sig.index, spec.node, sig.payload))
 
     def _track_inline_changes(self, run: ActiveRun, changes: list[Change]) -> None:
         for key, op, value in changes:
@@ -551,12 +565,16 @@ class Runner:
         self._emit(Event("run_finished", run.run_id, run.step, None, {"status": status, "error": error}))
         return RunResult(run.run_id, status, run.state, last, error=error)
 
-    def _wait(self, run: ActiveRun, payload: Any, node: str) -> RunResult:
-        self.stopped_at = node
+    def _wait(self, run: ActiveRun, waiting: list[Any]) -> RunResult:
+        """The run waits for the open interrupts ``waiting`` (oldest first) to be answered."""
+        first = waiting[0]
+        self.stopped_at = first["node"]
         self.recorder.flush_deferred(run.deferred)
-        self.recorder.run_waiting(run.run_id, run.step, node, payload)
-        self._emit(Event("waiting", run.run_id, run.step, node, {"payload": payload}))
-        return RunResult(run.run_id, "waiting", run.state, run.step, interrupt=payload)
+        self.recorder.run_waiting(run.run_id, run.step, first["node"], first["payload"], first["id"])
+        self._emit(Event("waiting", run.run_id, run.step, first["node"],
+                         {"payload": first["payload"], "interrupt_id": first["id"]}))
+        return RunResult(run.run_id, "waiting", run.state, run.step, interrupt=first["payload"],
+                         interrupts=waiting)
 
     def _pause(self, run: ActiveRun, when: str, node: str | None, at_step: int | None = None,
                error: str | None = None) -> RunResult:

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workbench import codec
 from workbench.context import Context, Event, InterruptSignal, Listener, ReplayDivergence, current_or_none
 from workbench.errors import InputError, RunNotFoundError, WorkbenchError
 from workbench.graph import Graph, Node
@@ -85,11 +84,15 @@ class SubgraphStopped(InterruptSignal):
     caller's task ends ``interrupted``; the caller's run then waits or pauses in turn.
     """
 
-    def __init__(self, result: RunResult, where: str) -> None:
+    def __init__(self, result: RunResult, where: str, node: str, call: str) -> None:
         super().__init__(result.interrupt, -1)
         self.result = result
         self.where = where  # the inner node's path, relative to the caller's graph
         self.paused = None if result.paused is None else {**result.paused, "node": where}
+        # The child's open questions in the caller's terms: ids prefixed with where the child
+        # hangs (STEP.TASK.N/), nodes with the calling node (review/approve).
+        self.asked = [{**a, "id": f"{call}{SEP}{a['id']}", "node": f"{node}{SEP}{a['node']}"}
+                      for a in result.interrupts]
 
 
 # ----------------------------------------------------------------------------- breakpoints
@@ -196,7 +199,7 @@ class SubgraphHost:
             result = await inner.arun(input, run_id=child_id if parent.recorder.enabled else None,
                                       break_before=link.break_before, break_after=link.break_after,
                                       break_when=link.break_when, max_steps=max_steps)
-        return self._settle(inner, result), inner
+        return self._settle(inner, result, n), inner
 
     # ------------------------------------------------------------------ helpers
 
@@ -221,7 +224,7 @@ class SubgraphHost:
         except RunNotFoundError:
             return None
 
-    def _settle(self, inner: Runner, result: RunResult) -> RunResult:
+    def _settle(self, inner: Runner, result: RunResult, n: int) -> RunResult:
         if result.status == "completed":
             return result
         if result.status == "failed":
@@ -234,7 +237,7 @@ class SubgraphHost:
         inner_node = (result.paused or {}).get("node") if result.status == "paused" else inner.stopped_at
         if inner_node:
             where = f"{where}{SEP}{inner_node}"
-        raise SubgraphStopped(result, where)
+        raise SubgraphStopped(result, where, self.spec.node, f"{self.run.step}.{self.idx}.{n}")
 
     async def _replay_child(self, graph: Graph, input: dict[str, Any] | None, n: int, link: ChildLink,
                             listener: Listener | None) -> tuple[RunResult, Runner]:
@@ -249,7 +252,7 @@ class SubgraphHost:
         except ReplayDivergence as div:
             self.parent._replay.lift(div, self.run.step, self.spec.node)
             raise
-        return self._settle(inner, result), inner
+        return self._settle(inner, result, n), inner
 
 
 def host_of(ctx: Context | None) -> SubgraphHost | None:
@@ -293,7 +296,7 @@ async def continue_child(inner: Runner, rec: dict[str, Any], link: ChildLink) ->
     run.touched, run.extended = touched, extended
     run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
                                               and paused.get("step") == step)
-    load_step_progress(run, store, store.interrupts(run_id))
+    load_step_progress(run, store, store.interrupts(run_id), resumed_from=status)
     inner.recorder.event(run_id, step, "resumed", None, {"from": status})
     inner.set_break_when(link.break_when)
     return await inner._execute(run)
@@ -360,21 +363,24 @@ def _forwarding(listener: Listener | None, parent: Runner, run: ActiveRun, node:
 # ----------------------------------------------------------------------------- answering
 
 
-def open_interrupts(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
-    """The open interrupts of a run and of every child run under it, oldest first: by the
-    caller's step and task, then inside the child by its own step, task and call order. Each row
-    has ``path``: the asking node's path from the root graph."""
+def tree_interrupts(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
+    """The interrupts of a run and of every child run under it, oldest first: by the caller's
+    step and task, then inside the child by its own step, task and call order. Each row has
+    ``path`` (the asking node's path from the root graph, its ``node`` too, so messages name it)
+    and an ``interrupt_id`` unique in the tree (``2.0.0/1.0.1.0`` for one asked in a child)."""
     rows = store.tree_interrupts(run_id)
-    out = [r for r in rows if r["resumed_at"] is None]
+    for r in rows:
+        r["node"] = r.get("path") or r["node"]
 
     def key(r: dict[str, Any]) -> list[tuple[int, ...]]:
         return [*address_of(r["run_id"], run_id), (r["step"], r["task"], r["attempt"], r["idx"])]
 
-    return sorted(out, key=key)
+    return sorted(rows, key=key)
 
 
-def describe_open(row: dict[str, Any]) -> str:
-    return f"node {row.get('path') or row['node']!r} ({codec.dumps(row['payload'])[:120]})"
+def open_interrupts(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
+    """The open interrupts of :func:`tree_interrupts`."""
+    return [r for r in tree_interrupts(store, run_id) if r["resumed_at"] is None]
 
 
 BreakPredicate = Callable[[dict[str, Any]], bool]

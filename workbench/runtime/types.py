@@ -46,13 +46,16 @@ class TaskSpec:
 class Outcome:
     """How one task ended."""
 
-    status: str  # completed | failed | interrupted
-    update: dict[str, Any] | None = None
+    status: str  # completed | failed | interrupted | closed | cancelled
+    update: Any = None  # a dict, a list of dicts (applied in order), or None
     error: BaseException | None = None
     message: str | None = None
     interrupt: Any = None
+    goto: list[Any] | None = None  # a Command's destinations: names and Sends
+    asked: dict[str, Any] | None = None  # an interrupted task's open interrupt: id, node, payload
     where: str | None = None  # a subgraph's stop: the inner node's path (review/approve)
     paused: dict[str, Any] | None = None  # a subgraph paused at a breakpoint inside it
+    asked_all: list[dict[str, Any]] | None = None  # a waiting subgraph's open interrupts, in the caller's terms
 
 
 @dataclass
@@ -63,6 +66,10 @@ class TaskResume:
     resume_values: list[Any]
     recorded: list[RecordedCall]
     next_seq: int
+    # The first attempt of this task's current retry budget (a resumed failed run starts a
+    # fresh one), and when its very first attempt started (epoch microseconds).
+    budget_from: int = 1
+    first_started: int | None = None
 
 
 @dataclass
@@ -76,6 +83,13 @@ class RunResult:
     interrupt: Any = None
     error: str | None = None
     paused: dict[str, Any] | None = None
+    interrupts: list[dict[str, Any]] = field(default_factory=list)
+    """A waiting run's open interrupts, oldest first: ``{"id", "node", "payload"}`` each."""
+
+    @property
+    def interrupt_id(self) -> str | None:
+        """The id of the open interrupt ``interrupt`` is the payload of (the oldest)."""
+        return self.interrupts[0]["id"] if self.interrupts else None
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's ``--json`` object."""
@@ -87,6 +101,8 @@ class RunResult:
             "error": self.error,
             "step": self.step,
             "paused": self.paused,
+            "interrupt_id": self.interrupt_id,
+            "interrupts": codec.to_jsonable(self.interrupts),
         }
 
 
@@ -98,9 +114,12 @@ class ActiveRun:
     state: dict[str, Any]
     step: int
     plan: list[TaskSpec]
-    joins: dict[str, list[str]]
+    joins: dict[str, list[Any]]
     config: dict[str, Any]
     completed: dict[int, Outcome] = field(default_factory=dict)
+    # Tasks whose open interrupt was closed unanswered -> whether their "closed" row is still to
+    # be recorded (once, by the resume that closed it).
+    closed: dict[int, bool] = field(default_factory=dict)
     resume: dict[int, TaskResume] = field(default_factory=dict)
     known_interrupts: set[tuple[int, int, int, int]] = field(default_factory=set)
     skip_before: bool = False

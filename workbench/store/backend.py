@@ -16,7 +16,7 @@ from workbench.errors import StoreError
 from workbench.store.database import close_database, first_line, open_database
 from workbench.store.ingest import rollback
 from workbench.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS
-from workbench.store.spool import Spool, host_name
+from workbench.store.spool import Spool, host_name, owner_host
 
 
 def views_hash() -> str:
@@ -35,6 +35,10 @@ class Backend:
     enforces_keys: bool = True
     #: Seconds without a heartbeat after which a process on another machine counts as gone.
     owner_timeout: float = 300.0
+    #: True when every process on this host that uses the store uses this spool (a local file's
+    #: spool sits beside it). A shared store's spool is per user and configuration, so another
+    #: process on this host may keep its journals elsewhere.
+    spool_is_unique: bool = True
 
     def connection(self, *, write: bool = False, strict_read: bool = False,
                    timeout: float | None = None) -> AbstractContextManager[Any]:
@@ -93,6 +97,11 @@ class Backend:
     def tables_sql(self) -> str:
         return TABLES
 
+    def upgrade_tables_sql(self) -> str:
+        """The table definitions run after the migration steps of an upgrade (tables new in
+        this version; existing ones are left as the migrations made them)."""
+        return self.tables_sql()
+
     def prepare_schema(self, exists: bool) -> None:
         """Create or upgrade the schema; opening an up-to-date store writes nothing."""
         import duckdb
@@ -122,9 +131,13 @@ class Backend:
                     else:
                         version = int(con.execute(
                             "SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()[0])
-                        for step in MIGRATIONS[version - 1:]:
+                        # A store already at this version whose views are stale is given this
+                        # version's step again: it only adds columns (IF NOT EXISTS), which a build
+                        # made before all of this version's additions were combined may lack.
+                        first = version - 1 if version < SCHEMA_VERSION else SCHEMA_VERSION - 2
+                        for step in MIGRATIONS[first:]:
                             con.execute(step)
-                        con.execute(self.tables_sql())
+                        con.execute(self.upgrade_tables_sql())
                         con.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'",
                                     [str(SCHEMA_VERSION)])
                     # The views and macros of this version of workbench (definitions, not data).
@@ -158,11 +171,21 @@ class Backend:
 
     # ------------------------------------------------------------------ liveness
 
+    def judged_by_lock(self, owner: str) -> bool:
+        """Whether the liveness of ``owner`` is known from its journal's lock in this spool
+        (else from its heartbeat, :meth:`owner_alive`)."""
+        if owner_host(owner) != host_name():
+            return False
+        return self.spool_is_unique or self.spool.has_journal_of(owner)
+
     def owner_alive(self, con: Any | None, owner: str) -> bool:
-        """Whether the process ``owner`` still records (a local one holds its journal's lock)."""
-        if owner.rsplit("-", 2)[0] == host_name():
-            return self.spool.is_alive(owner)
+        """Whether the process ``owner``, which this spool cannot judge, still records: on a
+        local file, a process on another machine is assumed alive."""
         return True
+
+    def note_alive(self, con: Any, journal: str) -> None:
+        """Mark this process alive inside the caller's transaction (a claim), for stores whose
+        other users judge it by heartbeat."""
 
 
 class LocalBackend(Backend):

@@ -15,7 +15,7 @@ from typing import Any
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
 from workbench.store.ingest import apply_records, rollback
-from workbench.store.spool import host_name, owner_host, owner_pid
+from workbench.store.spool import owner_host, owner_pid
 from workbench.store.tables import KEYS
 
 
@@ -34,16 +34,23 @@ class Claims:
     def hold_journal(self) -> None:
         raise NotImplementedError
 
+    @property
+    def journal_id(self) -> str:
+        raise NotImplementedError
+
     def claim(self, run_id: str, *, allowed: Sequence[str], answer: dict[str, Any] | None = None,
-              config: str | None = None) -> None:
+              config: str | None = None, answers: Sequence[dict[str, Any]] = ()) -> None:
         """Take a run over for this process, exactly once across processes.
 
         In one transaction: the run must be in one of the ``allowed`` statuses (a ``running``
-        run only when the process recording it is gone), ``answer`` (keys of an interrupt plus
-        ``response`` and ``resumed_at``) must still be open; then the run becomes ``running``
-        with this process as its owner. Raises RunStateError when another process was first.
+        run only when the process recording it is gone), each of ``answers`` (keys of an
+        interrupt plus ``response``, ``resumed_at`` and ``closed``; ``answer`` is one more) must
+        still be open; then the run becomes ``running`` with this process as its owner. Raises
+        RunStateError when another process was first.
         """
         import duckdb
+
+        answers = [*answers, *([answer] if answer is not None else [])]
 
         self.flush()
         self.hold_journal()  # others judge whether this process is alive by its journal's lock
@@ -64,7 +71,7 @@ class Claims:
             for attempt in range(50):
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    self._claim_in(con, run_id, allowed, answer, config)
+                    self._claim_in(con, run_id, allowed, answers, config)
                     con.execute("COMMIT")
                     break
                 except duckdb.TransactionException as exc:
@@ -79,7 +86,7 @@ class Claims:
                     raise
         self.backend.spool.bump()
 
-    def _claim_in(self, con: Any, run_id: str, allowed: Sequence[str], answer: dict[str, Any] | None,
+    def _claim_in(self, con: Any, run_id: str, allowed: Sequence[str], answers: Sequence[dict[str, Any]],
                   config: str | None) -> None:
         row = con.execute("SELECT status, owner FROM wb_runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:
@@ -91,16 +98,21 @@ class Claims:
         if status not in allowed:
             raise RunStateError(f"run {run_id} is {status} now (another process may have just continued it); "
                                 "see 'workbench show'")
-        if answer is not None:
-            keys = KEYS["interrupt"]
-            where = " AND ".join(f"{k} = ?" for k in keys)
+        keys = KEYS["interrupt"]
+        where = " AND ".join(f"{k} = ?" for k in keys)
+        for answer in answers:
             open_row = con.execute(f"SELECT resumed_at FROM wb_interrupts WHERE {where}",
                                    [answer[k] for k in keys]).fetchone()
             if open_row is None or open_row[0] is not None:
                 raise RunStateError(f"the question of run {run_id} at step {answer['step']} was already answered "
                                     "(by another process?); see 'workbench show'")
-            con.execute(f"UPDATE wb_interrupts SET response = ?, resumed_at = make_timestamp(?::BIGINT) WHERE {where}",
-                        [answer["response"], answer["resumed_at"], *[answer[k] for k in keys]])
+            con.execute(f"UPDATE wb_interrupts SET response = ?, resumed_at = make_timestamp(?::BIGINT), "
+                        f"closed = ? WHERE {where}",
+                        [answer["response"], answer["resumed_at"], bool(answer.get("closed")),
+                         *[answer[k] for k in keys]])
+        # On a shared store other machines judge this process by its heartbeat: give it one in
+        # the claim itself, so that it is never taken for dead before its first batch lands.
+        self.backend.note_alive(con, self.journal_id)
         sets = "status = 'running', owner = ?, error = NULL" + (", config = ?" if config is not None else "")
         params: list[Any] = [self.owner, *([config] if config is not None else []), run_id]
         con.execute(f"UPDATE wb_runs SET {sets} WHERE run_id = ?", params)
@@ -121,6 +133,7 @@ class Claims:
                     if con.execute("SELECT 1 FROM wb_runs WHERE run_id = ?", [row["run_id"]]).fetchone():
                         raise taken
                     apply_records(con, [("run", row)], self.owner)
+                    self.backend.note_alive(con, self.journal_id)
                     con.execute("COMMIT")
                     break
                 except duckdb.ConstraintException:
@@ -139,7 +152,7 @@ class Claims:
     def owner_alive(self, con: Any, owner: str, grace: float = 0.0) -> bool:
         """Whether the process recording a run is alive; a local process that was just killed
         gets ``grace`` seconds to be gone (its journal lock goes when the kernel is done)."""
-        if owner_host(owner) != host_name():
+        if not self.backend.judged_by_lock(owner):
             return self.backend.owner_alive(con, owner)
         deadline = time.monotonic() + grace
         while self.backend.spool.is_alive(owner):

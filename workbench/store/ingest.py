@@ -63,10 +63,20 @@ def apply_records(con: Any, records: list[tuple[str, dict[str, Any]]], owner: st
 
 
 def apply_frames(con: Any, frames: list[Frame], journal: str, owner: str | None,
-                 set_position: Callable[[Any, str, int, int], None]) -> None:
-    """Load ``frames`` of ``journal`` and move its load position past them, in one transaction."""
+                 set_position: Callable[[Any, str, int, int], None],
+                 position: Callable[[Any, str], tuple[int, int] | None]) -> None:
+    """Load ``frames`` of ``journal`` and move its load position past them, in one transaction.
+
+    Frames the position says are loaded already are skipped: a batch retried after a commit
+    whose outcome was not known (an error after it, a lost connection) is not loaded twice.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
+        done = (position(con, journal) or (0, 0))[0]
+        frames = [f for f in frames if f.number > done]
+        if not frames:
+            con.execute("COMMIT")
+            return
         apply_records(con, [r for f in frames for r in f.records], owner)
         set_position(con, journal, frames[-1].number, frames[-1].end)
         con.execute("COMMIT")

@@ -126,6 +126,37 @@ def is_held(path: str) -> bool:
     return False
 
 
+def lock_for_loading(path: str) -> int | None:
+    """Take a dead process's journal for loading: an fd holding its lock, or None when its
+    process is alive, another process (or thread) is loading it, or it is gone already.
+
+    The lock is what makes loading an orphan exactly-once: whoever holds it loads, then
+    removes the file before letting go. A file removed between our open and our lock is
+    detected by its inode no longer being linked at ``path``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = os.fstat(fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if st.st_nlink == 0 or now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)
+            return None  # loaded and removed by someone else while we were opening it
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class Journal:
     """The journal this process writes (see the module docstring)."""
 

@@ -89,6 +89,7 @@ class LakeBackend(Backend):
 
     enforces_keys = False
     heartbeat_s = 30.0
+    spool_is_unique = False
 
     def __init__(self, location: str, *, data_path: str | None = None, spool: str | None = None) -> None:
         config = store_config()
@@ -231,9 +232,13 @@ class LakeBackend(Backend):
         # DuckLake has no key constraints; exactly-once loading keeps rows unique. Small commits
         # (a batch of steps) are inlined into the catalog instead of becoming one tiny Parquet
         # file each; `workbench maintain` flushes them into files (store/maintenance.py).
+        return self.upgrade_tables_sql() + f"\nCALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS});\n"
+
+    def upgrade_tables_sql(self) -> str:
+        # Without the inlining option (set when the lake was made, and kept by its catalog):
+        # DuckLake (1.5) crashes when set_option and an ALTER TABLE share a transaction.
         sql = re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", TABLES)
-        sql = re.sub(r" PRIMARY KEY", "", sql)
-        return sql + f"\nCALL {ALIAS}.set_option('data_inlining_row_limit', {INLINE_ROWS});\n"
+        return re.sub(r" PRIMARY KEY", "", sql)
 
     # ------------------------------------------------------------------ positions
 
@@ -241,8 +246,13 @@ class LakeBackend(Backend):
         # Appended, never updated: an UPDATE would collide with every other worker's commit.
         con.execute("INSERT INTO wb_journals VALUES (?, ?, ?, now())", [journal, frame, offset])
 
+    def note_alive(self, con: Any, journal: str) -> None:
+        # Frame 0: no frame is loaded by this row; the newest timestamp is the heartbeat.
+        con.execute("INSERT INTO wb_journals VALUES (?, 0, 0, now())", [journal])
+
     def owner_alive(self, con: Any | None, owner: str) -> bool:
-        """A process on another machine is alive while its heartbeat is fresh."""
+        """A process this spool cannot judge (another machine, or another spool on this one)
+        is alive while its heartbeat is fresh."""
         if con is None:
             return True
         row = con.execute("SELECT max(updated_at) > now()::TIMESTAMP - to_seconds(?) FROM wb_journals "

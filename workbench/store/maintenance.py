@@ -11,9 +11,10 @@ from cron on one machine of a fleet (e.g. hourly); recording processes also run 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
-from workbench.errors import StoreError
+from workbench.errors import InputError, StoreError
 
 if TYPE_CHECKING:
     from workbench.store.store import TraceStore
@@ -25,12 +26,17 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
 
     from workbench.store.lake import ALIAS, LakeBackend
 
+    match = re.fullmatch(r"\s*(\d+)\s*(second|minute|hour|day|week|month)s?\s*", keep, re.I)
+    if match is None:
+        raise InputError(f"--keep {keep!r}: give a whole number and a unit, e.g. '1 day' or '12 hours'")
+    interval = f"{int(match[1])} {match[2].lower()}s"
     done: list[str] = []
     store.flush()
     try:
         with store.backend.connection(write=True) as con:
             if isinstance(store.backend, LakeBackend):
-                interval = keep.replace("'", "")
+                pruned = _prune_positions(store, con)
+                done.append(f"pruned {pruned} old load positions and heartbeats")
                 con.execute(f"CALL {ALIAS}.set_option('expire_older_than', '{interval}')")
                 con.execute(f"CALL {ALIAS}.set_option('delete_older_than', '{interval}')")
                 flushed = con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')").fetchall()
@@ -46,3 +52,22 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
     except duckdb.Error as exc:
         raise StoreError(f"maintaining {store.path} failed: {str(exc).strip().splitlines()[0]}") from None
     return done
+
+
+# Of each journal's rows, keep the newest (its heartbeat) and the newest at its highest frame
+# (its load position); the rest are superseded. Positions are appended, never updated, so that
+# workers do not collide on them: this is where the old ones go.
+_PRUNE = """
+DELETE FROM wb_journals AS j
+WHERE updated_at < (SELECT max(k.updated_at) FROM wb_journals AS k WHERE k.journal = j.journal)
+  AND NOT (frame = (SELECT max(k.frame) FROM wb_journals AS k WHERE k.journal = j.journal)
+           AND updated_at = (SELECT max(k.updated_at) FROM wb_journals AS k
+                             WHERE k.journal = j.journal AND k.frame = j.frame))
+"""
+
+
+def _prune_positions(store: TraceStore, con: Any) -> int:
+    before = con.execute("SELECT count(*) FROM wb_journals").fetchone()[0]
+    store._retrying(con, lambda: con.execute(_PRUNE))
+    after = con.execute("SELECT count(*) FROM wb_journals").fetchone()[0]
+    return int(before) - int(after)

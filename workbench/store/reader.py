@@ -85,10 +85,11 @@ class StoreReader:
         if step is not None:
             sql += " AND step = ?"
             params.append(step)
-        rows = self.query_dicts(sql + " ORDER BY step, task, attempt", params)
+        rows = self.query_dicts(sql + " ORDER BY step, task, attempt, started_at", params)
         for r in rows:
             r["update"] = json.loads(r["update"]) if r["update"] is not None else None
             r["arg"] = json.loads(r["arg"]) if r["arg"] is not None else None
+            r["goto"] = json.loads(r["goto"]) if r.get("goto") is not None else None
         return rows
 
     def lineage(self, run_id: str) -> list[tuple[str, int]]:
@@ -190,13 +191,17 @@ class StoreReader:
         return rows
 
     def interrupts(self, run_id: str) -> list[dict[str, Any]]:
-        """Interrupts of a run, decoded, oldest first."""
+        """Interrupts of a run, decoded, oldest first, each with its ``interrupt_id`` and
+        ``status`` (open, answered or closed), as the ``interrupts`` view has them."""
         rows = self.query_dicts(
             "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, attempt, idx", [run_id]
         )
         for r in rows:
             for col in ("payload", "response"):
                 r[col] = json.loads(r[col]) if r[col] is not None else None
+            r["closed"] = bool(r.get("closed"))
+            r["interrupt_id"] = interrupt_id(r)
+            r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"
         return rows
 
     def tree_interrupts(self, run_id: str) -> list[dict[str, Any]]:
@@ -214,6 +219,10 @@ class StoreReader:
         for r in rows:
             for col in ("payload", "response"):
                 r[col] = json.loads(r[col]) if r[col] is not None else None
+            r["closed"] = bool(r.get("closed"))
+            # Unique in the tree: a subgraph run's id says where it hangs (2.0.0/1.0.1.0).
+            r["interrupt_id"] = (f"{r['run_id'][len(run_id) + 1:]}/" if r["run_id"] != run_id else "") + interrupt_id(r)
+            r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"
         return rows
 
     def children(self, run_id: str) -> list[dict[str, Any]]:
@@ -227,3 +236,9 @@ class StoreReader:
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r["detail"] is not None else None
         return rows
+
+
+def interrupt_id(row: dict[str, Any]) -> str:
+    """An interrupt's id, unique within its run and stable across resumes: step, task, attempt
+    and the call's order within the node (as the ``interrupts`` view computes it)."""
+    return f"{row['step']}.{row['task']}.{row['attempt']}.{row['idx']}"

@@ -20,13 +20,15 @@ from workbench.errors import StoreError
 from workbench.store.backend import Backend
 from workbench.store.database import classify, first_line
 from workbench.store.ingest import apply_frames, apply_records, rollback
-from workbench.store.journal import SUFFIX, Frame, encode_frame, is_held, read_frames
+from workbench.store.journal import SUFFIX, Frame, encode_frame, lock_for_loading, read_frames
 from workbench.store.spool import host_name, journal_owner, owner_host, owner_pid
 
 log = logging.getLogger("workbench.store")
 
 # Frames loaded per transaction when recovering a dead process's journal.
 _RECOVERY_CHUNK = 2000
+
+_ORPHAN_LOADING = threading.RLock()
 
 
 def transient(exc: BaseException) -> bool:
@@ -71,16 +73,29 @@ class Recovery:
         return len(orphans)
 
     def load_orphans(self, con: Any, journals: list[str]) -> None:
-        for journal in journals:
-            self._load_orphan(con, journal)
-        self._forget_vanished_journals(con)
+        # One loader per process at a time (threads share the write instance, and each would
+        # otherwise read the same load position); across processes the journal's lock decides.
+        with _ORPHAN_LOADING:
+            for journal in journals:
+                self._load_orphan(con, journal)
+            if self.backend.spool_is_unique:
+                self._forget_vanished_journals(con)
+        self.backend.spool.remove_stale_new_files()
 
     def _load_orphan(self, con: Any, journal: str) -> None:
         """Load a dead process's journal, set aside a damaged tail, mark its runs interrupted."""
         spool = self.backend.spool
         path = spool.journal_path(journal)
-        if is_held(path) or not os.path.exists(path):
+        fd = lock_for_loading(path)
+        if fd is None:
             return  # its process is alive after all, or another process loaded it meanwhile
+        try:
+            self._load_locked_orphan(con, journal, path)
+        finally:
+            os.close(fd)
+
+    def _load_locked_orphan(self, con: Any, journal: str, path: str) -> None:
+        spool = self.backend.spool
         owner = journal_owner(journal)
         done, offset = self.backend.position(con, journal) or (0, 0)
         result = read_frames(path, offset)
@@ -96,7 +111,7 @@ class Recovery:
                 kept = spool.keep_damaged(journal + SUFFIX, fh.read())
             log.warning("journal %s is damaged after byte %d; the rest was set aside in %s (its runs can be "
                         "resumed from their last whole step)", path, result.end, kept)
-        if not spool.is_alive(owner):
+        if not spool.is_alive(owner, besides=journal):
             message = (f"interrupted: the process that recorded it (pid {owner_pid(owner)} on {owner_host(owner)}) "
                        "stopped before the run ended; continue it with 'workbench resume'")
             self._retrying(con, lambda: con.execute(
@@ -109,7 +124,10 @@ class Recovery:
         self._retrying(con, lambda: self.backend.drop_position(con, journal))
 
     def _forget_vanished_journals(self, con: Any) -> None:
-        """Drop load positions of this host's journals whose files are gone."""
+        """Drop load positions of this spool's journals whose files are gone (a process killed
+        between removing a loaded journal and dropping its position). Only where every process
+        on this host shares this spool: a journal in another spool may still be loaded later,
+        and its position is what keeps that load from repeating rows."""
         mine = f"{host_name()}-"
         for journal in self.backend.known_journals(con):
             if journal.startswith(mine) and journal_owner(journal) != self.owner \
@@ -176,7 +194,7 @@ class Recovery:
 
         for attempt in range(50):
             try:
-                apply_frames(con, frames, journal, owner, self.backend.set_position)
+                apply_frames(con, frames, journal, owner, self.backend.set_position, self.backend.position)
                 return
             except Exception as exc:
                 if not self.backend.is_conflict(exc) or attempt == 49:

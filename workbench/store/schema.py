@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS wb_tasks (
     "update" JSON,
     error VARCHAR,
     traceback VARCHAR,
-    arg JSON
+    arg JSON,
+    goto JSON
 );
 
 CREATE TABLE IF NOT EXISTS wb_changes (
@@ -107,6 +108,7 @@ CREATE TABLE IF NOT EXISTS wb_interrupts (
     response JSON,
     created_at TIMESTAMP,
     resumed_at TIMESTAMP,
+    closed BOOLEAN,
     PRIMARY KEY (run_id, step, task, attempt, idx)
 );
 
@@ -147,7 +149,7 @@ FROM wb_runs WHERE caller_run_id IS NOT NULL;
 -- row of a subgraph's child run belongs; for a run a user started they are run_id and node.
 CREATE OR REPLACE VIEW steps AS
 SELECT t.run_id, t.step, t.node, t.attempt, t.status, t.started_at, t.ended_at, t.duration_ms, t."update",
-       t.error, t.task, t.traceback, t.arg, coalesce(r.root_run_id, t.run_id) AS root_run_id,
+       t.error, t.task, t.traceback, t.arg, t.goto, coalesce(r.root_run_id, t.run_id) AS root_run_id,
        CASE WHEN r.path IS NULL THEN t.node ELSE r.path || '/' || t.node END AS path
 FROM wb_tasks t LEFT JOIN wb_runs r ON r.run_id = t.run_id;
 
@@ -167,6 +169,10 @@ FROM wb_llm_calls c LEFT JOIN wb_runs r ON r.run_id = c.run_id WHERE c.kind = 't
 
 CREATE OR REPLACE VIEW interrupts AS
 SELECT i.run_id, i.step, i.node, i.payload, i.response, i.created_at, i.resumed_at, i.task, i.attempt, i.idx,
+       CASE WHEN r.root_run_id IS NULL THEN '' ELSE substr(i.run_id, length(r.root_run_id) + 2) || '/' END
+           || concat(i.step, '.', i.task, '.', i.attempt, '.', i.idx) AS interrupt_id,
+       CASE WHEN i.resumed_at IS NULL THEN 'open' WHEN coalesce(i.closed, false) THEN 'closed'
+            ELSE 'answered' END AS status,
        coalesce(r.root_run_id, i.run_id) AS root_run_id,
        CASE WHEN r.path IS NULL THEN i.node ELSE r.path || '/' || i.node END AS path
 FROM wb_interrupts i LEFT JOIN wb_runs r ON r.run_id = i.run_id;
@@ -222,18 +228,26 @@ WITH ch AS (
 SELECT rid AS run_id, s AS step, json_group_object(key, value) AS state FROM folded;
 """
 
+# 2 -> 3, control from inside a node (issue 9 §3): a task's Command destinations
+# (wb_tasks.goto), and interrupts closed without an answer (wb_interrupts.closed). Kept apart so
+# that other v3 additions can be combined with it.
+_V3_CONTROL = """
+ALTER TABLE wb_tasks ADD COLUMN IF NOT EXISTS goto JSON;
+ALTER TABLE wb_interrupts ADD COLUMN IF NOT EXISTS closed BOOLEAN;
+"""
+
 
 def _v3_subgraphs() -> str:
-    """2 -> 3, subgraphs (issue 9 §1): a subgraph's invocation is recorded as a child run of the
-    task that called it. ``root_run_id``: the run a user started that it belongs to;
+    """2 -> 3, subgraphs (issue 9 §1; in the same step as _V3_CONTROL): a subgraph's invocation is
+    recorded as a child run of the task that called it. ``root_run_id``: the run a user started that it belongs to;
     ``caller_run_id``/``caller_step``/``caller_task``: the task that called it; ``path``: the
     calling node's path from the root graph (``review``, ``review/inner``)."""
     return """
-    ALTER TABLE wb_runs ADD COLUMN root_run_id VARCHAR;
-    ALTER TABLE wb_runs ADD COLUMN caller_run_id VARCHAR;
-    ALTER TABLE wb_runs ADD COLUMN caller_step INTEGER;
-    ALTER TABLE wb_runs ADD COLUMN caller_task INTEGER;
-    ALTER TABLE wb_runs ADD COLUMN path VARCHAR;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS root_run_id VARCHAR;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_run_id VARCHAR;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_step INTEGER;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_task INTEGER;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS path VARCHAR;
     """
 
 
@@ -258,5 +272,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
     ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
     """,
-    _v3_subgraphs(),
+    # 2 -> 3: control from inside a node, and subgraphs (both only add columns, IF NOT EXISTS)
+    _V3_CONTROL + _v3_subgraphs(),
 ]

@@ -102,9 +102,39 @@ class Spool:
         """Ids of journals whose process is gone (nobody holds the file)."""
         return [j for j in self.journal_ids() if not is_held(self.journal_path(j))]
 
-    def is_alive(self, owner: str) -> bool:
-        """Whether the process ``owner`` (on this host) still holds one of its journals."""
-        return any(is_held(self.journal_path(j)) for j in self.journal_ids() if journal_owner(j) == owner)
+    def is_alive(self, owner: str, *, besides: str | None = None) -> bool:
+        """Whether the process ``owner`` (on this host) still holds one of its journals
+        (``besides``: one that does not count, because the caller holds it to load it)."""
+        for _ in range(5):
+            mine = [j for j in self.journal_ids() if journal_owner(j) == owner and j != besides]
+            if any(is_held(self.journal_path(j)) for j in mine):
+                return True
+            # A journal that vanished since the listing may have been rolled over (the new one
+            # is locked before the old one goes): look again before calling the process dead.
+            if all(os.path.exists(self.journal_path(j)) for j in mine):
+                return False
+        return False
+
+    def has_journal_of(self, owner: str) -> bool:
+        """Whether a journal of the process ``owner`` is in this spool."""
+        return any(journal_owner(j) == owner for j in self.journal_ids())
+
+    def remove_stale_new_files(self, older_than_s: float = 60.0) -> None:
+        """Remove journals that a killed process was still creating (``*.new``: made, not yet
+        locked and renamed), once nobody holds them and they are old enough not to be in the
+        middle of being made."""
+        try:
+            names = [n for n in os.listdir(self.journals) if n.endswith(SUFFIX + ".new")]
+        except OSError:
+            return
+        now = time.time()
+        for name in names:
+            path = os.path.join(self.journals, name)
+            try:
+                if now - os.path.getmtime(path) >= older_than_s and not is_held(path):
+                    os.unlink(path)
+            except OSError:
+                pass
 
     def keep_damaged(self, name: str, data: bytes) -> str:
         """Save bytes that could not be loaded under ``damaged/`` and return the path."""

@@ -215,6 +215,11 @@ class TraceStore(Recovery, Claims, StoreReader):
     def _journal_id(self) -> str:
         return f"{self.owner}.{self._generation}"
 
+    @property
+    def journal_id(self) -> str:
+        """The id of the journal this process records into now."""
+        return self._journal.id if self._journal is not None else self._journal_id()
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything this process recorded is in the database.
 
@@ -231,6 +236,9 @@ class TraceStore(Recovery, Claims, StoreReader):
             try:
                 while self._applied < target:
                     if self._writer_error is not None:
+                        break
+                    if self._writer is not None and not self._writer.is_alive():
+                        self._writer_error = StoreError("the store's writer thread stopped")
                         break
                     if deadline is not None and time.monotonic() >= deadline:
                         break
@@ -300,11 +308,13 @@ class TraceStore(Recovery, Claims, StoreReader):
     def _heartbeat(self) -> None:
         """A shared store judges a process on another machine alive by fresh load positions."""
         last = self._last_position
-        if last is None:
-            return
         try:
             with self.backend.connection(write=True, timeout=10) as con:
-                self._retrying(con, lambda: self.backend.set_position(con, *last))
+                if last is None:  # nothing loaded yet (a claim, say): a bare sign of life
+                    journal = self.journal_id
+                    self._retrying(con, lambda: self.backend.note_alive(con, journal))
+                else:
+                    self._retrying(con, lambda: self.backend.set_position(con, *last))
         except Exception as exc:  # an outage: the next batch or beat tries again
             log.debug("heartbeat failed: %s", first_line(exc))
 
@@ -314,8 +324,14 @@ class TraceStore(Recovery, Claims, StoreReader):
         with self.backend.connection(write=True, timeout=3600) as con:
             self.load_frames(con, frames, journal.id, self.owner)
             self._last_position = (journal.id, batch[-1].number, batch[-1].end)
+            # Housekeeping, after the batch is in: a failure here must not make the writer
+            # take the batch for unloaded (a stale position is harmless and dropped later).
             for old in list(self._retired):
-                self._retrying(con, lambda o=old: self.backend.drop_position(con, o))
+                try:
+                    self._retrying(con, lambda o=old: self.backend.drop_position(con, o))
+                except Exception as exc:
+                    log.debug("could not drop the position of journal %s yet: %s", old, first_line(exc))
+                    break
                 self._retired.remove(old)
         self.spool.bump()
 
@@ -327,7 +343,13 @@ class TraceStore(Recovery, Claims, StoreReader):
             if journal is None or journal.size <= _JOURNAL_ROLL_BYTES or self._pending or self._closed:
                 return
             self._generation += 1
-            self._journal = Journal(self.spool.journals, self._journal_id(), fsync=self.fsync)
+            try:
+                self._journal = Journal(self.spool.journals, self._journal_id(), fsync=self.fsync)
+            except OSError as exc:  # no room or no file handle: keep the current one, try later
+                self._generation -= 1
+                log.warning("cannot start a new journal in %s (%s); going on with %s", self.spool.journals,
+                            exc.strerror, journal.path)
+                return
             self._retired.append(journal.id)
             journal.close(remove=True)
 
@@ -371,7 +393,16 @@ class TraceStore(Recovery, Claims, StoreReader):
                 self._cond.notify_all()
             if self._writer is not None:
                 self._writer.join(timeout=30)
-            if self._journal is not None:
+            stuck = self._writer is not None and self._writer.is_alive()
+            if stuck:
+                # Still inside a commit that would not end: keep the journal locked, so that no
+                # other process loads it while that commit may yet land (the lock goes when this
+                # process exits, and the next one to open the store loads what is left).
+                self.close_warning = self.close_warning or (
+                    f"trace store {self.path} did not answer; what was recorded is safe in "
+                    f"{self._journal.path if self._journal else 'the journal'} and is loaded when the store "
+                    "is next opened")
+            elif self._journal is not None:
                 loaded = self._applied == self._appended and self._writer_error is None
                 self._journal.close(remove=loaded)
                 if loaded:

@@ -28,7 +28,7 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),
         ("attempt", "INTEGER"), ("status", "VARCHAR"), ("started_at", "TS"), ("ended_at", "TS"),
         ("duration_ms", "DOUBLE"), ("update", "JSON"), ("error", "VARCHAR"),
-        ("traceback", "VARCHAR"), ("arg", "JSON"),
+        ("traceback", "VARCHAR"), ("arg", "JSON"), ("goto", "JSON"),
     ]),
     "change": ("wb_changes", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("key", "VARCHAR"), ("op", "VARCHAR"),
@@ -49,7 +49,7 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "interrupt": ("wb_interrupts", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),
         ("attempt", "INTEGER"), ("idx", "INTEGER"), ("payload", "JSON"), ("response", "JSON"),
-        ("created_at", "TS"), ("resumed_at", "TS"),
+        ("created_at", "TS"), ("resumed_at", "TS"), ("closed", "BOOLEAN"),
     ]),
     "event": ("wb_events", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("kind", "VARCHAR"), ("node", "VARCHAR"),
@@ -63,7 +63,7 @@ UPDATES: dict[str, tuple[str, list[str], set[str]]] = {
         "status", "ended_at", "output", "error", "last_step", "config",
     }),
     "interrupt_answer": ("wb_interrupts", ["run_id", "step", "task", "attempt", "idx"], {
-        "response", "resumed_at",
+        "response", "resumed_at", "closed",
     }),
 }
 

@@ -329,7 +329,8 @@ class WorkbenchApp(App[None]):
                 elif kind == "resume":
                     result = runner.resume(kwargs["run_id"], kwargs.get("value", _NO_VALUE()),
                                            break_when=self._break_when(), break_before=kwargs["break_before"],
-                                           break_after=kwargs["break_after"])
+                                           break_after=kwargs["break_after"], interrupt=kwargs.get("interrupt"),
+                                           close=kwargs.get("close", ()))
                 else:
                     req: ForkRequest = kwargs["request"]
                     result = runner.fork(kwargs["run_id"], req.at_step, set_state=req.set_state,
@@ -407,7 +408,7 @@ class WorkbenchApp(App[None]):
             if not open_ones:
                 self.call_from_thread(self.notify, f"run {rid} has no open question")
                 return
-            self.call_from_thread(self._ask_human, rid, run["graph"], open_ones[0])
+            self.call_from_thread(self._ask_human, rid, run["graph"], open_ones)
 
         self._guard("Human input", job)
 
@@ -456,13 +457,17 @@ class WorkbenchApp(App[None]):
         self.execute(kind, graph, break_before=sorted(breaks["before"]), break_after=sorted(breaks["after"]),
                      **kwargs)
 
-    def _ask_human(self, run_id: str, graph: str, interrupt: dict[str, Any]) -> None:
-        def answered(value: Any) -> None:
-            if value is NO_ANSWER:
+    def _ask_human(self, run_id: str, graph: str, open_ones: list[dict[str, Any]]) -> None:
+        def answered(reply: Any) -> None:
+            if reply is NO_ANSWER:
                 return
-            self._start("resume", graph, run_id=run_id, value=value)
+            if reply.close:
+                self._start("resume", graph, run_id=run_id, close=[reply.interrupt_id])
+            else:
+                self._start("resume", graph, run_id=run_id, value=reply.value, interrupt=reply.interrupt_id)
 
-        self.push_screen(HumanInputScreen(run_id, interrupt["node"], interrupt["payload"]), answered)
+        first = open_ones[0]
+        self.push_screen(HumanInputScreen(run_id, first["node"], first["payload"], interrupts=open_ones), answered)
 
     def _open_run(self, run_id: str) -> None:
         self._histories.pop(run_id, None)

@@ -1,8 +1,13 @@
-"""Answer a run that waits for a human: the payload, and an answer as text, JSON or a choice."""
+"""Answer a run that waits for a human: the payload, and an answer as text, JSON or a choice.
+
+A run whose parallel branches asked several questions lists them (with their interrupt ids):
+the one chosen is answered, or closed without an answer (its task is dropped).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from rich.syntax import Syntax
@@ -16,6 +21,15 @@ from textual.widgets.option_list import Option
 NO_ANSWER = object()
 
 
+@dataclass(frozen=True)
+class HumanReply:
+    """What the dialog decided: answer ``interrupt_id`` with ``value``, or close it unanswered."""
+
+    interrupt_id: str | None
+    value: Any = None
+    close: bool = False
+
+
 def choices_of(payload: Any) -> list[Any]:
     """The options a payload offers (its ``options`` or ``choices`` list), if any."""
     if isinstance(payload, dict):
@@ -27,18 +41,45 @@ def choices_of(payload: Any) -> list[Any]:
 
 
 class HumanInputScreen(ModalScreen[Any]):
-    """Dismisses with the answer (any JSON value), or NO_ANSWER when cancelled."""
+    """Dismisses with a :class:`HumanReply`, or NO_ANSWER when cancelled.
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    ``interrupts`` lists the run's open interrupts (``interrupt_id``, ``node``, ``payload``),
+    oldest first; the first is shown, and another can be chosen when there are several.
+    """
 
-    def __init__(self, run_id: str, node: str, payload: Any) -> None:
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+n", "close_interrupt", "Close unanswered")]
+
+    def __init__(self, run_id: str, node: str, payload: Any, *, interrupt_id: str | None = None,
+                 interrupts: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
-        self.run_id, self.node, self.payload = run_id, node, payload
+        self.run_id = run_id
+        self.interrupts = interrupts or [{"interrupt_id": interrupt_id, "node": node, "payload": payload}]
+        self.current = 0
+
+    @property
+    def node(self) -> str:
+        return str(self.interrupts[self.current]["node"])
+
+    @property
+    def payload(self) -> Any:
+        return self.interrupts[self.current]["payload"]
+
+    @property
+    def interrupt_id(self) -> str | None:
+        return self.interrupts[self.current].get("interrupt_id")
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}", style="bold yellow"))
+            ident = f" (interrupt {self.interrupt_id})" if self.interrupt_id else ""
+            yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}{ident}", style="bold yellow"))
+            if len(self.interrupts) > 1:
+                yield Label(f"{len(self.interrupts)} questions are open; answer or close one:")
+                yield OptionList(*[
+                    Option(f"{i.get('interrupt_id')}  {i['node']}: {json.dumps(i['payload'], default=str)[:60]}",
+                           id=f"which-{n}")
+                    for n, i in enumerate(self.interrupts)
+                ], id="which")
             pretty = json.dumps(self.payload, indent=2, ensure_ascii=False, default=str)
             yield Static(Syntax(pretty, "json", word_wrap=True, background_color="default"), id="payload")
             options = choices_of(self.payload)
@@ -51,6 +92,7 @@ class HumanInputScreen(ModalScreen[Any]):
             yield Static("", id="answer-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Send (enter)", variant="primary", id="send")
+                yield Button("Close unanswered (^n)", id="close-interrupt")
                 yield Button("Later (esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -70,22 +112,33 @@ class HumanInputScreen(ModalScreen[Any]):
                 error.update(Text("type an answer (or choose an option)", style="bold red"))
                 return
             value = raw
-        self.dismiss(value)
+        self.dismiss(HumanReply(self.interrupt_id, value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._submit()
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
+        if event.option_list.id == "which":  # show another open question
+            self.current = int(str(event.option.id).removeprefix("which-"))
+            await self.recompose()
+            self.query_one("#answer", Input).focus()
+            return
         options = choices_of(self.payload)
-        self.dismiss(options[int(event.option.id or 0)])
+        self.dismiss(HumanReply(self.interrupt_id, options[int(event.option.id or 0)]))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "send":
             self._submit()
+        elif event.button.id == "close-interrupt":
+            self.action_close_interrupt()
         else:
             self.action_cancel()
+
+    def action_close_interrupt(self) -> None:
+        """Close the shown question without an answer: the task that asked is dropped."""
+        self.dismiss(HumanReply(self.interrupt_id, close=True))
 
     def action_cancel(self) -> None:
         self.dismiss(NO_ANSWER)

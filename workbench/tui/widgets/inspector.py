@@ -68,7 +68,8 @@ def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> Renderab
             body.append(Text(task["error"], style="bold red"))
         if task.get("traceback"):
             body.append(Syntax(task["traceback"], "python", word_wrap=True, background_color="default"))
-        border = {"completed": "green", "failed": "red", "interrupted": "yellow"}.get(task["status"], "white")
+        border = {"completed": "green", "failed": "red", "interrupted": "yellow",
+                  "cancelled": "bright_black", "closed": "bright_black"}.get(task["status"], "white")
         parts.append(Panel(Group(*body) if body else Text("(no update)", style="dim"), title=title,
                            title_align="left", border_style=border))
 
@@ -101,13 +102,15 @@ def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> Renderab
             parts.append(Panel(Group(*body), title=title, title_align="left", border_style="blue"))
 
     for intr in view.interrupts:
-        answered = intr["resumed_at"] is not None
         body = [Text("asked:", style="dim"), _json(intr["payload"])]
-        if answered:
+        if intr.get("status") == "closed":
+            body.append(Text("closed without an answer: the task was dropped", style="dim"))
+        elif intr["resumed_at"] is not None:
             body += [Text("answered:", style="dim"), _json(intr["response"])]
         else:
             body.append(Text("waiting for an answer — press i", style="yellow"))
-        parts.append(Panel(Group(*body), title=f"human input · {intr['node']}", title_align="left",
+        ident = f" · {intr['interrupt_id']}" if intr.get("interrupt_id") else ""
+        parts.append(Panel(Group(*body), title=f"human input · {intr['node']}{ident}", title_align="left",
                            border_style="yellow"))
 
     state = view.state_after if view.state_after is not None else view.state_before

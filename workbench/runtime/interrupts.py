@@ -1,0 +1,90 @@
+"""Which open interrupts a resume settles: the oldest by default, chosen ones by id, several at
+once, or closed without an answer.
+
+An interrupt's id (``interrupts.interrupt_id``, e.g. ``3.1.1.0``: step, task, attempt and the
+call's order within the node) is unique within its run and stays the same while it waits, however
+often its node re-runs. A resume may
+
+* answer the oldest open interrupt (``value``, the default, as always),
+* answer a chosen one (``value`` with ``interrupt=ID``),
+* answer several (``answers={ID: value, ...}``),
+* close some without an answer (``close=[ID, ...]``): the task that asked is dropped from its
+  step — its siblings that finished are kept, its branch ends there.
+
+All of these are settled in the claim's transaction, so two processes cannot both answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from workbench import codec
+from workbench.errors import InputError, RunStateError, SerializationError
+from workbench.runtime.types import NO_VALUE
+
+
+def settle(run_id: str, status: str, interrupts: list[dict[str, Any]], value: Any, *,
+           interrupt: str | None = None, answers: dict[str, Any] | None = None,
+           close: Iterable[str] = ()) -> list[tuple[dict[str, Any], str | None]]:
+    """The open interrupts this resume answers or closes: ``[(interrupt row, reply JSON or None
+    to close it)]``. Raises a one-line InputError/RunStateError for a request that cannot be met."""
+    close = list(close)
+    chosen = dict(answers or {})
+    open_ones = [i for i in interrupts if i["resumed_at"] is None]
+    waiting = status == "waiting" and bool(open_ones)
+    if not waiting:
+        if value is not NO_VALUE or chosen or close or interrupt is not None:
+            what = "--input" if value is not NO_VALUE else "--answers" if chosen else \
+                "--close" if close else "--interrupt"
+            raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without {what}")
+        return []
+    if interrupt is not None:
+        if value is NO_VALUE:
+            raise InputError(f"--interrupt {interrupt}: give the answer with --input JSON")
+        if chosen:
+            raise InputError("give --interrupt ID --input JSON or --answers, not both")
+        chosen[interrupt] = value
+    elif value is not NO_VALUE:
+        if chosen:
+            raise InputError("give --input (answers the oldest open interrupt) or --answers, not both")
+        chosen[open_ones[0]["interrupt_id"]] = value
+    if not chosen and not close:
+        first = open_ones[0]
+        raise RunStateError(
+            f"run {run_id} is waiting for input at node {first['node']!r} (interrupt {first['interrupt_id']}: "
+            f"{codec.dumps(first['payload'])[:120]}); resume it with --input JSON"
+        )
+    both = sorted(set(chosen) & set(close))
+    if both:
+        raise InputError(f"interrupt {both[0]} is both answered and closed; choose one")
+    out: list[tuple[dict[str, Any], str | None]] = []
+    for ident, answer in chosen.items():
+        row = _find(run_id, interrupts, ident)
+        try:
+            out.append((row, codec.dumps(answer, f"resume value (interrupt {ident})")))
+        except SerializationError as exc:
+            raise InputError(str(exc)) from None
+    for ident in dict.fromkeys(close):
+        out.append((_find(run_id, interrupts, ident), None))
+    return out
+
+
+def _find(run_id: str, interrupts: list[dict[str, Any]], ident: Any) -> dict[str, Any]:
+    for row in interrupts:
+        if row["interrupt_id"] == str(ident):
+            if row["resumed_at"] is not None:
+                raise RunStateError(f"interrupt {ident} of run {run_id} is already {row['status']}; "
+                                    f"open: {_open_ids(interrupts)}")
+            return row
+    raise InputError(f"run {run_id} has no interrupt {ident!r}; open: {_open_ids(interrupts)}")
+
+
+def _open_ids(interrupts: list[dict[str, Any]]) -> str:
+    ids = [f"{i['interrupt_id']} ({i['node']})" for i in interrupts if i["resumed_at"] is None]
+    return ", ".join(ids) or "none"
+
+
+def open_interrupt(step: int, task: int, attempt: int, index: int, node: str, payload: Any) -> dict[str, Any]:
+    """An open interrupt as a waiting run's result lists it."""
+    return {"id": f"{step}.{task}.{attempt}.{index}", "node": node, "payload": payload}
