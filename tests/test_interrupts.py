@@ -438,15 +438,17 @@ def test_interrupt_inside_subgraph(tmp_path: Path) -> None:
     with TraceStore(db_path(tmp_path)) as st:
         r = Runner(_with_sub(execs), st).run({"question": "inner q"})
         assert r.status == "waiting" and r.interrupt == {"inner": "inner q"}
-        rows = st.interrupts(r.run_id)
-        assert [x["node"] for x in rows] == ["asker"]  # recorded against the parent's task
+        assert st.interrupts(r.run_id) == []  # the question belongs to the inner node, in the child run
+        rows = st.tree_interrupts(r.run_id)
+        assert [(x["run_id"], x["node"], x["path"]) for x in rows] == [
+            (f"{r.run_id}/1.0.0", "ask_inner", "asker/ask_inner")]
     with TraceStore(db_path(tmp_path)) as st:
         done = Runner(_with_sub(execs), st).resume(r.run_id, "from human")
         assert done.status == "completed", done.error
         assert done.state["answers"] == ["prep", "from human"]
         assert done.state["reply"] == "2 answers"
-    # The subgraph runs again from its start inside the resumed task.
-    assert execs == {"prep": 2, "ask_inner": 2}
+    # The subgraph continues where it stopped: its completed step 'prep' does not run again.
+    assert execs == {"prep": 1, "ask_inner": 2}
 
 
 # ---------------------------------------------------------------- interrupts and failures

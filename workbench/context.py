@@ -144,6 +144,8 @@ class Context:
         self._strict = strict
         self._first_started = first_started
         self.excluded_s = 0.0
+        self.subgraphs: Any = None
+        """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
         """Seconds this task spent on workbench's own one-time set-up (importing the model
         library): not counted in the task's recorded duration."""
 
@@ -259,6 +261,11 @@ def current_context() -> Context:
     if ctx is None:
         raise WorkbenchError("interrupt()/current_context() called outside a running node")
     return ctx
+
+
+def current_or_none() -> Context | None:
+    """The context of the node running here, or None outside a node."""
+    return _current.get()
 
 
 def set_current(ctx: Context | None) -> contextvars.Token[Context | None]:

@@ -231,3 +231,26 @@ def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
         end_ms = max((r.start_ms + r.duration_ms for r in out), default=0.0)
         out.append(TimelineRow(nxt, [t["node"] for t in plan["tasks"]], "pending", end_ms, 0.0, 0, None, 0, False))
     return out
+
+
+
+def nested_tasks(store: TraceStore, run_id: str, depth: int = 0, path: str = "",
+                 address: str = "") -> list[dict[str, Any]]:
+    """A run's node executions with its subgraphs' inside them, in reading order: after the rows
+    of each task that ran a subgraph come the child run's rows (and its children's), each with
+    ``depth`` (0 for the run's own), ``path`` (``review/approve``), ``address`` (the step as
+    ``fork --at`` takes it: ``3``, ``3/review/2``) and ``run_id`` (the run that recorded it)."""
+    rows = store.tasks(run_id)
+    children: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for child in store.children(run_id):
+        children.setdefault((child["caller_step"], child["caller_task"]), []).append(child)
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        row.update(depth=depth, path=f"{path}{row['node']}", address=f"{address}{row['step']}", run_id=run_id)
+        out.append(row)
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if nxt is None or (nxt["step"], nxt["task"]) != (row["step"], row["task"]):
+            for child in children.pop((row["step"], row["task"]), []):
+                out += nested_tasks(store, child["run_id"], depth + 1, f"{row['path']}/",
+                                    f"{row['address']}/{row['node']}/")
+    return out

@@ -98,6 +98,11 @@ class Recorder:
             replies.append(reply)
         self.store.claim(run_id, allowed=[status], answers=replies, config=codec.dumps(config))
 
+    def run_continued(self, run_id: str, config: dict[str, Any]) -> None:
+        """A subgraph's child run continues (its caller's run holds the claim)."""
+        self._write([("run_update", {"run_id": run_id, "status": "running", "error": None,
+                                     "config": codec.dumps(config)})])
+
     # ------------------------------------------------------------------ encoding
 
     @staticmethod

@@ -31,13 +31,14 @@ class Divergence:
     node: str | None
     message: str
     diff: str = ""
+    at: str | None = None  # inside a subgraph: STEP/NODE/INNER_STEP (as `fork --at` takes it)
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind, "node": self.node, "message": self.message,
-                "diff": self.diff}
+                "diff": self.diff, "at": self.at or str(self.step)}
 
     def __str__(self) -> str:
-        head = f"step {self.step}" + (f", node {self.node!r}" if self.node else "") + f": {self.message}"
+        head = f"step {self.at or self.step}" + (f", node {self.node!r}" if self.node else "") + f": {self.message}"
         return head + (f"\n{self.diff}" if self.diff else "")
 
 
@@ -97,6 +98,49 @@ class ReplaySession:
         # In a conversation, the last step of the turn being replayed (the next turn is replayed
         # as the continuation it was; runtime/conversation.py).
         self.turn_end: int | None = None
+        self.max_steps: int | None = (history.run.get("config") or {}).get("max_steps")
+
+    # ------------------------------------------------------------------ subgraphs
+
+    def child_session(self, step: int, idx: int, call: int, node: str, graph: str) -> ReplaySession:
+        """The replay of the subgraph run that task ``idx`` of ``step`` started as its ``call``-th."""
+        from workbench.errors import RunNotFoundError
+        from workbench.runtime.subgraph import child_run_id
+
+        child_id = child_run_id(self.history.owner(step), step, idx, call)
+        try:
+            child = RunHistory(self.history.store, child_id)
+        except RunNotFoundError:
+            raise _Diverged(Divergence(step, "path", node, f"the node now runs subgraph {graph!r}; the "
+                                       "recording has no such subgraph run")) from None
+        if child.run["graph"] != graph:
+            raise _Diverged(Divergence(step, "path", node, f"the node now runs subgraph {graph!r}; the "
+                                       f"recording ran {child.run['graph']!r}"))
+        return ReplaySession(child)
+
+    def check_end(self, status: str, step: int) -> None:
+        """A subgraph's replay ended: it must end as its recording did."""
+        divergence = _end_divergence(self.history, status, step)
+        if divergence is not None:
+            raise _Diverged(divergence)
+
+    @staticmethod
+    def lift(div: ReplayDivergence, step: int, node: str) -> None:
+        """Say where a divergence inside a subgraph is, in its caller's terms: the caller's step,
+        the inner node's path (``review/approve``) and the address ``3/review/2``."""
+        if isinstance(div, _EndOfRecording):
+            div.step = step
+            return
+        if isinstance(div, _Diverged):
+            d = div.divergence
+            d.at = f"{step}/{node}/{d.at or d.step}"
+            d.node = f"{node}/{d.node}" if d.node else node
+            d.step = step
+            return
+        detail = div.detail
+        detail["at"] = f"{step}/{node}/{detail.get('at') or detail.get('step', 0)}"
+        detail["node"] = f"{node}/{detail['node']}" if detail.get("node") else node
+        detail["step"] = step
 
     def task_inputs(self, step: int, idx: int, attempt: int) -> tuple[list[RecordedCall], list[Any]]:
         """The calls and answers recorded for this attempt of the task (a retried node is served
@@ -266,23 +310,24 @@ def _request_divergence(d: ReplayDivergence) -> Divergence:
     detail = d.detail
     step = int(detail.get("step", 0))
     node = detail.get("node")
+    at = detail.get("at")
     call = int(detail.get("call", 0)) + 1
     new = detail.get("request") or {}
     if d.kind == "extra_call":
         what = new.get("tool") or new.get("model") or "a call"
         message = f"call {call} ({new.get('kind', 'llm')} {what}) is not in the recording"
-        return Divergence(step, "extra_call", node, message, text_diff(None, new))
+        return Divergence(step, "extra_call", node, message, text_diff(None, new), at)
     rec = detail.get("recorded") or {}
     if d.kind == "missing_call":
         what = f"tool {rec.get('model')}" if rec.get("kind") == "tool" else f"model {rec.get('model')}"
         old = {"kind": rec.get("kind"), "model_or_tool": rec.get("model"), "request": rec.get("messages")}
         return Divergence(step, "missing_call", node,
-                          f"recorded call {call} ({what}) is no longer made", text_diff(old, None))
+                          f"recorded call {call} ({what}) is no longer made", text_diff(old, None), at)
     if rec.get("kind") == "tool" or new.get("kind") == "tool":
         old = {"tool": rec.get("model"), "args": rec.get("messages")}
         now = {"tool": new.get("tool"), "args": new.get("args")}
-        return Divergence(step, "request", node, f"tool call {call} asks something else", text_diff(old, now))
+        return Divergence(step, "request", node, f"tool call {call} asks something else", text_diff(old, now), at)
     old = {"model": rec.get("model"), "messages": rec.get("messages"), "params": rec.get("params")}
     now = {"model": new.get("model"), "messages": new.get("messages"), "params": new.get("params")}
     return Divergence(step, "request", node, f"model call {call}: the request differs from the recording",
-                      text_diff(old, now))
+                      text_diff(old, now), at)

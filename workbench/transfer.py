@@ -53,6 +53,13 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
         for ancestor, _ in reversed(store.lineage(rid)):
             if ancestor not in wanted:
                 wanted.append(ancestor)
+    # The subgraph runs under each (child ids extend their caller's), with what they share history with.
+    for rid in list(wanted):
+        for (child,) in store.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ? || '/') "
+                                    "ORDER BY length(run_id), run_id", [rid]):
+            for ancestor, _ in reversed(store.lineage(child)):
+                if ancestor not in wanted:
+                    wanted.append(ancestor)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         header = {"format": FORMAT, "version": VERSION, "schema_version": SCHEMA_VERSION, "runs": wanted}

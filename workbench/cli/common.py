@@ -146,4 +146,9 @@ def graph_for(store: Any, run_id: str, ref: str | None = None) -> Any:
     from workbench.loader import load_for_run
 
     rec = store.get_run(run_id)
+    if rec.get("caller_run_id"):
+        # A subgraph's run is resumed, forked and replayed through the run it belongs to.
+        root, node = rec["root_run_id"], rec["path"].split("/")[-1]
+        raise UsageError(f"run {run_id} is subgraph {rec['path']!r} of run {root}; use that run (resume it, or "
+                         f"fork that run at STEP/{node}/INNER_STEP)")
     return load_for_run(rec["graph"], rec["graph_file"], ref)

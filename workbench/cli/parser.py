@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("fork", help="fork a run at a step, with edits, and run the fork live")
     sp.add_argument("run_id", metavar="RUN_ID")
-    sp.add_argument("--at", type=int, metavar="STEP", help="re-run from this step (the fork shares steps before it)")
+    sp.add_argument("--at", metavar="STEP", help="re-run from this step (the fork shares steps before it); "
+                    "STEP/NODE/STEP for a step inside a subgraph, e.g. 3/review/2")
     sp.add_argument("--from-failure", action="store_true", help="fork at the step where the run failed")
     sp.add_argument("--set", action="append", metavar="KEY=JSON", help="set a state key before the step runs")
     sp.add_argument("--set-file", metavar="PATH", help="a JSON object of state keys to set")

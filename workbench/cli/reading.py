@@ -105,6 +105,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from workbench.history import nested_tasks
     from workbench.runtime.conversation import conversation_turns
 
     if args.step is not None:
@@ -118,9 +119,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         events = store.events(run_id)
         final = store.state_at(run_id, max([s["step"] for s in steps] + [0]))
         turns = conversation_turns(store, run_id)
+        # Subgraph runs under it: their steps inside the caller's, their calls and questions.
+        nested = nested_tasks(store, run_id)
+        inner = [r for r in nested if r["depth"] > 0]
+        paths = {r["run_id"]: (r["path"].rsplit("/", 1)[0], r["address"].rsplit("/", 1)[0]) for r in inner}
+        for child_id, (prefix, where) in paths.items():
+            calls += [{**c, "node": f"{prefix}/{c['node']}", "step": f"{where}/{c['step']}"}
+                      for c in store.llm_calls(child_id)]
+        interrupts = [({**i, "step": f"{paths[i['run_id']][1]}/{i['step']}"} if i["run_id"] in paths else i)
+                      for i in store.tree_interrupts(run_id) if i["run_id"] in paths or i["run_id"] == run_id]
     if args.json:
+        subgraph_steps = [{k: v for k, v in r.items() if k != "traceback"} for r in inner]
         print(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
-                          "events": events, "state": final, "conversation": turns}, default=str, ensure_ascii=False))
+                          "events": events, "state": final, "conversation": turns,
+                          "subgraph_steps": subgraph_steps}, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
 
@@ -146,13 +158,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     for name in ("step", "node", "try", "status", "ms"):
         table.add_column(name, no_wrap=True)
     table.add_column("update / error", overflow="ellipsis", no_wrap=True)
-    for s in steps:
+    for s in nested:
         detail = s["error"] if s["error"] else short(s["update"] if s["update"] is not None else "", 70)
         if s.get("goto"):
             detail = f"{detail} → goto {short(s['goto'], 40)}".strip()
         color = {"completed": "green", "failed": "red", "interrupted": "yellow"}.get(s["status"], "white")
-        table.add_row(str(s["step"]), s["node"], str(s["attempt"]), f"[{color}]{s['status']}[/]",
-                      f"{s['duration_ms']:.1f}", detail)
+        # A subgraph's steps are indented under the task that ran it, addressed as fork --at takes them.
+        node = "  " * s["depth"] + s["path"]
+        table.add_row(s["address"], node, str(s["attempt"]), f"[{color}]{s['status']}[/]",
+                      f"{s['duration_ms']:.1f}", detail, style="dim" if s["depth"] else None)
     console.print(table)
     tools = [c for c in calls if c["kind"] == "tool"]
     calls = [c for c in calls if c["kind"] == "llm"]
@@ -181,7 +195,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for i in interrupts:
         answered = {"open": "[yellow]open[/]", "closed": "[dim]closed unanswered[/]"}.get(
             i["status"], f"answered {short(i['response'], 50)}")
-        console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({i['node']}): "
+        console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({i.get('path') or i['node']}): "
                       f"{short(i['payload'], 60)} — {answered}")
     if run["error"]:
         console.print(f"[red]error:[/] {run['error']}")

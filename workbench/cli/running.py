@@ -111,6 +111,7 @@ def parse_llm_edits(items: list[str] | None) -> dict[int, str]:
 
 def cmd_fork(args: argparse.Namespace) -> int:
     from workbench.runtime import Runner
+    from workbench.runtime.forking import parse_address
 
     edits = parse_sets(args.set, args.set_file)
     llm_edits = parse_llm_edits(args.llm_response)
@@ -125,12 +126,16 @@ def cmd_fork(args: argparse.Namespace) -> int:
             raise UsageError("say where to fork: --at STEP or --from-failure")
         else:
             at = args.at
+        try:
+            step, _ = parse_address(at)
+        except WorkbenchError as exc:
+            raise UsageError(str(exc)) from None
         last = store.last_step(run_id)
-        if not 1 <= at <= last:
+        if not 1 <= step <= last:
             raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
         graph = graph_for(store, run_id, args.graph)
         changed = graph.changed_since(parent.get("node_versions"))
-        listener = None if args.json else progress_listener(make_console(), changed=changed, at=at)
+        listener = None if args.json else progress_listener(make_console(), changed=changed, at=step)
         result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits,
                                                               max_steps=args.max_steps)
         return report(args, result, args.graph)

@@ -39,9 +39,18 @@ from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
 from workbench.runtime.concurrency import run_all
 from workbench.runtime.continuing import load_step_progress, seed_llm_edits, settled_detail
+from workbench.runtime.forking import fork_inside, parse_address, refuse_child
 from workbench.runtime.interrupts import open_interrupt, settle
 from workbench.runtime.planner import Planner
-from workbench.runtime.subgraph import run_subgraph
+from workbench.runtime.subgraph import (
+    ChildLink,
+    SubgraphHost,
+    SubgraphStopped,
+    calling_host,
+    check_path,
+    split_break_when,
+    tree_interrupts,
+)
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
 from workbench.state import Change, apply_changes
 from workbench.store.store import TraceStore, now_us
@@ -73,7 +82,7 @@ class Runner:
         max_concurrency: int = 16,
         listener: Listener | None = None,
         replay: Any = None,
-        _inline_ctx: Context | None = None,
+        _child: ChildLink | None = None,
     ) -> None:
         self.graph = graph.validate()
         self.schema = graph.schema
@@ -82,17 +91,20 @@ class Runner:
         self.planner = Planner(self.graph, self.schema)
         self.max_concurrency = max_concurrency
         self.listener = listener
-        # A subgraph runs inline inside its parent's task: its nodes share that task's context,
-        # so their model calls and interrupts are recorded (and served on resume) by the parent.
-        self._inline_ctx = _inline_ctx
+        # A subgraph's invocation is a child run of the task that called it (runtime/subgraph.py).
+        self._child = _child
         # A replay session (workbench.replay) serves every call from a recording and checks
         # each step against it; None for live runs.
         self._replay = replay
         self._rng = random.Random()
         self._break_when: Any = None
-        # What the last run changed (a subgraph's parent turns this into its update).
+        self._inner_break_when: dict[str, Any] = {}
+        # What the last run changed (a subgraph's parent turns this into its update), why it
+        # failed, and which node it waits at.
         self.last_touched: set[str] = set()
         self.last_extended: dict[str, list[Any]] = {}
+        self.last_error: BaseException | None = None
+        self.stopped_at: str | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -109,7 +121,7 @@ class Runner:
         """Continue a waiting, paused, failed or interrupted-by-crash run (see :meth:`aresume`)."""
         return _run_sync(self.aresume(run_id, value, **options))
 
-    def fork(self, parent_run_id: str, at_step: int, **options: Any) -> RunResult:
+    def fork(self, parent_run_id: str, at_step: int | str, **options: Any) -> RunResult:
         """Fork a recorded run at a step and run the fork live (see :meth:`afork`)."""
         return _run_sync(self.afork(parent_run_id, at_step, **options))
 
@@ -141,10 +153,18 @@ class Runner:
         continue_from: str | None = None,
     ) -> RunResult:
         """The async form of :meth:`run`. ``continue_from``: a run id; the run is then the next
-        turn of that run's conversation (:meth:`acontinue_run`)."""
+        turn of that run's conversation (:meth:`acontinue_run`).
+
+        Inside a running node (``await Runner(sub).arun(...)`` with no store), the run is a child
+        run of that node's task: recorded with the caller's run, paused with it, continued by it.
+        """
         if continue_from is not None:
             return await self.acontinue_run(continue_from, input, new_run_id=run_id, break_before=break_before,
                                             break_after=break_after, break_when=break_when, max_steps=max_steps)
+        if self._child is None and self.store is None and self._replay is None:
+            host = calling_host()
+            if host is not None:
+                return (await host.call(self.graph, input, max_steps=max_steps))[0]
         if input is not None and not isinstance(input, dict):
             raise InputError(f"input must be a JSON object, got {type(input).__name__}")
         try:
@@ -157,7 +177,7 @@ class Runner:
             "max_steps": self._check_limit(max_steps) or self.graph.max_steps,
         }
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
-        self._break_when = break_when
+        self.set_break_when(break_when)
         try:
             input_json = codec.dumps(input or {}, "input")
             start_changes = self.recorder.changes(run.run_id, 0, changes)
@@ -166,7 +186,10 @@ class Runner:
         run.plan, run.joins = self.planner.next([(TaskSpec(START), Outcome("completed"))], run.state, run.joins)
         if self.recorder.enabled:
             row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config)
-            self.recorder.run_started(row, start_changes, self._plan_record(run, 1), reserve=run_id is not None)
+            if self._child is not None:
+                row.update(self._child.columns())
+            self.recorder.run_started(row, start_changes, self._plan_record(run, 1),
+                                      reserve=run_id is not None and self._child is None)
         self._emit(Event("run_started", run.run_id, 0, None, {"graph": self.graph.name}))
         return await self._execute(run)
 
@@ -201,6 +224,9 @@ class Runner:
         store.sweep()  # a run whose process died: load what its journal holds first
         rec = store.get_run(run_id)
         status = rec["status"]
+        if rec.get("caller_run_id"):
+            raise RunStateError(f"run {run_id} is subgraph {rec['path']!r} of run {rec['root_run_id']}; "
+                                f"resume that run")
         if status == "completed":
             raise RunStateError(f"run {run_id} already completed; fork it to run again, or continue the "
                                 f"conversation with new input (workbench run GRAPH --continue {run_id} --input ...)")
@@ -210,7 +236,8 @@ class Runner:
             raise superseded_error(store, run_id)
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
-        settled = settle(run_id, status, store.interrupts(run_id), value, interrupt=interrupt,
+        # The open questions of its subgraphs' runs too, oldest first (runtime/subgraph.py).
+        settled = settle(run_id, status, tree_interrupts(store, run_id), value, interrupt=interrupt,
                          answers=answers, close=close)
 
         config = self._with_options(rec["config"] or {}, break_before, break_after, max_steps)
@@ -225,8 +252,11 @@ class Runner:
         state = self.schema.decode(store.state_at(run_id, committed))
         run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
-        self._break_when = break_when
-        run.skip_before = status == "paused" and paused.get("when") == "before" and paused.get("step") == step
+        self.set_break_when(break_when)
+        # The step it stopped in already passed its breakpoints: a paused one at its breakpoint
+        # before, a waiting one when its tasks ran (answering must not pause there again).
+        run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
+                                                  and paused.get("step") == step)
         fresh = load_step_progress(run, store, store.interrupts(run_id), resumed_from=status)
         self.recorder.event(run_id, step, "resumed", None, {"from": status, **settled_detail(settled, fresh)})
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
@@ -235,7 +265,7 @@ class Runner:
     async def afork(
         self,
         parent_run_id: str,
-        at_step: int,
+        at_step: int | str,
         *,
         set_state: dict[str, Any] | None = None,
         llm_responses: dict[int, str] | None = None,
@@ -253,9 +283,16 @@ class Runner:
         fork gets instead; calls before it in the same node are served from the recording, calls
         after it are made live. The fork records the current code version, so a fork that ran
         different code is visible. Nothing is recorded when an edit is invalid.
+
+        ``at_step`` may address a step inside a subgraph, ``"3/review/2"`` (see
+        :mod:`workbench.runtime.forking`): the edits then apply to that inner step.
         """
         store = self._require_store()
         parent = store.get_run(parent_run_id)
+        refuse_child(parent)
+        label = str(at_step)
+        # "3/review/2": step 2 inside the child run of subgraph node review at step 3
+        at_step, hops = (at_step, []) if isinstance(at_step, int) else parse_address(at_step)
         if parent["graph"] != self.graph.name:
             raise RunStateError(
                 f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
@@ -267,6 +304,12 @@ class Runner:
             raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
                              "ancestors instead (fork chains are limited to "
                              f"{MAX_FORK_DEPTH} runs)")
+        if hops:
+            inherited = {k: v for k, v in (parent["config"] or {}).items()
+                         if k not in ("paused", "break_before", "break_after")}
+            return await fork_inside(self, parent_run_id, at_step, hops, set_state=set_state,
+                                     llm_responses=llm_responses, break_when=break_when, label=label,
+                                     config=self._with_options(inherited, break_before, break_after, max_steps))
         plan = store.plan(parent_run_id, at_step)
         if plan is None:
             raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
@@ -291,7 +334,7 @@ class Runner:
         config = self._with_options(inherited, break_before, break_after, max_steps)
         run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
                         plan["joins"] or {}, config)
-        self._break_when = break_when
+        self.set_break_when(break_when)
         seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
         row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config,
                                     parent=parent_run_id, fork_step=at_step - 1)
@@ -331,9 +374,15 @@ class Runner:
             if self._replay is not None:
                 self._replay.check_outcomes(run.step, run.plan, outcomes)
 
-            waiting = [o.asked for o in outcomes if o.status == "interrupted"]
-            if waiting:
-                return self._wait(run, [w for w in waiting if w is not None])
+            stopped = [o for o in outcomes if o.status == "interrupted"]
+            asking = [o for o in stopped if o.paused is None]
+            if asking:
+                # A subgraph that waits passes up every open question of its run (asked_all).
+                asked = [a for o in asking for a in (o.asked_all or ([o.asked] if o.asked else []))]
+                return self._wait(run, asked)
+            if stopped:  # a subgraph paused at a breakpoint inside it
+                paused = stopped[0].paused or {}
+                return self._pause(run, paused.get("when", "before"), paused.get("node"), at_step=run.step)
             failed = [(run.plan[i], o) for i, o in enumerate(outcomes) if o.status == "failed"]
             unhandled = [(t, o) for t, o in failed if not self.graph.nodes[t.node].on_error]
             if unhandled:
@@ -416,7 +465,7 @@ class Runner:
             resume = None  # a retry starts fresh: new model calls, no served answers
             try:
                 value = spec.arg if spec.send else self.schema.view(run.state)
-                sub = run_subgraph(self, node, value, ctx) if node.subgraph is not None else None
+                sub = ctx.subgraphs.call_node(node, value) if node.subgraph is not None else None
                 result = read_result(self.graph, node, await call_node(node, value, ctx, parallel=parallel,
                                                                        subgraph=sub))
                 if self._replay is not None:
@@ -426,8 +475,6 @@ class Runner:
                 div.detail.setdefault("node", spec.node)
                 raise
             except InterruptSignal as sig:
-                if self._inline_ctx is not None:
-                    raise
                 return self._record_interrupt(run, idx, spec, attempt, started, t0, ctx, sig)
             except asyncio.CancelledError:
                 # A sibling failed (or the run was stopped): this attempt is not completed, and
@@ -455,8 +502,13 @@ class Runner:
 
     def _make_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
                       resume: TaskResume | None, first_started: int) -> Context:
-        if self._inline_ctx is not None:
-            return self._inline_ctx
+        ctx = self._new_context(run, idx, spec, attempt, resume, first_started)
+        # Subgraphs this task runs are child runs; a task that ran before may find them recorded.
+        ctx.subgraphs = SubgraphHost(self, run, idx, spec, continuing=resume is not None or attempt > 1)
+        return ctx
+
+    def _new_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
+                     resume: TaskResume | None, first_started: int) -> Context:
         if self._replay is not None:
             calls, answers = self._replay.task_inputs(run.step, idx, attempt)
             return Context(
@@ -505,6 +557,10 @@ class Runner:
             self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=str(exc))
             return Outcome("failed", error=exc, message=str(exc))
         self._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
+        if isinstance(sig, SubgraphStopped):
+            # The question (or breakpoint) is recorded by the child run that stopped.
+            return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused,
+                           asked_all=sig.asked)
         key = (run.step, idx, attempt, sig.index)
         if key not in run.known_interrupts:
             self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
@@ -527,9 +583,7 @@ class Runner:
         """End the run. ``ran``: the current step ran (a step limit stops before it)."""
         self.last_touched = run.touched
         self.last_extended = run.extended
-        if self._inline_ctx is not None and status == "failed" and exc is not None:
-            # Let the parent's retry policy see the original exception type.
-            raise exc
+        self.last_error = exc  # a subgraph's caller raises it, for its retry policy to see
         if error:
             error = scrub(error)  # an error text may echo a credential; it is recorded and printed
         self.recorder.flush_deferred(run.deferred)
@@ -541,6 +595,7 @@ class Runner:
     def _wait(self, run: ActiveRun, waiting: list[Any]) -> RunResult:
         """The run waits for the open interrupts ``waiting`` (oldest first) to be answered."""
         first = waiting[0]
+        self.stopped_at = first["node"]
         self.recorder.flush_deferred(run.deferred)
         self.recorder.run_waiting(run.run_id, run.step, first["node"], first["payload"], first["id"])
         self._emit(Event("waiting", run.run_id, run.step, first["node"],
@@ -566,12 +621,16 @@ class Runner:
     # ----------------------------------------------------------------- helpers
 
     def _check_names(self, names: Iterable[str], what: str) -> list[str]:
+        """Breakpoint names: nodes of this graph, or paths into its subgraphs (``review/approve``)."""
         out = list(names)
         for n in out:
-            if n not in self.graph.nodes:
-                raise InputError(f"{what}: graph {self.graph.name!r} has no node {n!r} "
-                                 f"(nodes: {', '.join(self.graph.nodes)})")
+            check_path(self.graph, n, what)
         return out
+
+    def set_break_when(self, break_when: Any) -> None:
+        """The break condition: a predicate over the state, or ``{graph path: predicate}`` with
+        ``""`` for this graph and ``"review"`` for the subgraph node review's inner steps."""
+        self._break_when, self._inner_break_when = split_break_when(break_when)
 
     def _with_options(self, config: dict[str, Any], break_before: Iterable[str] | None,
                       break_after: Iterable[str] | None, max_steps: int | None) -> dict[str, Any]:
@@ -609,12 +668,12 @@ class Runner:
                 "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")
 
     def _emit(self, event: Event) -> None:
-        if self.listener is not None and self._inline_ctx is None:
+        if self.listener is not None:
             self.listener(event)
 
     @property
     def _listening(self) -> bool:
-        return self.listener is not None and self._inline_ctx is None
+        return self.listener is not None
 
 
 def _running_loop() -> bool:

@@ -53,6 +53,9 @@ class Outcome:
     interrupt: Any = None
     goto: list[Any] | None = None  # a Command's destinations: names and Sends
     asked: dict[str, Any] | None = None  # an interrupted task's open interrupt: id, node, payload
+    where: str | None = None  # a subgraph's stop: the inner node's path (review/approve)
+    paused: dict[str, Any] | None = None  # a subgraph paused at a breakpoint inside it
+    asked_all: list[dict[str, Any]] | None = None  # a waiting subgraph's open interrupts, in the caller's terms
 
 
 @dataclass

@@ -131,7 +131,11 @@ class Backend:
                     else:
                         version = int(con.execute(
                             "SELECT value FROM wb_meta WHERE key = 'schema_version'").fetchone()[0])
-                        for step in MIGRATIONS[version - 1:]:
+                        # A store already at this version whose views are stale is given this
+                        # version's step again: it only adds columns (IF NOT EXISTS), which a build
+                        # made before all of this version's additions were combined may lack.
+                        first = version - 1 if version < SCHEMA_VERSION else SCHEMA_VERSION - 2
+                        for step in MIGRATIONS[first:]:
                             con.execute(step)
                         con.execute(self.upgrade_tables_sql())
                         con.execute("UPDATE wb_meta SET value = ? WHERE key = 'schema_version'",

@@ -26,13 +26,21 @@ class StoreReader:
         raise NotImplementedError
 
     def resolve_run_id(self, ref: str) -> str:
-        """A full run id from an id, a unique prefix of one, or ``last``."""
+        """A full run id from an id, a unique prefix of one, or ``last``.
+
+        ``last`` and prefixes name runs a user started; a subgraph's child run is named by its
+        whole id (``ROOT/3.0.0``).
+        """
         if ref == "last":
-            rows = self.query("SELECT run_id FROM wb_runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+            rows = self.query("SELECT run_id FROM wb_runs WHERE caller_run_id IS NULL "
+                              "ORDER BY started_at DESC, run_id DESC LIMIT 1")
             if not rows:
                 raise RunNotFoundError(f"no runs in {self.path} yet")
             return str(rows[0][0])
-        rows = self.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ?) LIMIT 2", [ref])
+        if self.query("SELECT 1 FROM wb_runs WHERE run_id = ?", [ref]):
+            return ref
+        rows = self.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ?) AND caller_run_id IS NULL "
+                          "LIMIT 2", [ref])
         if not rows:
             raise RunNotFoundError(f"no run {ref!r} in {self.path} (see 'workbench runs')")
         if len(rows) > 1:
@@ -59,9 +67,12 @@ class StoreReader:
                    coalesce(l.tokens, 0) AS tokens, coalesce(l.cost, 0) AS cost_usd, r.error, r.relation
             FROM wb_runs r
             LEFT JOIN (SELECT run_id, max(step) AS planned FROM wb_supersteps GROUP BY run_id) s USING (run_id)
-            LEFT JOIN (SELECT run_id, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens,
-                              sum(coalesce(cost_usd, 0)) AS cost
-                       FROM wb_llm_calls GROUP BY run_id) l USING (run_id)
+            LEFT JOIN (SELECT coalesce(cr.root_run_id, c.run_id) AS run_id,
+                              sum(coalesce(c.prompt_tokens, 0) + coalesce(c.completion_tokens, 0)) AS tokens,
+                              sum(coalesce(c.cost_usd, 0)) AS cost
+                       FROM wb_llm_calls c LEFT JOIN wb_runs cr ON cr.run_id = c.run_id
+                       GROUP BY ALL) l USING (run_id)
+            WHERE r.caller_run_id IS NULL
             ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?
             """,
             [limit],
@@ -192,6 +203,33 @@ class StoreReader:
             r["interrupt_id"] = interrupt_id(r)
             r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"
         return rows
+
+    def tree_interrupts(self, run_id: str) -> list[dict[str, Any]]:
+        """Interrupts of a run and of the subgraph runs under it, decoded, each with ``path``
+        (the asking node's path from the run's graph, e.g. ``review/approve``)."""
+        rows = self.query_dicts(
+            """
+            SELECT i.*, CASE WHEN r.path IS NULL THEN i.node ELSE r.path || '/' || i.node END AS path
+            FROM wb_interrupts i JOIN wb_runs r ON r.run_id = i.run_id
+            WHERE i.run_id = ? OR starts_with(i.run_id, ? || '/')
+            ORDER BY i.run_id, i.step, i.task, i.attempt, i.idx
+            """,
+            [run_id, run_id],
+        )
+        for r in rows:
+            for col in ("payload", "response"):
+                r[col] = json.loads(r[col]) if r[col] is not None else None
+            r["closed"] = bool(r.get("closed"))
+            # Unique in the tree: a subgraph run's id says where it hangs (2.0.0/1.0.1.0).
+            r["interrupt_id"] = (f"{r['run_id'][len(run_id) + 1:]}/" if r["run_id"] != run_id else "") + interrupt_id(r)
+            r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"
+        return rows
+
+    def children(self, run_id: str) -> list[dict[str, Any]]:
+        """The subgraph runs a run's tasks called (one level down), in step and task order."""
+        return self.query_dicts(
+            "SELECT run_id, graph, status, caller_step, caller_task, path, last_step, parent_run_id, fork_step "
+            "FROM wb_runs WHERE caller_run_id = ? ORDER BY caller_step, caller_task, run_id", [run_id])
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.query_dicts("SELECT * FROM wb_events WHERE run_id = ? ORDER BY created_at", [run_id])

@@ -1,6 +1,6 @@
 """The trace store's SQL schema: base tables, the documented views, and migrations.
 
-Users query the views (``runs``, ``steps``, ``llm_calls``, ``interrupts``, ``state_changes``,
+Users query the views (``runs``, ``subgraph_runs``, ``steps``, ``llm_calls``, ``interrupts``, ``state_changes``,
 ``supersteps``, ``events``, ``tool_calls``, ``run_lineage``) and the ``state_at(run_id, step)``
 table macro; the ``wb_*`` base
 tables behind them may change between versions, the views keep their columns (docs/sql.md).
@@ -30,7 +30,14 @@ CREATE TABLE IF NOT EXISTS wb_runs (
     config JSON,
     last_step INTEGER,
     owner VARCHAR,
-    relation VARCHAR
+    relation VARCHAR,
+    -- v3 (subgraphs): a subgraph's invocation is a child run of the task that called it
+    -- (see _v3_subgraphs below); NULL for a run a user started.
+    root_run_id VARCHAR,
+    caller_run_id VARCHAR,
+    caller_step INTEGER,
+    caller_task INTEGER,
+    path VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS wb_tasks (
@@ -134,32 +141,49 @@ CREATE TABLE IF NOT EXISTS wb_journals (
 """
 
 VIEWS = """
+-- runs: one row per run a user started (runs and forks); a subgraph's invocation is a child
+-- run of the task that called it, listed in subgraph_runs instead.
 CREATE OR REPLACE VIEW runs AS
 SELECT run_id, graph, status, started_at, ended_at, parent_run_id, fork_step, input, output, error,
        graph_file, code_version, last_step, relation
-FROM wb_runs;
+FROM wb_runs WHERE caller_run_id IS NULL;
 
+CREATE OR REPLACE VIEW subgraph_runs AS
+SELECT run_id, root_run_id, caller_run_id, caller_step, caller_task, path, graph, status, started_at,
+       ended_at, parent_run_id, fork_step, input, output, error, last_step
+FROM wb_runs WHERE caller_run_id IS NOT NULL;
+
+-- root_run_id and path (the node's path from the root graph, e.g. review/approve) say where a
+-- row of a subgraph's child run belongs; for a run a user started they are run_id and node.
 CREATE OR REPLACE VIEW steps AS
-SELECT run_id, step, node, attempt, status, started_at, ended_at, duration_ms, "update", error,
-       task, traceback, arg, goto
-FROM wb_tasks;
+SELECT t.run_id, t.step, t.node, t.attempt, t.status, t.started_at, t.ended_at, t.duration_ms, t."update",
+       t.error, t.task, t.traceback, t.arg, t.goto, coalesce(r.root_run_id, t.run_id) AS root_run_id,
+       CASE WHEN r.path IS NULL THEN t.node ELSE r.path || '/' || t.node END AS path
+FROM wb_tasks t LEFT JOIN wb_runs r ON r.run_id = t.run_id;
 
 CREATE OR REPLACE VIEW llm_calls AS
-SELECT run_id, step, node, model, messages, response, prompt_tokens, completion_tokens, cost_usd,
-       latency_ms, error, task, seq, attempt, params, attempts, fingerprint, created_at
-FROM wb_llm_calls WHERE kind = 'llm';
+SELECT c.run_id, c.step, c.node, c.model, c.messages, c.response, c.prompt_tokens, c.completion_tokens,
+       c.cost_usd, c.latency_ms, c.error, c.task, c.seq, c.attempt, c.params, c.attempts, c.fingerprint,
+       c.created_at, coalesce(r.root_run_id, c.run_id) AS root_run_id,
+       CASE WHEN r.path IS NULL THEN c.node ELSE r.path || '/' || c.node END AS path
+FROM wb_llm_calls c LEFT JOIN wb_runs r ON r.run_id = c.run_id WHERE c.kind = 'llm';
 
 CREATE OR REPLACE VIEW tool_calls AS
-SELECT run_id, step, node, model AS tool, messages AS args, response AS result, latency_ms, error,
-       task, seq, attempt, fingerprint, created_at
-FROM wb_llm_calls WHERE kind = 'tool';
+SELECT c.run_id, c.step, c.node, c.model AS tool, c.messages AS args, c.response AS result, c.latency_ms,
+       c.error, c.task, c.seq, c.attempt, c.fingerprint, c.created_at,
+       coalesce(r.root_run_id, c.run_id) AS root_run_id,
+       CASE WHEN r.path IS NULL THEN c.node ELSE r.path || '/' || c.node END AS path
+FROM wb_llm_calls c LEFT JOIN wb_runs r ON r.run_id = c.run_id WHERE c.kind = 'tool';
 
 CREATE OR REPLACE VIEW interrupts AS
-SELECT run_id, step, node, payload, response, created_at, resumed_at, task, attempt, idx,
-       concat(step, '.', task, '.', attempt, '.', idx) AS interrupt_id,
-       CASE WHEN resumed_at IS NULL THEN 'open' WHEN coalesce(closed, false) THEN 'closed'
-            ELSE 'answered' END AS status
-FROM wb_interrupts;
+SELECT i.run_id, i.step, i.node, i.payload, i.response, i.created_at, i.resumed_at, i.task, i.attempt, i.idx,
+       CASE WHEN r.root_run_id IS NULL THEN '' ELSE substr(i.run_id, length(r.root_run_id) + 2) || '/' END
+           || concat(i.step, '.', i.task, '.', i.attempt, '.', i.idx) AS interrupt_id,
+       CASE WHEN i.resumed_at IS NULL THEN 'open' WHEN coalesce(i.closed, false) THEN 'closed'
+            ELSE 'answered' END AS status,
+       coalesce(r.root_run_id, i.run_id) AS root_run_id,
+       CASE WHEN r.path IS NULL THEN i.node ELSE r.path || '/' || i.node END AS path
+FROM wb_interrupts i LEFT JOIN wb_runs r ON r.run_id = i.run_id;
 
 CREATE OR REPLACE VIEW state_changes AS
 SELECT run_id, step, key, op, value FROM wb_changes;
@@ -168,7 +192,9 @@ CREATE OR REPLACE VIEW supersteps AS
 SELECT run_id, step, tasks, created_at FROM wb_supersteps;
 
 CREATE OR REPLACE VIEW events AS
-SELECT run_id, step, kind, node, detail, created_at FROM wb_events;
+SELECT e.run_id, e.step, e.kind, e.node, e.detail, e.created_at, coalesce(r.root_run_id, e.run_id) AS root_run_id,
+       CASE WHEN r.path IS NULL THEN e.node WHEN e.node IS NULL THEN r.path ELSE r.path || '/' || e.node END AS path
+FROM wb_events e LEFT JOIN wb_runs r ON r.run_id = e.run_id;
 
 -- A fork shares its parent's history up to its fork step instead of copying it. run_lineage
 -- lists, for each run, itself and every ancestor with the last step taken from that ancestor
@@ -225,7 +251,21 @@ def migrate_v3_conversations() -> str:
     runs (``wb_deleted``, created with the other tables right after the migrations run)."""
     return """
     ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS relation VARCHAR;
-    UPDATE wb_runs SET relation = 'fork' WHERE parent_run_id IS NOT NULL;
+    UPDATE wb_runs SET relation = 'fork' WHERE parent_run_id IS NOT NULL AND relation IS NULL;
+    """
+
+
+def _v3_subgraphs() -> str:
+    """2 -> 3, subgraphs (issue 9 §1; in the same step as _V3_CONTROL): a subgraph's invocation is
+    recorded as a child run of the task that called it. ``root_run_id``: the run a user started that it belongs to;
+    ``caller_run_id``/``caller_step``/``caller_task``: the task that called it; ``path``: the
+    calling node's path from the root graph (``review``, ``review/inner``)."""
+    return """
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS root_run_id VARCHAR;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_run_id VARCHAR;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_step INTEGER;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS caller_task INTEGER;
+    ALTER TABLE wb_runs ADD COLUMN IF NOT EXISTS path VARCHAR;
     """
 
 
@@ -250,6 +290,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wb_llm_calls ADD PRIMARY KEY (run_id, step, task, attempt, seq);
     ALTER TABLE wb_interrupts ADD PRIMARY KEY (run_id, step, task, attempt, idx);
     """,
-    # 2 -> 3: control from inside a node, then conversations (issue 9)
-    _V3_CONTROL + migrate_v3_conversations(),
+    # 2 -> 3: control from inside a node, conversations and subgraphs (issue 9); each part only
+    # adds columns (IF NOT EXISTS) or fills a new one, so the step may be applied again
+    _V3_CONTROL + migrate_v3_conversations() + _v3_subgraphs(),
 ]

@@ -20,6 +20,9 @@ INSERTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("started_at", "TS"), ("ended_at", "TS"), ("parent_run_id", "VARCHAR"),
         ("fork_step", "INTEGER"), ("input", "JSON"), ("output", "JSON"), ("error", "VARCHAR"),
         ("config", "JSON"), ("last_step", "INTEGER"), ("relation", "VARCHAR"),
+        # v3 (subgraphs): where a child run hangs in the run that called it
+        ("root_run_id", "VARCHAR"), ("caller_run_id", "VARCHAR"), ("caller_step", "INTEGER"),
+        ("caller_task", "INTEGER"), ("path", "VARCHAR"),
     ]),
     "task": ("wb_tasks", [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("task", "INTEGER"), ("node", "VARCHAR"),

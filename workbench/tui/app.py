@@ -25,6 +25,7 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 from workbench.context import Event
 from workbench.errors import WorkbenchError
 from workbench.graph import display_path
+from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.messages import (
@@ -409,7 +410,7 @@ class WorkbenchApp(App[None]):
                     self.call_from_thread(self.notify, "no run is waiting for input")
                     return
                 run = store.get_run(rid)
-                open_ones = [i for i in store.interrupts(rid) if i["resumed_at"] is None]
+                open_ones = open_interrupts(store, rid)  # its subgraphs' questions too
             if not open_ones:
                 self.call_from_thread(self.notify, f"run {rid} has no open question")
                 return

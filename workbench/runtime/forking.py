@@ -1,0 +1,166 @@
+"""Forking at a step inside a subgraph: ``--at 3/review/2``.
+
+The address names step 3 of the run, the task of subgraph node ``review`` in it, and step 2 of
+that subgraph's child run (``3/review#1/2`` picks task 1 when several tasks of the step run
+``review``; ``3/review/2/inner/1`` goes one level deeper). The fork is a new run that shares the
+run's steps before 3 (like ``--at 3``) whose task ``review`` has a child run that is itself a
+fork of the recorded child at its step 2, carrying the edits (state keys of the subgraph's
+schema, model answers of that inner step). Both are written in one frame, then the new run
+runs from step 3: its ``review`` task finds its child already recorded and continues it from
+inner step 2, the way a resume does — nothing is copied, the lineage of each run shares history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workbench import codec
+from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError
+from workbench.graph import Graph
+from workbench.recording import Record
+from workbench.runtime.continuing import seed_llm_edits
+from workbench.runtime.subgraph import SEP, child_run_id
+from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, new_run_id
+
+if TYPE_CHECKING:
+    from workbench.runtime.runner import Runner
+
+_HOP = re.compile(r"^(?P<node>[^#/]+)(?:#(?P<task>\d+))?$")
+
+
+@dataclass
+class Hop:
+    """One level down: the task of subgraph node ``node`` (``task`` when named) and the inner step."""
+
+    node: str
+    task: int | None
+    step: int
+
+
+def parse_address(text: str | int) -> tuple[int, list[Hop]]:
+    """``"3"`` → (3, []); ``"3/review/2"`` → (3, [Hop("review", None, 2)]); a one-line error else."""
+    raw = str(text).strip()
+    parts = raw.split(SEP)
+    bad = InputError(f"--at {raw!r}: write STEP, or STEP/NODE/STEP for a step inside a subgraph "
+                     "(e.g. 3/review/2; NODE#TASK when several tasks run NODE)")
+    if len(parts) % 2 == 0 or not all(p.isdigit() for p in parts[::2]):
+        raise bad
+    hops: list[Hop] = []
+    for node_part, step_part in zip(parts[1::2], parts[2::2], strict=True):
+        m = _HOP.match(node_part)
+        if m is None:
+            raise bad
+        hops.append(Hop(m["node"], int(m["task"]) if m["task"] is not None else None, int(step_part)))
+    return int(parts[0]), hops
+
+
+def _task_of(plan: list[dict[str, Any]], hop: Hop, where: str) -> int:
+    idxs = [i for i, t in enumerate(plan) if t.get("node") == hop.node]
+    if not idxs:
+        ran = ", ".join(str(t.get("node")) for t in plan) or "nothing"
+        raise InputError(f"--at: {where} does not run {hop.node!r} (it runs {ran})")
+    if hop.task is None:
+        if len(idxs) > 1:
+            raise InputError(f"--at: {where} runs {hop.node!r} in tasks {', '.join(map(str, idxs))}; name one, "
+                             f"e.g. {hop.node}#{idxs[1]}")
+        return idxs[0]
+    if hop.task not in idxs:
+        raise InputError(f"--at: task {hop.task} of {where} is not {hop.node!r} (tasks running it: "
+                         f"{', '.join(map(str, idxs))})")
+    return hop.task
+
+
+async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Hop], *,
+                      set_state: dict[str, Any] | None, llm_responses: dict[int, str] | None,
+                      config: dict[str, Any], break_when: Any, label: str) -> RunResult:
+    """Fork ``parent_run_id`` at step ``at`` with a child fork at ``hops``; run it (see module doc)."""
+    store = runner.store
+    assert store is not None
+    parent = store.get_run(parent_run_id)
+    plan = store.plan(parent_run_id, at)
+    if plan is None:
+        raise InputError(f"run {parent_run_id} has no recorded plan for step {at}")
+    fork_id = new_run_id()
+    records: list[Record] = []
+    graph: Graph = runner.graph
+    caller_old, caller_new, caller_plan, caller_step = parent_run_id, fork_id, plan["tasks"], at
+    root_task = None
+    path = ""
+    child_new = ""
+    for depth, hop in enumerate(hops):
+        where = f"step {caller_step} of run {caller_old}"
+        idx = _task_of(caller_plan, hop, where)
+        if root_task is None:
+            root_task = idx
+        node = graph.nodes.get(hop.node)
+        if node is None or node.subgraph is None:
+            raise InputError(f"--at: node {hop.node!r} of graph {graph.name!r} is not a subgraph node")
+        graph = node.subgraph.validate()
+        owner = store.step_owner(caller_old, caller_step)
+        child_old = child_run_id(owner, caller_step, idx, 0)
+        child_new = child_run_id(caller_new, caller_step, idx, 0)
+        path = f"{path}{SEP}{hop.node}" if path else hop.node
+        try:
+            old = store.get_run(child_old)
+        except Exception:
+            raise InputError(f"--at: {where} recorded no subgraph run for {hop.node!r}") from None
+        last = store.last_step(child_old)
+        if not 1 <= hop.step <= last:
+            raise InputError(f"--at: subgraph {path!r} ran steps 1..{last} in run {parent_run_id}; "
+                             f"step {hop.step} is out of range")
+        inner_plan = store.plan(child_old, hop.step)
+        if inner_plan is None:
+            raise InputError(f"--at: subgraph {path!r} has no recorded plan for its step {hop.step}")
+        inner_config = {k: v for k, v in (old["config"] or {}).items()
+                        if k not in ("paused", "break_before", "break_after")}
+        row = runner.recorder.run_row(child_new, graph, input_json=codec.dumps(old["input"] or {}),
+                                      config=inner_config, parent=child_old, fork_step=hop.step - 1)
+        row.update(root_run_id=fork_id, caller_run_id=caller_new, caller_step=caller_step, caller_task=idx,
+                   path=path)
+        records.append(("run", row))
+        records.append(runner.recorder.plan(child_new, hop.step, inner_plan["tasks"], inner_plan["joins"] or {}))
+        if depth == len(hops) - 1:
+            records += _edits(runner, graph, child_new, hop.step - 1, set_state or {})
+            scratch = ActiveRun(child_new, {}, hop.step, [TaskSpec.from_json(t) for t in inner_plan["tasks"]], {},
+                                {})
+            records += seed_llm_edits(scratch, store, child_old, hop.step, llm_responses or {})
+        caller_old, caller_new, caller_plan, caller_step = child_old, child_new, inner_plan["tasks"], hop.step
+
+    state = runner.schema.decode(store.state_at(parent_run_id, at - 1))
+    run = ActiveRun(fork_id, state, at, [TaskSpec.from_json(t) for t in plan["tasks"]], plan["joins"] or {},
+                    config)
+    assert root_task is not None
+    # The task whose child is forked continues it (as a resumed task does).
+    run.resume[root_task] = TaskResume(1, [], [], 0)
+    runner.set_break_when(break_when)
+    row = runner.recorder.run_row(fork_id, runner.graph, input_json=codec.dumps(parent["input"] or {}),
+                                  config=config, parent=parent_run_id, fork_step=at - 1)
+    detail = {"parent": parent_run_id, "at": label, "set": sorted(set_state or {}),
+              "llm_responses": sorted(llm_responses or {}), "subgraph_run": child_new}
+    runner.recorder.fork_started(row, [], runner._plan_record(run, at), records, detail)
+    from workbench.context import Event
+
+    runner._emit(Event("run_started", fork_id, at - 1, None, {"graph": runner.graph.name, "parent": parent_run_id}))
+    return await runner._execute(run)
+
+
+def _edits(runner: Runner, graph: Graph, run_id: str, step: int, edits: dict[str, Any]) -> list[Record]:
+    schema = graph.schema
+    try:
+        schema.check_keys(edits, "--set")
+        for key, value in edits.items():
+            schema.check_type(key, value, "--set")
+            if schema.rule(key).kind == "append" and not isinstance(value, list):
+                raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
+        return runner.recorder.changes(run_id, step, [(k, "set", v) for k, v in edits.items()])
+    except (InvalidUpdateError, SerializationError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def refuse_child(rec: dict[str, Any]) -> None:
+    """A subgraph's run is forked through the run it belongs to."""
+    if rec.get("caller_run_id"):
+        raise RunStateError(f"run {rec['run_id']} is subgraph {rec['path']!r} of run {rec['root_run_id']}; fork that "
+                            f"run at STEP/{rec['path'].split(SEP)[-1]}/INNER_STEP (see 'workbench show')")
