@@ -127,3 +127,23 @@ def test_a_process_killed_inside_a_subgraph_resumes_inside_it(project: Path) -> 
     assert done["status"] == "completed" and done["state"]["log"] == ["before", "first", "second"]
     # 'first' finished before the kill: it ran once.
     assert (project / "graphs" / "counts.txt").read_text().split() == ["first", "second", "second"]
+
+
+def test_a_conversation_with_a_subgraph_and_deleting_it(project: Path) -> None:
+    """Subgraphs meet conversations and rm: a waiting run superseded by a new turn, the new turn's
+    own subgraph, and rm taking the subgraphs' runs with the runs that called them."""
+    waiting = as_json(wb("run", "warranty", "--input", BIG, "--json", cwd=project), 3)
+    turn = as_json(wb("run", "warranty", "--continue", waiting["run_id"], "--input",
+                      json.dumps({"message": "Refund $20 please"}), "--json", cwd=project))
+    assert turn["status"] == "completed" and turn["state"]["decision"] == "approved"
+    runs = {r["run_id"]: r for r in as_json(wb("runs", "--json", cwd=project))}
+    assert set(runs) == {waiting["run_id"], turn["run_id"]}
+    assert runs[waiting["run_id"]]["status"] == "superseded"
+    assert "replays identically" in ok(wb("replay", turn["run_id"], cwd=project))
+    children = as_json(wb("sql", "SELECT count(*) AS n FROM subgraph_runs", "--format", "json", cwd=project))
+    assert children[0]["n"] == 2
+    deleted = as_json(wb("rm", waiting["run_id"], "--with-descendants", "--json", cwd=project))
+    assert sorted(deleted["deleted"]) == sorted([waiting["run_id"], turn["run_id"]])
+    left = as_json(wb("sql", "SELECT (SELECT count(*) FROM subgraph_runs) AS runs, (SELECT count(*) FROM steps) "
+                      "AS steps, (SELECT count(*) FROM interrupts) AS questions", "--format", "json", cwd=project))
+    assert left == [{"runs": 0, "steps": 0, "questions": 0}]

@@ -112,8 +112,13 @@ class Deletion:
                     f"{owner_host(owner)}; stop it (or wait for it to end), then delete it"
                 )
         doomed = [*wanted, *[r[0] for r in extra]]
+        # The runs of their subgraphs (child runs, any depth) go with them.
+        children = [r[0] for r in con.execute(
+            "SELECT run_id FROM wb_runs WHERE list_contains(?, root_run_id) AND NOT list_contains(?, run_id)",
+            [doomed, doomed]).fetchall()]
+        gone = doomed + children
         con.execute("INSERT INTO wb_deleted SELECT unnest(?::VARCHAR[]), make_timestamp(?::BIGINT)",
-                    [doomed, time.time_ns() // 1000])
+                    [gone, time.time_ns() // 1000])
         for table in sorted({table for table, _ in INSERTS.values()}):
-            con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [doomed])
+            con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [gone])
         return doomed
