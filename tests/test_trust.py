@@ -254,6 +254,19 @@ def test_step_durations_leave_out_the_model_library_import(store: TraceStore,
     [task] = store.tasks(result.run_id)
     assert task["duration_ms"] < 900, task["duration_ms"]
 
+    # Nor when the import happens inside a subgraph: neither the inner step nor the task that ran
+    # the subgraph counts it.
+    monkeypatch.setattr(client, "_litellm", None)
+    outer = Graph("trust-outer", S)
+    outer.add_node("sub", _graph(ask, "trust-inner"))
+    outer.sequence(START, "sub", END)
+    nested = Runner(outer, store).run({})
+    assert nested.status == "completed"
+    durations = store.query("SELECT path, duration_ms FROM steps WHERE root_run_id = ? ORDER BY path",
+                            [nested.run_id])
+    assert [p for p, _ in durations] == ["sub", "sub/work"]
+    assert all(ms < 900 for _, ms in durations), durations
+
 
 # --------------------------------------------------------------------------- graph files
 

@@ -144,10 +144,10 @@ class Context:
         self._strict = strict
         self._first_started = first_started
         self.excluded_s = 0.0
-        self.subgraphs: Any = None
-        """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
         """Seconds this task spent on workbench's own one-time set-up (importing the model
         library): not counted in the task's recorded duration."""
+        self.subgraphs: Any = None
+        """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
 
     @property
     def first_attempt_started(self) -> datetime:

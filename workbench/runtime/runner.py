@@ -539,8 +539,12 @@ class Runner:
     def _task_finished(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, status: str, started: int,
                        t0: float, ctx: Context, *, update_json: str | None = None, error: str | None = None,
                        tb: str | None = None, goto_json: str | None = None, defer: bool = False) -> None:
-        # The node's own time: a one-time import of the model library is not the node's doing.
-        duration = max(0.0, (time.perf_counter() - t0 - ctx.excluded_s) * 1000)
+        # The node's own time: a one-time import of the model library is not the node's doing,
+        # whether the node or a subgraph it ran paid for it.
+        excluded = ctx.excluded_s + (ctx.subgraphs.excluded_s if ctx.subgraphs is not None else 0.0)
+        if self._child is not None and self._child.host is not None:
+            self._child.host.excluded_s += excluded
+        duration = max(0.0, (time.perf_counter() - t0 - excluded) * 1000)
         self.recorder.task_finished(run.run_id, run.step, idx, spec.node, attempt, status, started=started,
                                     duration_ms=duration, update_json=update_json, error=error, traceback=tb,
                                     arg=spec.arg, send=spec.send, goto_json=goto_json,

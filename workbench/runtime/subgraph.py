@@ -70,6 +70,7 @@ class ChildLink:
     break_before: list[str]
     break_after: list[str]
     break_when: Any = None
+    host: Any = None  # the SubgraphHost of the calling task (told of time not to count)
 
     def columns(self) -> dict[str, Any]:
         """The child's run-row columns that say where it hangs."""
@@ -154,6 +155,9 @@ class SubgraphHost:
         # The task ran before (a resume, a retry, a fork at an inner step): its children may exist.
         self.continuing = continuing
         self.calls = 0
+        # Set-up time (the model library's import) spent inside this task's subgraphs: not the
+        # calling task's time either.
+        self.excluded_s = 0.0
 
     # ------------------------------------------------------------------ entry points
 
@@ -212,7 +216,7 @@ class SubgraphHost:
             caller_task=self.idx, path=f"{own.path}{SEP}{node}" if own else node,
             break_before=split_paths(config.get("break_before") or [], node),
             break_after=split_paths(config.get("break_after") or [], node),
-            break_when=inner_break_when(parent._inner_break_when, node),
+            break_when=inner_break_when(parent._inner_break_when, node), host=self,
         )
 
     def _existing(self, child_id: str) -> dict[str, Any] | None:
