@@ -17,7 +17,7 @@ from conftest import cli_env, workbench_cmd
 
 from workbench import END, START, Graph, Runner, append, codec
 from workbench.errors import InputError, LLMError, RunStateError, StoreError
-from workbench.runtime import runner as runner_module
+from workbench.runtime import forking as forking_module
 from workbench.store import TraceStore
 
 HERE = Path(__file__).resolve().parent
@@ -150,7 +150,7 @@ def test_a_fork_takes_a_new_step_limit(store: TraceStore) -> None:
 
 
 def test_fork_chains_are_capped_with_a_clear_error(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner_module, "MAX_FORK_DEPTH", 4)
+    monkeypatch.setattr(forking_module, "MAX_FORK_DEPTH", 4)
     g = _graph(lambda s: {"log": ["x"]})
     run_id = Runner(g, store).run({}).run_id
     for _ in range(3):

@@ -13,10 +13,12 @@ inner step 2, the way a resume does — nothing is copied, the lineage of each r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench import codec
+from workbench.context import Event
 from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError
 from workbench.graph import Graph
 from workbench.recording import Record
@@ -164,3 +166,82 @@ def refuse_child(rec: dict[str, Any]) -> None:
     if rec.get("caller_run_id"):
         raise RunStateError(f"run {rec['run_id']} is subgraph {rec['path']!r} of run {rec['root_run_id']}; fork that "
                             f"run at STEP/{rec['path'].split(SEP)[-1]}/INNER_STEP (see 'workbench show')")
+
+
+# A fork shares its ancestors' history through a chain of parents; the store's lineage view
+# follows at most this many links.
+MAX_FORK_DEPTH = 1000
+
+
+async def fork_run(
+    runner: Runner,
+    parent_run_id: str,
+    at_step: int | str,
+    *,
+    set_state: dict[str, Any] | None = None,
+    llm_responses: dict[int, str] | None = None,
+    break_before: Iterable[str] | None = None,
+    break_after: Iterable[str] | None = None,
+    break_when: Any = None,
+    max_steps: int | None = None,
+) -> RunResult:
+    """:meth:`Runner.afork`: a new run sharing ``parent_run_id``'s history before ``at_step``,
+    with the edits applied, run live from ``at_step`` (or from a step inside a subgraph)."""
+    store = runner._require_store()
+    parent = store.get_run(parent_run_id)
+    refuse_child(parent)
+    label = str(at_step)
+    # "3/review/2": step 2 inside the child run of subgraph node review at step 3
+    at_step, hops = (at_step, []) if isinstance(at_step, int) else parse_address(at_step)
+    if parent["graph"] != runner.graph.name:
+        raise RunStateError(
+            f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {runner.graph.name!r}"
+        )
+    last = store.last_step(parent_run_id)
+    if at_step < 1 or at_step > last:
+        raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
+    if len(store.lineage(parent_run_id)) >= MAX_FORK_DEPTH:
+        raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
+                         "ancestors instead (fork chains are limited to "
+                         f"{MAX_FORK_DEPTH} runs)")
+    if hops:
+        inherited = {k: v for k, v in (parent["config"] or {}).items()
+                     if k not in ("paused", "break_before", "break_after")}
+        return await fork_inside(runner, parent_run_id, at_step, hops, set_state=set_state,
+                                 llm_responses=llm_responses, break_when=break_when, label=label,
+                                 config=runner._with_options(inherited, break_before, break_after, max_steps))
+    plan = store.plan(parent_run_id, at_step)
+    if plan is None:
+        raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
+    state = runner.schema.decode(store.state_at(parent_run_id, at_step - 1))
+    edits = dict(set_state or {})
+    try:
+        runner.schema.check_keys(edits, "--set")
+        for key, value in edits.items():
+            runner.schema.check_type(key, value, "--set")
+            if runner.schema.rule(key).kind == "append" and not isinstance(value, list):
+                # An edit sets the whole value: an append key holds a list.
+                raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
+        edit_changes = runner.recorder.changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
+        input_json = codec.dumps(parent["input"] or {})
+    except (InvalidUpdateError, SerializationError) as exc:
+        raise InputError(str(exc)) from None
+    state.update(runner.schema.decode(edits))
+
+    # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
+    inherited = {k: v for k, v in (parent["config"] or {}).items()
+                 if k not in ("paused", "break_before", "break_after")}
+    config = runner._with_options(inherited, break_before, break_after, max_steps)
+    run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
+                    plan["joins"] or {}, config)
+    runner.set_break_when(break_when)
+    seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
+    row = runner.recorder.run_row(run.run_id, runner.graph, input_json=input_json, config=config,
+                                parent=parent_run_id, fork_step=at_step - 1)
+    runner.recorder.fork_started(row, edit_changes, runner._plan_record(run, at_step), seeded, {
+        "parent": parent_run_id, "at": at_step, "set": sorted(edits),
+        "llm_responses": sorted(llm_responses or {}),
+    })
+    runner._emit(Event("run_started", run.run_id, at_step - 1, None,
+                     {"graph": runner.graph.name, "parent": parent_run_id}))
+    return await runner._execute(run)

@@ -38,8 +38,7 @@ from workbench.redact import scrub
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
 from workbench.runtime.concurrency import run_all
-from workbench.runtime.continuing import load_step_progress, seed_llm_edits, settled_detail
-from workbench.runtime.forking import fork_inside, parse_address, refuse_child
+from workbench.runtime.continuing import load_step_progress, settled_detail
 from workbench.runtime.interrupts import open_interrupt, settle
 from workbench.runtime.planner import Planner
 from workbench.runtime.subgraph import (
@@ -59,9 +58,6 @@ from workbench.store.store import TraceStore, now_us
 # provider refused — bad credentials, bad request — fails the same way too).
 _NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError, RoutingError)
 
-# A fork shares its ancestors' history through a chain of parents; the store's lineage view
-# follows at most this many links.
-MAX_FORK_DEPTH = 1000
 
 
 class Runner:
@@ -287,64 +283,11 @@ class Runner:
         ``at_step`` may address a step inside a subgraph, ``"3/review/2"`` (see
         :mod:`workbench.runtime.forking`): the edits then apply to that inner step.
         """
-        store = self._require_store()
-        parent = store.get_run(parent_run_id)
-        refuse_child(parent)
-        label = str(at_step)
-        # "3/review/2": step 2 inside the child run of subgraph node review at step 3
-        at_step, hops = (at_step, []) if isinstance(at_step, int) else parse_address(at_step)
-        if parent["graph"] != self.graph.name:
-            raise RunStateError(
-                f"run {parent_run_id} belongs to graph {parent['graph']!r}, not {self.graph.name!r}"
-            )
-        last = store.last_step(parent_run_id)
-        if at_step < 1 or at_step > last:
-            raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
-        if len(store.lineage(parent_run_id)) >= MAX_FORK_DEPTH:
-            raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
-                             "ancestors instead (fork chains are limited to "
-                             f"{MAX_FORK_DEPTH} runs)")
-        if hops:
-            inherited = {k: v for k, v in (parent["config"] or {}).items()
-                         if k not in ("paused", "break_before", "break_after")}
-            return await fork_inside(self, parent_run_id, at_step, hops, set_state=set_state,
-                                     llm_responses=llm_responses, break_when=break_when, label=label,
-                                     config=self._with_options(inherited, break_before, break_after, max_steps))
-        plan = store.plan(parent_run_id, at_step)
-        if plan is None:
-            raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
-        state = self.schema.decode(store.state_at(parent_run_id, at_step - 1))
-        edits = dict(set_state or {})
-        try:
-            self.schema.check_keys(edits, "--set")
-            for key, value in edits.items():
-                self.schema.check_type(key, value, "--set")
-                if self.schema.rule(key).kind == "append" and not isinstance(value, list):
-                    # An edit sets the whole value: an append key holds a list.
-                    raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
-            edit_changes = self.recorder.changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
-            input_json = codec.dumps(parent["input"] or {})
-        except (InvalidUpdateError, SerializationError) as exc:
-            raise InputError(str(exc)) from None
-        state.update(self.schema.decode(edits))
+        from workbench.runtime.forking import fork_run
 
-        # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
-        inherited = {k: v for k, v in (parent["config"] or {}).items()
-                     if k not in ("paused", "break_before", "break_after")}
-        config = self._with_options(inherited, break_before, break_after, max_steps)
-        run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
-                        plan["joins"] or {}, config)
-        self.set_break_when(break_when)
-        seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
-        row = self.recorder.run_row(run.run_id, self.graph, input_json=input_json, config=config,
-                                    parent=parent_run_id, fork_step=at_step - 1)
-        self.recorder.fork_started(row, edit_changes, self._plan_record(run, at_step), seeded, {
-            "parent": parent_run_id, "at": at_step, "set": sorted(edits),
-            "llm_responses": sorted(llm_responses or {}),
-        })
-        self._emit(Event("run_started", run.run_id, at_step - 1, None,
-                         {"graph": self.graph.name, "parent": parent_run_id}))
-        return await self._execute(run)
+        return await fork_run(self, parent_run_id, at_step, set_state=set_state, llm_responses=llm_responses,
+                              break_before=break_before, break_after=break_after, break_when=break_when,
+                              max_steps=max_steps)
 
     # ----------------------------------------------------------------- the loop
 

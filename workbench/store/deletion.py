@@ -23,7 +23,7 @@ from workbench.store.ingest import rollback
 from workbench.store.spool import owner_host, owner_pid
 from workbench.store.tables import INSERTS
 
-# A fork or continuation chain is at most this deep (runtime.runner.MAX_FORK_DEPTH).
+# A fork or continuation chain is at most this deep (runtime.forking.MAX_FORK_DEPTH).
 _MAX_DEPTH = 1000
 
 
