@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,103 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env.update(extra)
     return env
+
+
+# --------------------------------------------------------------------------- the CLI, in-process
+
+# Environment variables whose effect an in-process call cannot reproduce: they act at interpreter
+# start or are read once at import (module constants, tempfile's cached directory). A call that
+# sets one of them runs in a real process instead.
+_PROCESS_ONLY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "TMPDIR", "TEMP", "TMP", "WORKBENCH_MAX_VALUE_MB",
+                     "WORKBENCH_NO_GUARD")
+_cli_lock = threading.Lock()
+
+
+def _needs_process(env: Mapping[str, str]) -> bool:
+    current = os.environ
+    return any(env.get(k) != current.get(k) for k in _PROCESS_ONLY_ENV)
+
+
+def run_cli(*args: str, cwd: str | Path, env: Mapping[str, str] | None = None, stdin: str | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``workbench ARGS`` and return what a subprocess would: exit code, stdout, stderr.
+
+    In-process (``workbench.cli.main`` with ``argv``): the environment is replaced by ``env``
+    (default :func:`cli_env`), the working directory by ``cwd`` and stdin/stdout/stderr by
+    buffers for the call, and restored after it; logging and remembered secrets are reset as a
+    fresh process would have them, and a call that leaves a store open fails the test. A call
+    whose ``env`` changes what only a new interpreter sees (``PYTHONPATH``, ``TMPDIR``, ...) runs
+    the real command instead. What needs a real process on purpose (signals, kills, crashes, the
+    crash guard, a graph that calls ``os._exit``) uses :func:`workbench_cmd` directly.
+    """
+    env = dict(cli_env() if env is None else env)
+    if _needs_process(env):
+        return process_cli(*args, cwd=cwd, env=env, stdin=stdin, timeout=timeout)
+    with _cli_lock:
+        return _run_in_process(list(args), Path(cwd), env, stdin)
+
+
+def process_cli(*args: str, cwd: str | Path, env: Mapping[str, str] | None = None, stdin: str | None = None,
+                timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``workbench`` command in a real process (under its crash guard)."""
+    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=dict(cli_env() if env is None else env),
+                          capture_output=True, text=True, timeout=timeout or 300, input=stdin)
+
+
+def _text_buffer() -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="\n", write_through=True)
+
+
+def _read(buf: io.TextIOWrapper) -> str:
+    buf.flush()
+    raw = buf.buffer
+    assert isinstance(raw, io.BytesIO)
+    return raw.getvalue().decode("utf-8", errors="replace")
+
+
+def _run_in_process(args: list[str], cwd: Path, env: dict[str, str], stdin: str | None
+                    ) -> subprocess.CompletedProcess[str]:
+    import logging
+    import traceback
+
+    from workbench import redact
+    from workbench.cli import main as cli_main
+    from workbench.store import database
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    logger = logging.getLogger("workbench")
+    saved_logging = list(logger.handlers), logger.propagate, logger.level
+    open_before = set(database._registry)
+    out, err = _text_buffer(), _text_buffer()
+    code: int = 1
+    redact.forget_secrets()  # a fresh process knows no secrets
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        sys.stdin = io.StringIO(stdin or "")
+        sys.stdout, sys.stderr = out, err
+        try:
+            code = cli_main(args)
+        except SystemExit as exc:  # argparse's --help and usage errors, as the guard maps them
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        except BaseException:  # what an uncaught exception does to a process (WORKBENCH_DEBUG=1)
+            traceback.print_exc(file=err)
+            code = 1
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        logger.handlers[:], logger.propagate, logger.level = saved_logging
+        redact.forget_secrets()
+    leaked = set(database._registry) - open_before
+    for key in leaked:  # close them, so the next test is not affected, then fail this one
+        db = database._registry.get(key)
+        if db is not None:
+            while db._refs > 0:
+                database.close_database(db)
+    assert not leaked, f"workbench {' '.join(args)} left trace stores open: {sorted(leaked)}"
+    return subprocess.CompletedProcess(["workbench", *args], code, _read(out), _read(err))

@@ -1,4 +1,4 @@
-"""The headless CLI contract (issue §7), driven through real subprocesses.
+"""The headless CLI contract (issue §7), driven in-process (damaged stores through real processes).
 
 Exit codes: 0 completed, 3 waiting or paused, 1 failed, 2 bad usage or input. Errors are one
 line on stderr, never a traceback, and never touch the database file. Most tests use the small
@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, process_cli, run_cli
 
 HERE = Path(__file__).resolve().parent
 GRAPHS = HERE / "graphs"
@@ -29,8 +29,13 @@ RESULT_KEYS = {"run_id", "status", "state", "interrupt", "error"}
 
 def wb(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT, input=stdin)
+    """The CLI, in-process (tests/conftest.py's run_cli)."""
+    return run_cli(*args, cwd=cwd, env=env, stdin=stdin, timeout=TIMEOUT)
+
+
+def wb_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed command in a real process, under its crash guard."""
+    return process_cli(*args, cwd=cwd, timeout=TIMEOUT)
 
 
 def one_json(res: subprocess.CompletedProcess[str]) -> Any:
@@ -466,7 +471,8 @@ def _corrupt(kind: str, tmp_path: Path, filled_db: str) -> Path:
 def test_corrupt_database(tmp_path: Path, filled_db: str, kind: str, cmd: list[str]) -> None:
     path = _corrupt(kind, tmp_path, filled_db)
     before = sha(path)
-    line = error_line(wb(*cmd, "--db", str(path), cwd=tmp_path))
+    # A real process: a damaged file is what the crash guard is for.
+    line = error_line(wb_process(*cmd, "--db", str(path), cwd=tmp_path))
     assert str(path) in line or path.name in line
     assert sha(path) == before
     assert not Path(str(path) + ".wal").exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, run_cli
 
 from workbench import Runner
 from workbench.loader import load_graph
@@ -40,8 +40,8 @@ REPORT_KEYS = {"run_id", "graph", "identical", "steps", "status", "changed_nodes
 
 
 def wb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT)
+    """The CLI, in-process (tests/conftest.py's run_cli; a real process where the environment needs one)."""
+    return run_cli(*args, cwd=cwd, env=env, timeout=TIMEOUT)
 
 
 def ok_json(res: subprocess.CompletedProcess[str], code: int = 0) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import run_cli
 
 from workbench import END, START, Runner
 from workbench.compare import compare_runs
@@ -337,8 +337,8 @@ def test_importing_a_deleted_run_brings_it_back(store: TraceStore, talk: Graph, 
 
 
 def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    """The CLI, in-process (tests/conftest.py's run_cli)."""
+    return run_cli(*args, cwd=cwd, timeout=TIMEOUT)
 
 
 def one_line(res: subprocess.CompletedProcess[str]) -> str:

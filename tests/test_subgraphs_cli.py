@@ -10,15 +10,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from conftest import cli_env, workbench_cmd
+from conftest import process_cli, run_cli
 
 TIMEOUT = 120
 BIG = json.dumps({"message": "Please refund $120 for the broken kettle", "customer_id": "C-1"})
 
 
 def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    """The CLI, in-process (tests/conftest.py's run_cli)."""
+    return run_cli(*args, cwd=cwd, timeout=TIMEOUT)
 
 
 def ok(res: subprocess.CompletedProcess[str], code: int = 0) -> str:
@@ -121,7 +121,7 @@ KILLED = textwrap.dedent('''
 
 def test_a_process_killed_inside_a_subgraph_resumes_inside_it(project: Path) -> None:
     (project / "graphs" / "killed_inside.py").write_text(KILLED)
-    died = wb("run", "killed_inside", cwd=project)
+    died = process_cli("run", "killed_inside", cwd=project, timeout=TIMEOUT)  # the graph calls os._exit
     assert died.returncode == 9
     done = as_json(wb("resume", "last", "--json", cwd=project))
     assert done["status"] == "completed" and done["state"]["log"] == ["before", "first", "second"]

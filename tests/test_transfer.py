@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import run_cli
 
 from workbench import Runner
 from workbench.errors import InputError
@@ -399,8 +399,8 @@ TIMEOUT = 120
 
 
 def wb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT)
+    """The CLI, in-process (tests/conftest.py's run_cli; a real process where the environment needs one)."""
+    return run_cli(*args, cwd=cwd, env=env, timeout=TIMEOUT)
 
 
 def sha(path: str | Path) -> str:
