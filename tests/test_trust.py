@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, run_cli, workbench_cmd
 
 from workbench import END, START, Graph, Runner, append, codec
 from workbench.errors import InputError, LLMError, RunStateError, StoreError
@@ -91,8 +91,7 @@ def test_a_deeply_nested_value_is_stored_and_shown(tmp_path: Path) -> None:
         run = Runner(_graph(lambda s: {"blob": nested}), store).run({})
         assert run.status == "completed"
     for args in (["show", run.run_id], ["show", run.run_id, "--json"], ["show", run.run_id, "--step", "1"]):
-        res = subprocess.run([*workbench_cmd(), *args, "--db", db], capture_output=True, text=True, env=cli_env(),
-                             timeout=TIMEOUT)
+        res = run_cli(*args, "--db", db, cwd=tmp_path, timeout=TIMEOUT)
         assert res.returncode == 0, res.stderr
         assert "Traceback" not in res.stderr and "RecursionError" not in res.stderr
 
@@ -177,12 +176,10 @@ def test_a_break_condition_that_raises_pauses_the_run_with_the_error(store: Trac
 def test_an_after_breakpoint_pause_reports_the_same_step_in_text_and_json(tmp_path: Path) -> None:
     simple = str(HERE / "graphs" / "simple.py")
     db = str(tmp_path / "p.duckdb")
-    res = subprocess.run([*workbench_cmd(), "run", simple, "--break-after", "greet", "--db", db, "--json"],
-                         capture_output=True, text=True, env=cli_env(), timeout=TIMEOUT)
+    res = run_cli("run", simple, "--break-after", "greet", "--db", db, "--json", cwd=tmp_path, timeout=TIMEOUT)
     out = json.loads(res.stdout)
     assert res.returncode == 3 and out["step"] == 1 and out["paused"]["step"] == 1
-    res = subprocess.run([*workbench_cmd(), "run", simple, "--break-after", "greet", "--db", db],
-                         capture_output=True, text=True, env=cli_env(), timeout=TIMEOUT)
+    res = run_cli("run", simple, "--break-after", "greet", "--db", db, cwd=tmp_path, timeout=TIMEOUT)
     assert "(step 1)" in res.stdout
 
 

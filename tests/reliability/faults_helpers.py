@@ -30,7 +30,7 @@ TESTS = REPO / "tests"
 if str(TESTS) not in sys.path:  # tests/conftest.py's helpers (cli_env, workbench_cmd)
     sys.path.insert(0, str(TESTS))
 
-from conftest import cli_env, workbench_cmd  # noqa: E402  (re-exported for the tests)
+from conftest import cli_env, run_cli, workbench_cmd  # noqa: E402, F401  (re-exported for the tests)
 
 TIMEOUT = 120  # a safety net against a hung subprocess, never used to synchronise
 

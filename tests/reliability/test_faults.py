@@ -49,6 +49,7 @@ from faults_helpers import (
     ledger_reference,
     make_project,
     one_clean_line,
+    run_cli,
     sha,
     stderr_lines,
     wb,
@@ -520,9 +521,9 @@ def flip_matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlipMatrix
     proj = make_project(root / "proj", steps=12)
     shutil.copy(SIMPLE_GRAPH, proj / "graphs" / "simple.py")
     sample = str(root / "sample" / "t.duckdb")
-    assert wb("run", "ledger", "--db", sample, "--json", cwd=proj).returncode == 0
-    assert wb("run", "simple", "--input", '{"ask": true}', "--db", sample, "--json", cwd=proj).returncode == 3
-    assert wb("run", "graphs/simple.py:failing", "--db", sample, "--json", cwd=proj).returncode == 1
+    assert run_cli("run", "ledger", "--db", sample, "--json", cwd=proj).returncode == 0
+    assert run_cli("run", "simple", "--input", '{"ask": true}', "--db", sample, "--json", cwd=proj).returncode == 3
+    assert run_cli("run", "graphs/simple.py:failing", "--db", sample, "--json", cwd=proj).returncode == 1
     assert not Path(sample + ".wal").exists()
     data = Path(sample).read_bytes()
     offsets = _interesting_offsets(data)
@@ -632,8 +633,8 @@ def filled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proj = make_project(root / "proj")
     shutil.copy(SIMPLE_GRAPH, proj / "graphs" / "simple.py")
     db = root / "t.duckdb"
-    assert wb("run", "ledger", "--db", str(db), "--json", cwd=proj).returncode == 0
-    assert wb("run", "simple", "--input", '{"ask": true}', "--db", str(db), "--json", cwd=proj).returncode == 3
+    assert run_cli("run", "ledger", "--db", str(db), "--json", cwd=proj).returncode == 0
+    assert run_cli("run", "simple", "--input", '{"ask": true}', "--db", str(db), "--json", cwd=proj).returncode == 3
     shutil.rmtree(str(db) + ".spool")
     return db
 
@@ -662,7 +663,7 @@ def test_locked_by_a_foreign_duckdb_process(filled: tuple[Path, Path]) -> None:
         before = sha(db)
         for args in [*READS, *WRITES]:
             started = time.monotonic()
-            res = wb(*args, "--db", str(db), cwd=proj)
+            res = run_cli(*args, "--db", str(db), cwd=proj)
             took = time.monotonic() - started
             assert res.returncode == 2, (args, res.stderr)
             line = one_clean_line(res.stderr, res.stdout)
@@ -686,11 +687,11 @@ def _chattr(path: Path, flag: str) -> bool:
 def _read_only_checks(proj: Path, db: Path) -> None:
     before = sha(db)
     for args in READS:
-        res = wb(*args, "--db", str(db), cwd=proj)
+        res = run_cli(*args, "--db", str(db), cwd=proj)
         assert res.returncode == 0, (args, res.stderr)
         assert "Traceback" not in res.stderr
     for args in WRITES:
-        res = wb(*args, "--db", str(db), cwd=proj)
+        res = run_cli(*args, "--db", str(db), cwd=proj)
         assert res.returncode == 2, (args, res.returncode, res.stdout, res.stderr)
         line = one_clean_line(res.stderr, res.stdout)
         assert "read-only" in line or "permission" in line.lower(), line
@@ -700,7 +701,7 @@ def _read_only_checks(proj: Path, db: Path) -> None:
 def test_read_only_store_file(filled: tuple[Path, Path]) -> None:
     """The store file cannot be written (the directory can): read, but refuse to record."""
     proj, db = filled
-    wb("runs", "--db", str(db), cwd=proj)  # the spool exists, as it would for a store in use
+    run_cli("runs", "--db", str(db), cwd=proj)  # the spool exists, as it would for a store in use
     if os.geteuid() == 0:
         if not _chattr(db, "+i"):
             pytest.skip("running as root and chattr +i is not available here: chmod would not stop writes")
@@ -719,7 +720,7 @@ def test_read_only_store_file(filled: tuple[Path, Path]) -> None:
 def test_read_only_directory(filled: tuple[Path, Path], tmp_path: Path) -> None:
     """The store's directory is read-only (a read-only mount): read, but refuse to record."""
     proj, db = filled
-    wb("runs", "--db", str(db), cwd=proj)
+    run_cli("runs", "--db", str(db), cwd=proj)
     if os.geteuid() == 0:
         view = tmp_path / "ro-view"
         view.mkdir()
@@ -749,7 +750,7 @@ def test_schema_versions_are_refused_untouched(filled: tuple[Path, Path], versio
     con.close()
     before = sha(db)
     for args in [*READS, *WRITES]:
-        res = wb(*args, "--db", str(db), cwd=proj)
+        res = run_cli(*args, "--db", str(db), cwd=proj)
         assert res.returncode == 2, (args, res.stderr)
         line = one_clean_line(res.stderr, res.stdout)
         assert needle in line, line
