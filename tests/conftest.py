@@ -37,11 +37,32 @@ def store(tmp_path: Path) -> Iterator[TraceStore]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the demo project (graphs/) as the working directory."""
-    proj = tmp_path / "project"
-    shutil.copytree(REPO / "graphs", proj / "graphs", ignore=shutil.ignore_patterns("__pycache__"))
-    (proj / "traces").mkdir()
+    proj = demo_project(tmp_path / "project")
     monkeypatch.chdir(proj)
     return proj
+
+
+def copy_store(src: str | Path, dest: str | Path) -> str:
+    """Copy a closed trace store (the DuckDB file and its spool directory, if any) to ``dest``.
+
+    Shared fixtures record once into a template and hand each test a private copy: cheaper than
+    recording again, and the same bytes every time.
+    """
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    assert not Path(f"{src}.wal").exists(), f"{src} was not closed"
+    shutil.copy(src, dest)
+    spool = Path(f"{src}.spool")
+    if spool.is_dir():
+        shutil.copytree(spool, f"{dest}.spool")
+    return str(dest)
+
+
+def demo_project(root: Path) -> Path:
+    """A copy of the demo project (graphs/, traces/) at ``root``."""
+    shutil.copytree(REPO / "graphs", root / "graphs", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "traces").mkdir()
+    return root
 
 
 def workbench_cmd() -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, run_cli
+from conftest import cli_env, copy_store, demo_project, run_cli
 
 from workbench import Runner
 from workbench.loader import load_graph
@@ -92,10 +92,12 @@ def db(project: Path) -> str:
     return str(project / "traces" / "cli.duckdb")
 
 
-@pytest.fixture
-def support_runs(project: Path, db: str) -> dict[str, str]:
-    """Support runs recorded in-process: completed, waited-and-resumed, and two forks."""
-    graph = load_graph("support")
+@pytest.fixture(scope="module")
+def support_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """Support runs recorded in-process once: completed, waited-and-resumed, and two forks."""
+    proj = demo_project(tmp_path_factory.mktemp("support-runs"))
+    db = str(proj / "traces" / "cli.duckdb")
+    graph = load_graph(str(proj / "graphs" / "support.py"))
     with TraceStore(db) as store:
         runner = Runner(graph, store)
         tech = runner.run(TECHNICAL).run_id
@@ -105,7 +107,15 @@ def support_runs(project: Path, db: str) -> dict[str, str]:
         assert redraft.status == "completed" and redraft.state["drafts"] == 2
         safe = runner.fork(tech, 4, llm_responses={1: "Hi Ada, please reset your password."})
         assert safe.status == "completed" and safe.state["drafts"] == 1
-    return {"tech": tech, "waited": waited, "redraft": redraft.run_id, "safe": safe.run_id}
+    return db, {"tech": tech, "waited": waited, "redraft": redraft.run_id, "safe": safe.run_id}
+
+
+@pytest.fixture
+def support_runs(db: str, support_template: tuple[str, dict[str, str]]) -> dict[str, str]:
+    """A private copy of the support runs, in the test's ``db``."""
+    template, ids = support_template
+    copy_store(template, db)
+    return dict(ids)
 
 
 # --------------------------------------------------------------------------- replay

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import copy_store, demo_project, run_cli
 
 from workbench import Runner
 from workbench.errors import InputError
@@ -49,11 +49,12 @@ def playback(store: TraceStore, run_id: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def recorded(project: Path, tmp_path: Path) -> dict[str, Any]:
-    """A closed store with support runs: completed, waited-and-resumed, and a fork with an edited answer."""
-    db = str(tmp_path / "src.duckdb")
-    graph = load_graph("support")
+@pytest.fixture(scope="module")
+def recorded_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Support runs recorded once (see ``recorded``)."""
+    proj = demo_project(tmp_path_factory.mktemp("recorded"))
+    db = str(proj / "src.duckdb")
+    graph = load_graph(str(proj / "graphs" / "support.py"))
     with TraceStore(db) as store:
         runner = Runner(graph, store)
         done = runner.run(TECHNICAL)
@@ -64,7 +65,16 @@ def recorded(project: Path, tmp_path: Path) -> dict[str, Any]:
         grand = runner.fork(fork.run_id, 6, set_state={"draft": "A safe draft."})
         ids = {"done": done.run_id, "waited": waited.run_id, "fork": fork.run_id, "grand": grand.run_id}
         pb = {k: playback(store, v) for k, v in ids.items()}
-    return {"db": db, "ids": ids, "playback": pb, "graph": graph}
+    return {"db": db, "ids": ids, "playback": pb}
+
+
+@pytest.fixture
+def recorded(project: Path, tmp_path: Path, recorded_template: dict[str, Any]) -> dict[str, Any]:
+    """A closed store with support runs: completed, waited-and-resumed, and a fork with an edited answer
+    (a private copy of one recording), and the support graph of the test's project."""
+    db = copy_store(recorded_template["db"], tmp_path / "src.duckdb")
+    return {"db": db, "ids": dict(recorded_template["ids"]), "playback": copy.deepcopy(recorded_template["playback"]),
+            "graph": load_graph("support")}
 
 
 # --------------------------------------------------------------------------- export and import (library)
