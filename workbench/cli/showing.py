@@ -20,6 +20,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
     interrupts, and the inner steps of the subgraphs it ran."""
     from workbench.history import RunHistory, nested_tasks
     from workbench.runtime.addresses import locate
+    from workbench.runtime.continuing import final_calls
 
     with open_store(args) as store:
         root_id = store.resolve_run_id(args.run_id)
@@ -31,6 +32,14 @@ def cmd_show_step(args: argparse.Namespace) -> int:
         # The subgraph runs this step's tasks started, with their inner steps (reading order).
         inner = [r for r in nested_tasks(store, view.owner, 0, prefix, _base(address))
                  if r["depth"] > 0 and _first_hop(view.owner, r["run_id"])[0] == view.step]
+        # Their model calls, numbered per inner step as fork --at ADDRESS --llm-response N takes them.
+        inner_calls: list[tuple[str, int, dict[str, Any]]] = []
+        steps_of = {r["address"]: (r["run_id"], r["step"]) for r in inner}
+        for address_of_step, (child, step) in steps_of.items():
+            llm_calls = [c for c in final_calls(store, child, step) if c["kind"] == "llm"]
+            prefix_of = next(r["path"].rsplit("/", 1)[0] for r in inner if r["address"] == address_of_step)
+            inner_calls += [(address_of_step, n, {**c, "node": f"{prefix_of}/{c['node']}"})
+                            for n, c in enumerate(llm_calls, start=1)]
     llm = [c for c in view.calls if c["kind"] == "llm"]
     if args.json:
         print(json.dumps({
@@ -44,6 +53,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
             "tool_calls": [c for c in view.calls if c["kind"] == "tool"],
             "interrupts": view.interrupts,
             "subgraph_steps": [{k: v for k, v in r.items() if k != "traceback"} for r in inner],
+            "subgraph_llm_calls": [{"address": a, "number": n, **c} for a, n, c in inner_calls],
         }, default=str, ensure_ascii=False))
         return EXIT_OK
     console = make_console()
@@ -85,9 +95,10 @@ def cmd_show_step(args: argparse.Namespace) -> int:
         outcome = {"open": "open", "closed": "closed unanswered"}.get(intr["status"], short(intr["response"], 40))
         console.print(f"  interrupt {intr['interrupt_id']} ({prefix}{intr['node']}): {short(intr['payload'], 60)} "
                       f"→ {outcome}", markup=False)
-    if inner:
-        console.print(f"  (a subgraph's model calls: workbench show {root_id} --step {inner[0]['address']})",
-                      markup=False)
+    for a, n, c in inner_calls:
+        answer = c["error"] or (c["response"] or {}).get("content", "")
+        console.print(f"  {a} model call {n} ({c['node']}, {c['model']}, {c['prompt_tokens'] or 0}/"
+                      f"{c['completion_tokens'] or 0} tokens): {short(answer, 60)}", markup=False)
     return EXIT_OK
 
 
