@@ -283,7 +283,7 @@ def test_bad_breakpoint_path_is_refused(store: TraceStore) -> None:
     g = outer_graph({})
     with pytest.raises(InputError, match=r"subgraph 'review' .* has no node 'aprove'"):
         Runner(g, store).run({}, break_before=["review/aprove"])
-    with pytest.raises(InputError, match="node 'intake' is not a subgraph node"):
+    with pytest.raises(InputError, match=r"node 'intake' runs no subgraph .* declare it"):
         Runner(g, store).run({}, break_before=["intake/x"])
     assert store.query("SELECT count(*) FROM wb_runs")[0][0] == 0
 
@@ -346,7 +346,8 @@ def test_bad_inner_fork_addresses_are_refused(store: TraceStore) -> None:
     r = Runner(outer_graph({}), store).run({"topic": "kettle"})
     g = outer_graph({})
     for at, message in [("2/review", "write STEP"), ("2/intake/1", "does not run 'intake'"),
-                        ("2/review/9", "step 9 is out of range"), ("1/intake/1", "not a subgraph node")]:
+                        ("2/review/9", "step 9 is out of range"),
+                        ("1/intake/1", "recorded no subgraph run for 'intake'")]:
         with pytest.raises(InputError, match=message):
             Runner(g, store).fork(r.run_id, at)
     with pytest.raises(InputError, match="state key 'nope'"):

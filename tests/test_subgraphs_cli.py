@@ -147,3 +147,31 @@ def test_a_conversation_with_a_subgraph_and_deleting_it(project: Path) -> None:
     left = as_json(wb("sql", "SELECT (SELECT count(*) FROM subgraph_runs) AS runs, (SELECT count(*) FROM steps) "
                       "AS steps, (SELECT count(*) FROM interrupts) AS questions", "--format", "json", cwd=project))
     assert left == [{"runs": 0, "steps": 0, "questions": 0}]
+
+
+def test_show_step_descends_into_a_subgraph_and_fork_closes_its_question(project: Path) -> None:
+    waiting = as_json(wb("run", "warranty", "--input", BIG, "--json", cwd=project), 3)
+    rid = waiting["run_id"]
+    # The calling step lists the review's inner steps under its task, with their model calls.
+    step2 = ok(wb("show", rid, "--step", "2", cwd=project))
+    assert "2/review/1 review/assess attempt 1: completed" in step2
+    assert "2/review/1 model call 1 (review/assess" in step2
+    # An inner step in detail, addressed as fork --at takes it; its calls numbered for --llm-response.
+    inner = ok(wb("show", rid, "--step", "2/review/1", cwd=project))
+    assert f"inner step 1 of subgraph review, run {rid}/2.0.0" in inner
+    assert "model call 1 (review/assess" in inner
+    detail = as_json(wb("show", rid, "--step", "2/review/2", "--json", cwd=project))
+    assert detail["path"] == "review" and detail["subgraph_run_id"] == f"{rid}/2.0.0"
+    assert [i["interrupt_id"] for i in detail["interrupts"]] == ["2.0.1.0"]
+    for address, message in [("2/revieww/1", "does not run 'revieww'"), ("2/review/9", "step 9 is out of range"),
+                              ("2/x", "write STEP"), ("1/intake/1", "recorded no subgraph run for 'intake'")]:
+        err = wb("show", rid, "--step", address, cwd=project)
+        assert err.returncode == 2 and message in err.stderr and len(err.stderr.strip().splitlines()) == 1
+    # Close the review's question by a fork edit at its inner step: the fork does not wait.
+    fork = as_json(wb("fork", rid, "--at", "2/review/2", "--close", "2.0.1.0", "--json", cwd=project))
+    assert fork["status"] == "completed" and fork["state"]["decision"] == ""
+    steps = as_json(wb("sql", f"SELECT status, error FROM steps WHERE run_id = '{fork['run_id']}/2.0.0' "
+                       "AND node = 'approve'", "--format", "json", cwd=project))
+    assert steps[0]["status"] == "closed" and steps[0]["error"].startswith("closed by a fork edit")
+    bad = wb("fork", rid, "--at", "2", "--close", "7.7.7.7", cwd=project)
+    assert bad.returncode == 2 and "asked no interrupt 7.7.7.7" in bad.stderr

@@ -138,6 +138,9 @@ class Node:
     defer: bool = False
     # Where a Command returned by this node may send the run (checked, drawn, validated).
     goto: tuple[str, ...] = ()
+    # Graphs this function node's body runs (``await Runner(sub).arun(...)``), declared so that
+    # breakpoint paths and fork addresses through the node can be checked before a run.
+    body_subgraphs: tuple[Graph, ...] = ()
     # Hash of the node's source as it was when the graph was built (not as the file is now:
     # comparing an old version of a graph with a reloaded one needs each version's own code).
     source_hash: str = ""
@@ -249,6 +252,7 @@ class Graph:
         on_error: str | None = None,
         goto: Sequence[str] | None = None,
         defer: bool = False,
+        subgraphs: Sequence[Graph] | None = None,
     ) -> Any:
         """Add a node; usable as ``@g.node``, ``@g.node(retry=...)`` or ``g.node(fn)``.
 
@@ -257,13 +261,15 @@ class Graph:
         update plus where to go next). ``retry`` retries failures (one policy, or a list: the
         first that matches an error applies), ``timeout`` (seconds) bounds each attempt,
         ``on_error`` names a node the run goes to when the node still fails, ``goto`` declares
-        the nodes a Command may send the run to, and ``defer=True`` holds the node back until no
-        other branch is left to run.
+        the nodes a Command may send the run to, ``defer=True`` holds the node back until no
+        other branch is left to run, and ``subgraphs`` declares the graphs the node's body runs
+        (``await Runner(sub).arun(...)``), so breakpoints and forks can address their steps by
+        path (``node/inner``).
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             self.add_node(name or f.__name__, f, retry=retry, timeout=timeout, on_error=on_error,
-                          goto=goto, defer=defer)
+                          goto=goto, defer=defer, subgraphs=subgraphs)
             return f
 
         if fn is not None:
@@ -280,6 +286,7 @@ class Graph:
         on_error: str | None = None,
         goto: Sequence[str] | None = None,
         defer: bool = False,
+        subgraphs: Sequence[Graph] | None = None,
     ) -> Graph:
         """Add a node by name: a function, or another Graph used as a subgraph (options as
         :meth:`node`)."""
@@ -313,9 +320,25 @@ class Graph:
             )
         node.retries, node.retry = retries, (retries[0] if retries else None)
         node.goto, node.defer = destinations, bool(defer)
+        node.body_subgraphs = self._body_subgraphs(name, fn, subgraphs)
         self.nodes[name] = node
         self._validated = False
         return self
+
+    def _body_subgraphs(self, name: str, fn: Any, subgraphs: Any) -> tuple[Graph, ...]:
+        """A function node's ``subgraphs=`` as a tuple of graphs (refused on a subgraph node,
+        which runs its one graph, and for anything that is not a Graph)."""
+        if subgraphs is None:
+            return ()
+        if isinstance(fn, Graph):
+            raise GraphDefinitionError(self._where(None, f"node {name!r} is a subgraph node; subgraphs= declares "
+                                                         "the graphs a function node's body runs"))
+        graphs = [subgraphs] if isinstance(subgraphs, Graph) else subgraphs
+        if isinstance(graphs, (str, bytes, dict)) or not isinstance(graphs, Sequence) \
+                or not all(isinstance(g, Graph) for g in graphs):
+            raise GraphDefinitionError(self._where(
+                None, f"node {name!r}: subgraphs must be a list of Graphs, got {type(subgraphs).__name__}"))
+        return tuple(graphs)
 
     def _retry_policies(self, name: str, retry: Any) -> tuple[RetryPolicy, ...]:
         """A node's ``retry=`` as a tuple of policies; a wrong type is refused here, at build time."""
@@ -492,6 +515,8 @@ class Graph:
                 check_target(node.name, dst, "goto")
             if node.subgraph is not None:
                 node.subgraph.validate()
+            for body in node.body_subgraphs:
+                body.validate()
 
         unknown_inputs = [k for k in self.inputs if not self.schema.is_open() and k not in self.schema.channels]
         if unknown_inputs:

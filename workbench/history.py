@@ -244,13 +244,27 @@ def nested_tasks(store: TraceStore, run_id: str, depth: int = 0, path: str = "",
     children: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for child in store.children(run_id):
         children.setdefault((child["caller_step"], child["caller_task"]), []).append(child)
+    # Tasks per (step, node): a node run by several tasks of a step is addressed NODE#TASK.
+    runs_of: dict[tuple[int, str], set[int]] = {}
+    for row in rows:
+        runs_of.setdefault((row["step"], row["node"]), set()).add(row["task"])
     out: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         row.update(depth=depth, path=f"{path}{row['node']}", address=f"{address}{row['step']}", run_id=run_id)
         out.append(row)
         nxt = rows[i + 1] if i + 1 < len(rows) else None
         if nxt is None or (nxt["step"], nxt["task"]) != (row["step"], row["task"]):
-            for child in children.pop((row["step"], row["task"]), []):
+            mine = sorted(children.pop((row["step"], row["task"]), []), key=_call_number)
+            several = len(runs_of[(row["step"], row["node"])]) > 1
+            for child in mine:
+                call = _call_number(child)
+                hop = row["node"] + (f"#{row['task']}" if several or call else "") + (f".{call}" if call else "")
                 out += nested_tasks(store, child["run_id"], depth + 1, f"{row['path']}/",
-                                    f"{row['address']}/{row['node']}/")
+                                    f"{row['address']}/{hop}/")
     return out
+
+
+def _call_number(child: dict[str, Any]) -> int:
+    """N of a child run id ``CALLER/STEP.TASK.N``: the task's N-th subgraph call."""
+    tail = str(child["run_id"]).rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

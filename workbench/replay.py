@@ -99,6 +99,7 @@ class ReplaySession:
         # as the continuation it was; runtime/conversation.py).
         self.turn_end: int | None = None
         self.max_steps: int | None = (history.run.get("config") or {}).get("max_steps")
+        self._fresh: dict[int, set[tuple[int, int]]] = {}  # step → {(task, attempt) a resume started}
 
     # ------------------------------------------------------------------ subgraphs
 
@@ -141,6 +142,20 @@ class ReplaySession:
         detail["at"] = f"{step}/{node}/{detail.get('at') or detail.get('step', 0)}"
         detail["node"] = f"{node}/{detail['node']}" if detail.get("node") else node
         detail["step"] = step
+
+    def resumed_after_failure(self, step: int, idx: int, attempt: int) -> bool:
+        """True when the recorded run failed at this attempt of the task and a resume gave the
+        task a fresh retry budget from the next attempt (``resumed`` event, ``fresh_retries``):
+        the replay goes on with that attempt, as the run did, rather than reporting the failure
+        as a divergence."""
+        if step not in self._fresh:
+            fresh: set[tuple[int, int]] = set()
+            for event in self.history.store.events(self.history.owner(step)):
+                detail = event.get("detail") or {}
+                if event["kind"] == "resumed" and event["step"] == step and isinstance(detail, dict):
+                    fresh |= {(int(k), int(v)) for k, v in (detail.get("fresh_retries") or {}).items()}
+            self._fresh[step] = fresh
+        return (idx, attempt + 1) in self._fresh[step]
 
     def task_inputs(self, step: int, idx: int, attempt: int) -> tuple[list[RecordedCall], list[Any]]:
         """The calls and answers recorded for this attempt of the task (a retried node is served

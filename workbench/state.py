@@ -252,6 +252,10 @@ class StateSchema:
         state: dict[str, Any] = {name: ch.default() for name, ch in self.channels.items()}
         for key, value in values.items():
             self.check_type(key, value, where)
+            if self.rule(key).kind == "append" and value is not None and not isinstance(value, list):
+                # An append key holds a list: one item given for it is a list of that item, as
+                # in an update (and what is recorded is what the run holds).
+                value = [value]
             state[key] = value
         changes: list[Change] = [(k, "set", v) for k, v in state.items()]
         return state, changes

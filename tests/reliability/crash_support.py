@@ -353,7 +353,9 @@ def snapshot_run(store: Any, run_id: str) -> dict[str, Any]:
     def rows(sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in store.query(sql, [run_id])]
 
-    run = store.query_dicts("SELECT status, output, last_step, error FROM runs WHERE run_id = ?", [run_id])
+    # A subgraph's child run (CALLER/STEP.TASK.N) is listed in subgraph_runs, not runs.
+    view = "subgraph_runs" if "/" in run_id else "runs"
+    run = store.query_dicts(f"SELECT status, output, last_step, error FROM {view} WHERE run_id = ?", [run_id])
     assert len(run) == 1, f"run {run_id}: {len(run)} rows in runs"
     states = {int(k): v for k, v in store.states(run_id).items()}
     return {
@@ -450,7 +452,7 @@ def check_nothing_lost(trial: Trial, store: Any) -> int:
         for kind, r in records:
             where = f"{kind} record of journal {journal} ({ {k: r.get(k) for k in ('run_id', 'step', 'task')} })"
             if kind == "run":
-                found = store.query("SELECT count(*) FROM runs WHERE run_id = ?", [r["run_id"]])[0][0]
+                found = store.query("SELECT count(*) FROM wb_runs WHERE run_id = ?", [r["run_id"]])[0][0]
             elif kind == "task":
                 found = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND step = ? AND task = ? "
                                     "AND attempt = ? AND status = ?",

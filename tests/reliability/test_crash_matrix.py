@@ -1,7 +1,9 @@
 """The crash matrix (issue 7): seeded SIGKILL trials, one parametrized test per family.
 
 Families: sequential steps, fan-out, during a model call, during a human answer, during import,
-during the writer's flush, during resume. Each trial kills a process at a point drawn from its
+during the writer's flush, during resume, inside subgraphs (a subgraph node's and a node body's
+child runs, each checked like the run itself), during ``workbench rm`` (all or nothing).
+Each trial kills a process at a point drawn from its
 seed among the points an uninterrupted process reaches (crash_driver.py lists the sites: journal
 frames, DuckDB statements and commits, the writer's batches, the demo model, node bodies and
 tools, any workbench function call), continues from other processes until done, and asserts:
@@ -74,6 +76,7 @@ FANOUT = str(GRAPHS / "fanout.py")
 CHAT = str(GRAPHS / "chat.py")
 APPROVAL = str(GRAPHS / "approval.py")
 BULK = str(GRAPHS / "bulk.py")
+NESTED = str(GRAPHS / "nested.py")
 ANSWER = "approved"
 
 # Kill-site menus (a site listed twice is drawn twice as often; crash_driver.py describes them).
@@ -88,6 +91,9 @@ HUMAN = ["py", "py", "sql.main", "commit.main", "commit.claim", "commit.claim", 
 IMPORT = ["py", "py", "sql", "sql", "commit", "commit.other", "commit.load"]
 WRITER = ["writer.load", "writer.load", "writer.roll", "commit.writer", "commit.writer", "commit.load", "sql.writer",
           "py.thread", "frame"]
+SUBGRAPH = ["py", "py", "frame", "frame", "frame", "tool.before", "tool.after", "node.enter", "node.exit", "sql",
+            "commit"]
+DELETE = ["py", "py", "sql", "sql", "sql", "commit", "commit", "commit.load"]
 RESUME = ["py", "py", "py", "sql.main", "commit.main", "commit.load", "commit.claim", "frame", "tool.before",
           "tool.after"]
 
@@ -201,8 +207,9 @@ class References:
             assert proc.returncode == 0 and proc.result and proc.result["status"] == "completed", proc.describe()
             with TraceStore(t.db) as store:
                 snap = snapshot_run(store, proc.result["run_id"])
+                children = child_snapshots(store, proc.result["run_id"])
             assert snap["output"] == proc.result["state"]
-            self.cache[graph] = {"snapshot": snap, "counts": proc.counts}
+            self.cache[graph] = {"snapshot": snap, "counts": proc.counts, "children": children}
         return self.cache[graph]  # type: ignore[no-any-return]
 
     def approval(self) -> dict[str, Any]:
@@ -263,6 +270,38 @@ class References:
             templates[kind] = {"db": t.db, "frames": frames, "run_id": run_id, "snapshot": expect}
         self.cache["import"] = {"trace": trace, "runs": ids, "counts": counts, "rows": rows, "templates": templates}
         return self.cache["import"]  # type: ignore[no-any-return]
+
+
+    def delete_source(self) -> dict[str, Any]:
+        """A store holding a run with subgraph runs (graphs/nested.py), a fork of it (sharing its
+        history) and an unrelated run: what a ``workbench rm`` trial starts from."""
+        if "delete" in self.cache:
+            return self.cache["delete"]  # type: ignore[no-any-return]
+        t = self.trial("delete-source")
+        p = t.launch({"op": "run", "graph": NESTED, "db": t.db, "input": {}}, "run")
+        assert p.result and p.result["status"] == "completed", p.describe()
+        root = p.result["run_id"]
+        f = t.cli("fork", root, "--at", "2", "--graph", NESTED, "--db", t.db, "--json")
+        assert f.returncode == 0 and f.json_out["status"] == "completed", f.describe()
+        other = t.launch({"op": "run", "graph": COUNTER, "db": t.db, "input": {}}, "unrelated")
+        assert other.result and other.result["status"] == "completed", other.describe()
+        with TraceStore(t.db) as store:
+            doomed = [r for (r,) in store.query("SELECT run_id FROM wb_runs WHERE run_id <> ? ORDER BY run_id",
+                                                [other.result["run_id"]])]
+            rows = {r: table_rows(store, r) for r in doomed}
+            kept = snapshot_run(store, other.result["run_id"])
+        assert len(doomed) >= 5, doomed  # the run, its fork, and their subgraph runs
+        self.cache["delete"] = {"db": t.db, "root": root, "fork": f.json_out["run_id"], "doomed": doomed,
+                                "rows": rows, "other": other.result["run_id"], "kept": kept}
+        return self.cache["delete"]  # type: ignore[no-any-return]
+
+
+def table_rows(store: Any, run_id: str) -> dict[str, int]:
+    """How many rows of every base table belong to a run."""
+    from workbench.store.tables import INSERTS
+
+    tables = sorted({table for table, _ in INSERTS.values()})
+    return {t: store.query(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id])[0][0] for t in tables}
 
 
 def view_counts(store: Any, run_id: str) -> dict[str, int]:
@@ -405,6 +444,30 @@ def test_resume(seed: int, tmp_path: Path, launcher: Launcher, refs: References)
                SEQUENTIAL, RESUME, lambda t: t.rng.randint(1, 3))
 
 
+def child_snapshots(store: Any, run_id: str) -> dict[str, Any]:
+    """Snapshots of a run's subgraph runs, keyed by where they hang (``/2.0.0``)."""
+    rows = store.query("SELECT run_id FROM subgraph_runs WHERE root_run_id = ? ORDER BY run_id", [run_id])
+    return {child[len(run_id):]: snapshot_run(store, child) for (child,) in rows}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_subgraphs(seed: int, tmp_path: Path, launcher: Launcher, refs: References) -> None:
+    """Killed inside a subgraph node's child run or a node body's: each child continues from its
+    last committed inner step, and equals an uninterrupted run's, as the root does."""
+    trial = Trial("subgraphs", seed, tmp_path, launcher)
+    with tallied(trial) as extra:
+        ref = refs.run(NESTED)
+        run_id, result = drive_to_completion(trial, NESTED, ref["counts"], SUBGRAPH, SUBGRAPH,
+                                             trial.rng.choice([0, 1, 1, 2]))
+        final_checks(trial, ref["snapshot"], run_id, result, extra)
+        with TraceStore(trial.db) as store:
+            children = child_snapshots(store, run_id)
+            assert sorted(children) == sorted(ref["children"]), f"subgraph runs: {sorted(children)}"
+            for where, snap in children.items():
+                check_same_run(snap, ref["children"][where])
+            extra["redone"] += check_effects(trial, store, [run_id, *(run_id + w for w in children)])
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_human_answer(seed: int, tmp_path: Path, launcher: Launcher, refs: References) -> None:
     trial = Trial("human_answer", seed, tmp_path, launcher)
@@ -508,6 +571,54 @@ def test_import(seed: int, tmp_path: Path, launcher: Launcher, refs: References)
             assert snapshot_run(store, template["run_id"]) == template["snapshot"], "the store's own run changed"
             extra["checked"] = check_nothing_lost(trial, store)
         assert not marker.exists(), f"graph code was run: {marker.read_text()}"
+        check_sandbox(trial)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_delete(seed: int, tmp_path: Path, launcher: Launcher, refs: References) -> None:
+    """``workbench rm`` killed mid-delete: the runs (a run, its fork, their subgraph runs) are
+    all there as they were, or all gone — never torn; the unrelated run is untouched; running
+    the same ``rm`` again completes (or says there is nothing left to delete)."""
+    trial = Trial("delete", seed, tmp_path, launcher)
+    with tallied(trial) as extra:
+        source = refs.delete_source()
+        copy_store(source["db"], trial.box)
+        argv = ["rm", source["root"], "--with-descendants", "--json"]
+
+        def spec(db: str) -> dict[str, Any]:
+            return {"op": "cli", "argv": [*argv, "--db", db]}
+
+        def state() -> str:
+            with TraceStore(trial.db) as store:
+                rows = {r: table_rows(store, r) for r in source["doomed"]}
+                assert snapshot_run(store, source["other"]) == source["kept"], "the unrelated run changed"
+            if rows == source["rows"]:
+                return "before"
+            assert all(sum(c.values()) == 0 for c in rows.values()), f"a killed rm left a torn store: {rows}"
+            return "after"
+
+        kill = trial.kill_for(spec, DELETE, "observe-rm")
+        proc = trial.launch(spec(trial.db), "rm", kill)
+        for _ in range(6):
+            if proc.killed:
+                where = state()
+                trial.notes.append(f"killed rm left the store {where}")
+                if where == "after":
+                    again = trial.launch(spec(trial.db), "rm-again")
+                    assert again.returncode == 2 and "no run" in again.stderr, again.describe()
+                    break
+                kill = trial.kill_for(spec, DELETE, "observe-rm") if trial.rng.random() < 0.3 else None
+                proc = trial.launch(spec(trial.db), "rm-again", kill)
+                continue
+            assert proc.returncode == 0, proc.describe()
+            assert sorted(proc.json_out["deleted"]) == sorted([source["root"], source["fork"]]), proc.json_out
+            break
+        else:
+            raise AssertionError("the delete did not finish after 6 processes")
+        assert state() == "after"
+        listed = check_cli_reads(trial, [source["other"]], installed=True)
+        assert [r["run_id"] for r in listed] == [source["other"]]
+        extra["checked"] = len(source["doomed"])
         check_sandbox(trial)
 
 

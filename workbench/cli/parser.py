@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("show", help="show a run's steps, model calls and interrupts")
     sp.add_argument("run_id", metavar="RUN_ID")
-    sp.add_argument("--step", type=int, metavar="N", help="one step in detail: state diff, numbered model calls")
+    sp.add_argument("--step", metavar="N", help="one step in detail: state diff, numbered model calls; "
+                    "STEP/NODE/STEP for a step inside a subgraph, e.g. 3/review/2 (as fork --at takes it)")
     sp.add_argument("-v", "--verbose", action="store_true", help="with --step: include tracebacks")
     db_opt(sp)
     sp.add_argument("--json", action="store_true")
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set-file", metavar="PATH", help="a JSON object of state keys to set")
     sp.add_argument("--llm-response", action="append", metavar="N=TEXT",
                     help="replace the answer of model call N of that step (see 'workbench show RUN --step N')")
+    sp.add_argument("--close", action="append", metavar="ID",
+                    help="close interrupt ID, asked at that step, without an answer: the fork drops the task "
+                         "that asked (repeatable)")
     limit_opt(sp)
     graph_opt(sp)
     db_opt(sp)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, UsageError, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, make_console, open_store, short
 from workbench.errors import WorkbenchError
 
 
@@ -52,63 +52,13 @@ def parent_label(run: dict[str, Any]) -> str:
     return f"{run['parent_run_id']} (fork @{run['fork_step'] + 1})"
 
 
-def cmd_show_step(args: argparse.Namespace) -> int:
-    """One step in detail: tasks, state diff, numbered model calls (for fork --llm-response)."""
-    from workbench.history import RunHistory
-
-    with open_store(args) as store:
-        run_id = store.resolve_run_id(args.run_id)
-        history = RunHistory(store, run_id)
-        if args.step < 1 or args.step > history.last_step:
-            raise UsageError(f"run {run_id} has steps 1..{history.last_step}")
-        view = history.step(args.step)
-    llm = [c for c in view.calls if c["kind"] == "llm"]
-    if args.json:
-        print(json.dumps({
-            "run_id": run_id, "step": view.step, "recorded_by": view.owner, "nodes": view.nodes,
-            "tasks": view.tasks, "state_before": view.state_before, "state_after": view.state_after,
-            "diff": [{"key": k, "before": a, "after": b} for k, a, b in view.diff()],
-            "edits_after": [{"key": k, "op": op, "value": v} for k, op, v in view.edits_after],
-            "llm_calls": [{"number": i + 1, **c} for i, c in enumerate(llm)],
-            "tool_calls": [c for c in view.calls if c["kind"] == "tool"],
-            "interrupts": view.interrupts,
-        }, default=str, ensure_ascii=False))
-        return EXIT_OK
-    console = make_console()
-    owner = f" (shared history of {view.owner})" if view.owner != run_id else ""
-    console.print(f"[bold]run {run_id} step {view.step}[/]{owner}: {', '.join(view.nodes) or 'nothing'}")
-    for t in view.tasks:
-        extra = f" {t['error']}" if t["error"] else ""
-        console.print(f"  task {t['task']} {t['node']} attempt {t['attempt']}: {t['status']} "
-                      f"({t['duration_ms']:.1f} ms){extra}", markup=False)
-        if t["traceback"] and args.verbose:
-            console.print(t["traceback"], markup=False)
-    if view.state_after is None:
-        console.print("  (this step did not commit: the run failed, waited or stopped here)")
-    for k, before, after in view.diff():
-        console.print(f"  {k}: {short(before, 60)} → {short(after, 60)}", markup=False)
-    for k, _op, v in view.edits_after:
-        console.print(f"  edited by the fork: {k} = {short(v, 60)}", markup=False)
-    for i, c in enumerate(llm, start=1):
-        answer = c["error"] or (c["response"] or {}).get("content", "")
-        console.print(f"  model call {i} ({c['node']}, {c['model']}, {c['prompt_tokens'] or 0}/"
-                      f"{c['completion_tokens'] or 0} tokens): {short(answer, 70)}", markup=False)
-    for c in view.calls:
-        if c["kind"] == "tool":
-            console.print(f"  tool {c['model']}({short(c['messages'], 40)}) → "
-                          f"{short(c['error'] or c['response'], 50)}", markup=False)
-    for intr in view.interrupts:
-        outcome = {"open": "open", "closed": "closed unanswered"}.get(intr["status"], short(intr["response"], 40))
-        console.print(f"  interrupt {intr['interrupt_id']} ({intr['node']}): {short(intr['payload'], 60)} → "
-                      f"{outcome}", markup=False)
-    return EXIT_OK
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     from workbench.history import nested_tasks
     from workbench.runtime.conversation import conversation_turns
 
     if args.step is not None:
+        from workbench.cli.showing import cmd_show_step
+
         return cmd_show_step(args)
     with open_store(args) as store:
         run_id = store.resolve_run_id(args.run_id)
@@ -123,9 +73,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         nested = nested_tasks(store, run_id)
         inner = [r for r in nested if r["depth"] > 0]
         paths = {r["run_id"]: (r["path"].rsplit("/", 1)[0], r["address"].rsplit("/", 1)[0]) for r in inner}
-        for child_id, (prefix, where) in paths.items():
-            calls += [{**c, "node": f"{prefix}/{c['node']}", "step": f"{where}/{c['step']}"}
-                      for c in store.llm_calls(child_id)]
+        # In reading order: a subgraph's calls right after those of the task that ran it, each
+        # named by its inner node's path and addressed by its inner step (as fork --at takes it).
+        order: dict[tuple[str, int, int], int] = {}
+        for i, r in enumerate(nested):
+            order.setdefault((r["run_id"], r["step"], r["task"]), i)
+        for child_id in paths:
+            calls += store.llm_calls(child_id)
+        calls.sort(key=lambda c: (order.get((c["run_id"], c["step"], c["task"]), len(order)), c["seq"]))
+        calls = [{**c, "node": f"{paths[c['run_id']][0]}/{c['node']}", "step": f"{paths[c['run_id']][1]}/{c['step']}"}
+                 if c["run_id"] in paths else c for c in calls]
         interrupts = [({**i, "step": f"{paths[i['run_id']][1]}/{i['step']}"} if i["run_id"] in paths else i)
                       for i in store.tree_interrupts(run_id) if i["run_id"] in paths or i["run_id"] == run_id]
     if args.json:

@@ -137,7 +137,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         changed = graph.changed_since(parent.get("node_versions"))
         listener = None if args.json else progress_listener(make_console(), changed=changed, at=step)
         result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits,
-                                                              max_steps=args.max_steps)
+                                                              max_steps=args.max_steps, close=args.close or ())
         return report(args, result, args.graph)
 
 

@@ -45,6 +45,9 @@ def load_step_progress(run: ActiveRun, store: StoreReader, interrupts: list[dict
         next_seq = max([c["seq"] for c in my_calls] + [-1]) + 1
         first = min((_epoch_us(r["started_at"]) for r in mine if r["started_at"] is not None), default=None)
         last = mine[-1] if mine else None
+        if last is not None and last["status"] == "closed":
+            run.closed[idx] = False  # dropped already (by a resume --close, or a fork's --close)
+            continue
         if last is not None and last["status"] == "failed" and last["attempt"] == attempt:
             if resumed_from == "failed":
                 fresh[idx] = budgets[idx] = attempt + 1

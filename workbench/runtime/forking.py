@@ -12,9 +12,7 @@ inner step 2, the way a resume does — nothing is copied, the lineage of each r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench import codec
@@ -22,65 +20,22 @@ from workbench.context import Event
 from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError
 from workbench.graph import Graph
 from workbench.recording import Record
+from workbench.runtime.addresses import Hop, parse_address, task_of
 from workbench.runtime.continuing import seed_llm_edits
-from workbench.runtime.subgraph import SEP, child_run_id
+from workbench.runtime.fork_close import closing_records
+from workbench.runtime.subgraph import SEP, child_run_id, graphs_under
 from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, new_run_id
 
 if TYPE_CHECKING:
     from workbench.runtime.runner import Runner
 
-_HOP = re.compile(r"^(?P<node>[^#/]+)(?:#(?P<task>\d+))?$")
-
-
-@dataclass
-class Hop:
-    """One level down: the task of subgraph node ``node`` (``task`` when named) and the inner step."""
-
-    node: str
-    task: int | None
-    step: int
-
-
-def parse_address(text: str | int) -> tuple[int, list[Hop]]:
-    """``"3"`` → (3, []); ``"3/review/2"`` → (3, [Hop("review", None, 2)]); a one-line error else."""
-    raw = str(text).strip()
-    parts = raw.split(SEP)
-    bad = InputError(f"--at {raw!r}: write STEP, or STEP/NODE/STEP for a step inside a subgraph "
-                     "(e.g. 3/review/2; NODE#TASK when several tasks run NODE)")
-    if len(parts) % 2 == 0 or not all(p.isdigit() for p in parts[::2]):
-        raise bad
-    hops: list[Hop] = []
-    for node_part, step_part in zip(parts[1::2], parts[2::2], strict=True):
-        m = _HOP.match(node_part)
-        if m is None:
-            raise bad
-        hops.append(Hop(m["node"], int(m["task"]) if m["task"] is not None else None, int(step_part)))
-    return int(parts[0]), hops
-
-
-def _task_of(plan: list[dict[str, Any]], hop: Hop, where: str) -> int:
-    idxs = [i for i, t in enumerate(plan) if t.get("node") == hop.node]
-    if not idxs:
-        ran = ", ".join(str(t.get("node")) for t in plan) or "nothing"
-        raise InputError(f"--at: {where} does not run {hop.node!r} (it runs {ran})")
-    if hop.task is None:
-        if len(idxs) > 1:
-            raise InputError(f"--at: {where} runs {hop.node!r} in tasks {', '.join(map(str, idxs))}; name one, "
-                             f"e.g. {hop.node}#{idxs[1]}")
-        return idxs[0]
-    if hop.task not in idxs:
-        raise InputError(f"--at: task {hop.task} of {where} is not {hop.node!r} (tasks running it: "
-                         f"{', '.join(map(str, idxs))})")
-    return hop.task
-
-
 async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Hop], *,
                       set_state: dict[str, Any] | None, llm_responses: dict[int, str] | None,
-                      config: dict[str, Any], break_when: Any, label: str) -> RunResult:
+                      config: dict[str, Any], break_when: Any, label: str, close: list[str]) -> RunResult:
     """Fork ``parent_run_id`` at step ``at`` with a child fork at ``hops``; run it (see module doc)."""
     store = runner.store
     assert store is not None
-    parent = store.get_run(parent_run_id)
+    store.get_run(parent_run_id)  # a RunNotFoundError for an unknown run
     plan = store.plan(parent_run_id, at)
     if plan is None:
         raise InputError(f"run {parent_run_id} has no recorded plan for step {at}")
@@ -93,21 +48,22 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
     child_new = ""
     for depth, hop in enumerate(hops):
         where = f"step {caller_step} of run {caller_old}"
-        idx = _task_of(caller_plan, hop, where)
+        idx = task_of(caller_plan, hop, where)
         if root_task is None:
             root_task = idx
         node = graph.nodes.get(hop.node)
-        if node is None or node.subgraph is None:
-            raise InputError(f"--at: node {hop.node!r} of graph {graph.name!r} is not a subgraph node")
-        graph = node.subgraph.validate()
+        if node is None:
+            raise InputError(f"--at: graph {graph.name!r} has no node {hop.node!r}")
         owner = store.step_owner(caller_old, caller_step)
-        child_old = child_run_id(owner, caller_step, idx, 0)
-        child_new = child_run_id(caller_new, caller_step, idx, 0)
+        child_old = child_run_id(owner, caller_step, idx, hop.call)
+        child_new = child_run_id(caller_new, caller_step, idx, hop.call)
         path = f"{path}{SEP}{hop.node}" if path else hop.node
         try:
             old = store.get_run(child_old)
         except Exception:
-            raise InputError(f"--at: {where} recorded no subgraph run for {hop.node!r}") from None
+            which = f"subgraph call {hop.call} of" if hop.call else "subgraph run for"
+            raise InputError(f"--at: {where} recorded no {which} {hop.node!r}") from None
+        graph = _child_graph(graph, node, old["graph"])
         last = store.last_step(child_old)
         if not 1 <= hop.step <= last:
             raise InputError(f"--at: subgraph {path!r} ran steps 1..{last} in run {parent_run_id}; "
@@ -117,7 +73,9 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             raise InputError(f"--at: subgraph {path!r} has no recorded plan for its step {hop.step}")
         inner_config = {k: v for k, v in (old["config"] or {}).items()
                         if k not in ("paused", "break_before", "break_after")}
-        row = runner.recorder.run_row(child_new, graph, input_json=codec.dumps(old["input"] or {}),
+        # A fork's input is what it was given: its edits (the innermost child holds them).
+        given = (set_state or {}) if depth == len(hops) - 1 else {}
+        row = runner.recorder.run_row(child_new, graph, input_json=codec.dumps(given),
                                       config=inner_config, parent=child_old, fork_step=hop.step - 1)
         row.update(root_run_id=fork_id, caller_run_id=caller_new, caller_step=caller_step, caller_task=idx,
                    path=path)
@@ -128,6 +86,11 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             scratch = ActiveRun(child_new, {}, hop.step, [TaskSpec.from_json(t) for t in inner_plan["tasks"]], {},
                                 {})
             records += seed_llm_edits(scratch, store, child_old, hop.step, llm_responses or {})
+            closing, dropped = closing_records(store, child_old, hop.step, child_new, inner_plan["tasks"], close,
+                                               f"step {hop.step} of subgraph {path!r}")
+            if dropped & set(scratch.resume):
+                raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
+            records += closing
         caller_old, caller_new, caller_plan, caller_step = child_old, child_new, inner_plan["tasks"], hop.step
 
     state = runner.schema.decode(store.state_at(parent_run_id, at - 1))
@@ -137,15 +100,30 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
     # The task whose child is forked continues it (as a resumed task does).
     run.resume[root_task] = TaskResume(1, [], [], 0)
     runner.set_break_when(break_when)
-    row = runner.recorder.run_row(fork_id, runner.graph, input_json=codec.dumps(parent["input"] or {}),
+    row = runner.recorder.run_row(fork_id, runner.graph, input_json="{}",
                                   config=config, parent=parent_run_id, fork_step=at - 1)
     detail = {"parent": parent_run_id, "at": label, "set": sorted(set_state or {}),
-              "llm_responses": sorted(llm_responses or {}), "subgraph_run": child_new}
+              "llm_responses": sorted(llm_responses or {}), "subgraph_run": child_new,
+              **({"closed": list(dict.fromkeys(close))} if close else {})}
     runner.recorder.fork_started(row, [], runner._plan_record(run, at), records, detail)
     from workbench.context import Event
 
     runner._emit(Event("run_started", fork_id, at - 1, None, {"graph": runner.graph.name, "parent": parent_run_id}))
     return await runner._execute(run)
+
+
+def _child_graph(graph: Graph, node: Any, recorded: str) -> Graph:
+    """The graph of a recorded child run of ``node``: a subgraph node's graph, or the one of the
+    graphs a function node declares (``subgraphs=[...]``) that the child ran. Without it the
+    fork could not check its edits or record the child truthfully, so it is refused."""
+    for sub in graphs_under(node):
+        if sub.name == recorded:
+            return sub.validate()
+    if node.subgraph is not None:
+        raise InputError(f"--at: node {node.name!r} now runs graph {node.subgraph.name!r}; the recorded subgraph "
+                         f"run is of graph {recorded!r}")
+    raise InputError(f"--at: node {node.name!r} of graph {graph.name!r} ran subgraph {recorded!r} from its body; "
+                     f"to fork inside it, declare that graph: add_node({node.name!r}, fn, subgraphs=[...])")
 
 
 def _edits(runner: Runner, graph: Graph, run_id: str, step: int, edits: dict[str, Any]) -> list[Record]:
@@ -184,6 +162,7 @@ async def fork_run(
     break_after: Iterable[str] | None = None,
     break_when: Any = None,
     max_steps: int | None = None,
+    close: Iterable[str] = (),
 ) -> RunResult:
     """:meth:`Runner.afork`: a new run sharing ``parent_run_id``'s history before ``at_step``,
     with the edits applied, run live from ``at_step`` (or from a step inside a subgraph)."""
@@ -191,6 +170,7 @@ async def fork_run(
     parent = store.get_run(parent_run_id)
     refuse_child(parent)
     label = str(at_step)
+    close = [str(c) for c in ([close] if isinstance(close, str) else close)]
     # "3/review/2": step 2 inside the child run of subgraph node review at step 3
     at_step, hops = (at_step, []) if isinstance(at_step, int) else parse_address(at_step)
     if parent["graph"] != runner.graph.name:
@@ -208,7 +188,7 @@ async def fork_run(
         inherited = {k: v for k, v in (parent["config"] or {}).items()
                      if k not in ("paused", "break_before", "break_after")}
         return await fork_inside(runner, parent_run_id, at_step, hops, set_state=set_state,
-                                 llm_responses=llm_responses, break_when=break_when, label=label,
+                                 llm_responses=llm_responses, break_when=break_when, label=label, close=close,
                                  config=runner._with_options(inherited, break_before, break_after, max_steps))
     plan = store.plan(parent_run_id, at_step)
     if plan is None:
@@ -223,7 +203,9 @@ async def fork_run(
                 # An edit sets the whole value: an append key holds a list.
                 raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
         edit_changes = runner.recorder.changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
-        input_json = codec.dumps(parent["input"] or {})
+        # What the fork was given, not its parent's input: it starts from the parent's state
+        # before the fork step with these edits applied (state_at(fork, fork_step)).
+        input_json = codec.dumps(edits, "--set")
     except (InvalidUpdateError, SerializationError) as exc:
         raise InputError(str(exc)) from None
     state.update(runner.schema.decode(edits))
@@ -236,11 +218,17 @@ async def fork_run(
                     plan["joins"] or {}, config)
     runner.set_break_when(break_when)
     seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
+    closing, dropped = closing_records(store, parent_run_id, at_step, run.run_id, plan["tasks"], close,
+                                       f"step {at_step} of run {parent_run_id}")
+    if dropped & set(run.resume):
+        raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
+    # Recorded in the fork's first frame (below): the task is dropped, not run, not asked again.
+    run.closed.update({idx: False for idx in dropped})
     row = runner.recorder.run_row(run.run_id, runner.graph, input_json=input_json, config=config,
                                 parent=parent_run_id, fork_step=at_step - 1)
-    runner.recorder.fork_started(row, edit_changes, runner._plan_record(run, at_step), seeded, {
+    runner.recorder.fork_started(row, edit_changes, runner._plan_record(run, at_step), [*seeded, *closing], {
         "parent": parent_run_id, "at": at_step, "set": sorted(edits),
-        "llm_responses": sorted(llm_responses or {}),
+        "llm_responses": sorted(llm_responses or {}), **({"closed": list(dict.fromkeys(close))} if close else {}),
     })
     runner._emit(Event("run_started", run.run_id, at_step - 1, None,
                      {"graph": runner.graph.name, "parent": parent_run_id}))

@@ -269,6 +269,7 @@ class Runner:
         break_after: Iterable[str] | None = None,
         break_when: Any = None,
         max_steps: int | None = None,
+        close: Iterable[str] = (),
     ) -> RunResult:
         """Make a new run that shares ``parent_run_id``'s history before ``at_step``, apply the
         edits, and run step ``at_step`` onwards live with the current code.
@@ -282,12 +283,16 @@ class Runner:
 
         ``at_step`` may address a step inside a subgraph, ``"3/review/2"`` (see
         :mod:`workbench.runtime.forking`): the edits then apply to that inner step.
+
+        ``close=[ID, ...]`` closes interrupts asked at that step without an answer: in the fork,
+        the task that asked is dropped (recorded ``closed``, by a fork edit), as ``resume(close=...)``
+        drops it from the run itself (:mod:`workbench.runtime.fork_close`).
         """
         from workbench.runtime.forking import fork_run
 
         return await fork_run(self, parent_run_id, at_step, set_state=set_state, llm_responses=llm_responses,
                               break_before=break_before, break_after=break_after, break_when=break_when,
-                              max_steps=max_steps)
+                              max_steps=max_steps, close=close)
 
     # ----------------------------------------------------------------- the loop
 
@@ -436,6 +441,9 @@ class Runner:
                                      {"attempt": attempt, "error": message}))
                     if self._replay is None:  # a replay does not wait out backoffs
                         await asyncio.sleep(policy.delay(attempt, self._rng))
+                    continue
+                if self._replay is not None and self._replay.resumed_after_failure(run.step, idx, attempt):
+                    attempt = budget_from = attempt + 1  # the run failed here and was resumed: so does its replay
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return Outcome("failed", error=exc, message=f"{message}{tries}")

@@ -105,22 +105,45 @@ def split_paths(names: Iterable[str], node: str) -> list[str]:
     return [n[len(prefix):] for n in names if n.startswith(prefix)]
 
 
+def graphs_under(node: Node) -> tuple[Graph, ...]:
+    """The graphs a node runs as child runs: a subgraph node's graph, or the graphs a function
+    node declares its body runs (``add_node(name, fn, subgraphs=[...])``)."""
+    return (node.subgraph,) if node.subgraph is not None else node.body_subgraphs
+
+
+def names_node(graph: Graph, name: str) -> bool:
+    """True when ``name`` (``a/b/c``) names a node of ``graph`` or of a graph under it."""
+    head, _, rest = name.partition(SEP)
+    node = graph.nodes.get(head)
+    if node is None:
+        return False
+    return not rest or any(names_node(g, rest) for g in graphs_under(node))
+
+
 def check_path(graph: Graph, name: str, what: str) -> None:
     """Refuse a breakpoint name that is not a node of ``graph`` (``a/b`` for node ``b`` of the
-    subgraph node ``a``), with a one-line reason."""
+    graph node ``a`` runs: a subgraph node's, or one its body runs and declares), with a
+    one-line reason."""
     parts = name.split(SEP)
-    current = graph
+    current = [graph]
     for i, part in enumerate(parts):
-        if part not in current.nodes:
-            where = (f"graph {current.name!r}" if i == 0
-                     else f"subgraph {SEP.join(parts[:i])!r} (graph {current.name!r})")
-            raise InputError(f"{what}: {where} has no node {part!r} (nodes: {', '.join(current.nodes)})")
-        if i < len(parts) - 1:
-            sub = current.nodes[part].subgraph
-            if sub is None:
-                raise InputError(f"{what}: node {SEP.join(parts[:i + 1])!r} is not a subgraph node, so "
-                                 f"{name!r} names nothing")
-            current = sub.validate()
+        here = [g for g in current if part in g.nodes]
+        if not here:
+            if i == 0:
+                where = f"graph {graph.name!r}"
+            else:
+                where = f"subgraph {SEP.join(parts[:i])!r} (graph {', '.join(repr(g.name) for g in current)})"
+            known = ", ".join(dict.fromkeys(n for g in current for n in g.nodes))
+            raise InputError(f"{what}: {where} has no node {part!r} (nodes: {known})")
+        if i == len(parts) - 1:
+            return
+        below = [sub.validate() for g in here for sub in graphs_under(g.nodes[part])]
+        if not below:
+            at = SEP.join(parts[:i + 1])
+            raise InputError(f"{what}: node {at!r} runs no subgraph that workbench knows of, so {name!r} names "
+                             f"nothing; if its body runs one (await Runner(sub).arun(...)), declare it: "
+                             f"add_node({part!r}, fn, subgraphs=[sub])")
+        current = below
 
 
 def split_break_when(break_when: Any) -> tuple[Any, dict[str, Any]]:
@@ -187,6 +210,9 @@ class SubgraphHost:
         self.calls += 1
         parent, run, spec = self.parent, self.run, self.spec
         link = self._link(run.run_id, spec.node)
+        # A node body may run several graphs: each child gets the breakpoints that name its nodes.
+        link.break_before = [b for b in link.break_before if names_node(graph, b)]
+        link.break_after = [b for b in link.break_after if names_node(graph, b)]
         listener = _forwarding(parent.listener, parent, run, spec.node)
         if parent._replay is not None:
             return await self._replay_child(graph, input, n, link, listener)
