@@ -63,10 +63,12 @@ def test_the_first_model_call_imports_nothing_the_import_did_not(tmp_path: Path)
     """litellm imports much of itself on its first call; workbench makes that call (a throwaway
     one to the offline demo model) as part of the import, so that no recorded step pays for it."""
     driver = textwrap.dedent("""
-        import json, sys
+        import json, sys, threading
         from workbench.llm.client import call_llm, litellm_module
         from workbench.llm.config import DEMO_MODEL
         litellm_module()
+        # The warm-up starts no thread: a process may fork after importing (the crash tests do).
+        assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
         before = set(sys.modules)
         call_llm(None, "hello", model=DEMO_MODEL)
         print(json.dumps(sorted(set(sys.modules) - before)))

@@ -15,6 +15,7 @@ recording (matched by order and by a fingerprint of the request), not made again
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import importlib
 import json
@@ -97,11 +98,23 @@ def _warm_up(litellm: Any) -> None:
     """
     from workbench.llm.config import DEMO_MODEL
 
-    try:
-        response = litellm.completion(model=DEMO_MODEL, messages=[{"role": "user", "content": "warm-up"}])
-        litellm.completion_cost(completion_response=response)
-    except Exception:  # a warm-up only: the first real call reports any problem
-        pass
+    def call() -> None:
+        try:
+            # Marked as litellm's own internal call: no success logging in a background thread,
+            # so the warm-up starts no thread (a process that forks after importing must not
+            # have any, and the crash tests' fork server checks it).
+            from litellm._internal_context import is_internal_call
+
+            is_internal_call.set(True)
+        except Exception:  # another litellm version
+            pass
+        try:
+            response = litellm.completion(model=DEMO_MODEL, messages=[{"role": "user", "content": "warm-up"}])
+            litellm.completion_cost(completion_response=response)
+        except Exception:  # a warm-up only: the first real call reports any problem
+            pass
+
+    contextvars.copy_context().run(call)
     # What litellm's success logging (a thread of its own) imports after a call: imported
     # here rather than racing the first recorded step for the interpreter.
     for name in ("litellm.proxy.spend_tracking.savings",):
