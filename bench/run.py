@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  state at a step of a long run ...", file=sys.stderr)
         results["state_at"] = targets.state_at(workdir, n_long, 3 if args.quick else 9)
         print("  the first second: command start-up beside import litellm ...", file=sys.stderr)
-        results["startup"] = targets.startup(workdir, 2 if args.quick else 5)
+        results["startup"] = targets.startup(workdir, 2 if args.quick else 3)
     finally:
         if fleet is not None:
             fleet.close()
