@@ -243,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         results["concurrency"] = concurrency(workdir, 4, args.runs or (10 if args.quick else 100))
         print("  visibility: steps seen by another process ...", file=sys.stderr)
         results["visibility"] = visibility(workdir, 20 if args.quick else 60, 0.1)
+        from bench import targets
+
+        print("  state at a step of a long run ...", file=sys.stderr)
+        results["state_at"] = targets.state_at(workdir, n_long, 3 if args.quick else 9)
+        print("  the first second: command start-up beside import litellm ...", file=sys.stderr)
+        results["startup"] = targets.startup(workdir, 2 if args.quick else 3)
     finally:
         if fleet is not None:
             fleet.close()
@@ -437,6 +443,7 @@ def _report(res: dict[str, Any]) -> str:
 
     # 10k flatness
     rows = []
+    flat: list[tuple[str, float]] = []
     for key, samples in res["long"].items():
         short = med([s.run_s / n * 1e6 for s in w1[key]])
         run = [s.run_s / n_long * 1e6 for s in samples]
@@ -444,6 +451,8 @@ def _report(res: dict[str, Any]) -> str:
         label, _ = labels[key]
         rows.append([label, us(short), us(med(run)), f"{med(run) / short:.2f}",
                      f"{med(close):.1f}" if samples[0].file_bytes is not None else "—"])
+        if key.startswith("wb_"):
+            flat.append((label, med(run) / short))
     out.append(
         f"\nFlatness: µs/step at {n:,} vs {n_long:,} steps (median of {meta['rounds_long']} rounds)\n"
         + table(["variant", f"{n:,} steps", f"{n_long:,} steps", "ratio", "close s"], rows)
@@ -463,7 +472,12 @@ def _report(res: dict[str, Any]) -> str:
         f"\nFan-out: {width} Send branches + join, per invoke (median of {meta['rounds_fan']} rounds)\n"
         + table(["variant", "survives", "ms/invoke", "range", "close ms", "× LG none"], rows)
     )
+    fan_ratio = paired_ratio(fan["fan_wb_journal"], fan["fan_lg_none"])
+    out.append(f"target (issue 11): fan-out with recording ≤ 0.25 × LangGraph without checkpointer → "
+               f"{fan_ratio:.2f}× → {'MET' if fan_ratio <= 0.25 else 'NOT MET'}")
     from bench.concurrency import report as concurrency_report
+    from bench.targets import report as targets_report
 
     out.append(concurrency_report(res.get("concurrency"), res.get("visibility")))
+    out.append(targets_report(res, flat, fan_ratio))
     return "\n".join(out)

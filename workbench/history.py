@@ -71,9 +71,10 @@ class RunHistory:
     def __init__(self, store: TraceStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.run = store.get_run(run_id)
-        self.lineage = store.lineage(run_id)
-        self.last_step = store.last_step(run_id)
+        with store.reading():  # one hold on the file for the three reads, not one each
+            self.run = store.get_run(run_id)
+            self.lineage = store.lineage(run_id)
+            self.last_step = store.last_step(run_id)
         """The highest step that ran (or was in flight when the run stopped)."""
         # States are rebuilt on demand (a run of 10,000 steps must open at once), a few cached.
         self._states: dict[int, dict[str, Any]] = {}

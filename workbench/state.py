@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.cow import SharedList, own, reclaim
 from workbench.errors import GraphDefinitionError, InvalidUpdateError, MergeError
 
 
@@ -258,7 +259,8 @@ class StateSchema:
                 value = [value]
             state[key] = value
         changes: list[Change] = [(k, "set", v) for k, v in state.items()]
-        return state, changes
+        # The runtime keeps its own (copy-on-write) containers: never the caller's objects.
+        return {k: own(v) for k, v in state.items()}, changes
 
     def check_keys(self, update: dict[str, Any], where: str) -> None:
         """Refuse keys the schema does not declare, naming them and the known ones."""
@@ -312,16 +314,22 @@ class StateSchema:
             self.check_type(key, value, where)
 
     def merge(
-        self, state: dict[str, Any], updates: list[tuple[str, Any]]
+        self, state: dict[str, Any], updates: list[tuple[str, Any]],
+        grown: list[tuple[SharedList, int]] | None = None,
     ) -> tuple[dict[str, Any], list[Change]]:
         """Apply the updates of one superstep, in the given (fixed) order.
 
         ``updates`` is ``[(node name, update), ...]``, an update being a dict, a list of dicts
         (applied in order; later ones may rewrite what earlier ones of the same task wrote) or
-        None. Returns the new state (a new dict; the old one is left as it was) and the list of
-        changes to store.
+        None. Returns the new state (a new dict) and the list of changes to store.
+
+        The old state is left as it was, unless ``grown`` is given: then an ``append`` key's
+        list is extended in place (O(items), not O(length) — what keeps long runs flat), and
+        ``grown`` receives ``(list, length before)`` for each, so that the caller can undo it
+        with :func:`undo_growth` if the step does not commit.
         """
         new = dict(state)
+        pending: dict[str, list[Any]] = {}  # append-key items to add in place once all is valid
         writers: dict[str, int] = {}
         overwriters: dict[str, int] = {}
         extended: dict[str, list[Any]] = {}
@@ -360,15 +368,26 @@ class StateSchema:
                         new[key] = value.value
                         overwritten.add(key)
                         extended.pop(key, None)
+                        pending.pop(key, None)
                     elif rule.kind == "replace":
                         self.check_type(key, value, f"node {node!r}")
                         if writers.get(key, position) != position:
                             raise conflict(key, writers[key], node, "wrote")
                         writers[key] = position
                         new[key] = value
+                    elif (grown is not None and rule.kind == "append" and type(new.get(key)) is SharedList
+                          and new[key] is state.get(key) and not new[key].changed()):
+                        # The runtime's own list, unchanged: grown in place below, once valid.
+                        self.check_type(key, value, f"node {node!r}")
+                        items = value if isinstance(value, list) else [value]
+                        extended.setdefault(key, []).extend(items)
+                        pending.setdefault(key, []).extend(items)
                     else:
                         self.check_type(key, value, f"node {node!r}")
-                        new[key] = self._fold(rule, key, node, new.get(key), value, extended)
+                        current = new.get(key)
+                        if key in pending:  # appended in place so far: make it a value first
+                            current = [*(current or []), *pending.pop(key)]
+                        new[key] = self._fold(rule, key, node, current, value, extended)
                     if key not in touched:
                         touched.append(key)
         changes: list[Change] = []
@@ -377,6 +396,14 @@ class StateSchema:
                 changes.append((key, "extend", extended[key]))
             else:
                 changes.append((key, "set", new[key]))
+        if grown is not None:
+            for key in touched:
+                if key in pending:
+                    lst = new[key]
+                    grown.append((lst, len(lst)))
+                    lst.grow(pending[key])
+                else:
+                    new[key] = own(new[key])  # a node's object is never the runtime's
         return new, changes
 
     @staticmethod
@@ -402,10 +429,20 @@ class StateSchema:
             raise MergeError(f"merge rule {rule!r} of state key {key!r} failed on the update of node "
                              f"{node!r}: {what}") from exc
 
-    def view(self, state: dict[str, Any]) -> Any:
-        """The object a node receives: a dict, or an instance of the dataclass/Pydantic schema."""
-        # A node gets its own copy, one level deep: appending to a list or setting a key in
-        # place cannot change the recorded state behind the runtime's back (or a sibling's).
+    def view(self, state: dict[str, Any], *, shared: bool = False) -> Any:
+        """The object a node receives: a dict, or an instance of the dataclass/Pydantic schema.
+
+        Changing it in place never changes ``state``. By default the node gets its own copy,
+        one level deep. ``shared=True`` (one reader at a time, dict states): the node gets the
+        state's own copy-on-write lists and dicts (:mod:`workbench.cow`) and the caller must
+        call :func:`workbench.cow.reclaim` on ``state`` after the node ran — O(keys) per step
+        instead of O(size).
+        """
+        if shared and self.kind in ("dict", "typeddict"):
+            for k, v in state.items():
+                if type(v) is list or type(v) is dict:  # a resumed or forked state: owned once
+                    state[k] = own(v)
+            return dict(state)
         copied = {k: (v.copy() if isinstance(v, (list, dict, set)) else v) for k, v in state.items()}
         if self.kind in ("dict", "typeddict"):
             return copied
@@ -430,6 +467,20 @@ class StateSchema:
             t = getattr(ch.annotation, "__name__", None) or str(ch.annotation).replace("typing.", "")
             rows.append({"key": ch.name, "type": t, "rule": repr(ch.rule)})
         return rows
+
+
+def undo_growth(state: dict[str, Any], grown: list[tuple[SharedList, int]]) -> None:
+    """Take back what :meth:`StateSchema.merge` appended in place (a step that did not commit):
+    each grown list in ``state`` is replaced by a fresh one holding what it held before the
+    step (even if a router changed it in place since); then any other container a reader
+    changed is reclaimed."""
+    for lst, length in grown:
+        before = SharedList(lst.pristine()[:length])
+        for key, value in state.items():
+            if value is lst:
+                state[key] = before
+    grown.clear()
+    reclaim(state)
 
 
 def apply_changes(state: dict[str, Any], changes: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:

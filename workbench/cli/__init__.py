@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 from workbench.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error_line
@@ -24,6 +25,10 @@ from workbench.cli.parser import build_parser
 from workbench.errors import WorkbenchError
 
 __all__ = ["build_parser", "main"]
+
+# Commands that may call a model: they start importing litellm at once. No other command
+# imports it (tests/test_startup.py).
+_MODEL_COMMANDS = ("run", "demo", "fork", "resume")
 
 
 def _prewarm_litellm() -> None:
@@ -80,13 +85,14 @@ def _setup_logging() -> _Warnings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command (what the ``workbench`` console script calls, inside its crash guard)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in _MODEL_COMMANDS:
+        _prewarm_litellm()  # first thing: the import overlaps parsing, loading and opening
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         args = parser.parse_args(["ui", *(argv or [])])
     warnings = _setup_logging()
-    if args.command in ("run", "demo", "fork", "resume"):
-        _prewarm_litellm()
     failed = True
     try:
         code = int(args.func(args))

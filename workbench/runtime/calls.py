@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from workbench.context import Context, reset_current, set_current
@@ -34,7 +36,7 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
     elif node.timeout:
         coro = _in_daemon_thread(_call_sync, node, value, ctx)
     elif parallel:
-        coro = asyncio.to_thread(_call_sync, node, value, ctx)
+        coro = _in_pool(_call_sync, node, value, ctx)
     else:
         return _call_sync(node, value, ctx)
     if node.timeout:
@@ -62,6 +64,62 @@ async def _with_context(coro: Any, ctx: Context) -> Any:
         reset_current(token)
 
 
+# Sync nodes running beside others run in a pool of threads kept per calling thread, so that
+# run after run (a new event loop each, with its own default executor) does not start its
+# threads afresh. Per thread, not per process: a node that runs a graph of its own (a new loop
+# in a pool thread) gets a pool of its own, so nested fan-outs never wait for each other's
+# threads. A thread's pool ends with it (its idle workers exit when it is collected).
+_pools = threading.local()
+# Per event loop: results handed back by pool threads, not yet given to their futures. Only the
+# first result since the loop last drained the list wakes the loop (one wake-up for a burst of
+# finished branches instead of one each).
+_done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+_done_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    pool: ThreadPoolExecutor | None = getattr(_pools, "pool", None)
+    if pool is None:
+        pool = _pools.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="workbench-node")
+    return pool
+
+
+def _in_pool(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Run ``fn`` in the shared pool, in a copy of the caller's context (as ``asyncio.to_thread``
+    does); the future gets its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            result, ok = context.run(fn, *args), True
+        except BaseException as exc:  # handed to the awaiting task, as to_thread does
+            result, ok = exc, False
+        with _done_lock:
+            waiting = _done.setdefault(loop, [])
+            waiting.append((future, ok, result))
+            first = len(waiting) == 1
+        if first and not _call_soon(loop, _drain, loop):
+            with _done_lock:  # the loop is closed: nobody will drain its list
+                _done.pop(loop, None)
+
+    _thread_pool().submit(work)
+    return future
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    with _done_lock:
+        finished = _done.pop(loop, [])
+    for future, ok, value in finished:
+        if future.done():  # cancelled meanwhile (a sibling failed): its result is ignored
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
     """Run ``fn`` in a daemon thread; the future gets its result. (``asyncio.to_thread`` uses the
     default executor, whose threads the interpreter waits for at exit.)"""
@@ -87,11 +145,12 @@ def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]
     return future
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> bool:
     try:
         loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # the loop is closed: the node was abandoned after its timeout
-        pass
+    except RuntimeError:  # the loop is closed: the node was abandoned (its timeout, or the run ended)
+        return False
+    return True
 
 
 def describe(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from workbench import codec
+from workbench.cow import reclaim
 from workbench.errors import RoutingError, SerializationError
 from workbench.graph import END, START, Graph, Send, display_path
 from workbench.runtime.types import Outcome, TaskSpec
@@ -29,6 +30,14 @@ class Planner:
         self, finished: Sequence[tuple[TaskSpec, Outcome]], state: dict[str, Any], joins: dict[str, list[Any]]
     ) -> tuple[list[TaskSpec], dict[str, list[Any]]]:
         """The next plan and the join bookkeeping after it."""
+        try:
+            return self._next(finished, state, joins)
+        finally:
+            reclaim(state)  # routers read the state's own containers: whatever they changed is undone
+
+    def _next(
+        self, finished: Sequence[tuple[TaskSpec, Outcome]], state: dict[str, Any], joins: dict[str, list[Any]]
+    ) -> tuple[list[TaskSpec], dict[str, list[Any]]]:
         joins = {k: list(v) for k, v in joins.items()}
         plan: list[TaskSpec] = []
         plain: set[str] = set()
@@ -62,7 +71,7 @@ class Planner:
             route = self.graph.routes.get(src)
             if route is not None:
                 if view is None:
-                    view = self.schema.view(state)
+                    view = self.schema.view(state, shared=True)
                 for target in self.route(route.router, route.targets, src, view):
                     if isinstance(target, Send):
                         try:

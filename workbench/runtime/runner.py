@@ -21,6 +21,7 @@ from typing import Any
 
 from workbench import codec
 from workbench.context import Context, Event, InterruptSignal, Listener, ReplayDivergence
+from workbench.cow import reclaim
 from workbench.errors import (
     InputError,
     InvalidUpdateError,
@@ -51,7 +52,7 @@ from workbench.runtime.subgraph import (
     tree_interrupts,
 )
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
-from workbench.state import Change, apply_changes
+from workbench.state import Change, apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
 
 # Errors that a retry cannot fix: the same code and input fail the same way (a model call every
@@ -337,16 +338,19 @@ class Runner:
                 spec, out = unhandled[0]
                 return self._finish(run, "failed", error=f"node {spec.node!r} failed: {out.message}", exc=out.error)
 
+            grown: list[Any] = []  # append-key lists the merge grew in place: undone if the step fails
             try:
                 updates = [
                     (t.node, o.update) for t, o in zip(run.plan, outcomes, strict=True) if o.status == "completed"
                 ]
-                new_state, changes = self.schema.merge(run.state, updates)
+                new_state, changes = self.schema.merge(run.state, updates, grown)
                 plan, joins = self.planner.next(list(zip(run.plan, outcomes, strict=True)), new_state, run.joins)
                 records = self.recorder.changes(run.run_id, run.step, changes)
             except WorkbenchError as exc:
+                undo_growth(run.state, grown)
                 return self._finish(run, "failed", error=str(exc), exc=exc)
             except Exception as exc:  # a router raised
+                undo_growth(run.state, grown)
                 return self._finish(run, "failed", error=f"router failed at step {run.step}: "
                                     f"{describe(exc)}", exc=exc)
             self._track_inline_changes(run, changes)
@@ -370,10 +374,12 @@ class Runner:
                 return self._pause(run, "after", hit_after[0], at_step=done_step)
             if self._break_when is not None and run.plan:
                 try:
-                    stop = self._break_when(self.schema.view(run.state))
+                    stop = self._break_when(self.schema.view(run.state, shared=True))
                 except Exception as exc:  # a broken condition stops the run where it is, for a look
                     return self._pause(run, "condition", None, at_step=done_step,
                                        error=f"the break condition raised {describe(exc)}")
+                finally:
+                    reclaim(run.state)
                 if stop:
                     return self._pause(run, "condition", None, at_step=done_step)
 
@@ -411,8 +417,12 @@ class Runner:
             first_started = first_started or started
             ctx = self._make_context(run, idx, spec, attempt, resume, first_started)
             resume = None  # a retry starts fresh: new model calls, no served answers
+            # A task alone in its step reads the state's copy-on-write containers (no copy per
+            # step); reclaimed below, before anyone else reads the state. Siblings, and a node
+            # that may outlive its timeout, get copies.
+            shared = not parallel and not node.timeout
             try:
-                value = spec.arg if spec.send else self.schema.view(run.state)
+                value = spec.arg if spec.send else self.schema.view(run.state, shared=shared)
                 sub = ctx.subgraphs.call_node(node, value) if node.subgraph is not None else None
                 result = read_result(self.graph, node, await call_node(node, value, ctx, parallel=parallel,
                                                                        subgraph=sub))
@@ -447,6 +457,9 @@ class Runner:
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
+            finally:
+                if shared and not spec.send:
+                    reclaim(run.state)
             self._task_finished(run, idx, spec, attempt, "completed", started, t0, ctx,
                                 update_json=result.update_json, goto_json=result.goto_json, defer=not parallel)
             return Outcome("completed", update=result.update, goto=result.goto)
