@@ -74,6 +74,18 @@ def change_lines(label: str, a: Any, b: Any, indent: str = "    ", width: int = 
         for c in changes:
             out += _change_line(label, c, indent, width)
         return out
+    if (a is None) != (b is None):
+        value, which = (a, "A") if b is None else (b, "B")
+        text = pretty(value)
+        if "\n" in text or len(text) > width // 2:
+            # A value only one side has is shown (its first lines), not cut to a few words.
+            lines = text.split("\n")
+            out = [Text(f"{indent}{label}: only in {which}")]
+            sign, style = ("-", DEL) if which == "A" else ("+", INS)
+            out += [Text(f"{indent}  {sign} ").append(_cut(ln, width), style=style) for ln in lines[:8]]
+            if len(lines) > 8:
+                out.append(Text(f"{indent}  … {len(lines) - 8} more lines", style="dim"))
+            return out
     line = Text(f"{indent}{label}: ")
     line.append("A=")
     line.append(_cut(one_line(a), width // 2), style=DEL)

@@ -71,14 +71,15 @@ def word_diff(a: str, b: str) -> list[Piece]:
 
 
 def _merge(pieces: list[Piece]) -> list[Piece]:
-    """Join a change, a lone space and another change into one change: "[-big red-]" reads
-    better than "[-big-] [-red-]"."""
+    """Join two changes and the short unchanged bit between them (a space, "a", " will ") into
+    one change: "[-big red-]{+small blue+}" reads better than "[-big-]{+small+} [-red-]{+blue+}",
+    and a scattered match of a common word is noise, not information."""
     out: list[Piece] = []
     for p in pieces:
-        if (len(out) >= 2 and p.op != "equal" and out[-1].op == "equal" and out[-1].a.isspace()
-                and len(out[-1].a) == 1 and out[-2].op != "equal"):
-            space, prev = out.pop(), out.pop()
-            a, b = prev.a + space.a + p.a, prev.b + space.b + p.b
+        if (len(out) >= 2 and p.op != "equal" and out[-1].op == "equal" and len(out[-1].a.strip()) <= 4
+                and "\n" not in out[-1].a and out[-2].op != "equal"):
+            gap, prev = out.pop(), out.pop()
+            a, b = prev.a + gap.a + p.a, prev.b + gap.b + p.b
             out.append(Piece("replace" if a and b else ("delete" if a else "insert"), a, b))
         else:
             out.append(p)
