@@ -112,7 +112,7 @@ def test_diff_descends_into_subgraph_runs(project: Path, db: str, warranty_fork:
     assert sub["same"] is False
     inner_steps = {s["step"]: s for s in sub["steps"]}
     assert inner_steps[1]["same"] and inner_steps[2]["same"]
-    assert [d["key"] for d in inner_steps[3]["state"]][0] == "decision"
+    assert inner_steps[3]["state"][0]["key"] == "decision"
 
 
 def test_a_subgraph_difference_alone_makes_the_step_differ(db: str, warranty_fork: tuple[str, str]) -> None:

@@ -10,8 +10,10 @@ from rich.console import Console
 from workbench.diffview import change_lines, full_side, short_change
 from workbench.valuediff import excerpt, json_changes, marked, text_hunks, word_diff
 
-GREETING_A = "Hi Grace Hopper,\n\nThanks for getting in touch.\nWe will refund the full amount today.\n\nBest,\nSupport"
-GREETING_B = "Hi Grace Hopper,\n\nThanks for getting in touch.\nWe will review your refund within two days.\n\nBest,\nSupport"
+GREETING_A = ("Hi Grace Hopper,\n\nThanks for getting in touch.\nWe will refund the full amount today.\n\n"
+              "Best,\nSupport")
+GREETING_B = ("Hi Grace Hopper,\n\nThanks for getting in touch.\nWe will review your refund within two days.\n\n"
+              "Best,\nSupport")
 
 
 def plain(texts: list) -> str:  # type: ignore[type-arg]

@@ -150,7 +150,8 @@ def _compare_subgraphs(store: TraceStore, va: Any, vb: Any, depth: int) -> list[
         some = ca or cb
         assert some is not None
         path = str(some["path"])
-        cmp = SubgraphComparison(path.rsplit("/", 1)[-1], key[0], path, ca and ca["run_id"], cb and cb["run_id"])
+        cmp = SubgraphComparison(path.rsplit("/", 1)[-1], key[0], path, ca["run_id"] if ca else None,
+                                 cb["run_id"] if cb else None)
         if ca and cb:
             cmp.steps = _compare_steps(store, RunHistory(store, ca["run_id"]), RunHistory(store, cb["run_id"]),
                                        depth + 1)

@@ -64,8 +64,8 @@ def change_lines(label: str, a: Any, b: Any, indent: str = "    ", width: int = 
     if isinstance(a, str) and isinstance(b, str):
         if "\n" in a or "\n" in b or max(len(a), len(b)) > width:
             out = [Text(f"{indent}{label}:")]
-            for line in text_hunks(a, b):
-                out.append(_hunk_line(line.tag, line.pieces, indent + "  "))
+            for hunk in text_hunks(a, b):
+                out.append(_hunk_line(hunk.tag, hunk.pieces, indent + "  "))
             return out
         return [Text(f"{indent}{label}: ").append_text(inline(word_diff(a, b)))]
     if isinstance(a, (dict, list)) and isinstance(b, (dict, list)):

@@ -153,7 +153,7 @@ class ValuePicker(ModalScreen[None]):
             yield Static(Text.assemble((self.title_text, "bold"), ("  enter opens a value in full", "dim")),
                          classes="viewer-title")
             box = OptionList(id="picker-list")
-            for i, (label, a, b) in enumerate(self.pairs):
+            for i, (label, _a, _b) in enumerate(self.pairs):
                 box.add_option(Option(Text.assemble((label, "bold magenta"),
                                                     (f"  {self.labels[0]} → {self.labels[1]}", "dim")),
                                       id=f"pair:{i}"))

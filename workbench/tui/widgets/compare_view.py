@@ -17,7 +17,8 @@ from textual.widgets import DataTable, Static
 from workbench.compare import RunComparison, StepComparison
 from workbench.diffview import short_change
 
-FIXED = 6 + 14 + 14 + 20 + 12  # step, nodes A, nodes B, what, cell padding
+CAP = 20  # the widest the step, nodes and "what" columns get: the values need the room
+PADDING = 2 * 5  # DataTable puts a cell padding of 1 on each side of its 5 columns
 
 
 @dataclass
@@ -31,6 +32,11 @@ class CompareRow:
     a: Any = None
     b: Any = None
     kind: str = "diff"  # diff, same, shared, nodes (different nodes ran, nothing else differs), note
+
+    @property
+    def nodes(self) -> str:
+        """The nodes that ran: once when both ran the same, else ``A's / B's``."""
+        return self.nodes_a if self.nodes_a == self.nodes_b else f"{self.nodes_a} / {self.nodes_b}"
 
     @property
     def openable(self) -> bool:
@@ -83,7 +89,11 @@ class CompareView(Vertical):
         yield table
 
     def _value_width(self) -> int:
-        return max(14, (self.size.width - FIXED) // 2)
+        """What is left for each of the A and B columns once the others fit their content."""
+        available = self.size.width or (self.app.size.width - 40)  # (hidden until its tab shows)
+        fixed = sum(min(CAP, max([len(title), *(len(getattr(r, key)) for r in self.rows)], default=0))
+                    for title, key in (("step", "step"), ("nodes", "nodes"), ("what", "what")))
+        return max(20, (available - fixed - PADDING - 2) // 2)
 
     def show_comparison(self, cmp: RunComparison) -> None:
         a, b = cmp.run_a, cmp.run_b
@@ -106,10 +116,9 @@ class CompareView(Vertical):
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
         width = self._value_width()
-        table.add_column("step", key="step")
-        table.add_column("nodes A", key="nodes_a")
-        table.add_column("nodes B", key="nodes_b")
-        table.add_column("what", key="what")
+        for title, key in (("step", "step"), ("nodes", "nodes"), ("what", "what")):
+            longest = max([len(title), *(len(getattr(r, key)) for r in self.rows)])
+            table.add_column(title, key=key, width=min(CAP, longest))
         table.add_column("A", key="a", width=width)
         table.add_column("B", key="b", width=width)
         for row in self.rows:
@@ -121,8 +130,7 @@ class CompareView(Vertical):
                 va, vb = Text(str(row.a), style="yellow"), Text(str(row.b), style="yellow")
             else:
                 va, vb = Text(""), Text("")
-            table.add_row(Text(row.step, style=dim), Text(row.nodes_a, style=nodes_style),
-                          Text(row.nodes_b, style=nodes_style),
+            table.add_row(Text(row.step, style=dim), Text(row.nodes, style=nodes_style),
                           Text(row.what, style="dim" if dim else "magenta"), va, vb)
 
     def on_resize(self) -> None:
