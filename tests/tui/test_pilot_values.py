@@ -16,7 +16,7 @@ from workbench.tui.widgets.schema_browser import SchemaBrowser
 from workbench.tui.widgets.sql_console import PAGE_ROWS
 
 from .conftest import Project, make_project, options, plain, rows, settle
-from .test_pilot import BILLING, goto_step, open_run, opened, sql
+from .test_pilot import BILLING, open_run, opened, sql
 
 pytestmark = pytest.mark.anyio
 
