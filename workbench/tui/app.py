@@ -97,7 +97,7 @@ class WorkbenchApp(DataViews):
         Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
                 tooltip="Show the previous graph of the project"),
         Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
-        Binding("v", "view_value", "View value", tooltip="Open the value under the cursor in full"),
+        Binding("v", "view_value", "View value", show=False, tooltip="Open the value under the cursor in full"),
         Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
