@@ -1,4 +1,7 @@
-"""Compare two recorded runs step by step (what a fork changed, or how two runs differ)."""
+"""Compare two recorded runs step by step (what a fork changed, or how two runs differ).
+
+Steps are aligned by number. Where a step ran a subgraph, the subgraph's own runs are compared
+the same way and their differences are listed under the calling step (to any depth)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 from workbench.history import RunHistory, state_diff
 from workbench.store.store import TraceStore
+from workbench.valuediff import json_changes
 
 
 @dataclass
@@ -18,18 +22,43 @@ class StepComparison:
     state: list[tuple[str, Any, Any]] = field(default_factory=list)  # key, value in A, value in B
     answers: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # node, A, B
     carried: list[str] = field(default_factory=list)  # keys still different from an earlier step
+    subgraphs: list[SubgraphComparison] = field(default_factory=list)  # the step's subgraph runs
 
     @property
     def same(self) -> bool:
         return self.shared or (self.nodes_a == self.nodes_b and not self.state and not self.answers
-                               and not self.carried)
+                               and not self.carried and all(g.same for g in self.subgraphs))
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "same": self.same, "shared": self.shared, "nodes_a": self.nodes_a,
                 "nodes_b": self.nodes_b,
-                "state": [{"key": k, "a": a, "b": b} for k, a, b in self.state],
-                "answers": [{"node": n, "a": a, "b": b} for n, a, b in self.answers],
-                "still_different": self.carried}
+                "state": [{"key": k, "a": a, "b": b, "changes": [c.to_json() for c in json_changes(a, b)]}
+                          for k, a, b in self.state],
+                "answers": [{"node": n, "a": a, "b": b, "changes": [c.to_json() for c in json_changes(a, b)]}
+                            for n, a, b in self.answers],
+                "still_different": self.carried,
+                "subgraphs": [g.to_json() for g in self.subgraphs]}
+
+
+@dataclass
+class SubgraphComparison:
+    """The runs of one subgraph call of a step, in A and in B (``None``: that side did not call
+    it), compared step by step."""
+
+    node: str  # the calling node
+    task: int  # the calling task within the step
+    path: str  # the calling node's path from the root graph (``review``, ``review/inner``)
+    run_a: str | None
+    run_b: str | None
+    steps: list[StepComparison] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return self.run_a is not None and self.run_b is not None and all(s.same for s in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "task": self.task, "path": self.path, "run_a": self.run_a,
+                "run_b": self.run_b, "same": self.same, "steps": [s.to_json() for s in self.steps]}
 
 
 @dataclass
@@ -62,8 +91,17 @@ def _totals(store: TraceStore, history: RunHistory) -> dict[str, float]:
 
 
 def compare_runs(store: TraceStore, run_a: str, run_b: str) -> RunComparison:
-    """Align two runs by step number and list what differs at each step."""
+    """Align two runs by step number and list what differs at each step, descending into the
+    subgraph runs of the steps that differ."""
     ha, hb = RunHistory(store, run_a), RunHistory(store, run_b)
+    return RunComparison(ha.run, hb.run, _compare_steps(store, ha, hb, 0),
+                         {"a": _totals(store, ha), "b": _totals(store, hb)})
+
+
+_MAX_DEPTH = 16  # subgraphs nest; a store never holds deeper ones, but a loop must not hang
+
+
+def _compare_steps(store: TraceStore, ha: RunHistory, hb: RunHistory, depth: int) -> list[StepComparison]:
     steps = []
     shown: dict[str, tuple[Any, Any]] = {}
     for s in range(1, max(ha.last_step, hb.last_step) + 1):
@@ -86,5 +124,36 @@ def compare_runs(store: TraceStore, run_a: str, run_b: str) -> RunComparison:
                 nb = ab[i] if i < len(ab) else None
                 if (na and na[1]) != (nb and nb[1]):
                     cmp.answers.append(((na or nb)[0], na[1] if na else None, nb[1] if nb else None))  # type: ignore[index]
+            if depth < _MAX_DEPTH:
+                cmp.subgraphs = _compare_subgraphs(store, va, vb, depth)
         steps.append(cmp)
-    return RunComparison(ha.run, hb.run, steps, {"a": _totals(store, ha), "b": _totals(store, hb)})
+    return steps
+
+
+def _subgraph_calls(store: TraceStore, view: Any) -> dict[tuple[int, int], dict[str, Any]]:
+    """The subgraph runs called in one step, keyed by (calling task, call number)."""
+    if view is None:
+        return {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for child in store.children(view.owner):
+        if child["caller_step"] == view.step:
+            task = int(child["caller_task"])
+            out[(task, sum(1 for t, _ in out if t == task))] = child
+    return out
+
+
+def _compare_subgraphs(store: TraceStore, va: Any, vb: Any, depth: int) -> list[SubgraphComparison]:
+    calls_a, calls_b = _subgraph_calls(store, va), _subgraph_calls(store, vb)
+    out = []
+    for key in sorted({*calls_a, *calls_b}):
+        ca, cb = calls_a.get(key), calls_b.get(key)
+        some = ca or cb
+        assert some is not None
+        path = str(some["path"])
+        cmp = SubgraphComparison(path.rsplit("/", 1)[-1], key[0], path, ca["run_id"] if ca else None,
+                                 cb["run_id"] if cb else None)
+        if ca and cb:
+            cmp.steps = _compare_steps(store, RunHistory(store, ca["run_id"]), RunHistory(store, cb["run_id"]),
+                                       depth + 1)
+        out.append(cmp)
+    return out

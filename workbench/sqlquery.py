@@ -25,6 +25,10 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
     elapsed_ms: float
     json_columns: frozenset[str] = frozenset()
+    truncated: bool = False
+    """Only the first ``limit`` rows were asked for, and the query has more."""
+    fetched: int = 0
+    """How many rows the database produced (at most ``limit + 1`` when the limit was pushed down)."""
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -72,24 +76,94 @@ def check_read_only(sql: str) -> list[Any]:
 
 
 def run_read_only(store: TraceStore, sql: str, limit: int | None = None) -> QueryResult:
-    """Run read statements (the last one's rows are returned) inside a rolled-back transaction."""
+    """Run read statements (the last one's rows are returned) inside a rolled-back transaction.
+
+    With ``limit``, the database produces at most ``limit + 1`` rows of the last statement when
+    it is a ``SELECT`` (see :func:`limited_query`): the first ``limit`` are returned and
+    ``truncated`` says whether there were more.
+    """
     import duckdb
 
     statements = check_read_only(sql)
     started = time.perf_counter()
+    last = statements[-1].query
+    wrapped = limited_query(statements[-1], limit) if limit is not None else None
     # The database enforces read-only, not the check above: a read-only instance, a read-only
     # transaction, no file access and a locked configuration (store/database.py).
     with store.reading(strict=True) as cur:
         try:
             for st in statements[:-1]:
                 cur.execute(st.query)
-            cur.execute(statements[-1].query)
+            if wrapped is not None:
+                try:
+                    cur.execute(wrapped)
+                except duckdb.Error:
+                    # A read that cannot be a subquery: run it as it is, in a fresh read-only
+                    # transaction (the failed one is aborted); its own error, if any, is the
+                    # one to report.
+                    wrapped = None
+                    cur.execute("ROLLBACK")
+                    cur.execute("BEGIN TRANSACTION READ ONLY")
+                    for st in statements[:-1]:
+                        cur.execute(st.query)
+            if wrapped is None:
+                cur.execute(last)
             columns = [d[0] for d in cur.description or []]
             json_columns = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
-            rows = cur.fetchmany(limit) if limit else cur.fetchall()
+            rows = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
         except duckdb.Error as exc:
             raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
-    return QueryResult(columns, rows, (time.perf_counter() - started) * 1000, json_columns)
+    fetched = len(rows)
+    truncated = limit is not None and fetched > limit
+    return QueryResult(columns, rows[:limit] if truncated else rows, (time.perf_counter() - started) * 1000,
+                       json_columns, truncated, fetched)
+
+
+def limited_query(statement: Any, limit: int) -> str | None:
+    """``statement`` (one parsed, read-only statement) wrapped so that the database stops after
+    ``limit + 1`` rows: ``SELECT * FROM (<statement>) LIMIT n``, the user's order kept. ``None``
+    when it is not a ``SELECT`` or the wrapped text is not exactly one ``SELECT`` (so text that
+    would close the parenthesis early can never change what runs)."""
+    import duckdb
+
+    if statement.type.name != "SELECT" or not isinstance(limit, int) or limit < 0:
+        return None
+    # The newline ends a trailing "-- comment" before the closing parenthesis.
+    body = statement.query.strip().rstrip(";")
+    wrapped = f"SELECT * FROM (\n{body}\n) AS wb_limited LIMIT {int(limit) + 1}"
+    try:
+        parsed = duckdb.extract_statements(wrapped)
+    except duckdb.Error:
+        return None
+    if len(parsed) != 1 or parsed[0].type.name != "SELECT":
+        return None
+    return wrapped
+
+
+# The views the SQL console's schema browser lists (docs/sql.md), in the order documented; any
+# other non-internal view the store has is listed after them.
+DOCUMENTED_VIEWS = ("runs", "subgraph_runs", "steps", "llm_calls", "tool_calls", "interrupts", "state_changes",
+                    "supersteps", "events", "run_lineage")
+
+
+def schema(store: TraceStore) -> dict[str, list[tuple[str, str]]]:
+    """The store's queryable views and their columns ``(name, type)``, read from
+    ``information_schema`` on the same read-only instance the console uses."""
+    with store.reading(strict=True) as cur:
+        rows = cur.execute(
+            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_catalog = c.table_catalog "
+            "AND t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            "WHERE t.table_type = 'VIEW' AND NOT starts_with(c.table_name, 'wb_') "
+            "AND c.table_schema NOT IN ('information_schema', 'pg_catalog') "
+            "ORDER BY c.table_name, c.ordinal_position").fetchall()
+    views: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in rows:
+        columns = views.setdefault(str(table), [])
+        if str(column) not in {c for c, _ in columns}:  # a view seen in two catalogs (DuckLake)
+            columns.append((str(column), str(kind)))
+    order = {name: i for i, name in enumerate(DOCUMENTED_VIEWS)}
+    return dict(sorted(views.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 _SCALAR_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",

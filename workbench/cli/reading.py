@@ -198,34 +198,57 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if run["parent_run_id"] == other:
             what = "the next turn (continuation)" if run.get("relation") == "continuation" else "a fork"
             console.print(f"{label} is {what} of {'A' if label == 'B' else 'B'} at step {run['fork_step'] + 1}")
+    _print_steps(console, cmp.steps, "")
+    ta, tb = cmp.totals["a"], cmp.totals["b"]
+    console.print(f"steps A {ta['steps']:.0f} / B {tb['steps']:.0f}   model calls {ta['llm_calls']:.0f} / "
+                  f"{tb['llm_calls']:.0f}   tokens {ta['tokens']:.0f} / {tb['tokens']:.0f}   "
+                  f"cost ${ta['cost_usd']:.4f} / ${tb['cost_usd']:.4f}")
+    return EXIT_OK
+
+
+def _print_steps(console: Any, steps: list[Any], indent: str) -> None:
+    """The steps of a comparison that differ, each with its changed values (the changed lines
+    or JSON paths, the changed words marked) and its subgraph runs' differences beneath it."""
+    from rich.text import Text
+
+    from workbench.diffview import change_lines
+
     same_run: list[int] = []
 
     def flush_same() -> None:
         if same_run:
             rng = f"step {same_run[0]}" if len(same_run) == 1 else f"steps {same_run[0]}-{same_run[-1]}"
-            console.print(f"[dim]{rng}: same[/]")
+            console.print(Text(f"{indent}{rng}: same", style="dim"))
             same_run.clear()
 
-    for s in cmp.steps:
+    for s in steps:
         if s.same:
             same_run.append(s.step)
             continue
         flush_same()
         nodes = (", ".join(s.nodes_a) or "—") if s.nodes_a == s.nodes_b else \
             f"A: {', '.join(s.nodes_a) or '—'}  |  B: {', '.join(s.nodes_b) or '—'}"
-        still = f"  [dim](still different: {', '.join(s.carried)})[/]" if s.carried and not s.state else ""
-        console.print(f"[bold]step {s.step}[/]  {nodes}{still}", markup=True)
+        line = Text(f"{indent}step {s.step}", style="bold").append(f"  {nodes}", style="")
+        if s.carried and not s.state:
+            line.append(f"  (still different: {', '.join(s.carried)})", style="dim")
+        console.print(line)
         for key, va, vb in s.state:
-            console.print(f"    {key}: A={short(va, 50)}  B={short(vb, 50)}", markup=False)
+            for text in change_lines(key, va, vb, indent + "    "):
+                console.print(text)
         for node, answer_a, answer_b in s.answers:
-            console.print(f"    model answer in {node}: A={short(answer_a, 50)}  B={short(answer_b, 50)}",
-                          markup=False)
+            for text in change_lines(f"model answer in {node}", answer_a, answer_b, indent + "    "):
+                console.print(text)
+        for sub in s.subgraphs:
+            if sub.same:
+                continue
+            who = f"subgraph {sub.path} (task {sub.task})"
+            if sub.run_a is None or sub.run_b is None:
+                console.print(Text(f"{indent}    {who}: only in {'B' if sub.run_a is None else 'A'} "
+                                   f"({sub.run_a or sub.run_b})", style="yellow"))
+                continue
+            console.print(Text(f"{indent}    {who}: A {sub.run_a}  B {sub.run_b}", style="cyan"))
+            _print_steps(console, sub.steps, indent + "      ")
     flush_same()
-    ta, tb = cmp.totals["a"], cmp.totals["b"]
-    console.print(f"steps A {ta['steps']:.0f} / B {tb['steps']:.0f}   model calls {ta['llm_calls']:.0f} / "
-                  f"{tb['llm_calls']:.0f}   tokens {ta['tokens']:.0f} / {tb['tokens']:.0f}   "
-                  f"cost ${ta['cost_usd']:.4f} / ${tb['cost_usd']:.4f}")
-    return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

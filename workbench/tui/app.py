@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -28,6 +28,7 @@ from workbench.graph import display_path
 from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
+from workbench.tui.data_views import DataViews
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -66,7 +67,7 @@ _CONDITION_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict
                                     "bool", "isinstance", "list", "dict", "set", "sorted", "round")}
 
 
-class WorkbenchApp(App[None]):
+class WorkbenchApp(DataViews):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -96,6 +97,7 @@ class WorkbenchApp(App[None]):
         Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
                 tooltip="Show the previous graph of the project"),
         Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
+        Binding("v", "view_value", "View value", show=False, tooltip="Open the value under the cursor in full"),
         Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -348,22 +350,6 @@ class WorkbenchApp(App[None]):
             self._guard("Run", job)
         finally:
             self.live = None
-
-    @work(thread=True, exclusive=True, group="sql")
-    def run_sql(self, sql: str) -> None:
-        from workbench.sqlquery import run_read_only
-
-        console = self.query_one("#sql", SqlConsole)
-        try:
-            with self.shared.lease() as store:
-                result = run_read_only(store, sql)
-        except WorkbenchError as exc:
-            self.call_from_thread(console.show_error, str(exc))
-            return
-        except Exception as exc:
-            self.call_from_thread(console.show_error, f"{type(exc).__name__}: {exc}")
-            return
-        self.call_from_thread(console.show_result, sql, result)
 
     @work(thread=True, exclusive=True, group="sql")
     def export_sql(self, sql: str, fmt: str) -> None:
@@ -672,10 +658,6 @@ class WorkbenchApp(App[None]):
         timeline.set_search(event.value)
         event.input.add_class("hidden")
         timeline.focus()
-
-    @on(SqlConsole.QuerySubmitted)
-    def _sql(self, message: SqlConsole.QuerySubmitted) -> None:
-        self.run_sql(message.sql)
 
     @on(SqlConsole.ExportRequested)
     def _export(self, message: SqlConsole.ExportRequested) -> None:

@@ -127,12 +127,17 @@ class Inspector(VerticalScroll, can_focus=True):
 
     BORDER_TITLE = "Inspector"
 
+    view: StepView | None = None
+    """The step shown (``v`` opens its values in full)."""
+
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(Text("Select a step in the timeline.", style="dim"), id="inspector-body")
 
     def show_step(self, view: StepView, run_id: str, schema_keys: list[str]) -> None:
+        self.view = view
         self.query_one("#inspector-body", Static).update(render_step(view, run_id, schema_keys))
         self.scroll_home(animate=False)
 
     def show_message(self, text: str) -> None:
+        self.view = None
         self.query_one("#inspector-body", Static).update(Text(text, style="dim"))

@@ -1,5 +1,7 @@
-"""The SQL console: an editor with SQL highlighting, results in a table, errors inline, saved
-queries, CSV/Parquet export. Read-only: writes are refused before they reach the store."""
+"""The SQL console: a schema browser of the store's views, an editor with SQL highlighting and
+name completion, results in a table (the first rows only: the limit is pushed into the query),
+a viewer for any cell, errors inline, saved queries, CSV/Parquet export. Read-only: writes are
+refused before they reach the store."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from workbench.sqlquery import QueryResult
+from workbench.tui.widgets.schema_browser import SchemaBrowser
+from workbench.tui.widgets.sql_editor import SqlEditor
 
 EXAMPLES = [
     ("runs by status", "SELECT graph, status, count(*) AS runs FROM runs GROUP BY ALL ORDER BY runs DESC"),
@@ -25,7 +29,7 @@ EXAMPLES = [
     ("slowest steps", "SELECT run_id, step, node, duration_ms FROM steps ORDER BY duration_ms DESC LIMIT 20"),
     ("state after a step", "SELECT state FROM state_at((SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1), 3)"),
 ]
-MAX_ROWS = 10_000
+PAGE_ROWS = 1_000  # rows asked for at first, and how many more each "fetch more" asks for
 
 
 class SqlConsole(Vertical):
@@ -42,16 +46,24 @@ class SqlConsole(Vertical):
         Binding("ctrl+o", "export('parquet')", "Export Parquet",
                 tooltip="Write the results to traces/exports/*.parquet", priority=True),
         Binding("ctrl+n", "new_query", "New query", tooltip="Clear the editor", priority=True),
+        Binding("ctrl+f", "fetch_more", "More rows", tooltip=f"Run the query again for {PAGE_ROWS} more rows",
+                priority=True),
+        Binding("ctrl+g", "focus_schema", "Schema", tooltip="Move to the schema browser (enter inserts a name)",
+                priority=True),
         Binding("escape", "leave_editor", "Leave editor",
                 tooltip="Move focus to the results (then 1-5 switch tabs)", priority=True),
     ]
 
     class QuerySubmitted(Message):
-        """The user ran a query."""
+        """The user ran a query: its first ``limit`` rows are wanted."""
 
-        def __init__(self, sql: str) -> None:
+        def __init__(self, sql: str, limit: int = PAGE_ROWS) -> None:
             super().__init__()
             self.sql = sql
+            self.limit = limit
+
+    class SchemaRequested(Message):
+        """The console wants the store's views and columns (for the browser and completion)."""
 
     class ExportRequested(Message):
         """The user asked to export the last query's results."""
@@ -65,23 +77,52 @@ class SqlConsole(Vertical):
         super().__init__(**kwargs)
         self.queries_file = queries_file
         self.last_sql: str | None = None
+        self.limit = PAGE_ROWS
+        self.result: QueryResult | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
-        with Horizontal(id="sql-top"):
-            editor = TextArea.code_editor(EXAMPLES[1][1], language="sql", id="sql-editor")
-            editor.border_title = "SQL (ctrl+r runs)"
-            yield editor
-            saved = OptionList(id="sql-saved")
-            saved.border_title = "Saved queries"
-            yield saved
-        yield Static(Text("Read-only SQL over every run: views runs, steps, llm_calls, tool_calls, "
-                          "interrupts, state_changes, events; state_at(run_id, step).", style="dim"),
-                     id="sql-status")
-        results: DataTable[Any] = DataTable(id="sql-results", zebra_stripes=True)
-        yield results
+        with Horizontal(id="sql-body"):
+            browser = SchemaBrowser(id="sql-schema")
+            browser.border_title = "Views (enter inserts)"
+            yield browser
+            with Vertical(id="sql-main"):
+                with Horizontal(id="sql-top"):
+                    editor = SqlEditor.code_editor(EXAMPLES[1][1], language="sql", id="sql-editor")
+                    editor.border_title = "SQL (ctrl+r runs · tab completes)"
+                    yield editor
+                    saved = OptionList(id="sql-saved")
+                    saved.border_title = "Saved queries"
+                    yield saved
+                yield Static(Text("Read-only SQL over every run: views runs, steps, llm_calls, tool_calls, "
+                                  "interrupts, state_changes, events; state_at(run_id, step).", style="dim"),
+                             id="sql-status")
+                results: DataTable[Any] = DataTable(id="sql-results", zebra_stripes=True)
+                yield results
 
     def on_mount(self) -> None:
         self._load_saved()
+        self.post_message(self.SchemaRequested())
+
+    # ----------------------------------------------------------------- schema and completion
+
+    def show_schema(self, views: dict[str, list[tuple[str, str]]]) -> None:
+        """The store's views and columns: into the browser, and the editor's completion."""
+        self.query_one("#sql-schema", SchemaBrowser).show_schema(views)
+        self.query_one("#sql-editor", SqlEditor).names = {v: [c for c, _ in cols] for v, cols in views.items()}
+
+    def on_schema_browser_name_chosen(self, event: SchemaBrowser.NameChosen) -> None:
+        event.stop()
+        editor = self.query_one("#sql-editor", SqlEditor)
+        editor.insert(event.name)
+        editor.focus()
+
+    def on_sql_editor_completion_shown(self, event: SqlEditor.CompletionShown) -> None:
+        event.stop()
+        shown = ", ".join(event.options[:12]) + (" …" if len(event.options) > 12 else "")
+        self.set_status(Text(f"tab again for the next: {shown}", style="dim"))
+
+    def action_focus_schema(self) -> None:
+        self.query_one("#sql-schema", SchemaBrowser).focus()
 
     # ----------------------------------------------------------------- saved queries
 
@@ -133,8 +174,19 @@ class SqlConsole(Vertical):
     def action_run_query(self) -> None:
         sql = self.query_one("#sql-editor", TextArea).text.strip()
         if sql:
+            self.limit = PAGE_ROWS
             self.set_status(Text("running…", style="dim"))
-            self.post_message(self.QuerySubmitted(sql))
+            self.post_message(self.QuerySubmitted(sql, self.limit))
+
+    def action_fetch_more(self) -> None:
+        """Run the last query again for more rows (the limit grows by a page)."""
+        if not self.last_sql or self.result is None or not self.result.truncated:
+            self.set_status(Text("no more rows to fetch: run a query first", style="yellow")
+                            if self.result is None else Text("every row is shown already", style="dim"))
+            return
+        self.limit += PAGE_ROWS
+        self.set_status(Text(f"fetching the first {self.limit:,} rows…", style="dim"))
+        self.post_message(self.QuerySubmitted(self.last_sql, self.limit))
 
     def action_export(self, fmt: str) -> None:
         if not self.last_sql:
@@ -155,17 +207,50 @@ class SqlConsole(Vertical):
 
     def show_result(self, sql: str, result: QueryResult) -> None:
         self.last_sql = sql
+        self.result = result
         table = self.query_one("#sql-results", DataTable)
         table.clear(columns=True)
-        cells = [[_cell(v) for v in row] for row in result.rows[:MAX_ROWS]]
+        cells = [[_cell(v) for v in row] for row in result.rows]
         for i, name in enumerate(result.columns):
             # Size each column to its content (up to a limit), looking at the first rows.
             width = max([len(name), *(len(r[i]) for r in cells[:200])])
             table.add_column(name, width=min(width, 60))
         for row_cells in cells:
             table.add_row(*row_cells)
-        more = f" (showing the first {MAX_ROWS})" if len(result.rows) > MAX_ROWS else ""
-        self.set_status(Text(f"{len(result.rows)} row(s) in {result.elapsed_ms:.1f} ms{more}", style="green"))
+        count = f"{len(result.rows):,} row(s)"
+        if result.truncated:
+            count = f"first {len(result.rows):,} rows (more: ctrl+f)"
+        self.set_status(Text(f"{count} in {result.elapsed_ms:.1f} ms · enter on a cell opens it", style="green"))
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        """Enter (or a click) on a result cell opens its value in full."""
+        if event.data_table.id != "sql-results" or self.result is None:
+            return
+        event.stop()
+        self.open_cell(event.coordinate.row, event.coordinate.column)
+
+    def open_cursor_cell(self) -> bool:
+        """Open the result cell under the table's cursor; ``False`` when there is none."""
+        table = self.query_one("#sql-results", DataTable)
+        return table.row_count > 0 and self.open_cell(table.cursor_coordinate.row, table.cursor_coordinate.column)
+
+    def open_cell(self, row: int, col: int) -> bool:
+        """Open one result cell's value in full (JSON decoded and pretty-printed)."""
+        if self.result is None or row >= len(self.result.rows) or col >= len(self.result.columns):
+            return False
+        from workbench.tui.screens.value_viewer import ValueScreen
+
+        name = self.result.columns[col]
+        value = self.result.rows[row][col]
+        if name in self.result.json_columns and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+            value = str(value)  # timestamps, intervals, …
+        self.app.push_screen(ValueScreen(f"{name} · row {row + 1}", value))
+        return True
 
     def show_error(self, message: str) -> None:
         self.set_status(Text(message, style="bold red"))

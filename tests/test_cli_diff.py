@@ -1,0 +1,133 @@
+"""``workbench diff`` shows the difference itself: the changed lines of a text with the changed
+words marked, the JSON paths that differ, and the differences inside subgraph runs under the
+step that called them. Runs are recorded in-process, the CLI runs as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, workbench_cmd
+
+from workbench import Runner
+from workbench.compare import compare_runs
+from workbench.loader import load_graph
+from workbench.store import TraceStore
+
+BILLING = {"message": "I was charged twice this month, please refund me", "customer_id": "C-1002"}
+ANSWER = "Hi Grace, our billing team will review your refund request within two business days."
+
+
+def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*workbench_cmd(), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def db(project: Path) -> str:
+    return str(project / "traces" / "diff.duckdb")
+
+
+@pytest.fixture
+def support_fork(db: str) -> tuple[str, str]:
+    """The README's walkthrough: a support run, and a fork at the draft step with an edited
+    model answer."""
+    with TraceStore(db) as store:
+        runner = Runner(load_graph("support"), store)
+        parent = runner.run(BILLING)
+        assert parent.status == "completed"
+        fork = runner.fork(parent.run_id, 4, llm_responses={1: ANSWER})
+        assert fork.status == "completed"
+    return parent.run_id, fork.run_id
+
+
+@pytest.fixture
+def warranty_fork(db: str) -> tuple[str, str]:
+    """A warranty run (its review subgraph asks a human) and a fork at an inner step of the
+    subgraph with an edited decision."""
+    with TraceStore(db) as store:
+        runner = Runner(load_graph("warranty"), store)
+        parent = runner.run({"message": "Please refund $120 for the broken kettle"})
+        assert parent.status == "waiting"
+        assert runner.resume(parent.run_id, "yes").status == "completed"
+        fork = runner.fork(parent.run_id, "2/review/3", set_state={"decision": "declined"})
+        assert fork.status == "completed"
+    return parent.run_id, fork.run_id
+
+
+def test_diff_prints_the_changed_words_not_a_shared_prefix(project: Path, db: str,
+                                                         support_fork: tuple[str, str]) -> None:
+    parent, fork = support_fork
+    res = wb("diff", parent, fork, "--db", db, cwd=project)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "B is a fork of A at step 4" in out and "steps 1-3: same" in out
+    step4 = out[out.index("\nstep 4"):out.index("\nstep 5")]
+    # The model answer's changed words are marked on the line that changed ...
+    assert "draft:" in step4 and "model answer in draft:" in step4
+    assert "~ Hi Grace[- Hopper,-]{+, our billing team will review your refund request" in step4
+    # ... and the lines only A had are listed as removed, not cut to a common beginning.
+    assert "- Thanks for getting in touch." in step4
+    assert "Thanks for getting in touch.⏎…" not in out
+    # JSON values differ by path.
+    step5 = out[out.index("\nstep 5"):]
+    assert "safety_issues[0]: removed" in step5
+    assert "drafts: A=2  B=1" in out
+
+
+def test_diff_json_keeps_its_shape_and_adds_the_changes(project: Path, db: str,
+                                                        support_fork: tuple[str, str]) -> None:
+    parent, fork = support_fork
+    res = wb("diff", parent, fork, "--db", db, "--json", cwd=project)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) == {"a", "b", "steps", "totals"}
+    four = next(s for s in out["steps"] if s["step"] == 4)
+    [draft] = four["state"]
+    assert {"key", "a", "b", "changes"} <= set(draft) and draft["b"] == ANSWER
+    [change] = draft["changes"]
+    assert change["path"] == "" and change["kind"] == "changed"
+    inserted = "".join(p["b"] for p in change["text"] if p["op"] in ("insert", "replace"))
+    assert "our billing team" in inserted
+    assert all("".join(p[side] for p in change["text"]) == draft[side] for side in ("a", "b"))
+    assert four["subgraphs"] == []
+
+
+def test_diff_descends_into_subgraph_runs(project: Path, db: str, warranty_fork: tuple[str, str]) -> None:
+    parent, fork = warranty_fork
+    res = wb("diff", parent, fork, "--db", db, cwd=project)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"subgraph review (task 0): A {parent}/2.0.0  B {fork}/2.0.0" in out
+    inner = out[out.index("subgraph review"):]
+    assert "steps 1-2: same" in inner
+    assert "step 3  record" in inner and "decision: [-approved-]{+declined+}" in inner
+
+    data = json.loads(wb("diff", parent, fork, "--db", db, "--json", cwd=project).stdout)
+    two = next(s for s in data["steps"] if s["step"] == 2)
+    [sub] = two["subgraphs"]
+    assert sub["path"] == "review" and sub["run_a"] == f"{parent}/2.0.0" and sub["run_b"] == f"{fork}/2.0.0"
+    assert sub["same"] is False
+    inner_steps = {s["step"]: s for s in sub["steps"]}
+    assert inner_steps[1]["same"] and inner_steps[2]["same"]
+    assert inner_steps[3]["state"][0]["key"] == "decision"
+
+
+def test_a_subgraph_difference_alone_makes_the_step_differ(db: str, warranty_fork: tuple[str, str]) -> None:
+    parent, fork = warranty_fork
+    with TraceStore(db) as store:
+        cmp = compare_runs(store, parent, fork)
+    two = next(s for s in cmp.steps if s.step == 2)
+    assert not two.same and two.subgraphs and not two.subgraphs[0].same
+    # A run compared with itself: every step the same, subgraphs included.
+    with TraceStore(db) as store:
+        same = compare_runs(store, parent, parent)
+    assert all(s.same for s in same.steps)
+
+
+def test_diff_usage_errors_stay_one_line(project: Path, db: str, support_fork: tuple[str, str]) -> None:
+    res = wb("diff", support_fork[0], "nope", "--db", db, cwd=project)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
