@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -601,9 +602,9 @@ class WorkbenchApp(App[None]):
         except NoMatches:  # the app is closing: a late message (a step highlighted as it went)
             return
         if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
-            executed = {n for r in timeline.rows for n in r.nodes if r.status != "pending"}
+            ran = [n for r in timeline.rows for n in r.nodes if r.status != "pending"]
             current = set(timeline.current.nodes) if timeline.current else set()
-            view.mark_run(executed, current)
+            view.mark_run(set(ran), current, visits=Counter(ran))
         else:
             view.mark_run(set(), set())
 
