@@ -23,6 +23,7 @@ cell, what it belongs to, which the TUI turns into styles.
 
 from __future__ import annotations
 
+import itertools
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -234,7 +235,7 @@ def _layers(names: Sequence[str], forward: Sequence[Edge]) -> dict[str, int]:
 
 def _crossings(order: list[list[str]], links: dict[str, list[str]]) -> int:
     total = 0
-    for upper, lower in zip(order, order[1:], strict=False):
+    for upper, lower in itertools.pairwise(order):
         pos = {n: i for i, n in enumerate(lower)}
         pairs = [(i, pos[d]) for i, n in enumerate(upper) for d in links.get(n, []) if d in pos]
         total += sum(1 for a in range(len(pairs)) for b in range(a + 1, len(pairs))
@@ -326,7 +327,7 @@ class _Canvas:
     def path(self, points: list[tuple[int, int]], kind: str) -> list[tuple[int, int]]:
         """Connect the points with axis-aligned lines; returns every cell on the way."""
         cells = [points[0]]
-        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
             while (x0, y0) != (x1, y1):
                 nx = x0 + (x1 > x0) - (x1 < x0)
                 ny = y0 + (y1 > y0) - (y1 < y0) if nx == x0 else y0
@@ -420,7 +421,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
     down: dict[str, list[str]] = {}
     up: dict[str, list[str]] = {}
     for chain in chains.values():
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             down.setdefault(a, []).append(b)
             up.setdefault(b, []).append(a)
     order = _order(order, down, up)
@@ -451,14 +452,14 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
         out.sort(key=heading)
         x0, w = xs[src], widths[src]
         for i, e in enumerate(out):
-            pos = x0 + round((i + 1) * w / (len(out) + 1))
+            pos = x0 + (i + 1) * w // (len(out) + 1)  # one edge: the centre, as Box.centre
             ports_out[e] = max(x0 + 1, min(x0 + w - 2, pos)) if w > 2 else x0
     centre = {n: xs[n] + widths[n] // 2 for lay in order for n in lay}
 
     # Horizontal runs per channel, then tracks.
     runs: dict[int, list[tuple[int, int, object]]] = {}  # channel -> (left, right, key)
     for e, chain in chains.items():
-        for i, (a, b) in enumerate(zip(chain, chain[1:], strict=False)):
+        for i, (a, b) in enumerate(itertools.pairwise(chain)):
             xa = port_out(e) if i == 0 else centre[a]
             xb = centre[b]
             if xa != xb:
@@ -498,7 +499,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
     for e, chain in chains.items():
         start = (port_out(e), boxes[e.src].y + boxes[e.src].h)
         points = [(start[0], start[1] - 1), start]  # from the border, so the border gets a ┬
-        for i, (a, b) in enumerate(zip(chain, chain[1:], strict=False)):
+        for i, b in enumerate(chain[1:]):
             ch = layer[e.src] + i
             xa, xb = points[-1][0], centre[b]
             if (e, i) in track:

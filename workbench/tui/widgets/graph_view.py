@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -52,6 +53,14 @@ class GraphView(ScrollView, can_focus=True):
         Binding("escape,backspace", "close", "Up", show=False, tooltip="Back to the graph that holds this one"),
     ]
 
+    class InnerPathsLoaded(Message):
+        """The nodes a run went through inside its subgraphs (paths such as ``review/approve``)."""
+
+        def __init__(self, run_id: str, visits: dict[str, int]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.visits = visits
+
     selected: reactive[str | None] = reactive(None, layout=False, repaint=False)
     """The node under the cursor (a name in the graph shown: the root's, or a subgraph's)."""
 
@@ -65,6 +74,8 @@ class GraphView(ScrollView, can_focus=True):
         self.visits: dict[str, int] = {}
         self.changed: set[str] = set()
         self.error: str | None = None
+        self.inner: dict[str, int] = {}  # visits inside subgraphs, by path, of the run marked
+        self._inner_key: tuple[str, frozenset[tuple[str, int]]] | None = None
         self.drawing: Drawing | None = None
         self._lines: list[list[Segment]] = []
         self._head = 0  # lines above the drawing (title, error)
@@ -110,15 +121,45 @@ class GraphView(ScrollView, can_focus=True):
         self._enter_level(keep=self.selected)
 
     def mark_run(self, executed: Iterable[str], current: Iterable[str],
-                 visits: dict[str, int] | None = None) -> None:
+                 visits: dict[str, int] | None = None, run_id: str | None = None) -> None:
         """Light the nodes a run went through (with how often each ran) and the one(s) it is at.
         Names may be paths (``review/approve``): they light the subgraph node from outside and
-        the inner node when the subgraph is open."""
+        the inner node when the subgraph is open. With ``run_id``, the steps the run took inside
+        its subgraphs are read from the store too (in a worker)."""
         executed, current, visits = set(executed), set(current), dict(visits or {})
+        key = (run_id, frozenset(visits.items())) if run_id else None
+        if key != self._inner_key:
+            self._inner_key = key
+            self.inner = {}
+            if run_id and self.graph is not None and any(n.subgraph for n in self.graph.nodes.values()):
+                self._load_inner(run_id)
         if (executed, current, visits) == (self.executed, self.current, self.visits):
             return
         self.executed, self.current, self.visits = executed, current, visits
         self.redraw()
+
+    @work(thread=True, exclusive=True, group="graph-inner-paths")
+    def _load_inner(self, run_id: str) -> None:
+        from workbench.history import nested_tasks
+
+        try:
+            with self.app.shared.lease() as store, store.reading():  # type: ignore[attr-defined]
+                rows = nested_tasks(store, run_id)
+        except Exception:
+            return
+        seen: set[tuple[str, int, int]] = set()  # a task retried has a row per attempt
+        visits: dict[str, int] = {}
+        for row in rows:
+            key = (row["run_id"], row["step"], row["task"])
+            if row.get("depth") and key not in seen:
+                seen.add(key)
+                visits[row["path"]] = visits.get(row["path"], 0) + 1
+        self.post_message(self.InnerPathsLoaded(run_id, visits))
+
+    def on_graph_view_inner_paths_loaded(self, message: InnerPathsLoaded) -> None:
+        if self._inner_key and self._inner_key[0] == message.run_id and message.visits != self.inner:
+            self.inner = message.visits
+            self.redraw()
 
     # ----------------------------------------------------------------- drawing
 
@@ -142,7 +183,7 @@ class GraphView(ScrollView, can_focus=True):
             head = "● " + head
         if full in self.breaks["after"]:
             head += " ●"
-        count = sum(v for k, v in self.visits.items() if local_name(k, self.prefix) == name)
+        count = self.visits.get(full, 0) or self.inner.get(full, 0)
         if count:
             head += f" ×{count}"
         if not self.path and name in self.changed:
@@ -171,7 +212,7 @@ class GraphView(ScrollView, can_focus=True):
                     lines.append([Segment(line, Style(color="red"))])
             self.drawing = draw(graph, self._labels)
             self._head = len(lines)
-            executed, current = self._local(self.executed), self._local(self.current)
+            executed, current = self._local(self.executed | set(self.inner)), self._local(self.current)
             for y, row in enumerate(self.drawing.rows):
                 lines.append(self._segments(row, self.drawing.owners[y], executed, current))
         self._lines = lines
@@ -231,17 +272,18 @@ class GraphView(ScrollView, can_focus=True):
         """Draw the level shown and put the cursor on ``keep`` if it is there, else the first node."""
         graph = self.shown
         nodes = list(graph.nodes) if graph else []
-        self.selected = keep if keep in nodes else (self._order()[0] if nodes else None)
+        if keep not in nodes:
+            self.redraw()  # lay out the new level first: its reading order picks the first node
+            keep = self._order()[0] if nodes else None
+        self.selected = keep
         self.redraw()
         self._scroll_to_cursor()
 
     def _order(self) -> list[str]:
         """Real nodes in reading order: by layer, left to right."""
-        graph = self.shown
-        if graph is None:
+        if self.drawing is None:
             return []
-        drawing = self.drawing or draw(graph, self._labels)
-        return [n for layer in drawing.layers for n in layer if n not in (START, END)]
+        return [n for layer in self.drawing.layers for n in layer if n not in (START, END)]
 
     def _layers(self) -> list[list[str]]:
         if self.drawing is None:
