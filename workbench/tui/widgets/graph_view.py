@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import events, work
 from textual.actions import SkipAction
 from textual.binding import Binding
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -302,12 +302,20 @@ class GraphView(ScrollView, can_focus=True):
         if self.drawing is None or self.selected not in self.drawing.boxes:
             return
         box = self.drawing.boxes[self.selected]
-        y = box.y + self._head
-        # Bring the box and a line of its edges into view; the title too when it fits.
-        region = Region(box.x, y - 1, box.w, box.h + 2)
-        if y + box.h + 1 <= self.size.height:
-            region = Region(box.x, 0, box.w, y + box.h + 1)
-        self.scroll_to_region(region, animate=False, immediate=True, force=True)
+        width, height = self.scrollable_content_region.size
+        sx, sy = self.scroll_offset
+        top, bottom = box.y + self._head - 1, box.y + self._head + box.h + 1  # with a line of edges
+        # Move as little as needed, and not at all when the box is in sight; prefer the left
+        # edge and the title in view when the box fits with them.
+        if box.x + box.w <= width:
+            sx = 0
+        elif box.x < sx or box.x + box.w > sx + width:
+            sx = box.x + box.w - width if box.w <= width else box.x
+        if bottom <= height:
+            sy = 0
+        elif top < sy or bottom > sy + height:
+            sy = max(0, bottom - height) if top >= sy else max(0, top)
+        self.scroll_to(sx, sy, animate=False, immediate=True, force=True)
 
     def action_move(self, delta: int) -> None:
         """Down (``delta`` > 0) or up a number of layers, to the node nearest the cursor's column."""
