@@ -77,6 +77,7 @@ class GraphView(ScrollView, can_focus=True):
         self.inner: dict[str, int] = {}  # visits inside subgraphs, by path, of the run marked
         self._inner_key: tuple[str, frozenset[tuple[str, int]]] | None = None
         self.drawing: Drawing | None = None
+        self._layout_key: object = None
         self._lines: list[list[Segment]] = []
         self._head = 0  # lines above the drawing (title, error)
         self._width = 0
@@ -126,7 +127,11 @@ class GraphView(ScrollView, can_focus=True):
         Names may be paths (``review/approve``): they light the subgraph node from outside and
         the inner node when the subgraph is open. With ``run_id``, the steps the run took inside
         its subgraphs are read from the store too (in a worker)."""
-        executed, current, visits = set(executed), set(current), dict(visits or {})
+        executed, current = set(executed), set(current)
+        if not executed and not current:  # no run: clear every mark
+            visits, run_id = {}, None
+        elif visits is None:  # a live step: the counts and inner paths stay until the next read
+            visits, run_id = self.visits, (self._inner_key or (None,))[0]
         key = (run_id, frozenset(visits.items())) if run_id else None
         if key != self._inner_key:
             self._inner_key = key
@@ -210,7 +215,12 @@ class GraphView(ScrollView, can_focus=True):
             if self.error:
                 for line in f"✗ reload failed, showing the last good version:\n{self.error}".splitlines():
                     lines.append([Segment(line, Style(color="red"))])
-            self.drawing = draw(graph, self._labels)
+            # Cursor moves and focus changes keep the boxes' text: reuse the layout then (a
+            # graph of a hundred nodes takes about a second to lay out).
+            labels = {n: self._labels(n) for n in [START, *graph.nodes, END]}
+            key = (id(graph), tuple((n, tuple(v)) for n, v in labels.items()))
+            if self.drawing is None or key != self._layout_key:
+                self.drawing, self._layout_key = draw(graph, labels.__getitem__), key
             self._head = len(lines)
             executed, current = self._local(self.executed | set(self.inner)), self._local(self.current)
             for y, row in enumerate(self.drawing.rows):
