@@ -155,6 +155,7 @@ async def test_a_subgraph_opens_and_takes_breakpoints_by_path(demo: Project) -> 
         await pilot.pause()
         assert view.path == [] and view.selected == "review" and view.border_title == "warranty"
         assert "● " not in plain(view.content)  # the mark is inside the subgraph, not on review
+        assert "║ review (●)" in plain(view.content)  # which says it holds one
 
         # A run with that breakpoint stops inside the subgraph; the graph view lights the node.
         await pilot.press("r")

@@ -188,6 +188,9 @@ class GraphView(ScrollView, can_focus=True):
             head = "● " + head
         if full in self.breaks["after"]:
             head += " ●"
+        inside = full + SEP
+        if any(b.startswith(inside) for b in self.breaks["before"] | self.breaks["after"]):
+            head += " (●)"  # a breakpoint inside this subgraph
         count = self.visits.get(full, 0) or self.inner.get(full, 0)
         if count:
             head += f" ×{count}"
@@ -226,7 +229,9 @@ class GraphView(ScrollView, can_focus=True):
             for y, row in enumerate(self.drawing.rows):
                 lines.append(self._segments(row, self.drawing.owners[y], executed, current))
         self._lines = lines
-        self._width = max((sum(len(s.text) for s in line) for line in lines), default=0)
+        # The drawing's width, not the title's: a long description is cut rather than adding a
+        # horizontal scroll bar (and taking a row) for a drawing that fits.
+        self._width = self.drawing.width if self.drawing else 0
         self.virtual_size = Size(self._width, len(lines))
         self.refresh()
 
