@@ -202,3 +202,25 @@ async def test_the_running_node_is_lit_while_stepping_through_a_run(demo: Projec
         assert lit(view, "c") and not lit(view, "b")
         assert view.executed == {"a", "b"}
         assert "│ ● b ×1  │" in plain(view.content)  # its break mark, and it ran once
+
+
+async def test_a_click_selects_a_node_and_a_double_click_opens_a_subgraph(demo: Project) -> None:
+    async with opened(demo, (160, 45)) as (_app, pilot):
+        view = await show(pilot, "warranty")
+        assert view.drawing is not None and view.selected == "intake"
+
+        def inside(node: str) -> tuple[int, int]:
+            box = view.drawing.boxes[node]
+            region = view.content_region
+            return (region.x - view.region.x + box.x + 2 - view.scroll_offset.x,
+                    region.y - view.region.y + view._head + box.y + 1 - view.scroll_offset.y)
+
+        await pilot.click("#graph-view", offset=inside("reply"))
+        await pilot.pause()
+        assert view.selected == "reply"
+        await pilot.click("#graph-view", offset=inside("review"), times=2)
+        await pilot.pause()
+        assert view.path == ["review"] and view.selected == "assess"
+        await pilot.press("backspace")
+        await pilot.pause()
+        assert view.path == [] and view.selected == "review"

@@ -362,8 +362,10 @@ class GraphView(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if self.drawing is None:
             return
-        x, y = event.x + self.scroll_offset.x, event.y + self.scroll_offset.y - self._head
-        node = self.drawing.node_at(x, y)
+        offset = event.get_content_offset(self)  # inside the border and padding
+        if offset is None:
+            return
+        node = self.drawing.node_at(offset.x + self.scroll_offset.x, offset.y + self.scroll_offset.y - self._head)
         if node is not None and node not in (START, END):
             self._select(node)
             if event.chain == 2:
