@@ -338,6 +338,15 @@ def test_graph_ascii_and_mermaid(project: Path) -> None:
     assert by_path.returncode == 0 and "inc" in by_path.stdout
 
 
+def test_graph_layered_draws_branches_side_by_side(project: Path) -> None:
+    out = wb("graph", "support", "--format", "layered", cwd=project)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("graph support")
+    assert any("│ send │" in x and "│ handoff │" in x for x in lines)  # the two endings on one row
+    assert "┊" in out.stdout  # the loop back to draft, dotted
+
+
 # --------------------------------------------------------------------------- errors
 
 

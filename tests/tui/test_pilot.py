@@ -223,22 +223,20 @@ async def test_graph_view_draws_nodes_and_toggles_breakpoints(project: Project) 
         assert view.selected == "classify"
         await pilot.press("b")
         await pilot.pause()
-        line = next(x for x in plain(view.content).splitlines() if "│ classify" in x)
-        assert "● before" in line
+        assert "│ ● classify │" in plain(view.content)  # ● before the name: break before
         assert app.breaks["support"]["before"] == {"classify"}
         assert "breakpoint before classify set" in "\n".join(notes(app))
 
         await pilot.press("j", "a")
         await pilot.pause()
         assert view.selected == "fetch_account"
-        line = next(x for x in plain(view.content).splitlines() if "│ fetch_account" in x)
-        assert "● after" in line
+        assert "│ fetch_account ●" in plain(view.content)  # ● after the name: break after
         assert app.breaks["support"]["after"] == {"fetch_account"}
 
         await pilot.press("k", "b")  # toggling again clears it
         await pilot.pause()
         assert app.breaks["support"]["before"] == set()
-        assert "● before" not in plain(view.content)
+        assert "● classify" not in plain(view.content)
         # Breakpoints belong to their graph.
         await select_graph(pilot, "chain")
         assert "●" not in plain(view.content)
@@ -1025,8 +1023,8 @@ async def test_reload_of_a_valid_edit_marks_changed_nodes(project: Project) -> N
         app.post_message(GraphReloaded(app.registry.reload_file(path)))
         await settle(pilot)
         drawing = plain(app.query_one("#graph-view", GraphView).content).splitlines()
-        assert "* changed" in next(x for x in drawing if "│ d" in x)
-        assert all("* changed" not in x for x in drawing if "│ a" in x or "│ c" in x)
+        assert any("│ d * │" in x for x in drawing)  # * marks a node changed since start-up
+        assert all("*" not in x for x in drawing if "│ a" in x or "│ c" in x)
         assert any("*reloaded" in o for o in options(app.query_one("#graphs", GraphList)) if o.startswith("chain"))
         assert "graph reloaded: reloaded graphs/chain.py — chain: d" in notes(app)
 
@@ -1084,8 +1082,7 @@ async def test_file_watcher_reloads_a_saved_graph(project: Project) -> None:
         result = await _next_reload(app, "chain.py")
         assert result.error is None and result.changed == {"chain": {"d"}}
         await settle(pilot)
-        assert "* changed" in next(x for x in plain(app.query_one("#graph-view", GraphView).content).splitlines()
-                                   if "│ d" in x)
+        assert "│ d * │" in plain(app.query_one("#graph-view", GraphView).content)
         assert "graph reloaded: reloaded graphs/chain.py" in "\n".join(notes(app))
         await run_via_form(pilot, "chain")
         run = await wait_run(pilot, "completed")

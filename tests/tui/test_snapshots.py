@@ -90,6 +90,19 @@ def test_graph_view(snap_app: Any, snap_compare: Any) -> None:
     assert snap_compare(snap_app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", [(160, 45), (80, 24)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_graph_view_with_a_run_and_the_cursor_at_the_bottom(snap_app: Any, snap_compare: Any,
+                                                             size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _ready(pilot)
+        await _open(pilot, "snap-billing")  # its path and visit counts are drawn
+        await pilot.press("1", "j", "j", "b", "end")  # a breakpoint, then the cursor to the last node
+        pilot.app.clear_notifications()
+        await _freeze(pilot)
+
+    assert snap_compare(snap_app, terminal_size=size, run_before=run_before)
+
+
 def test_runs_tab(snap_app: Any, snap_compare: Any) -> None:
     async def run_before(pilot: Any) -> None:
         await _ready(pilot)

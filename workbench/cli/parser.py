@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("graph", help="draw a graph as ASCII or Mermaid")
     sp.add_argument("graph", metavar="GRAPH")
-    sp.add_argument("--format", choices=["ascii", "mermaid"], default="ascii")
+    sp.add_argument("--format", choices=["ascii", "layered", "mermaid"], default="ascii",
+                    help="ascii: boxes in flow order with their edges listed; layered: a 2-D drawing "
+                         "(as the workbench's Graph tab); mermaid: Mermaid flowchart text")
     sp.set_defaults(func=cmd_graph)
 
     sp = sub.add_parser("graphs", help="list the graphs in ./graphs")

@@ -252,11 +252,12 @@ def _print_steps(console: Any, steps: list[Any], indent: str) -> None:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from workbench.graph_layout import to_text
     from workbench.loader import load_graph
     from workbench.render import to_ascii, to_mermaid
 
     graph = load_graph(args.graph)
-    print(to_mermaid(graph) if args.format == "mermaid" else to_ascii(graph))
+    print({"mermaid": to_mermaid, "layered": to_text}.get(args.format, to_ascii)(graph))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -587,9 +588,12 @@ class WorkbenchApp(DataViews):
         except NoMatches:  # the app is closing: a late message (a step highlighted as it went)
             return
         if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
-            executed = {n for r in timeline.rows for n in r.nodes if r.status != "pending"}
+            ran = [n for r in timeline.rows for n in r.nodes if r.status != "pending"]
             current = set(timeline.current.nodes) if timeline.current else set()
-            view.mark_run(executed, current)
+            paused = (self.open_run.get("config") or {}).get("paused") or {}
+            if self.open_run["status"] == "paused" and paused.get("node") and timeline.current is timeline.rows[-1]:
+                current = {paused["node"]}  # a path such as review/approve lights the inner node
+            view.mark_run(set(ran), current, visits=Counter(ran), run_id=self.open_run["run_id"])
         else:
             view.mark_run(set(), set())
 

@@ -33,8 +33,11 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 
 | key | graph view |
 |---|---|
-| ↑ ↓ j k | move between nodes |
-| b / a | toggle a breakpoint before / after the node |
+| ↑ ↓ j k | move down / up a layer (the view scrolls to the node) |
+| ← → h l | move across a layer |
+| pgdn pgup home end | three layers down / up, first / last node |
+| b / a | toggle a breakpoint before / after the node (in a subgraph: by path, review/approve) |
+| enter · esc | open the subgraph node · back up |
 
 | key | runs | timeline |
 |---|---|---|
