@@ -15,10 +15,9 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
@@ -37,12 +36,10 @@ from workbench.tui.messages import (
     RunEnded,
     RunEventReceived,
     RunsLoaded,
-    StepHighlighted,
-    StepLoaded,
     StoreChanged,
-    TimelineLoaded,
     WorkFailed,
 )
+from workbench.tui.run_view import RunViewApp
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
 from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
@@ -66,7 +63,7 @@ _CONDITION_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict
                                     "bool", "isinstance", "list", "dict", "set", "sorted", "round")}
 
 
-class WorkbenchApp(App[None]):
+class WorkbenchApp(RunViewApp):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -110,8 +107,7 @@ class WorkbenchApp(App[None]):
         self.registry = GraphRegistry(graphs)
         self.watch_files = watch
         self.selected_graph: str | None = None
-        self.open_run: dict[str, Any] | None = None  # the run shown in the timeline
-        self.selected_step: int | None = None
+        self._init_run_view()  # open_run, selected_step, the timeline and step loaders (run_view.py)
         self.live: dict[str, Any] | None = None  # {"run_id", "graph"} while a run executes
         self.breaks: dict[str, dict[str, set[str]]] = {}
         self.condition: str | None = None
@@ -121,12 +117,7 @@ class WorkbenchApp(App[None]):
         self.runs: list[dict[str, Any]] = []
         self.runs_filter = ""
         self.last_inputs: dict[str, dict[str, Any]] = {}
-        self._histories: dict[str, Any] = {}
-        self._views: dict[tuple[str, int], Any] = {}
-        self._schema_keys: list[str] = []
-        self._timeline_seq = 0
         self._quit_armed = False
-        self._follow: str | None = None  # a run whose timeline follows its newest step
 
     # ----------------------------------------------------------------- layout
 
@@ -244,17 +235,6 @@ class WorkbenchApp(App[None]):
     # How often the watcher looks for other processes' commits (a new step shows within this).
     STORE_POLL_S = 0.3
 
-    def on_store_changed(self, message: StoreChanged) -> None:
-        self.load_runs()
-        run = self.open_run
-        own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
-        if run is not None and not own and (run["status"] not in ("completed", "failed")
-                                            or self._follow == run["run_id"]):
-            self._follow = run["run_id"]  # another process is recording it: keep to its newest step
-            self._histories.pop(run["run_id"], None)
-            self._views = {k: v for k, v in self._views.items() if k[0] != run["run_id"]}
-            self.load_timeline(run["run_id"])
-
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
         def job() -> None:
@@ -273,43 +253,6 @@ class WorkbenchApp(App[None]):
             self.post_message(RunsLoaded(runs))
 
         self._guard("Reading runs", job)
-
-    def load_timeline(self, run_id: str) -> None:
-        # A thread worker cannot be stopped: number the requests so a slow, superseded load
-        # that finishes last is ignored instead of showing stale data.
-        self._timeline_seq += 1
-        self._load_timeline(run_id, self._timeline_seq)
-
-    @work(thread=True, exclusive=True, group="timeline")
-    def _load_timeline(self, run_id: str, seq: int) -> None:
-        def job() -> None:
-            from workbench.history import timeline
-
-            with self.shared.lease() as store, store.reading():
-                run = store.get_run(run_id)
-                rows = timeline(store, run_id)
-            self.post_message(TimelineLoaded(run, rows, seq))
-
-        self._guard("Reading the run", job)
-
-    @work(thread=True, exclusive=True, group="step")
-    def load_step(self, run_id: str, step: int) -> None:
-        def job() -> None:
-            from workbench.history import RunHistory
-
-            key = (run_id, step)
-            view = self._views.get(key)
-            if view is None:
-                with self.shared.lease() as store, store.reading():
-                    history = self._histories.get(run_id)
-                    if history is None:
-                        history = self._histories[run_id] = RunHistory(store, run_id)
-                    history.store = store
-                    view = history.step(step)
-                self._views[key] = view
-            self.post_message(StepLoaded(run_id, view, self._schema_keys))
-
-        self._guard("Reading the step", job)
 
     @work(thread=True, exclusive=True, group="run")
     def execute(self, kind: str, graph_name: str, **kwargs: Any) -> None:
@@ -475,11 +418,6 @@ class WorkbenchApp(App[None]):
         first = open_ones[0]
         self.push_screen(HumanInputScreen(run_id, first["node"], first["payload"], interrupts=open_ones), answered)
 
-    def _open_run(self, run_id: str) -> None:
-        self._histories.pop(run_id, None)
-        self._views = {k: v for k, v in self._views.items() if k[0] != run_id}
-        self.load_timeline(run_id)
-
     # ----------------------------------------------------------------- message handlers
 
     def on_graphs_loaded(self, message: GraphsLoaded) -> None:
@@ -552,74 +490,6 @@ class WorkbenchApp(App[None]):
         self._tabs().active = "tab-timeline"
         self.query_one("#timeline", Timeline).focus()
 
-    def on_timeline_loaded(self, message: TimelineLoaded) -> None:
-        if message.seq != self._timeline_seq:
-            return  # superseded by a newer load
-        if not self.query("#timeline"):
-            return  # the app is closing: a late answer from a worker
-        run = message.run
-        same = self.open_run is not None and self.open_run["run_id"] == run["run_id"]
-        self.open_run = run
-        graph = self.registry.get(run["graph"])
-        self._schema_keys = graph.schema.keys if graph else []
-        head = Text()
-        head.append(f"run {run['run_id']}", style="bold")
-        head.append(f"  {run['graph']}  ")
-        head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
-        head.append(f"  {len(message.rows)} steps")
-        if run["parent_run_id"] and run.get("relation") == "continuation":
-            head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")
-        elif run["parent_run_id"]:
-            head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
-        if graph is not None:
-            changed = graph.changed_since(run.get("node_versions"))
-            if changed:
-                head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
-                            style="magenta")
-        paused = (run.get("config") or {}).get("paused")
-        if run["status"] == "paused" and paused:
-            where = f"{paused.get('when')} {paused.get('node')}" if paused.get("node") else "on the break condition"
-            head.append(f"\npaused {where} — s steps, c continues, f forks", style="yellow")
-        elif run["status"] == "waiting":
-            head.append("\nwaiting for human input — press i to answer", style="yellow")
-        if run["error"]:
-            head.append(f"\n{run['error']}", style="red")
-        self.query_one("#timeline-head", Static).update(head)
-        follow = self._follow == run["run_id"]
-        if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
-            self._follow = None  # the run stopped: this was its last update
-        self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same,
-                                                        follow=follow)
-        if not message.rows:
-            self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
-        self._highlight_path()
-
-    def _highlight_path(self) -> None:
-        try:
-            view = self.query_one("#graph-view", GraphView)
-            timeline = self.query_one("#timeline", Timeline)
-        except NoMatches:  # the app is closing: a late message (a step highlighted as it went)
-            return
-        if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
-            executed = {n for r in timeline.rows for n in r.nodes if r.status != "pending"}
-            current = set(timeline.current.nodes) if timeline.current else set()
-            view.mark_run(executed, current)
-        else:
-            view.mark_run(set(), set())
-
-    def on_step_highlighted(self, message: StepHighlighted) -> None:
-        self.selected_step = message.step
-        self.load_step(message.run_id, message.step)
-        self._highlight_path()
-
-    def on_step_loaded(self, message: StepLoaded) -> None:
-        if self.open_run and message.run_id == self.open_run["run_id"] and message.view.step == self.selected_step:
-            try:
-                inspector = self.query_one("#inspector", Inspector)
-            except NoMatches:  # the app is closing: a late answer from a worker
-                return
-            inspector.show_step(message.view, message.run_id, message.schema_keys)
-
     def on_run_event_received(self, message: RunEventReceived) -> None:
         event: Event = message.event
         self.query_one("#live-log", LiveLog).add_event(event)
@@ -632,7 +502,7 @@ class WorkbenchApp(App[None]):
         elif event.kind in ("step_committed", "waiting", "paused", "task_finished") and self.live is not None:
             rid = self.live.get("run_id")
             if rid and event.kind != "task_finished":
-                self._open_run(rid)
+                self._refresh_run(rid)  # appends the new step: constant work per step
             if event.kind == "task_finished" and event.node:
                 self.query_one("#graph-view", GraphView).mark_run(
                     self.query_one("#graph-view", GraphView).executed | {event.node}, {event.node})
@@ -641,7 +511,7 @@ class WorkbenchApp(App[None]):
         result = message.result
         self.live = None
         self._follow = result.run_id  # show where it stopped
-        self._open_run(result.run_id)
+        self._refresh_run(result.run_id)
         self.load_runs()
         if result.status == "waiting":
             self.find_interrupt(result.run_id)
