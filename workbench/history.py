@@ -175,6 +175,7 @@ class TimelineBase:
 
     t0: float | None = None  # the run's first task start (epoch µs)
     visits: dict[str, int] = field(default_factory=dict)
+    end_ms: float = 0.0  # where the latest step read ends (a pending step is drawn from there)
 
 
 def timeline_since(store: TraceStore, run_id: str, since: int = 0, base: TimelineBase | None = None,
@@ -280,8 +281,9 @@ def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) ->
     # A step planned but not started (paused before it): show it as pending.
     nxt = store.last_committed_step(run_id) + 1
     plan = store.plan(run_id, nxt)
+    base.end_ms = max([base.end_ms] + [r.start_ms + r.duration_ms for r in out])
     if plan and plan["tasks"] and nxt not in rows:
-        end_ms = max((r.start_ms + r.duration_ms for r in out), default=0.0)
+        end_ms = base.end_ms
         out.append(TimelineRow(nxt, [t["node"] for t in plan["tasks"]], "pending", end_ms, 0.0, 0, None, 0, False))
     return out
 

@@ -27,6 +27,7 @@ from workbench.graph import display_path
 from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
+from workbench.tui.lifecycle import QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -156,6 +157,7 @@ class WorkbenchApp(RunViewApp):
         yield Footer()
 
     def on_mount(self) -> None:
+        install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
         self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
         self.load_graphs()
         self.load_runs()
@@ -165,16 +167,7 @@ class WorkbenchApp(RunViewApp):
         self.query_one("#graph-view", GraphView).focus()
         # litellm takes seconds to import: do it in the background once the screen is up, so
         # the first model call of the first run does not pay for it.
-        self.set_timer(1.5, self.prewarm_llm)
-
-    @work(thread=True, exclusive=True, group="prewarm")
-    def prewarm_llm(self) -> None:
-        from workbench.llm.client import litellm_module
-
-        try:
-            litellm_module()
-        except Exception:  # the first real call reports any problem
-            pass
+        self.set_timer(1.5, prewarm_llm)  # a daemon thread: quitting never waits for it
 
     # ----------------------------------------------------------------- workers
 
@@ -230,7 +223,7 @@ class WorkbenchApp(RunViewApp):
                 last = token
             except Exception:  # an unreachable store is reported by the loads themselves
                 pass
-            time.sleep(self.STORE_POLL_S)
+            worker.cancelled_event.wait(self.STORE_POLL_S)  # (quitting cancels it: no wait)
 
     # How often the watcher looks for other processes' commits (a new step shows within this).
     STORE_POLL_S = 0.3
@@ -798,7 +791,7 @@ class WorkbenchApp(RunViewApp):
         self.call_later(widget.run_action, action)
 
     def on_unmount(self) -> None:
-        self.shared.close()
+        self.shared.close(timeout=QUIT_FLUSH_S)  # what is left is safe in the journal
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))

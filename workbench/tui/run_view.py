@@ -70,8 +70,7 @@ class RunViewApp(App[None]):
 
     def _refresh_run(self, run_id: str) -> None:
         """Show what is new in a run that is recording (opening it first if another is shown)."""
-        if self.timeline_loader.run_id == run_id and self.open_run is not None \
-                and self.open_run["run_id"] == run_id:
+        if self.timeline_loader.run_id == run_id:  # being read, or shown: read on from there
             self.timeline_loader.refresh(run_id)
         else:
             self._open_run(run_id)
