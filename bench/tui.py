@@ -182,7 +182,8 @@ def _record_counter(db: str, graphs: str, steps: int) -> str:
     from workbench.runtime import Runner
     from workbench.store import TraceStore
 
-    graph = load_module_graphs(os.path.join(graphs, "bench_counter.py"))["bench_counter"]
+    graph = next(g for g in load_module_graphs(os.path.join(graphs, "bench_counter.py")).values()
+                 if g.name == "bench_counter")
     with TraceStore(db) as store:
         return Runner(graph, store).run({"limit": steps}).run_id
 
@@ -237,9 +238,10 @@ def open_big_run(workdir: str, steps: int, rounds: int) -> dict[str, Any]:
     """Open a ``steps``-step run, then go to its last step."""
     from workbench.tui.app import WorkbenchApp
     from workbench.tui.messages import RunChosen
+    from workbench.tui.widgets.inspector import Inspector
     from workbench.tui.widgets.timeline import Timeline
 
-    proj, db, graphs = counter_project(workdir)
+    _proj, db, graphs = counter_project(workdir)
     run_id = _record_counter(db, graphs, steps)
     samples = []
 
@@ -257,8 +259,8 @@ def open_big_run(workdir: str, steps: int, rounds: int) -> dict[str, Any]:
             timeline.focus()
             pressed = time.perf_counter()
             await pilot.press("G")
-            body = app.query_one("#inspector-body")
-            inspected = await _until(pilot, lambda: f"step {steps}:" in str(getattr(body, "content", "")))
+            inspector = app.query_one(Inspector)
+            inspected = await _until(pilot, lambda: inspector.shown == (run_id, steps))
             return {"timeline_s": shown - start, "last_step_s": inspected - pressed}
 
     for _ in range(rounds):
@@ -270,7 +272,7 @@ def live_run(workdir: str, steps: int, pause_ms: float) -> dict[str, Any]:
     """The workbench runs a ``steps``-step loop and shows it live: the cost of each refresh."""
     from workbench.tui.app import WorkbenchApp
 
-    proj, db, graphs = counter_project(os.path.join(workdir, "live"))
+    _proj, db, graphs = counter_project(os.path.join(workdir, "live"))
 
     async def go() -> list[tuple[int, float, int]]:
         app = WorkbenchApp(db, graphs, watch=False)
@@ -296,7 +298,8 @@ RECORDER = textwrap.dedent("""
     from workbench.store import TraceStore
 
     db, steps = sys.argv[1], int(sys.argv[2])
-    graph = load_module_graphs(sys.argv[3] + "/bench_counter.py")["bench_counter"]
+    graph = next(g for g in load_module_graphs(sys.argv[3] + "/bench_counter.py").values()
+                 if g.name == "bench_counter")
     with TraceStore(db) as store:
         t = time.perf_counter()
         result = Runner(graph, store).run({"limit": steps, "pause_ms": float(sys.argv[4])})

@@ -22,7 +22,6 @@ import pytest
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, TextArea
-from textual.worker import WorkerState
 
 from workbench.tui.messages import GraphReloaded, RunChosen
 from workbench.tui.screens.condition import ConditionScreen
@@ -39,7 +38,6 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 from .conftest import (
-    FOREVER,
     Project,
     busy,
     db_query,

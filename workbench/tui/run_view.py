@@ -12,6 +12,7 @@ coalescing loaders (loaders.py); this class only decides what to read and applie
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ class RunViewApp(App[None]):
         self.selected_inner: tuple[str, int] | None = None  # (subgraph run, step) when an inner step is
         self._schema_keys: list[str] = []
         self._follow: str | None = None  # a run whose timeline follows its newest step
+        self._runs_loaded_at = 0.0  # when other processes' commits last reloaded the runs list
+        self._runs_timer_set = False
         self.timeline_loader = TimelineLoader(self)  # type: ignore[arg-type]
         self.step_loader = StepLoader(self)  # type: ignore[arg-type]
         # The step views read so far, by (run id, step): what the fork dialog starts from.
@@ -75,14 +78,37 @@ class RunViewApp(App[None]):
         else:
             self._open_run(run_id)
 
+    RUNS_RELOAD_S = 1.0
+    """The least time between two reloads of the runs list caused by other processes' commits
+    (a run recording steps commits several times a second: each reload would take the store
+    from the recorder for nothing new but a step count)."""
+
     def on_store_changed(self, message: StoreChanged) -> None:
-        self.load_runs()
+        self._reload_runs_soon()
         run = self.open_run
         own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
         if run is not None and not own and (run["status"] not in ("completed", "failed")
                                             or self._follow == run["run_id"]):
             self._follow = run["run_id"]  # another process is recording it: keep to its newest step
             self._refresh_run(run["run_id"])
+
+    def _reload_runs_soon(self) -> None:
+        now = time.monotonic()
+        if self._runs_timer_set:
+            return  # one is already due
+        wait = self._runs_loaded_at + self.RUNS_RELOAD_S - now
+        if wait <= 0:
+            self._runs_loaded_at = now
+            self.load_runs()
+            return
+        self._runs_timer_set = True
+
+        def due() -> None:
+            self._runs_timer_set = False
+            self._runs_loaded_at = time.monotonic()
+            self.load_runs()
+
+        self.set_timer(wait, due)
 
     def on_timeline_loaded(self, message: TimelineLoaded) -> None:
         if message.seq != self.timeline_loader.seq:
