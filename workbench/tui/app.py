@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
@@ -134,7 +135,9 @@ class WorkbenchApp(RunViewApp):
                     log = LiveLog(id="live-log")
                     log.border_title = "Live"
                     yield log
-                with TabPane("2 Runs", id="tab-runs"), Vertical():
+                # The hidden tabs' widgets are mounted just after the first frame (Lazy): the
+                # screen shows sooner, and they are there before anyone can switch to them.
+                with TabPane("2 Runs", id="tab-runs"), Lazy(Vertical()):
                     with Horizontal(id="runs-bar"):
                         yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
                                     id="runs-filter")
@@ -143,7 +146,7 @@ class WorkbenchApp(RunViewApp):
                     with Horizontal():
                         yield RunsTable(id="runs-table")
                         yield LineageTree(id="lineage")
-                with TabPane("3 Timeline", id="tab-timeline"), Horizontal():
+                with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
                         yield Input(placeholder="search steps (enter), n for next", id="timeline-search",
@@ -151,20 +154,25 @@ class WorkbenchApp(RunViewApp):
                         yield Timeline(id="timeline")
                     yield Inspector(id="inspector")
                 with TabPane("4 Compare", id="tab-compare"):
-                    yield CompareView(id="compare")
+                    yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
-                    yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
+                    yield Lazy(SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"),
+                                          id="sql"))
         yield Footer()
 
     def on_mount(self) -> None:
         install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
         self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
+        self.query_one("#graph-view", GraphView).focus()
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: now the loads, which import graph files and open the
+        store (on threads, they would have competed with drawing it)."""
         self.load_graphs()
         self.load_runs()
         if self.watch_files:
             self.watch_graphs()
         self.watch_store()
-        self.query_one("#graph-view", GraphView).focus()
         # litellm takes seconds to import: do it in the background once the screen is up, so
         # the first model call of the first run does not pay for it.
         self.set_timer(1.5, prewarm_llm)  # a daemon thread: quitting never waits for it
