@@ -234,7 +234,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def action_fold(self, fold: bool) -> None:
         """Fold (or unfold) the inner steps under the highlighted step; on an inner step, fold
-        the step that called it."""
+        the step that called it. Where there is nothing to fold, scroll left (or right)."""
         if not self.shown:
             return
         at = self.shown[self.cursor]
@@ -243,7 +243,10 @@ class Timeline(ScrollView, can_focus=True):
             at = next((i for i in range(at - 1, -1, -1)
                        if self.rows[i].depth < self.rows[at].depth and i + self.rows[i].inner >= at), at)
         row = self.rows[at]
-        if not row.inner or (_key(row) in self.folded) == fold:
+        if not row.inner:  # nothing to fold here: the keys scroll sideways, as in any scroll view
+            (self.scroll_left if fold else self.scroll_right)(animate=False)
+            return
+        if (_key(row) in self.folded) == fold:
             return
         (self.folded.add if fold else self.folded.discard)(_key(row))
         self.shown = []
