@@ -135,9 +135,7 @@ class WorkbenchApp(RunViewApp):
                     log = LiveLog(id="live-log")
                     log.border_title = "Live"
                     yield log
-                # The hidden tabs' widgets are mounted just after the first frame (Lazy): the
-                # screen shows sooner, and they are there before anyone can switch to them.
-                with TabPane("2 Runs", id="tab-runs"), Lazy(Vertical()):
+                with TabPane("2 Runs", id="tab-runs"), Vertical():
                     with Horizontal(id="runs-bar"):
                         yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
                                     id="runs-filter")
@@ -146,6 +144,10 @@ class WorkbenchApp(RunViewApp):
                     with Horizontal():
                         yield RunsTable(id="runs-table")
                         yield LineageTree(id="lineage")
+                # The timeline's and the comparison's widgets are mounted just after the first
+                # frame (Lazy): the screen shows sooner, and they are there before anyone can
+                # switch to them. (Not the runs tab: the runs list, read at start, lands in it;
+                # nor the SQL editor, whose theme is set as it mounts.)
                 with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
@@ -156,8 +158,7 @@ class WorkbenchApp(RunViewApp):
                 with TabPane("4 Compare", id="tab-compare"):
                     yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
-                    yield Lazy(SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"),
-                                          id="sql"))
+                    yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -55,7 +55,8 @@ class Timeline(ScrollView, can_focus=True):
         Binding("e", "next_error", "Next error", tooltip="Jump to the next failed or retried step"),
         Binding("n", "next_match", "Next match", show=False),
         Binding("space", "play", "Play", tooltip="Play the run back: step through it on its own (space stops)"),
-        Binding("enter", "toggle_fold", "Fold", tooltip="Fold or unfold a subgraph's inner steps under this step"),
+        Binding("enter", "toggle_fold", "Fold", show=False,
+                tooltip="Fold or unfold a subgraph's inner steps under this step"),
         Binding("left", "fold(True)", show=False),
         Binding("right", "fold(False)", show=False),
     ]
