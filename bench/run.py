@@ -215,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="support-demo runs per process in the concurrency figure (default 100; --quick 10)")
     ap.add_argument("--profile", action="store_true",
                     help="instead: profile a recorded 3,000-step loop (cProfile + the store writer's batches)")
+    ap.add_argument("--tui", action="store_true",
+                    help="instead: the workbench TUI's figures (first paint, help, quit, 10,000 steps, live view)")
     args = ap.parse_args(argv)
+    if args.tui:
+        from bench.tui import main as tui_main
+
+        return tui_main(["--quick"] if args.quick else [])
     if args.profile:
         from bench.profile import profile
 

@@ -148,6 +148,9 @@ class TimelineRow:
     tokens: int
     shared: bool  # recorded by an ancestor (a fork's shared history)
     visit: int = 1  # how many times the step's (first) node has run so far: >1 inside a loop
+    depth: int = 0  # 0 for the run's own steps; 1 for a subgraph's inner steps under them, …
+    run_id: str = ""  # the run that recorded the step: a subgraph's child run for inner steps ("" = this run)
+    inner: int = 0  # how many rows of inner (subgraph) steps follow this one, nested to any depth
 
     @property
     def label(self) -> str:
@@ -160,33 +163,81 @@ class TimelineRow:
 
 
 def timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
-    """Every step of a run in a few bulk queries (fast for runs of tens of thousands of steps)."""
+    """Every step of a run in a few bulk queries (fast for runs of tens of thousands of steps),
+    with the inner steps of the subgraphs it called after the step that called them."""
     with store.reading():  # one hold on the store for all of them
-        return _timeline(store, run_id)
+        return timeline_since(store, run_id)
 
 
-def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
+@dataclass
+class TimelineBase:
+    """What rows read later (``timeline_since``) are relative to: the run's start and the loop
+    visits counted so far. Kept by a caller that reads a live run's timeline a step at a time."""
+
+    t0: float | None = None  # the run's first task start (epoch µs)
+    visits: dict[str, int] = field(default_factory=dict)
+    end_ms: float = 0.0  # where the latest step read ends (a pending step is drawn from there)
+
+
+def timeline_since(store: TraceStore, run_id: str, since: int = 0, base: TimelineBase | None = None,
+                   *, nested: bool = True) -> list[TimelineRow]:
+    """The timeline rows of the steps from ``since`` on (all when 0), relative to ``base``
+    (updated in place: ``t0`` when first known, ``visits`` by the rows returned). Reads only
+    those steps: following a live run costs the same at step 10,000 as at step 10."""
+    base = base if base is not None else TimelineBase()
+    rows = _timeline(store, run_id, since, base)
+    if not nested:
+        return rows
+    children: dict[int, list[str]] = {}
+    for child, step in store.query(
+        """
+        SELECT r.run_id, r.caller_step
+        FROM run_lineage l JOIN wb_runs r ON r.caller_run_id = l.ancestor_id
+        WHERE l.run_id = ? AND (l.depth = 0 OR r.caller_step <= l.upto_step) AND r.caller_step >= ?
+        ORDER BY r.caller_step, r.caller_task, r.run_id
+        """,
+        [run_id, since],
+    ):
+        children.setdefault(int(step), []).append(str(child))
+    if not children:
+        return rows
+    out: list[TimelineRow] = []
+    for row in rows:
+        out.append(row)
+        for child in children.get(row.step, []):
+            # A subgraph's bars share the caller's clock, so they line up under its step.
+            inner = timeline_since(store, child, 0, TimelineBase(t0=base.t0))
+            for r in inner:
+                r.depth += 1
+                r.run_id = r.run_id or child
+                r.shared = r.shared or row.shared
+            row.inner += len(inner)
+            out += inner
+    return out
+
+
+def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) -> list[TimelineRow]:
     tasks = store.query(
         """
         SELECT t.step, t.task, t.node, t.attempt, t.status, epoch_us(t.started_at), epoch_us(t.ended_at),
                t.duration_ms, t.error, l.depth
         FROM run_lineage l JOIN wb_tasks t ON t.run_id = l.ancestor_id
-        WHERE l.run_id = ? AND (l.depth = 0 OR t.step <= l.upto_step)
+        WHERE l.run_id = ? AND (l.depth = 0 OR t.step <= l.upto_step) AND t.step >= ?
         ORDER BY t.step, t.task, t.attempt, t.started_at
         """,
-        [run_id],
+        [run_id, since],
     )
     tokens = dict(store.query(
         """
         SELECT c.step, sum(coalesce(c.prompt_tokens, 0) + coalesce(c.completion_tokens, 0))
         FROM run_lineage l JOIN wb_llm_calls c ON c.run_id = l.ancestor_id
-        WHERE l.run_id = ? AND (l.depth = 0 OR c.step <= l.upto_step)
+        WHERE l.run_id = ? AND (l.depth = 0 OR c.step <= l.upto_step) AND c.step >= ?
         GROUP BY c.step
         """,
-        [run_id],
+        [run_id, since],
     ))
     rows: dict[int, dict[str, Any]] = {}
-    t0: float | None = None
+    t0 = base.t0
     for step, task, node, attempt, status, start, end, _dur, error, depth in tasks:
         if t0 is None or (start is not None and start < t0):
             t0 = start if start is not None else t0
@@ -203,8 +254,11 @@ def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
             r["end"] = end
         if error and r["error"] is None:
             r["error"] = error
+    if base.t0 is None:
+        base.t0 = t0
+    t0 = base.t0
     out: list[TimelineRow] = []
-    visits: dict[str, int] = {}
+    visits = base.visits
     for step in sorted(rows):
         r = rows[step]
         statuses = [t["status"] for t in r["tasks"].values()]
@@ -228,8 +282,9 @@ def _timeline(store: TraceStore, run_id: str) -> list[TimelineRow]:
     # A step planned but not started (paused before it): show it as pending.
     nxt = store.last_committed_step(run_id) + 1
     plan = store.plan(run_id, nxt)
+    base.end_ms = max([base.end_ms] + [r.start_ms + r.duration_ms for r in out])
     if plan and plan["tasks"] and nxt not in rows:
-        end_ms = max((r.start_ms + r.duration_ms for r in out), default=0.0)
+        end_ms = base.end_ms
         out.append(TimelineRow(nxt, [t["node"] for t in plan["tasks"]], "pending", end_ms, 0.0, 0, None, 0, False))
     return out
 

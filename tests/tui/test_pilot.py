@@ -22,7 +22,6 @@ import pytest
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, TextArea
-from textual.worker import WorkerState
 
 from workbench.tui.messages import GraphReloaded, RunChosen
 from workbench.tui.screens.condition import ConditionScreen
@@ -39,7 +38,6 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 from .conftest import (
-    FOREVER,
     Project,
     busy,
     db_query,
@@ -650,25 +648,23 @@ async def test_timeline_keys_next_error_and_search(project: Project) -> None:
         assert view.executed == {"a", "b", "c"}
 
 
-async def test_timeline_shows_the_final_status_when_an_older_load_lands_last(
+async def test_timeline_shows_the_final_status_when_a_read_was_held_back(
         project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.history as history
+    from workbench.timeline_feed import TimelineFeed
 
-    real_timeline = history.timeline
+    real_refresh = TimelineFeed.refresh
     release_stale, held = threading.Event(), threading.Event()
-    holding: list[str] = []
 
-    def slow_while_running(store: Any, run_id: str) -> Any:
-        # A load that read the run while it was running is held back until the test lets it go:
-        # the ordering a busy machine produces now and then.
-        rows = real_timeline(store, run_id)
-        if store.get_run(run_id)["status"] == "running":
-            holding.append(run_id)
+    def slow_while_running(self: Any, store: Any) -> Any:
+        # A read made while the run was running is held back until the run has ended: the
+        # ordering a busy machine produces now and then.
+        update = real_refresh(self, store)
+        if update.run["status"] == "running" and not held.is_set():
             held.set()
             release_stale.wait(timeout=20)
-        return rows
+        return update
 
-    monkeypatch.setattr(history, "timeline", slow_while_running)
+    monkeypatch.setattr(TimelineFeed, "refresh", slow_while_running)
     async with opened(project) as (app, pilot):
         await run_via_form(pilot, "gate")
         gate = module_globals(app, "gate", "hold")
@@ -677,19 +673,12 @@ async def test_timeline_shows_the_final_status_when_an_older_load_lands_last(
         finally:
             gate["RELEASE"].set()
         try:
-            # Everything but the held-back loads has finished, and the app shows the final state.
-            def shown() -> bool:
-                running = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                           and w.group not in FOREVER]
-                return (app.live is None and app.open_run is not None and app.open_run["status"] == "completed"
-                        and all(w.group == "timeline" for w in running) and len(running) <= len(holding))
-
-            await poll(pilot, shown, what="the app to show the finished run")
+            await poll(pilot, lambda: app.live is None, what="the run to end")
         finally:
-            release_stale.set()  # now the superseded loads finish
-        await settle(pilot)
-        assert app.open_run["status"] == "completed"
+            release_stale.set()  # now the held read finishes; the newer one follows it
+        await settle(pilot, lambda: app.open_run["status"] == "completed" and not busy(app))
         assert "completed" in text_of(app, "#timeline-head")
+        assert [r.label for r in app.query_one("#timeline", Timeline).rows] == ["hold", "after"]
 
 
 async def test_a_ten_thousand_step_run_opens(project: Project) -> None:
@@ -1175,8 +1164,8 @@ async def test_question_mark_opens_help(project: Project) -> None:
     async with opened(project) as (app, pilot):
         await pilot.press("question_mark")
         await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
-        md = app.screen.query_one("Markdown")
-        assert "workbench — keys" in md.source and "ctrl+r" in md.source
+        shown = plain(app.screen.query_one("#help-body").content)
+        assert "workbench — keys" in shown and "ctrl+r" in shown and "| key |" not in shown
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, HelpScreen)

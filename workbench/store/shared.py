@@ -31,9 +31,12 @@ class SharedStore:
             store = self._store
         yield store
 
-    def close(self) -> None:
-        """Close the store (call when no lease is active)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Close the store (call when no lease is active); ``timeout``: see TraceStore.close."""
         with self._lock:
             store, self._store = self._store, None
         if store is not None:
-            store.close()
+            if timeout is None:
+                store.close()
+            else:
+                store.close(timeout=timeout)

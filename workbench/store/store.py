@@ -379,11 +379,13 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
 
     # ----------------------------------------------------------------- closing
 
-    def close(self) -> None:
+    def close(self, timeout: float = 120.0) -> None:
         """Load what is left into the database, remove this process's journal, let go.
 
         Never raises for a database that cannot be updated right now: the journal stays (the
-        next process to open the store loads it) and ``close_warning`` says so.
+        next process to open the store loads it) and ``close_warning`` says so. ``timeout``
+        bounds the wait for the writer (the workbench quits without waiting: what is not loaded
+        by then stays in the journal, exactly as when the database cannot be updated).
         """
         with self._cond:
             if self._closed:
@@ -391,7 +393,7 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         try:
             if self._journal is not None:
                 try:
-                    self.flush(timeout=120)
+                    self.flush(timeout=timeout)
                 except StoreError as exc:
                     self.close_warning = str(exc)
                     log.warning("%s", exc)
@@ -400,7 +402,7 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
                 self._closed = True
                 self._cond.notify_all()
             if self._writer is not None:
-                self._writer.join(timeout=30)
+                self._writer.join(timeout=min(30.0, timeout))
             stuck = self._writer is not None and self._writer.is_alive()
             if stuck:
                 # Still inside a commit that would not end: keep the journal locked, so that no

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,7 +18,7 @@ from textual import on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
+from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
@@ -30,6 +29,7 @@ from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.data_views import DataViews
+from workbench.tui.lifecycle import QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -39,12 +39,10 @@ from workbench.tui.messages import (
     RunEnded,
     RunEventReceived,
     RunsLoaded,
-    StepHighlighted,
-    StepLoaded,
     StoreChanged,
-    TimelineLoaded,
     WorkFailed,
 )
+from workbench.tui.run_view import RunViewApp
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
 from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
@@ -68,7 +66,7 @@ _CONDITION_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict
                                     "bool", "isinstance", "list", "dict", "set", "sorted", "round")}
 
 
-class WorkbenchApp(DataViews):
+class WorkbenchApp(DataViews, RunViewApp):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -113,8 +111,7 @@ class WorkbenchApp(DataViews):
         self.registry = GraphRegistry(graphs)
         self.watch_files = watch
         self.selected_graph: str | None = None
-        self.open_run: dict[str, Any] | None = None  # the run shown in the timeline
-        self.selected_step: int | None = None
+        self._init_run_view()  # open_run, selected_step, the timeline and step loaders (run_view.py)
         self.live: dict[str, Any] | None = None  # {"run_id", "graph"} while a run executes
         self.breaks: dict[str, dict[str, set[str]]] = {}
         self.condition: str | None = None
@@ -124,12 +121,7 @@ class WorkbenchApp(DataViews):
         self.runs: list[dict[str, Any]] = []
         self.runs_filter = ""
         self.last_inputs: dict[str, dict[str, Any]] = {}
-        self._histories: dict[str, Any] = {}
-        self._views: dict[tuple[str, int], Any] = {}
-        self._schema_keys: list[str] = []
-        self._timeline_seq = 0
         self._quit_armed = False
-        self._follow: str | None = None  # a run whose timeline follows its newest step
 
     # ----------------------------------------------------------------- layout
 
@@ -154,7 +146,11 @@ class WorkbenchApp(DataViews):
                     with Horizontal():
                         yield RunsTable(id="runs-table")
                         yield LineageTree(id="lineage")
-                with TabPane("3 Timeline", id="tab-timeline"), Horizontal():
+                # The timeline's and the comparison's widgets are mounted just after the first
+                # frame (Lazy): the screen shows sooner, and they are there before anyone can
+                # switch to them. (Not the runs tab: the runs list, read at start, lands in it;
+                # nor the SQL editor, whose theme is set as it mounts.)
+                with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
                         yield Input(placeholder="search steps (enter), n for next", id="timeline-search",
@@ -162,31 +158,27 @@ class WorkbenchApp(DataViews):
                         yield Timeline(id="timeline")
                     yield Inspector(id="inspector")
                 with TabPane("4 Compare", id="tab-compare"):
-                    yield CompareView(id="compare")
+                    yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
                     yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
         yield Footer()
 
     def on_mount(self) -> None:
+        install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
         self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
+        self.query_one("#graph-view", GraphView).focus()
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: now the loads, which import graph files and open the
+        store (on threads, they would have competed with drawing it)."""
         self.load_graphs()
         self.load_runs()
         if self.watch_files:
             self.watch_graphs()
         self.watch_store()
-        self.query_one("#graph-view", GraphView).focus()
         # litellm takes seconds to import: do it in the background once the screen is up, so
         # the first model call of the first run does not pay for it.
-        self.set_timer(1.5, self.prewarm_llm)
-
-    @work(thread=True, exclusive=True, group="prewarm")
-    def prewarm_llm(self) -> None:
-        from workbench.llm.client import litellm_module
-
-        try:
-            litellm_module()
-        except Exception:  # the first real call reports any problem
-            pass
+        self.set_timer(1.5, prewarm_llm)  # a daemon thread: quitting never waits for it
 
     # ----------------------------------------------------------------- workers
 
@@ -242,21 +234,10 @@ class WorkbenchApp(DataViews):
                 last = token
             except Exception:  # an unreachable store is reported by the loads themselves
                 pass
-            time.sleep(self.STORE_POLL_S)
+            worker.cancelled_event.wait(self.STORE_POLL_S)  # (quitting cancels it: no wait)
 
     # How often the watcher looks for other processes' commits (a new step shows within this).
     STORE_POLL_S = 0.3
-
-    def on_store_changed(self, message: StoreChanged) -> None:
-        self.load_runs()
-        run = self.open_run
-        own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
-        if run is not None and not own and (run["status"] not in ("completed", "failed")
-                                            or self._follow == run["run_id"]):
-            self._follow = run["run_id"]  # another process is recording it: keep to its newest step
-            self._histories.pop(run["run_id"], None)
-            self._views = {k: v for k, v in self._views.items() if k[0] != run["run_id"]}
-            self.load_timeline(run["run_id"])
 
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
@@ -276,43 +257,6 @@ class WorkbenchApp(DataViews):
             self.post_message(RunsLoaded(runs))
 
         self._guard("Reading runs", job)
-
-    def load_timeline(self, run_id: str) -> None:
-        # A thread worker cannot be stopped: number the requests so a slow, superseded load
-        # that finishes last is ignored instead of showing stale data.
-        self._timeline_seq += 1
-        self._load_timeline(run_id, self._timeline_seq)
-
-    @work(thread=True, exclusive=True, group="timeline")
-    def _load_timeline(self, run_id: str, seq: int) -> None:
-        def job() -> None:
-            from workbench.history import timeline
-
-            with self.shared.lease() as store, store.reading():
-                run = store.get_run(run_id)
-                rows = timeline(store, run_id)
-            self.post_message(TimelineLoaded(run, rows, seq))
-
-        self._guard("Reading the run", job)
-
-    @work(thread=True, exclusive=True, group="step")
-    def load_step(self, run_id: str, step: int) -> None:
-        def job() -> None:
-            from workbench.history import RunHistory
-
-            key = (run_id, step)
-            view = self._views.get(key)
-            if view is None:
-                with self.shared.lease() as store, store.reading():
-                    history = self._histories.get(run_id)
-                    if history is None:
-                        history = self._histories[run_id] = RunHistory(store, run_id)
-                    history.store = store
-                    view = history.step(step)
-                self._views[key] = view
-            self.post_message(StepLoaded(run_id, view, self._schema_keys))
-
-        self._guard("Reading the step", job)
 
     @work(thread=True, exclusive=True, group="run")
     def execute(self, kind: str, graph_name: str, **kwargs: Any) -> None:
@@ -462,11 +406,6 @@ class WorkbenchApp(DataViews):
         first = open_ones[0]
         self.push_screen(HumanInputScreen(run_id, first["node"], first["payload"], interrupts=open_ones), answered)
 
-    def _open_run(self, run_id: str) -> None:
-        self._histories.pop(run_id, None)
-        self._views = {k: v for k, v in self._views.items() if k[0] != run_id}
-        self.load_timeline(run_id)
-
     # ----------------------------------------------------------------- message handlers
 
     def on_graphs_loaded(self, message: GraphsLoaded) -> None:
@@ -539,77 +478,6 @@ class WorkbenchApp(DataViews):
         self._tabs().active = "tab-timeline"
         self.query_one("#timeline", Timeline).focus()
 
-    def on_timeline_loaded(self, message: TimelineLoaded) -> None:
-        if message.seq != self._timeline_seq:
-            return  # superseded by a newer load
-        if not self.query("#timeline"):
-            return  # the app is closing: a late answer from a worker
-        run = message.run
-        same = self.open_run is not None and self.open_run["run_id"] == run["run_id"]
-        self.open_run = run
-        graph = self.registry.get(run["graph"])
-        self._schema_keys = graph.schema.keys if graph else []
-        head = Text()
-        head.append(f"run {run['run_id']}", style="bold")
-        head.append(f"  {run['graph']}  ")
-        head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
-        head.append(f"  {len(message.rows)} steps")
-        if run["parent_run_id"] and run.get("relation") == "continuation":
-            head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")
-        elif run["parent_run_id"]:
-            head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
-        if graph is not None:
-            changed = graph.changed_since(run.get("node_versions"))
-            if changed:
-                head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
-                            style="magenta")
-        paused = (run.get("config") or {}).get("paused")
-        if run["status"] == "paused" and paused:
-            where = f"{paused.get('when')} {paused.get('node')}" if paused.get("node") else "on the break condition"
-            head.append(f"\npaused {where} — s steps, c continues, f forks", style="yellow")
-        elif run["status"] == "waiting":
-            head.append("\nwaiting for human input — press i to answer", style="yellow")
-        if run["error"]:
-            head.append(f"\n{run['error']}", style="red")
-        self.query_one("#timeline-head", Static).update(head)
-        follow = self._follow == run["run_id"]
-        if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
-            self._follow = None  # the run stopped: this was its last update
-        self.query_one("#timeline", Timeline).show_rows(run["run_id"], message.rows, keep_cursor=same,
-                                                        follow=follow)
-        if not message.rows:
-            self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
-        self._highlight_path()
-
-    def _highlight_path(self) -> None:
-        try:
-            view = self.query_one("#graph-view", GraphView)
-            timeline = self.query_one("#timeline", Timeline)
-        except NoMatches:  # the app is closing: a late message (a step highlighted as it went)
-            return
-        if self.open_run and self.open_run["graph"] == self.selected_graph and timeline.rows:
-            ran = [n for r in timeline.rows for n in r.nodes if r.status != "pending"]
-            current = set(timeline.current.nodes) if timeline.current else set()
-            paused = (self.open_run.get("config") or {}).get("paused") or {}
-            if self.open_run["status"] == "paused" and paused.get("node") and timeline.current is timeline.rows[-1]:
-                current = {paused["node"]}  # a path such as review/approve lights the inner node
-            view.mark_run(set(ran), current, visits=Counter(ran), run_id=self.open_run["run_id"])
-        else:
-            view.mark_run(set(), set())
-
-    def on_step_highlighted(self, message: StepHighlighted) -> None:
-        self.selected_step = message.step
-        self.load_step(message.run_id, message.step)
-        self._highlight_path()
-
-    def on_step_loaded(self, message: StepLoaded) -> None:
-        if self.open_run and message.run_id == self.open_run["run_id"] and message.view.step == self.selected_step:
-            try:
-                inspector = self.query_one("#inspector", Inspector)
-            except NoMatches:  # the app is closing: a late answer from a worker
-                return
-            inspector.show_step(message.view, message.run_id, message.schema_keys)
-
     def on_run_event_received(self, message: RunEventReceived) -> None:
         event: Event = message.event
         self.query_one("#live-log", LiveLog).add_event(event)
@@ -622,7 +490,7 @@ class WorkbenchApp(DataViews):
         elif event.kind in ("step_committed", "waiting", "paused", "task_finished") and self.live is not None:
             rid = self.live.get("run_id")
             if rid and event.kind != "task_finished":
-                self._open_run(rid)
+                self._refresh_run(rid)  # appends the new step: constant work per step
             if event.kind == "task_finished" and event.node:
                 self.query_one("#graph-view", GraphView).mark_run(
                     self.query_one("#graph-view", GraphView).executed | {event.node}, {event.node})
@@ -631,7 +499,7 @@ class WorkbenchApp(DataViews):
         result = message.result
         self.live = None
         self._follow = result.run_id  # show where it stopped
-        self._open_run(result.run_id)
+        self._refresh_run(result.run_id)
         self.load_runs()
         if result.status == "waiting":
             self.find_interrupt(result.run_id)
@@ -914,7 +782,7 @@ class WorkbenchApp(DataViews):
         self.call_later(widget.run_action, action)
 
     def on_unmount(self) -> None:
-        self.shared.close()
+        self.shared.close(timeout=QUIT_FLUSH_S)  # what is left is safe in the journal
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))

@@ -52,13 +52,18 @@ class RunChosen(Message):
 
 
 class TimelineLoaded(Message):
-    """A run's steps were read from the store."""
+    """A run's steps were read from the store: keep the first ``keep`` rows shown and append
+    ``rows`` (``keep`` 0: the whole timeline); ``total`` rows after that."""
 
-    def __init__(self, run: dict[str, Any], rows: list[Any], seq: int = 0) -> None:
+    def __init__(self, run: dict[str, Any], rows: list[Any], seq: int = 0, *, keep: int = 0,
+                 total: int | None = None, since: int = 0) -> None:
         super().__init__()
         self.run = run
         self.rows = rows
         self.seq = seq
+        self.keep = keep
+        self.total = len(rows) + keep if total is None else total
+        self.since = since
 
 
 class StepHighlighted(Message):
@@ -73,11 +78,12 @@ class StepHighlighted(Message):
 class StepLoaded(Message):
     """One step's details (a history.StepView) were read from the store."""
 
-    def __init__(self, run_id: str, view: Any, schema_keys: list[str]) -> None:
+    def __init__(self, run_id: str, view: Any, schema_keys: list[str], gen: int = 0) -> None:
         super().__init__()
         self.run_id = run_id
         self.view = view
         self.schema_keys = schema_keys
+        self.gen = gen
 
 
 class RunEventReceived(Message):

@@ -1,11 +1,21 @@
-"""The help screen: every key, grouped by where it works."""
+"""The help screen: every key, grouped by where it works.
+
+The text is Markdown (headings, paragraphs, tables), drawn by a small renderer of its own into
+one Rich renderable: Textual's Markdown widget builds a widget per block and took seconds to
+open the first time on a loaded machine; this opens at once.
+"""
 
 from __future__ import annotations
 
+import re
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Markdown
+from textual.widgets import Footer, Static
 
 HELP = """
 # workbench — keys
@@ -41,7 +51,8 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 
 | key | runs | timeline |
 |---|---|---|
-| enter | open the run | — |
+| enter | open the run | fold / unfold a subgraph's inner steps under the step |
+| ← → | — | fold / unfold (on an inner step, ← folds the step that called it) |
 | j k | move | move between steps |
 | e | — | next error or retry |
 | space | — | play the run back step by step (space again stops) |
@@ -60,13 +71,69 @@ good version stays loaded.
 """
 
 
+_INLINE = re.compile(r"\*\*(.+?)\*\*|`(.+?)`")
+
+
+def _inline(line: str) -> Text:
+    """A line with **bold** and `code` spans."""
+    text, at = Text(), 0
+    for m in _INLINE.finditer(line):
+        text.append(line[at:m.start()])
+        text.append(m.group(1) or m.group(2), style="bold" if m.group(1) else "bold cyan")
+        at = m.end()
+    text.append(line[at:])
+    return text
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def render_help(source: str) -> RenderableType:
+    """The help text's headings, paragraphs and tables as one renderable."""
+    parts: list[RenderableType] = []
+    lines = source.strip().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            parts.append(Text(line.lstrip("#").strip(), style="bold underline", justify="center"))
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                if not set(lines[i]) <= set("|-: "):  # the header's underline
+                    rows.append(_cells(lines[i]))
+                i += 1
+            table = Table(expand=True, show_edge=False, padding=(0, 1))
+            for header in rows[0]:
+                table.add_column(_inline(header), style="", header_style="bold")
+            for row in rows[1:]:
+                table.add_row(*(_inline(c) for c in row))
+            parts.append(table)
+        elif line.strip():
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|")):
+                para.append(lines[i].strip())
+                i += 1
+            parts.append(_inline(" ".join(para)))
+        else:
+            parts.append(Text(""))
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+    return Group(*parts)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    source = HELP
+    """The help text (Markdown)."""
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with VerticalScroll(id="dialog", classes="dialog wide"):
-            yield Markdown(HELP)
+            yield Static(render_help(self.source), id="help-body")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -130,14 +130,34 @@ class Inspector(VerticalScroll, can_focus=True):
     view: StepView | None = None
     """The step shown (``v`` opens its values in full)."""
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.shown: tuple[str, int] | None = None
+        """The (run id, step) on screen, None for a message."""
+
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(Text("Select a step in the timeline.", style="dim"), id="inspector-body")
 
     def show_step(self, view: StepView, run_id: str, schema_keys: list[str]) -> None:
         self.view = view
         self.query_one("#inspector-body", Static).update(render_step(view, run_id, schema_keys))
+        self.shown = (run_id, view.step)
+        self.border_subtitle = ""
+        self.remove_class("loading")
         self.scroll_home(animate=False)
 
     def show_message(self, text: str) -> None:
         self.view = None
         self.query_one("#inspector-body", Static).update(Text(text, style="dim"))
+        self.shown = None
+        self.border_subtitle = ""
+        self.remove_class("loading")
+
+    def mark_loading(self, run_id: str, step: int) -> None:
+        """A step is being read: say so at once. Another step of the same run stays on screen,
+        dimmed, until it arrives (no flicker while the cursor moves); anything else is cleared."""
+        if self.shown is None or self.shown[0] != run_id:
+            self.show_message(f"Loading step {step}…")
+        else:
+            self.border_subtitle = f"loading step {step}…"
+            self.add_class("loading")

@@ -1,11 +1,16 @@
 """The timeline of a run: one line per superstep with a duration waterfall.
 
 Rendered line by line (Textual's line API), so a run of tens of thousands of steps opens and
-scrolls at once: only the visible lines are ever drawn. j/k move, e jumps to the next error,
-n to the next search match; the highlighted step is posted as StepHighlighted.
+scrolls at once: only the visible lines are ever drawn. A live run's new steps are appended
+(:meth:`Timeline.apply`), never the whole list rebuilt. A subgraph's inner steps are indented
+under the step that called them and fold away (enter, or ← →). j/k move, e jumps to the next
+error, n to the next search match; the highlighted step is posted as StepHighlighted (with the
+subgraph's run id for an inner step).
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
 
 from rich.segment import Segment
 from rich.style import Style
@@ -50,6 +55,10 @@ class Timeline(ScrollView, can_focus=True):
         Binding("e", "next_error", "Next error", tooltip="Jump to the next failed or retried step"),
         Binding("n", "next_match", "Next match", show=False),
         Binding("space", "play", "Play", tooltip="Play the run back: step through it on its own (space stops)"),
+        Binding("enter", "toggle_fold", "Fold", show=False,
+                tooltip="Fold or unfold a subgraph's inner steps under this step"),
+        Binding("left", "fold(True)", show=False),
+        Binding("right", "fold(False)", show=False),
     ]
 
     cursor: reactive[int] = reactive(0)
@@ -59,7 +68,15 @@ class Timeline(ScrollView, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.run_id: str | None = None
         self.rows: list[TimelineRow] = []
+        """Every row, inner steps included (folded or not)."""
+        self.shown: list[int] = []
+        """Indexes into ``rows`` of the lines shown (folded inner steps left out)."""
+        self.folded: set[tuple[str, int]] = set()
+        """Steps whose inner steps are folded away, as (recording run id or "", step)."""
+        self.executed: set[str] = set()
+        """The nodes the run's own (top-level) steps ran: the path the graph view lights."""
         self.search: str = ""
+        self.placeholder = "No run selected: pick one in Runs (2), or press r to run a graph."
         self._total_ms = 1.0
         self._player: Timer | None = None
 
@@ -67,40 +84,91 @@ class Timeline(ScrollView, can_focus=True):
                   follow: bool = False) -> None:
         """Show a run's steps: the cursor on the same step as before (``keep_cursor``), on the
         newest step (``follow``, for a run in progress or just stopped), else on the first."""
-        step = self.rows[self.cursor].step if keep_cursor and self.rows and self.cursor < len(self.rows) else None
-        self.run_id, self.rows = run_id, rows
-        self._total_ms = max((r.start_ms + r.duration_ms for r in rows), default=1.0) or 1.0
-        self.virtual_size = Size(self._width(), len(rows))
+        self.apply(run_id, 0, rows, keep_cursor=keep_cursor, follow=follow)
+
+    def apply(self, run_id: str, keep: int, rows: list[TimelineRow], *, keep_cursor: bool = False,
+              follow: bool = False) -> None:
+        """Keep the first ``keep`` rows and append ``rows`` (a live run's refresh: the work is
+        the size of the tail, not of the run). ``keep=0`` replaces everything."""
+        current = self.current
+        key = _key(current) if keep_cursor and current is not None else None
+        at = self.shown[self.cursor] if key is not None else -1  # the cursor's row, if it stays
+        if keep == 0 or run_id != self.run_id:
+            keep = 0
+            self.rows, self.shown, self.executed = [], [], set()
+            self._total_ms = 1.0
+            if run_id != self.run_id:
+                self.folded = set()
+        self.run_id = run_id
+        del self.rows[keep:]
+        cut = bisect_left(self.shown, keep)
+        del self.shown[cut:]
+        self.rows += rows
+        self._show_from(keep)
+        for r in rows:
+            self._total_ms = max(self._total_ms, r.start_ms + r.duration_ms)
+            if r.depth == 0 and r.status != "pending":
+                self.executed.update(r.nodes)
+        self.virtual_size = Size(self._width(), len(self.shown))
         if follow:
-            index = len(rows) - 1
+            index = len(self.shown) - 1
+        elif key is not None and 0 <= at < keep:
+            index = self.cursor  # above the part read again: the same line
+        elif key is not None:  # in the part read again: find it there (a few rows)
+            index = next((cut + i for i, v in enumerate(self.shown[cut:]) if _key(self.rows[v]) == key),
+                         len(self.shown) - 1)
         else:
-            index = next((i for i, r in enumerate(rows) if r.step == step), len(rows) - 1 if keep_cursor else 0)
+            index = 0
         self.cursor = max(0, index)
-        self._announce()
+        if self.shown and (self.shown[self.cursor] >= keep or not keep_cursor):
+            self._announce()  # a new line, or the same step read again: the inspector reloads it
         self.refresh()
+
+    def show_loading(self, run_id: str, text: str) -> None:
+        """Empty the timeline at once while a run is read (nothing of the previous run stays)."""
+        self.stop_playing()
+        self.run_id, self.rows, self.shown, self.executed = run_id, [], [], set()
+        self.folded = set()
+        self.placeholder = text
+        self.virtual_size = Size(self._width(), 0)
+        self.cursor = 0
+        self.refresh()
+
+    def _show_from(self, start: int) -> None:
+        """Add to ``visible`` the rows from ``start`` on, leaving out those under a folded step
+        (``start`` is always a top-level row: nothing above it hides it)."""
+        i, n = start, len(self.rows)
+        while i < n:
+            row = self.rows[i]
+            self.shown.append(i)
+            i += 1 + (row.inner if row.inner and _key(row) in self.folded else 0)
 
     def _width(self) -> int:
         return 6 + 2 + LABEL_WIDTH + 1 + 11 + BAR_WIDTH + 2 + 100
 
     @property
     def current(self) -> TimelineRow | None:
-        return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
+        return self.rows[self.shown[self.cursor]] if 0 <= self.cursor < len(self.shown) else None
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.size.width
-        if index >= len(self.rows):
-            if not self.rows and y == 0:
-                return Strip([Segment("No run selected: pick one in Runs (2), or press r to run a graph.",
-                                      Style(dim=True))]).crop_extend(0, width, None)
+        if index >= len(self.shown):
+            if not self.shown and y == 0:
+                return Strip([Segment(self.placeholder, Style(dim=True))]).crop_extend(0, width, None)
             return Strip.blank(width)
-        row = self.rows[index]
+        row = self.rows[self.shown[index]]
         mark, color = STATUS_MARK.get(row.status, ("·", "white"))
         text = Text(no_wrap=True)
-        text.append(f"{row.step:>5} ", style="dim" if row.shared else "")
+        if row.depth:
+            text.append(f"{'·' + str(row.step):>5} ", style="dim")
+        else:
+            text.append(f"{row.step:>5} ", style="dim" if row.shared else "")
         text.append(f"{mark} ", style=color)
-        label = row.label if len(row.label) <= LABEL_WIDTH else row.label[: LABEL_WIDTH - 1] + "…"
+        fold = ("▸ " if _key(row) in self.folded else "▾ ") if row.inner else ""
+        label = "  " * row.depth + fold + row.label
+        label = label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"
         text.append(f"{label:<{LABEL_WIDTH}} ", style="bold" if len(row.nodes) > 1 else "")
         text.append(_duration(row.duration_ms) + " ")
         start = int(BAR_WIDTH * row.start_ms / self._total_ms)
@@ -111,6 +179,8 @@ class Timeline(ScrollView, can_focus=True):
         text.append("█" * length, style=color)
         text.append(" " * (BAR_WIDTH - start - length) + "  ")
         extras = []
+        if row.inner and _key(row) in self.folded:
+            extras.append((f"+{row.inner} inner ", "dim"))
         if row.attempts > 1:
             extras.append((f"{row.attempts} attempts ", "yellow"))
         if row.tokens:
@@ -143,28 +213,57 @@ class Timeline(ScrollView, can_focus=True):
     def _announce(self) -> None:
         row = self.current
         if row is not None and self.run_id is not None:
-            self.post_message(StepHighlighted(self.run_id, row.step))
+            self.post_message(StepHighlighted(row.run_id or self.run_id, row.step))
 
     def action_cursor(self, delta: int) -> None:
-        if not self.rows:
+        if not self.shown:
             return
-        new = max(0, min(len(self.rows) - 1, self.cursor + delta))
+        new = max(0, min(len(self.shown) - 1, self.cursor + delta))
         if new != self.cursor:
             self.cursor = new
             self._announce()
 
     def action_jump(self, index: int) -> None:
-        if self.rows:
-            self.cursor = index % len(self.rows)
+        if self.shown:
+            self.cursor = index % len(self.shown)
             self._announce()
 
-    def _find(self, predicate: object) -> None:
-        if not self.rows:
+    def action_toggle_fold(self) -> None:
+        row = self.current
+        if row is not None and row.inner:
+            self.action_fold(_key(row) not in self.folded)
+
+    def action_fold(self, fold: bool) -> None:
+        """Fold (or unfold) the inner steps under the highlighted step; on an inner step, fold
+        the step that called it. Where there is nothing to fold, scroll left (or right)."""
+        if not self.shown:
             return
-        n = len(self.rows)
+        at = self.shown[self.cursor]
+        if fold and not self.rows[at].inner and self.rows[at].depth:
+            # Fold from inside: the nearest row above that holds this one.
+            at = next((i for i in range(at - 1, -1, -1)
+                       if self.rows[i].depth < self.rows[at].depth and i + self.rows[i].inner >= at), at)
+        row = self.rows[at]
+        if not row.inner:  # nothing to fold here: the keys scroll sideways, as in any scroll view
+            (self.scroll_left if fold else self.scroll_right)(animate=False)
+            return
+        if (_key(row) in self.folded) == fold:
+            return
+        (self.folded.add if fold else self.folded.discard)(_key(row))
+        self.shown = []
+        self._show_from(0)
+        self.virtual_size = Size(self._width(), len(self.shown))
+        self.cursor = bisect_left(self.shown, at)
+        self._announce()
+        self.refresh()
+
+    def _find(self, predicate: object) -> None:
+        if not self.shown:
+            return
+        n = len(self.shown)
         for offset in range(1, n + 1):
             i = (self.cursor + offset) % n
-            if predicate(self.rows[i]):  # type: ignore[operator]
+            if predicate(self.rows[self.shown[i]]):  # type: ignore[operator]
                 self.cursor = i
                 self._announce()
                 return
@@ -183,16 +282,16 @@ class Timeline(ScrollView, can_focus=True):
         if self._player is not None:
             self.stop_playing()
             return
-        if not self.rows:
+        if not self.shown:
             return
-        if self.cursor >= len(self.rows) - 1:
+        if self.cursor >= len(self.shown) - 1:
             self.cursor = 0
             self._announce()
         self._player = self.set_interval(0.7, self._advance)
         self.notify("playing back — space stops")
 
     def _advance(self) -> None:
-        if self.cursor >= len(self.rows) - 1:
+        if self.cursor >= len(self.shown) - 1:
             self.stop_playing()
             return
         self.action_cursor(1)
@@ -209,9 +308,9 @@ class Timeline(ScrollView, can_focus=True):
 
     def on_click(self, event: object) -> None:
         y = getattr(event, "y", None)
-        if y is not None and self.rows:
+        if y is not None and self.shown:
             index = self.scroll_offset.y + int(y)
-            if 0 <= index < len(self.rows):
+            if 0 <= index < len(self.shown):
                 self.cursor = index
                 self._announce()
 
@@ -220,3 +319,8 @@ class Timeline(ScrollView, can_focus=True):
 
     def on_blur(self) -> None:
         self.refresh()
+
+
+def _key(row: TimelineRow) -> tuple[str, int]:
+    """A row's identity across refreshes: the run that recorded it and its step."""
+    return (row.run_id, row.step)

@@ -1,0 +1,74 @@
+"""Starting and quitting the workbench without waiting for what does not need waiting.
+
+Quitting used to leave a blank screen for seconds: asyncio waits, on the way out, for every
+thread its executor ran (a litellm import still under way, a read in flight, a run), and closing
+the store waited for its writer to load every recorded frame into the database. None of that
+needs waiting for: every step is durable in this process's journal before the next one starts
+(docs/architecture.md), and a journal this process leaves behind is loaded by the next process
+that opens the store — exactly what happens when a recorder is killed.
+
+- :class:`DaemonExecutor` runs the app's thread workers on daemon threads, and its shutdown does
+  not wait for them.
+- :func:`prewarm_llm` imports the model library on a daemon thread after the first paint.
+- :data:`QUIT_FLUSH_S` bounds how long closing the store waits for its writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+QUIT_FLUSH_S = 0.25
+"""How long quitting waits for the store's writer (what it has not loaded by then stays in the
+journal, safe, and is loaded by the next process to open the store)."""
+
+
+class DaemonExecutor(ThreadPoolExecutor):
+    """One daemon thread per call, and a shutdown that never waits: nothing a worker thread
+    does keeps the process alive once the app has quit. (A ThreadPoolExecutor only by type,
+    which asyncio insists on: its pool of non-daemon threads, joined at exit, is never used.)"""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new work after shutdown")
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to whoever awaits the future
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="workbench-worker", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True  # never waits: see the module docstring
+
+
+def install_daemon_executor() -> None:
+    """Make the running loop's default executor (where thread workers run) a DaemonExecutor."""
+    asyncio.get_running_loop().set_default_executor(DaemonExecutor())
+
+
+def prewarm_llm() -> None:
+    """Import the model library in the background (it takes seconds), so that the first model
+    call of the first run does not wait for it; a daemon thread, so quitting never does either."""
+    def load() -> None:
+        from workbench.llm.client import litellm_module
+
+        try:
+            litellm_module()
+        except Exception:  # the first real call reports any problem
+            pass
+
+    threading.Thread(target=load, name="workbench-prewarm", daemon=True).start()
