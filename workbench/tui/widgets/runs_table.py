@@ -1,4 +1,5 @@
-"""The run history: status, graph, start, duration, steps, tokens, cost — filterable."""
+"""The run history: status, graph, start, duration, steps, tokens, cost — filterable. In a
+narrow pane the low-priority columns are left out (columns.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from workbench.tui.columns import RUNS_COLUMNS, Column, fit_columns
 from workbench.tui.messages import RunChosen
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow",
@@ -36,12 +38,22 @@ class RunsTable(DataTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.runs: list[dict[str, Any]] = []
         self.search = ""
+        self.shown: list[Column] = []
 
     def on_mount(self) -> None:
-        for label, key in (("run", "run_id"), ("graph", "graph"), ("status", "status"), ("started", "started"),
-                           ("ms", "ms"), ("steps", "steps"), ("tokens", "tokens"), ("cost $", "cost"),
-                           ("parent", "parent")):
-            self.add_column(label, key=key)
+        self._set_columns(RUNS_COLUMNS)
+
+    def on_resize(self) -> None:
+        fit = fit_columns(RUNS_COLUMNS, self.size.width)
+        if fit != self.shown:
+            self._set_columns(fit)
+            self._fill(None)
+
+    def _set_columns(self, columns: list[Column]) -> None:
+        self.clear(columns=True)
+        self.shown = list(columns)
+        for c in columns:
+            self.add_column(c.label, key=c.key)
 
     def show_runs(self, runs: list[dict[str, Any]], keep: str | None = None) -> None:
         self.runs = runs
@@ -62,12 +74,12 @@ class RunsTable(DataTable[Any]):
             if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
                 shown = "interrupted"  # its process died; resuming continues it
             status = Text(shown, style=STATUS_STYLE.get(shown, ""))
-            self.add_row(
-                r["run_id"], r["graph"], status, str(r["started_at"])[5:19], str(r["duration_ms"]),
-                str(r["steps"]), str(r["tokens"]), f"{r['cost_usd']:.4f}",
-                _parent(r),
-                key=r["run_id"],
-            )
+            cells: dict[str, Any] = {
+                "run_id": r["run_id"], "graph": r["graph"], "status": status, "started": str(r["started_at"])[5:19],
+                "ms": str(r["duration_ms"]), "steps": str(r["steps"]), "tokens": str(r["tokens"]),
+                "cost": f"{r['cost_usd']:.4f}", "parent": _parent(r),
+            }
+            self.add_row(*(cells[c.key] for c in self.shown), key=r["run_id"])
         if current is not None:
             try:
                 self.move_cursor(row=self.get_row_index(current))
