@@ -375,7 +375,8 @@ async def test_stop_pauses_a_running_run(project: Project) -> None:
         await wait_run(pilot, "paused", rid)
         assert run_row(app, rid)["status"] == "paused"
         assert final_state(app, rid)["log"] == ["held"]  # the step in flight finished; `after` did not run
-        assert "paused on the break condition" in text_of(app, "#timeline-head")
+        assert "stopped (x) after step 1" in text_of(app, "#timeline-head")  # not "the break condition"
+        assert "break condition" not in text_of(app, "#timeline-head")
         await pilot.press("x")
         assert "no run in progress" in notes(app)[-1]
 
@@ -397,7 +398,7 @@ async def test_conditional_breakpoint(project: Project) -> None:
         await run_via_form(pilot, "counter", limit="10")
         run = await wait_run(pilot, "paused")
         assert final_state(app, run["run_id"])["count"] == 3
-        assert "paused on the break condition" in text_of(app, "#timeline-head")
+        assert "paused after step 3: the break condition became true" in text_of(app, "#timeline-head")
 
 
 async def test_broken_condition_pauses_the_run_and_says_why(project: Project) -> None:

@@ -24,7 +24,6 @@ class DialogEditor(TextArea):
 
     def __init__(self, text: str = "", *, code: bool = False, **kwargs: Any) -> None:
         if code:
-            kwargs.setdefault("language", "json")
             kwargs.setdefault("show_line_numbers", True)
             kwargs.setdefault("soft_wrap", False)
         super().__init__(text, tab_behavior="focus", **kwargs)

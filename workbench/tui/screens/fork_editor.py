@@ -76,24 +76,29 @@ class ForkScreen(Dialog[ForkRequest | None]):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, int):
-            answer = (self.calls[event.value - 1]["response"] or {}).get("content", "")
-            self.query_one("#fork-answer", TextArea).text = str(answer)
+            self._fill_answer(event.value)
+
+    def _fill_answer(self, call: int) -> None:
+        """Put call ``call``'s recorded answer in the answer box (unless it is there already:
+        refilling would drop a selection)."""
+        answer = str((self.calls[call - 1]["response"] or {}).get("content", ""))
+        box = self.query_one("#fork-answer", TextArea)
+        if box.text != answer:
+            box.text = answer
 
     def action_focus_section(self, key: str) -> None:
-        """Focus a section; the answer box selects a call first if none is chosen, and
-        selects its text, so typing replaces the recorded answer."""
+        """Focus a section. The answer box chooses the first call if none is chosen, and
+        selects its recorded answer, so typing replaces it."""
         if key != "1" and not self.calls:
             self.notify("this step made no model call", severity="warning")
             return
         if key == "3":
             select = self.query_one("#fork-call", Select)
             if not isinstance(select.value, int):
-                select.value = 1  # the first call: its recorded answer fills the box
-            self.call_after_refresh(self._select_answer)
+                select.value = 1
+            self._fill_answer(select.value if isinstance(select.value, int) else 1)
+            self.query_one("#fork-answer", TextArea).select_all()
         self.query_one(SECTIONS[key]).focus()
-
-    def _select_answer(self) -> None:
-        self.query_one("#fork-answer", TextArea).select_all()
 
     def action_submit(self) -> None:
         error = self.query_one("#fork-error", Static)

@@ -3,6 +3,7 @@ narrow pane the low-priority columns are left out (columns.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
@@ -44,10 +45,21 @@ class RunsTable(DataTable[Any]):
         self._set_columns(RUNS_COLUMNS)
 
     def on_resize(self) -> None:
-        fit = fit_columns(RUNS_COLUMNS, self.size.width)
-        if fit != self.shown:
-            self._set_columns(fit)
-            self._fill(None)
+        self._fit()
+
+    def _fit(self) -> bool:
+        """Choose the columns for the table's width and the widths its rows need (a column of
+        short values takes little room); True if they changed."""
+        cells = [self._cells(r) for r in self.runs[:200]]
+        need = [replace(c, width=max([len(c.label)] + [len(str(row[c.key])) for row in cells]))
+                for c in RUNS_COLUMNS]
+        fit = fit_columns(need, self.size.width - 2)  # less the scroll bar
+        keys = [c.key for c in fit]
+        if keys == [c.key for c in self.shown]:
+            return False
+        self._set_columns([c for c in RUNS_COLUMNS if c.key in keys])
+        self._fill(None)
+        return True
 
     def _set_columns(self, columns: list[Column]) -> None:
         self.clear(columns=True)
@@ -57,7 +69,8 @@ class RunsTable(DataTable[Any]):
 
     def show_runs(self, runs: list[dict[str, Any]], keep: str | None = None) -> None:
         self.runs = runs
-        self._fill(keep)
+        if not self.size.width or not self._fit():
+            self._fill(keep)
 
     def set_search(self, text: str) -> None:
         self.search = text.strip().lower()
@@ -70,21 +83,24 @@ class RunsTable(DataTable[Any]):
             hay = " ".join(str(r.get(k) or "") for k in ("run_id", "graph", "status", "error", "parent_run_id"))
             if self.search and self.search not in hay.lower():
                 continue
-            shown = r["status"]
-            if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
-                shown = "interrupted"  # its process died; resuming continues it
-            status = Text(shown, style=STATUS_STYLE.get(shown, ""))
-            cells: dict[str, Any] = {
-                "run_id": r["run_id"], "graph": r["graph"], "status": status, "started": str(r["started_at"])[5:19],
-                "ms": str(r["duration_ms"]), "steps": str(r["steps"]), "tokens": str(r["tokens"]),
-                "cost": f"{r['cost_usd']:.4f}", "parent": _parent(r),
-            }
+            cells = self._cells(r)
             self.add_row(*(cells[c.key] for c in self.shown), key=r["run_id"])
         if current is not None:
             try:
                 self.move_cursor(row=self.get_row_index(current))
             except Exception:  # the run is filtered out: stay at the top
                 pass
+
+    @staticmethod
+    def _cells(r: dict[str, Any]) -> dict[str, Any]:
+        shown = r["status"]
+        if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
+            shown = "interrupted"  # its process died; resuming continues it
+        return {
+            "run_id": r["run_id"], "graph": r["graph"], "status": Text(shown, style=STATUS_STYLE.get(shown, "")),
+            "started": str(r["started_at"])[5:19], "ms": str(r["duration_ms"]), "steps": str(r["steps"]),
+            "tokens": str(r["tokens"]), "cost": f"{r['cost_usd']:.4f}", "parent": _parent(r),
+        }
 
     @property
     def selected_run_id(self) -> str | None:
