@@ -129,7 +129,7 @@ async def test_fork_dialog_esc_leaves_the_editor_first_and_tab_moves_focus(proje
 
 
 async def test_fork_dialog_section_keys_and_ctrl_a_replace_the_model_answer(project: Project) -> None:
-    async with opened(project) as (app, pilot):
+    async with opened(project) as (_app, pilot):
         modal = await open_fork(pilot, project)
         await pilot.press("alt+3")  # the answer box: the first call chosen, its answer selected
         await pilot.pause()
@@ -300,3 +300,13 @@ async def test_graph_select_still_works_with_sidebar_hidden(project: Project) ->
     async with opened(project, SMALL) as (app, pilot):
         await select_graph(pilot, "counter")
         assert app.selected_graph == "counter"
+
+
+async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> None:
+    async with opened(project, SMALL) as (_app, pilot):
+        modal = await open_fork(pilot, project)
+        await pilot.press("alt+3")
+        await settle(pilot)
+        answer = modal.query_one("#fork-answer", TextArea)
+        assert modal.focused is answer
+        assert answer.region.height > 0 and answer.region.bottom <= SMALL[1]  # scrolled into view

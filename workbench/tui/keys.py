@@ -82,9 +82,11 @@ class FittingFooter(Footer):
         self.call_after_refresh(self.recompose)
 
 
-def _key_width(widget: Widget, compact: bool) -> int:
-    if isinstance(widget, FooterKey):
-        pad = 1 if compact else 3  # key and description, with the footer's spacing
+def _key_width(widget: Any, compact: bool) -> int:
+    """Cells a footer key takes: its key and description, with the footer's spacing (a group
+    label or the palette key counts as nothing; there is room for them at the end)."""
+    if isinstance(widget, FooterKey) or hasattr(widget, "key_display"):
+        pad = 1 if compact else 3
         return len(widget.key_display) + len(widget.description) + pad
     return 0
 

@@ -25,9 +25,8 @@ class ConditionScreen(ModalScreen[str | None]):
     def compose(self):  # type: ignore[no-untyped-def]
         yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(Text("Pause where this becomes true after a step (Python expression over `state`):",
-                             style="bold"))
-            yield Label(Text("e.g.  state['drafts'] >= 2   or   'refund' in state['category']", style="dim"))
+            yield Label(Text("Pause where this becomes true after a step:", style="bold"))
+            yield Label(Text("a Python expression over `state`, e.g. state['drafts'] >= 2", style="dim"))
             yield Input(self.current, placeholder="empty clears the condition", id="condition")
             yield Static("", id="condition-error", classes="error")
 

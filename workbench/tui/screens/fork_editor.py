@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Label, Select, Static, TextArea
 
 from workbench.errors import InvalidUpdateError
@@ -53,7 +53,8 @@ class ForkScreen(Dialog[ForkRequest | None]):
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
-        with Vertical(id="dialog", classes="dialog wide"):
+        # Scrolls: in a short terminal the focused section (alt+1..3) is scrolled into view.
+        with VerticalScroll(id="dialog", classes="dialog wide"):
             yield Label(Text(f"Fork {self.run_id} at step {self.view.step} ({', '.join(self.view.nodes)}) — "
                              "the fork shares steps before it and runs this step live with the current code",
                              style="bold"))

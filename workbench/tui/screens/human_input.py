@@ -13,7 +13,7 @@ from typing import Any
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.input import Selection
@@ -73,7 +73,7 @@ class HumanInputScreen(ModalScreen[Any]):
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
-        with Vertical(id="dialog", classes="dialog"):
+        with VerticalScroll(id="dialog", classes="dialog"):  # scrolls in a short terminal
             ident = f" (interrupt {self.interrupt_id})" if self.interrupt_id else ""
             yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}{ident}", style="bold yellow"))
             if len(self.interrupts) > 1:
