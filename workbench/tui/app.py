@@ -45,6 +45,7 @@ from workbench.tui.messages import (
     WorkFailed,
 )
 from workbench.tui.panes import PaneLayout
+from workbench.tui.run_heading import run_heading
 from workbench.tui.runs_filter import runs_filter_sql
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
@@ -52,7 +53,7 @@ from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.human_input import NO_ANSWER, HumanInputScreen
 from workbench.tui.screens.run_input import RunInputScreen
-from workbench.tui.stepping import make_break_when, pause_words
+from workbench.tui.stepping import make_break_when, pause_words, start_state
 from workbench.tui.widgets.compare_view import CompareView
 from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.graph_view import GraphView
@@ -298,7 +299,7 @@ class WorkbenchApp(App[None]):
                     self.post_message(RunEventReceived(event))
 
                 runner = Runner(graph, store, listener=listen)
-                break_when = self._break_when(_start_state(store, graph, kind, kwargs))
+                break_when = self._break_when(start_state(store, graph, kind, kwargs))
                 if kind == "run":
                     result = runner.run(kwargs["input"], break_before=kwargs["break_before"],
                                         break_after=kwargs["break_after"], break_when=break_when)
@@ -525,27 +526,7 @@ class WorkbenchApp(App[None]):
         self.open_run = run
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
-        head = Text()
-        head.append(f"run {run['run_id']}", style="bold")
-        head.append(f"  {run['graph']}  ")
-        head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
-        head.append(f"  {len(message.rows)} steps")
-        if run["parent_run_id"] and run.get("relation") == "continuation":
-            head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")
-        elif run["parent_run_id"]:
-            head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
-        if graph is not None:
-            changed = graph.changed_since(run.get("node_versions"))
-            if changed:
-                head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
-                            style="magenta")
-        paused = (run.get("config") or {}).get("paused")
-        if run["status"] == "paused" and paused:
-            head.append(f"\n{pause_words(paused)} — s steps, c continues, f forks", style="yellow")
-        elif run["status"] == "waiting":
-            head.append("\nwaiting for human input — press i to answer", style="yellow")
-        if run["error"]:
-            head.append(f"\n{run['error']}", style="red")
+        head = run_heading(run, len(message.rows), graph)
         self.query_one("#timeline-head", Static).update(head)
         follow = self._follow == run["run_id"]
         if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
@@ -916,21 +897,6 @@ class WorkbenchApp(App[None]):
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))
-
-
-def _start_state(store: Any, graph: Any, kind: str, options: dict[str, Any]) -> Any:
-    """The state a run, resume or fork starts from, to learn whether the break condition already
-    holds there (it then fires only once it has turned false and true again). None if unknown."""
-    try:
-        if kind == "run":
-            return graph.schema.initial(options["input"])[0]
-        if kind in ("resume", "continue"):
-            rid = options["run_id"]
-            return store.state_at(rid, store.last_committed_step(rid))
-        request: ForkRequest = options["request"]
-        return {**store.state_at(options["run_id"], request.at_step - 1), **request.set_state}
-    except Exception:  # the run itself reports a real problem
-        return None
 
 
 def _NO_VALUE() -> Any:

@@ -62,3 +62,18 @@ def pause_words(paused: Mapping[str, Any] | None) -> str:
     if p.get("error"):
         return f"paused{after}: {p['error']}"
     return f"paused{after}: the break condition became true"
+
+
+def start_state(store: Any, graph: Any, kind: str, options: dict[str, Any]) -> Any:
+    """The state a run, resume or fork starts from, to learn whether the break condition already
+    holds there (it then fires only once it has turned false and true again). None if unknown."""
+    try:
+        if kind == "run":
+            return graph.schema.initial(options["input"])[0]
+        if kind in ("resume", "continue"):
+            rid = options["run_id"]
+            return store.state_at(rid, store.last_committed_step(rid))
+        request = options["request"]  # a ForkRequest
+        return {**store.state_at(options["run_id"], request.at_step - 1), **request.set_state}
+    except Exception:  # the run itself reports a real problem
+        return None
