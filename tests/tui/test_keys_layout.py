@@ -310,3 +310,24 @@ async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> Non
         answer = modal.query_one("#fork-answer", TextArea)
         assert modal.focused is answer
         assert answer.region.height > 0 and answer.region.bottom <= SMALL[1]  # scrolled into view
+
+
+async def test_reload_after_fixing_a_syntax_error_keeps_the_changed_markers(project: Project) -> None:
+    from pathlib import Path
+
+    from workbench.tui.messages import GraphReloaded
+    from workbench.tui.widgets.graph_view import GraphView
+
+    from .conftest import plain
+
+    async with opened(project) as (app, pilot):
+        await select_graph(pilot, "chain")
+        path = Path("graphs/chain.py")
+        edited = path.read_text().replace('return {"log": ["d"]}', 'return {"log": ["D"]}')
+        for text in (edited, edited + "\ndef oops(:\n", edited):  # edit, break, fix
+            path.write_text(text)
+            app.post_message(GraphReloaded(app.registry.reload_file(str(path))))
+            await settle(pilot)
+        drawing = plain(app.query_one("#graph-view", GraphView).content).splitlines()
+        assert "* changed" in next(x for x in drawing if "│ d" in x)
+        assert notes(app)[-1] == "graph reloaded: reloaded graphs/chain.py — chain: d"

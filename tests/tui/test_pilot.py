@@ -793,13 +793,16 @@ async def test_fork_editor_validates_json_and_schema(project: Project) -> None:
         assert db_query(app, "SELECT count(*) FROM runs")[0][0] == 1
 
 
-async def test_escape_cancels_the_dialogs_with_a_json_editor(project: Project) -> None:
+async def test_escape_leaves_the_json_editor_then_cancels_the_dialog(project: Project) -> None:
     parent = project.run("chain")
     async with opened(project) as (app, pilot):
         await open_run(pilot, parent.run_id, step=2)
         await pilot.press("f")
         await settle(pilot, lambda: isinstance(app.screen, ForkScreen), what="the fork dialog")
         assert isinstance(app.focused, TextArea)
+        await pilot.press("escape")  # out of the editor first (docs/tui.md: the dialog rule)
+        await settle(pilot)
+        assert isinstance(app.screen, ForkScreen) and not isinstance(app.focused, TextArea)
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, ForkScreen)
@@ -807,6 +810,9 @@ async def test_escape_cancels_the_dialogs_with_a_json_editor(project: Project) -
         await open_form(pilot, "chain")
         await pilot.click("#input-tabs #--content-tab-tab-json")
         await pilot.click("#raw-json")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, RunInputScreen) and not isinstance(app.focused, TextArea)
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, RunInputScreen)

@@ -464,7 +464,9 @@ class WorkbenchApp(App[None]):
                         severity="error", timeout=8)
         else:
             changed = {g: n for g, n in r.changed.items() if n}
-            detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) or "no node changed"
+            # changed = differs from the version loaded at start (registry.py), not from the last save
+            detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) \
+                or "no node differs from the version loaded at start"
             self.notify(f"reloaded {display_path(r.file)} — {detail}", title="graph reloaded")
         if self.selected_graph is None and self.registry.names():
             self.selected_graph = self.registry.names()[0]
