@@ -1,7 +1,8 @@
 """The graphs of a project, loaded from its graphs directory and reloaded when files change.
 
 Used by the TUI's hot reload; free of UI code. A file that fails to load keeps its last good
-graphs and records the error; each reload reports which nodes' code changed.
+graphs and records the error; each reload reports which nodes' code differs from the version
+loaded first (at start), so a save that only fixes a mistake still shows the earlier changes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class GraphEntry:
 
     graph: Graph
     file: str
-    changed_nodes: set[str] = field(default_factory=set)  # changed by the last reload
+    changed_nodes: set[str] = field(default_factory=set)  # differ from ``baseline`` (or are new)
+    baseline: dict[str, str] = field(default_factory=dict)  # node versions when first loaded
 
 
 @dataclass
@@ -30,7 +32,7 @@ class ReloadResult:
 
     file: str
     graphs: list[str]
-    changed: dict[str, set[str]]  # graph name -> nodes whose code changed (or were added)
+    changed: dict[str, set[str]]  # graph name -> nodes whose code differs from the first load (or are new)
     error: str | None = None
 
 
@@ -86,13 +88,13 @@ class GraphRegistry:
             self.errors.pop(path, None)
             for g in graphs:
                 old = self.entries.get(g.name)
-                if old is None:
-                    diff: set[str] = set()
-                else:
-                    before, after = old.graph.node_versions(), g.node_versions()
-                    diff = {n for n, v in after.items() if before.get(n) != v}
+                after = g.node_versions()
+                # Compare with the first version loaded, not the previous save: after a save
+                # that failed and one that fixed it, the nodes edited before are still changed.
+                baseline = old.baseline if old is not None else after
+                diff = {n for n, v in after.items() if baseline.get(n) != v}
                 changed[g.name] = diff
-                self.entries[g.name] = GraphEntry(g, path, diff)
+                self.entries[g.name] = GraphEntry(g, path, diff, baseline)
         return ReloadResult(path, [g.name for g in graphs], changed)
 
     def get(self, name: str) -> Graph | None:

@@ -371,7 +371,8 @@ async def test_stop_pauses_a_running_run(project: Project) -> None:
         await wait_run(pilot, "paused", rid)
         assert run_row(app, rid)["status"] == "paused"
         assert final_state(app, rid)["log"] == ["held"]  # the step in flight finished; `after` did not run
-        assert "paused on the break condition" in text_of(app, "#timeline-head")
+        assert "stopped (x) after step 1" in text_of(app, "#timeline-head")  # not "the break condition"
+        assert "break condition" not in text_of(app, "#timeline-head")
         await pilot.press("x")
         assert "no run in progress" in notes(app)[-1]
 
@@ -393,7 +394,7 @@ async def test_conditional_breakpoint(project: Project) -> None:
         await run_via_form(pilot, "counter", limit="10")
         run = await wait_run(pilot, "paused")
         assert final_state(app, run["run_id"])["count"] == 3
-        assert "paused on the break condition" in text_of(app, "#timeline-head")
+        assert "paused after step 3: the break condition became true" in text_of(app, "#timeline-head")
 
 
 async def test_broken_condition_pauses_the_run_and_says_why(project: Project) -> None:
@@ -779,13 +780,16 @@ async def test_fork_editor_validates_json_and_schema(project: Project) -> None:
         assert db_query(app, "SELECT count(*) FROM runs")[0][0] == 1
 
 
-async def test_escape_cancels_the_dialogs_with_a_json_editor(project: Project) -> None:
+async def test_escape_leaves_the_json_editor_then_cancels_the_dialog(project: Project) -> None:
     parent = project.run("chain")
     async with opened(project) as (app, pilot):
         await open_run(pilot, parent.run_id, step=2)
         await pilot.press("f")
         await settle(pilot, lambda: isinstance(app.screen, ForkScreen), what="the fork dialog")
         assert isinstance(app.focused, TextArea)
+        await pilot.press("escape")  # out of the editor first (docs/tui.md: the dialog rule)
+        await settle(pilot)
+        assert isinstance(app.screen, ForkScreen) and not isinstance(app.focused, TextArea)
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, ForkScreen)
@@ -793,6 +797,9 @@ async def test_escape_cancels_the_dialogs_with_a_json_editor(project: Project) -
         await open_form(pilot, "chain")
         await pilot.click("#input-tabs #--content-tab-tab-json")
         await pilot.click("#raw-json")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, RunInputScreen) and not isinstance(app.focused, TextArea)
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, RunInputScreen)

@@ -380,8 +380,9 @@ class Runner:
                                        error=f"the break condition raised {describe(exc)}")
                 finally:
                     reclaim(run.state)
-                if stop:
-                    return self._pause(run, "condition", None, at_step=done_step)
+                if stop:  # a string is the caller's reason for the pause (the TUI's "step", "stop")
+                    return self._pause(run, "condition", None, at_step=done_step,
+                                       reason=stop if isinstance(stop, str) else None)
 
     async def _run_step(self, run: ActiveRun) -> list[Outcome]:
         if len(run.plan) == 1:
@@ -572,18 +573,19 @@ class Runner:
                          interrupts=waiting)
 
     def _pause(self, run: ActiveRun, when: str, node: str | None, at_step: int | None = None,
-               error: str | None = None) -> RunResult:
+               error: str | None = None, reason: str | None = None) -> RunResult:
         """Pause ``before`` a step (``at_step`` is the step that will run) or ``after`` one /
-        on the break ``condition`` (``at_step`` is the step that ran)."""
+        on the break ``condition`` (``at_step`` is the step that ran). ``reason``: what a
+        ``break_when`` that returned a string said (recorded as ``paused["reason"]``)."""
         self.recorder.flush_deferred(run.deferred)
         step = run.step if at_step is None else at_step
         paused: dict[str, Any] = {"when": when, "node": node, "step": step}
-        if error:
-            paused["error"] = error
+        extra = {k: v for k, v in (("error", error), ("reason", reason)) if v}
+        paused.update(extra)
         run.config["paused"] = paused
         self.recorder.run_paused(run.run_id, next_step=run.step, at_step=step, node=node, when=when,
-                                 config=run.config, detail={"error": error} if error else {})
-        self._emit(Event("paused", run.run_id, step, node, {"when": when, **({"error": error} if error else {})}))
+                                 config=run.config, detail=extra)
+        self._emit(Event("paused", run.run_id, step, node, {"when": when, **extra}))
         return RunResult(run.run_id, "paused", run.state, step, paused=paused)
 
     # ----------------------------------------------------------------- helpers

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Header, Input, Static, TabbedContent, TabPane
 
 from workbench.context import Event
 from workbench.errors import WorkbenchError
@@ -29,6 +29,7 @@ from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.data_views import DataViews
+from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
 from workbench.tui.lifecycle import QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
 from workbench.tui.messages import (
     BreakpointToggled,
@@ -42,13 +43,16 @@ from workbench.tui.messages import (
     StoreChanged,
     WorkFailed,
 )
+from workbench.tui.panes import PaneLayout
 from workbench.tui.run_view import RunViewApp
+from workbench.tui.runs_filter import runs_filter_sql
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
 from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.human_input import NO_ANSWER, HumanInputScreen
 from workbench.tui.screens.run_input import RunInputScreen
+from workbench.tui.stepping import make_break_when, pause_words, start_state
 from workbench.tui.widgets.compare_view import CompareView
 from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.graph_view import GraphView
@@ -59,12 +63,6 @@ from workbench.tui.widgets.runs_table import RunsTable
 from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
-# Builtins a break condition may use: enough for comparisons over the state, nothing that
-# reaches the file system or imports. (The expression is typed by the user, never read from a trace.)
-_CONDITION_BUILTINS = {name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
-                       for name in ("len", "any", "all", "min", "max", "sum", "abs", "str", "int", "float",
-                                    "bool", "isinstance", "list", "dict", "set", "sorted", "round")}
-
 
 class WorkbenchApp(DataViews, RunViewApp):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
@@ -72,35 +70,7 @@ class WorkbenchApp(DataViews, RunViewApp):
     CSS_PATH = "app.tcss"
     TITLE = "workbench"
     SUB_TITLE = "design · run · debug · replay · fork"
-    BINDINGS = [
-        Binding("1", "tab('tab-graph')", "Graph", show=False),
-        Binding("2", "tab('tab-runs')", "Runs", show=False),
-        Binding("3", "tab('tab-timeline')", "Timeline", show=False),
-        Binding("4", "tab('tab-compare')", "Compare", show=False),
-        Binding("5", "tab('tab-sql')", "SQL", show=False),
-        Binding("r", "run_graph", "Run", tooltip="Run the selected graph"),
-        Binding("s", "step", "Step", tooltip="Run one superstep of the paused run"),
-        Binding("c", "continue_run", "Continue", tooltip="Continue the paused run"),
-        Binding("x", "stop_run", "Stop", tooltip="Pause the live run after its current step"),
-        Binding("i", "answer", "Answer", tooltip="Answer the run waiting for human input"),
-        Binding("w", "condition", "Break if…", tooltip="Pause when an expression over the state holds"),
-        Binding("t", "continue_conversation", "Continue with input", show=False,
-                tooltip="Continue the selected run's conversation with new input (a new run, its next turn)"),
-        Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
-        Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
-        Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
-        Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
-        Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
-        Binding("right_square_bracket", "cycle_graph(1)", "Next graph", show=False,
-                tooltip="Show the next graph of the project"),
-        Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
-                tooltip="Show the previous graph of the project"),
-        Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
-        Binding("v", "view_value", "View value", show=False, tooltip="Open the value under the cursor in full"),
-        Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-    ]
+    BINDINGS = APP_BINDINGS  # keys.py: every key, and the rule that tab keys work from every tab
 
     def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True) -> None:
         super().__init__()
@@ -122,6 +92,7 @@ class WorkbenchApp(DataViews, RunViewApp):
         self.runs_filter = ""
         self.last_inputs: dict[str, dict[str, Any]] = {}
         self._quit_armed = False
+        self.layout_state = PaneLayout(self)  # sidebar, Live panel, zoom, narrow mode (panes.py)
 
     # ----------------------------------------------------------------- layout
 
@@ -161,12 +132,13 @@ class WorkbenchApp(DataViews, RunViewApp):
                     yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
                     yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
         self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
         self.query_one("#graph-view", GraphView).focus()
+        self.layout_state.resized(self.size.width)  # a narrow terminal starts in the narrow layout
 
     def on_ready(self) -> None:
         """The first frame is on screen: now the loads, which import graph files and open the
@@ -249,7 +221,7 @@ class WorkbenchApp(DataViews, RunViewApp):
                 runs = store.list_runs(1000)
                 if where:
                     try:
-                        ids = {r[0] for r in run_read_only(store, f"SELECT run_id FROM runs WHERE {where}").rows}
+                        ids = {r[0] for r in run_read_only(store, runs_filter_sql(where)).rows}
                     except WorkbenchError as exc:
                         self.post_message(RunsLoaded(runs, error=str(exc)))
                         return
@@ -272,22 +244,23 @@ class WorkbenchApp(DataViews, RunViewApp):
                     self.post_message(RunEventReceived(event))
 
                 runner = Runner(graph, store, listener=listen)
+                break_when = self._break_when(start_state(store, graph, kind, kwargs))
                 if kind == "run":
                     result = runner.run(kwargs["input"], break_before=kwargs["break_before"],
-                                        break_after=kwargs["break_after"], break_when=self._break_when())
+                                        break_after=kwargs["break_after"], break_when=break_when)
                 elif kind == "continue":
-                    result = runner.continue_run(kwargs["run_id"], kwargs["input"], break_when=self._break_when(),
+                    result = runner.continue_run(kwargs["run_id"], kwargs["input"], break_when=break_when,
                                                  break_before=kwargs["break_before"],
                                                  break_after=kwargs["break_after"])
                 elif kind == "resume":
                     result = runner.resume(kwargs["run_id"], kwargs.get("value", _NO_VALUE()),
-                                           break_when=self._break_when(), break_before=kwargs["break_before"],
+                                           break_when=break_when, break_before=kwargs["break_before"],
                                            break_after=kwargs["break_after"], interrupt=kwargs.get("interrupt"),
                                            close=kwargs.get("close", ()))
                 else:
                     req: ForkRequest = kwargs["request"]
                     result = runner.fork(kwargs["run_id"], req.at_step, set_state=req.set_state,
-                                         llm_responses=req.llm_responses, break_when=self._break_when(),
+                                         llm_responses=req.llm_responses, break_when=break_when,
                                          break_before=kwargs["break_before"], break_after=kwargs["break_after"])
             self.post_message(RunEnded(result, graph_name))
 
@@ -351,25 +324,14 @@ class WorkbenchApp(DataViews, RunViewApp):
 
     # ----------------------------------------------------------------- helpers
 
-    def _break_when(self) -> Callable[[Any], bool]:
-        condition = self.condition
-        code = compile(condition, "<break condition>", "eval") if condition else None
+    def _break_when(self, initial_state: Any) -> Callable[[Any], bool | str]:
+        """Step (s), stop (x) and the break condition (w) for the run about to start
+        (stepping.py); the step flag is used up by it."""
         self.stop_flag.clear()
-        step_mode = self.step_mode
-        self.step_mode = False
-
-        def check(state: Any) -> bool:
-            if step_mode or self.stop_flag.is_set():
-                return True
-            if code is None:
-                return False
-            try:
-                return bool(eval(code, {"__builtins__": _CONDITION_BUILTINS}, {"state": state}))
-            except Exception as exc:  # a broken condition pauses the run and says why
-                self.post_message(WorkFailed("Break condition", f"{type(exc).__name__}: {exc}"))
-                return True
-
-        return check
+        step_mode, self.step_mode = self.step_mode, False
+        return make_break_when(
+            self.condition, step_mode=step_mode, stop_flag=self.stop_flag, initial_state=initial_state,
+            on_error=lambda exc: self.post_message(WorkFailed("Break condition", f"{type(exc).__name__}: {exc}")))
 
     def _graph_breaks(self, graph: str) -> dict[str, set[str]]:
         return self.breaks.setdefault(graph, {"before": set(), "after": set()})
@@ -426,7 +388,9 @@ class WorkbenchApp(DataViews, RunViewApp):
                         severity="error", timeout=8)
         else:
             changed = {g: n for g, n in r.changed.items() if n}
-            detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) or "no node changed"
+            # changed = differs from the version loaded at start (registry.py), not from the last save
+            detail = "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in changed.items()) \
+                or "no node differs from the version loaded at start"
             self.notify(f"reloaded {display_path(r.file)} — {detail}", title="graph reloaded")
         if self.selected_graph is None and self.registry.names():
             self.selected_graph = self.registry.names()[0]
@@ -504,9 +468,7 @@ class WorkbenchApp(DataViews, RunViewApp):
         if result.status == "waiting":
             self.find_interrupt(result.run_id)
         elif result.status == "paused":
-            p = result.paused or {}
-            where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"
-            self.notify(f"run paused {where} — s steps, c continues", title="paused")
+            self.notify(f"run {pause_words(result.paused)} — s steps, c continues", title="paused")
         elif result.status == "failed":
             self.notify(result.error or "failed", title=f"run {result.run_id} failed", severity="error", timeout=8)
         else:
@@ -543,11 +505,28 @@ class WorkbenchApp(DataViews, RunViewApp):
     # ----------------------------------------------------------------- actions
 
     def action_tab(self, tab: str) -> None:
+        """Show a tab and move the focus into it (a focus left in the hidden tab would pull
+        that tab back to the front)."""
+        self.layout_state.unzoom()
         self._tabs().active = tab
-        focus = {"tab-graph": "#graph-view", "tab-runs": "#runs-table", "tab-timeline": "#timeline",
-                 "tab-sql": "#sql-editor"}.get(tab)
-        if focus:
-            self.query_one(focus).focus()
+        self.query_one(TAB_FOCUS[tab]).focus()
+
+    def action_zoom(self) -> None:
+        """Give the focused pane the whole screen, or restore the layout."""
+        pane = self.layout_state.toggle_zoom(self.focused)
+        if pane is None and self.layout_state.zoomed is None and self.focused is None:
+            self.notify("nothing to zoom: focus a pane first", severity="warning")
+
+    def action_toggle_sidebar(self) -> None:
+        shown = self.layout_state.toggle_sidebar()
+        if not shown and self.focused is not None and self.focused.id == "graphs":
+            self.action_tab(self._tabs().active)
+
+    def action_toggle_live(self) -> None:
+        self.layout_state.toggle_live()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.layout_state.resized(event.size.width)
 
     def action_run_graph(self) -> None:
         name = self.selected_graph
@@ -664,9 +643,11 @@ class WorkbenchApp(DataViews, RunViewApp):
 
     def action_mark(self) -> None:
         rid = self._current_run_id()
-        if rid:
-            self.mark = rid
-            self.notify(f"marked {rid} for comparison: open another run and press d")
+        if rid is None:
+            self.notify("no run to mark: select one in Runs (2) or open one", severity="warning")
+            return
+        self.mark = rid
+        self.notify(f"marked {rid} for comparison: open or select another run and press d")
 
     def action_compare(self) -> None:
         current = self._current_run_id()
@@ -679,10 +660,15 @@ class WorkbenchApp(DataViews, RunViewApp):
                 next((r for r in self.runs if r["run_id"] == current), None)
             other = run.get("parent_run_id") if run else None
         if other is None:
-            self.notify("mark a run with m first (or open a fork to compare it with its parent)", severity="warning")
+            if self.mark == current:
+                self.notify(f"{current} is the marked run itself: open or select another run, then press d "
+                            "(or d on a fork compares it with its parent)", severity="warning")
+            else:
+                self.notify("mark a run with m first (or open a fork to compare it with its parent)",
+                            severity="warning")
             return
         self.load_comparison(other, current)
-        self._tabs().active = "tab-compare"
+        self.action_tab("tab-compare")
 
     def action_search(self) -> None:
         tab = self._tabs().active
@@ -770,7 +756,7 @@ class WorkbenchApp(DataViews, RunViewApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open, the main screen's keys are off (and out of its footer)."""
         if isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"):
-            return action not in _MAIN_ACTIONS
+            return action not in MAIN_ACTIONS
         return True
 
     def _widget_action(self, widget_id: str, action: str) -> None:
@@ -786,9 +772,6 @@ class WorkbenchApp(DataViews, RunViewApp):
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))
-
-
-_MAIN_ACTIONS = {b.action.split("(")[0] for b in WorkbenchApp.BINDINGS if isinstance(b, Binding)}
 
 
 def _NO_VALUE() -> Any:

@@ -17,13 +17,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual.app import App
 from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from workbench.tui.loaders import StepLoader, TimelineLoader
 from workbench.tui.messages import StepHighlighted, StepLoaded, StoreChanged, TimelineLoaded
+from workbench.tui.run_heading import run_heading
 from workbench.tui.widgets.graph_view import GraphView
 from workbench.tui.widgets.inspector import Inspector
 from workbench.tui.widgets.timeline import Timeline
@@ -124,7 +124,7 @@ class RunViewApp(App[None]):
         self.open_run = run
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
-        head_widget.update(self._timeline_head(run, message.total, graph))
+        head_widget.update(run_heading(run, message.total, graph))
         follow = self._follow == run["run_id"]
         if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
             self._follow = None  # the run stopped: this was its last update
@@ -136,32 +136,6 @@ class RunViewApp(App[None]):
         if not message.total:
             self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
         self._highlight_path()
-
-    @staticmethod
-    def _timeline_head(run: dict[str, Any], steps: int, graph: Any) -> Text:
-        head = Text()
-        head.append(f"run {run['run_id']}", style="bold")
-        head.append(f"  {run['graph']}  ")
-        head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
-        head.append(f"  {steps} steps")
-        if run["parent_run_id"] and run.get("relation") == "continuation":
-            head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")
-        elif run["parent_run_id"]:
-            head.append(f"  fork of {run['parent_run_id']} at step {run['fork_step'] + 1}", style="magenta")
-        if graph is not None:
-            changed = graph.changed_since(run.get("node_versions"))
-            if changed:
-                head.append(f"\ncode changed since this run: {', '.join(changed)} (R re-runs from a step)",
-                            style="magenta")
-        paused = (run.get("config") or {}).get("paused")
-        if run["status"] == "paused" and paused:
-            where = f"{paused.get('when')} {paused.get('node')}" if paused.get("node") else "on the break condition"
-            head.append(f"\npaused {where} — s steps, c continues, f forks", style="yellow")
-        elif run["status"] == "waiting":
-            head.append("\nwaiting for human input — press i to answer", style="yellow")
-        if run["error"]:
-            head.append(f"\n{run['error']}", style="red")
-        return head
 
     def _highlight_path(self) -> None:
         try:

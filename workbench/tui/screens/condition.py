@@ -1,4 +1,5 @@
-"""Set a conditional breakpoint: a Python expression over the state, checked after each step."""
+"""Set a conditional breakpoint: a Python expression over the state, checked after each step;
+the run pauses where it becomes true (see workbench/breakcondition.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
+from textual.widgets.input import Selection
+
+from workbench.tui.keys import FittingFooter
 
 
 class ConditionScreen(ModalScreen[str | None]):
@@ -19,15 +23,19 @@ class ConditionScreen(ModalScreen[str | None]):
         self.current = current or ""
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
+        yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(Text("Pause when this holds after a step (Python expression over `state`):", style="bold"))
-            yield Label(Text("e.g.  state['drafts'] >= 2   or   'refund' in state['category']", style="dim"))
+            yield Label(Text("Pause where this becomes true after a step:", style="bold"))
+            yield Label(Text("a Python expression over `state`, e.g. state['drafts'] >= 2", style="dim"))
             yield Input(self.current, placeholder="empty clears the condition", id="condition")
             yield Static("", id="condition-error", classes="error")
 
     def on_mount(self) -> None:
-        self.query_one("#condition", Input).focus()
+        box = self.query_one("#condition", Input)
+        box.focus()
+        # The current condition starts selected: typing replaces it, an arrow key keeps it to
+        # edit. (After the first paint: setting the value moves the cursor to its end.)
+        self.call_after_refresh(lambda: setattr(box, "selection", Selection(0, len(box.value))))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

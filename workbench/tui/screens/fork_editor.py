@@ -1,5 +1,9 @@
 """Fork a run at a step: edit the state before it (JSON, validated against the schema) and/or a
-recorded model answer of that step, then run the fork live."""
+recorded model answer of that step, then run the fork live.
+
+Each section has a key (``alt+1`` state, ``alt+2`` the model call, ``alt+3`` its answer, shown in
+the section labels), and the keys follow the dialog rule of screens/dialog.py.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Select, Static, TextArea
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Label, Select, Static, TextArea
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
 from workbench.history import StepView
+from workbench.tui.keys import FittingFooter
+from workbench.tui.screens.dialog import Dialog, DialogEditor
+
+# The dialog's sections and the keys that focus them.
+SECTIONS = {"1": "#fork-state", "2": "#fork-call", "3": "#fork-answer"}
 
 
 @dataclass
@@ -27,13 +35,15 @@ class ForkRequest:
     llm_responses: dict[int, str] = field(default_factory=dict)
 
 
-class ForkScreen(ModalScreen[ForkRequest | None]):
+class ForkScreen(Dialog[ForkRequest | None]):
     """The state before the step in a JSON editor; one model answer of the step editable."""
 
-    # priority: a JSON editor would otherwise take escape (as "focus next").
+    ESCAPE_TO = "#fork"
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", priority=True),
         Binding("ctrl+r", "submit", "Fork", priority=True),
+        Binding("alt+1", "focus_section('1')", "State", priority=True),
+        Binding("alt+2", "focus_section('2')", "Model call", priority=True),
+        Binding("alt+3", "focus_section('3')", "Answer", priority=True),
     ]
 
     def __init__(self, run_id: str, view: StepView, graph: Graph) -> None:
@@ -42,20 +52,21 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
         self.calls = [c for c in view.calls if c["kind"] == "llm"]
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
-        with Vertical(id="dialog", classes="dialog wide"):
+        yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
+        # Scrolls: in a short terminal the focused section (alt+1..3) is scrolled into view.
+        with VerticalScroll(id="dialog", classes="dialog wide"):
             yield Label(Text(f"Fork {self.run_id} at step {self.view.step} ({', '.join(self.view.nodes)}) — "
                              "the fork shares steps before it and runs this step live with the current code",
                              style="bold"))
-            yield Label("State before the step (edit any key):")
-            editor = TextArea.code_editor(json.dumps(self.view.state_before, indent=2, ensure_ascii=False,
-                                                     default=str), id="fork-state")
-            yield editor
+            yield Label(_section("alt+1", "State before the step (edit any key; ctrl+a selects all):"))
+            yield DialogEditor(json.dumps(self.view.state_before, indent=2, ensure_ascii=False, default=str),
+                               code=True, id="fork-state")
             if self.calls:
-                yield Label("Replace a recorded model answer of this step (optional):")
+                yield Label(_section("alt+2", "Replace a recorded model answer of this step (optional):"))
                 yield Select([(f"call {i} · {c['node']} · {c['model']}", i) for i, c in enumerate(self.calls, 1)],
                              id="fork-call", prompt="keep every answer")
-                yield TextArea("", id="fork-answer")
+                yield Label(_section("alt+3", "The answer the fork gets instead (ctrl+a selects all):"))
+                yield DialogEditor("", id="fork-answer")
             yield Static("", id="fork-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Fork and run (ctrl+r)", variant="primary", id="fork")
@@ -66,8 +77,29 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, int):
-            answer = (self.calls[event.value - 1]["response"] or {}).get("content", "")
-            self.query_one("#fork-answer", TextArea).text = str(answer)
+            self._fill_answer(event.value)
+
+    def _fill_answer(self, call: int) -> None:
+        """Put call ``call``'s recorded answer in the answer box (unless it is there already:
+        refilling would drop a selection)."""
+        answer = str((self.calls[call - 1]["response"] or {}).get("content", ""))
+        box = self.query_one("#fork-answer", TextArea)
+        if box.text != answer:
+            box.text = answer
+
+    def action_focus_section(self, key: str) -> None:
+        """Focus a section. The answer box chooses the first call if none is chosen, and
+        selects its recorded answer, so typing replaces it."""
+        if key != "1" and not self.calls:
+            self.notify("this step made no model call", severity="warning")
+            return
+        if key == "3":
+            select = self.query_one("#fork-call", Select)
+            if not isinstance(select.value, int):
+                select.value = 1
+            self._fill_answer(select.value if isinstance(select.value, int) else 1)
+            self.query_one("#fork-answer", TextArea).select_all()
+        self.query_one(SECTIONS[key]).focus()
 
     def action_submit(self) -> None:
         error = self.query_one("#fork-error", Static)
@@ -75,6 +107,9 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
             edited = json.loads(self.query_one("#fork-state", TextArea).text)
         except json.JSONDecodeError as exc:
             error.update(Text(f"state is not valid JSON: {exc.msg} (line {exc.lineno})", style="bold red"))
+            editor = self.query_one("#fork-state", TextArea)
+            editor.focus()
+            editor.move_cursor((exc.lineno - 1, exc.colno - 1))  # at the mistake, the text kept
             return
         if not isinstance(edited, dict):
             error.update(Text("state must be a JSON object", style="bold red"))
@@ -105,3 +140,11 @@ class ForkScreen(ModalScreen[ForkRequest | None]):
             self.action_submit()
         else:
             self.action_cancel()
+
+
+def _section(key: str, label: str) -> Text:
+    """A section label with the key that focuses it."""
+    text = Text()
+    text.append(f"[{key}] ", style="bold cyan")
+    text.append(label)
+    return text

@@ -39,6 +39,8 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | G | move to the graph list (↑ ↓ pick a graph) |
 | m / d | mark a run for comparison / compare with the marked run (or a fork with its parent) |
 | / | search (runs, or steps in the timeline) |
+| z | zoom: the focused pane gets the whole screen (z again, or a tab key, restores) |
+| ctrl+b / L | show or hide the graph list / the Live log |
 | ? | this help · **q** quit |
 
 | key | graph view |
@@ -65,6 +67,14 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | esc | leave the editor (then 1-5 switch tabs again) |
 | ctrl+s | save it (traces/queries.json) |
 | ctrl+e / ctrl+o | export results as CSV / Parquet (traces/exports/) |
+
+| key | in a dialog |
+|---|---|
+| tab / shift+tab | next / previous field (never indents) |
+| esc | leave an editor; esc again closes the dialog |
+| ctrl+a | select all of an editor's text (typing replaces it) |
+| alt+1 alt+2 alt+3 | fork dialog: state, model call, its answer |
+| ctrl+r | run / fork |
 
 Graph files in `graphs/` reload when you save them; a broken file shows its error and the last
 good version stays loaded.

@@ -13,10 +13,13 @@ from typing import Any
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
+from textual.widgets.input import Selection
 from textual.widgets.option_list import Option
+
+from workbench.tui.keys import FittingFooter
 
 NO_ANSWER = object()
 
@@ -69,8 +72,8 @@ class HumanInputScreen(ModalScreen[Any]):
         return self.interrupts[self.current].get("interrupt_id")
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
-        with Vertical(id="dialog", classes="dialog"):
+        yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
+        with VerticalScroll(id="dialog", classes="dialog"):  # scrolls in a short terminal
             ident = f" (interrupt {self.interrupt_id})" if self.interrupt_id else ""
             yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}{ident}", style="bold yellow"))
             if len(self.interrupts) > 1:
@@ -87,7 +90,9 @@ class HumanInputScreen(ModalScreen[Any]):
                 yield Label("Choose:")
                 yield OptionList(*[Option(str(o), id=str(i)) for i, o in enumerate(options)], id="choices")
             yield Label("Answer (text; tick JSON to send a JSON value):")
-            yield Input(placeholder="your answer", id="answer")
+            # select_on_focus off: coming back to the box after an error must not select the
+            # typed answer (the next key would wipe it).
+            yield Input(placeholder="your answer", id="answer", select_on_focus=False)
             yield Checkbox("JSON", id="as-json")
             yield Static("", id="answer-error", classes="error")
             with Horizontal(classes="buttons"):
@@ -106,6 +111,9 @@ class HumanInputScreen(ModalScreen[Any]):
                 value: Any = json.loads(raw)
             except json.JSONDecodeError as exc:
                 error.update(Text(f"not valid JSON: {exc.msg} (column {exc.colno})", style="bold red"))
+                box = self.query_one("#answer", Input)
+                box.focus()
+                box.selection = Selection.cursor(exc.pos)  # at the mistake; the text is kept
                 return
         else:
             if not raw.strip():

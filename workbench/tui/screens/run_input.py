@@ -8,20 +8,21 @@ from typing import Any
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane, TextArea
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
+from workbench.tui.keys import FittingFooter
+from workbench.tui.screens.dialog import Dialog, DialogEditor
 
 SIMPLE = {"str": str, "int": int, "float": float, "bool": bool}
 
 
-class RunInputScreen(ModalScreen[dict[str, Any] | None]):
-    """Returns the validated input dict, or None when cancelled."""
+class RunInputScreen(Dialog[dict[str, Any] | None]):
+    """Returns the validated input dict, or None when cancelled (keys: screens/dialog.py)."""
 
-    # priority: a JSON editor would otherwise take escape (as "focus next").
-    BINDINGS = [Binding("escape", "cancel", "Cancel", priority=True), Binding("ctrl+r", "submit", "Run", priority=True)]
+    ESCAPE_TO = "#run"
+    BINDINGS = [Binding("ctrl+r", "submit", "Run", priority=True)]
 
     def __init__(self, graph: Graph, previous: dict[str, Any] | None = None, title: str | None = None) -> None:
         super().__init__()
@@ -34,7 +35,7 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
         return [(k, types.get(k, "json")) for k in self.graph.inputs]
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Footer()  # this dialog's keys (the main screen's are off while it is open)
+        yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
         with Vertical(id="dialog", classes="dialog"):
             yield Label(Text(self.title_text, style="bold"))
             with TabbedContent(id="input-tabs"):
@@ -46,7 +47,7 @@ class RunInputScreen(ModalScreen[dict[str, Any] | None]):
                         placeholder = "text" if typ == "str" else ("JSON" if typ not in SIMPLE else typ)
                         yield Input(shown, placeholder=placeholder, id=f"field-{key}")
                 with TabPane("Raw JSON", id="tab-json"):
-                    yield TextArea.code_editor(json.dumps(self.previous or {}, indent=2), id="raw-json")
+                    yield DialogEditor(json.dumps(self.previous or {}, indent=2), code=True, id="raw-json")
             yield Static("", id="input-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Run (ctrl+r)", variant="primary", id="run")

@@ -43,9 +43,11 @@ def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> Renderab
         parts.append(Text("This step did not commit (the run failed, waited or stopped here).", style="yellow"))
     if diff:
         table = Table(title="changed keys", title_justify="left", expand=True, show_lines=False)
-        table.add_column("key", style="bold magenta", no_wrap=True)
-        table.add_column("before", overflow="fold")
-        table.add_column("after", overflow="fold", style="green")
+        # Ratios, not content widths: a long value must not squeeze the others to nothing in a
+        # narrow pane (the key is cut with an ellipsis before the values lose their room).
+        table.add_column("key", style="bold magenta", no_wrap=True, overflow="ellipsis", ratio=1, min_width=6)
+        table.add_column("before", overflow="fold", ratio=2, min_width=8)
+        table.add_column("after", overflow="fold", style="green", ratio=2, min_width=8)
         for key, before, after in diff:
             table.add_row(key, _short(before, 200), _short(after, 200))
         parts.append(table)

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from workbench.context import Event
+from workbench.tui.stepping import pause_words
 
 
 class LiveLog(RichLog):
@@ -49,8 +50,10 @@ class LiveLog(RichLog):
         elif kind == "waiting":
             self.write(Text(f"⏸ waiting for human input at {event.node} — press i to answer", style="bold yellow"))
         elif kind == "paused":
-            where = f"{data.get('when')} {event.node}" if event.node else "on the break condition"
-            self.write(Text(f"⏸ paused {where} (step {event.step}) — s step, c continue", style="bold yellow"))
+            words = pause_words({**data, "node": event.node, "step": event.step})  # says step, stop or why
+            if event.node:
+                words += f" (step {event.step})"
+            self.write(Text(f"⏸ {words} — s step, c continue", style="bold yellow"))
         elif kind == "run_finished":
             status = data.get("status")
             style = "bold green" if status == "completed" else "bold red"

@@ -1,13 +1,16 @@
-"""The run history: status, graph, start, duration, steps, tokens, cost — filterable."""
+"""The run history: status, graph, start, duration, steps, tokens, cost — filterable. In a
+narrow pane the low-priority columns are left out (columns.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from workbench.tui.columns import RUNS_COLUMNS, Column, fit_columns
 from workbench.tui.messages import RunChosen
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow",
@@ -36,16 +39,38 @@ class RunsTable(DataTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.runs: list[dict[str, Any]] = []
         self.search = ""
+        self.shown: list[Column] = []
 
     def on_mount(self) -> None:
-        for label, key in (("run", "run_id"), ("graph", "graph"), ("status", "status"), ("started", "started"),
-                           ("ms", "ms"), ("steps", "steps"), ("tokens", "tokens"), ("cost $", "cost"),
-                           ("parent", "parent")):
-            self.add_column(label, key=key)
+        self._set_columns(RUNS_COLUMNS)
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> bool:
+        """Choose the columns for the table's width and the widths its rows need (a column of
+        short values takes little room); True if they changed."""
+        cells = [self._cells(r) for r in self.runs[:200]]
+        need = [replace(c, width=max([len(c.label)] + [len(str(row[c.key])) for row in cells]))
+                for c in RUNS_COLUMNS]
+        fit = fit_columns(need, self.size.width - 2)  # less the scroll bar
+        keys = [c.key for c in fit]
+        if keys == [c.key for c in self.shown]:
+            return False
+        self._set_columns([c for c in RUNS_COLUMNS if c.key in keys])
+        self._fill(None)
+        return True
+
+    def _set_columns(self, columns: list[Column]) -> None:
+        self.clear(columns=True)
+        self.shown = list(columns)
+        for c in columns:
+            self.add_column(c.label, key=c.key)
 
     def show_runs(self, runs: list[dict[str, Any]], keep: str | None = None) -> None:
         self.runs = runs
-        self._fill(keep)
+        if not self.size.width or not self._fit():
+            self._fill(keep)
 
     def set_search(self, text: str) -> None:
         self.search = text.strip().lower()
@@ -58,21 +83,24 @@ class RunsTable(DataTable[Any]):
             hay = " ".join(str(r.get(k) or "") for k in ("run_id", "graph", "status", "error", "parent_run_id"))
             if self.search and self.search not in hay.lower():
                 continue
-            shown = r["status"]
-            if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
-                shown = "interrupted"  # its process died; resuming continues it
-            status = Text(shown, style=STATUS_STYLE.get(shown, ""))
-            self.add_row(
-                r["run_id"], r["graph"], status, str(r["started_at"])[5:19], str(r["duration_ms"]),
-                str(r["steps"]), str(r["tokens"]), f"{r['cost_usd']:.4f}",
-                _parent(r),
-                key=r["run_id"],
-            )
+            cells = self._cells(r)
+            self.add_row(*(cells[c.key] for c in self.shown), key=r["run_id"])
         if current is not None:
             try:
                 self.move_cursor(row=self.get_row_index(current))
             except Exception:  # the run is filtered out: stay at the top
                 pass
+
+    @staticmethod
+    def _cells(r: dict[str, Any]) -> dict[str, Any]:
+        shown = r["status"]
+        if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
+            shown = "interrupted"  # its process died; resuming continues it
+        return {
+            "run_id": r["run_id"], "graph": r["graph"], "status": Text(shown, style=STATUS_STYLE.get(shown, "")),
+            "started": str(r["started_at"])[5:19], "ms": str(r["duration_ms"]), "steps": str(r["steps"]),
+            "tokens": str(r["tokens"]), "cost": f"{r['cost_usd']:.4f}", "parent": _parent(r),
+        }
 
     @property
     def selected_run_id(self) -> str | None:

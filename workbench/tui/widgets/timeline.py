@@ -23,6 +23,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from workbench.history import TimelineRow
+from workbench.tui.columns import timeline_widths
 from workbench.tui.messages import StepHighlighted
 
 STATUS_MARK = {"completed": ("✓", "green"), "failed": ("✗", "bold red"), "interrupted": ("⏸", "yellow"),
@@ -159,6 +160,9 @@ class Timeline(ScrollView, can_focus=True):
                 return Strip([Segment(self.placeholder, Style(dim=True))]).crop_extend(0, width, None)
             return Strip.blank(width)
         row = self.rows[self.shown[index]]
+        # A narrow timeline shrinks the waterfall, then the label, so tokens and errors show.
+        fit = timeline_widths(width)
+        label_width, bar_width = fit.label, fit.bar
         mark, color = STATUS_MARK.get(row.status, ("·", "white"))
         text = Text(no_wrap=True)
         if row.depth:
@@ -168,16 +172,17 @@ class Timeline(ScrollView, can_focus=True):
         text.append(f"{mark} ", style=color)
         fold = ("▸ " if _key(row) in self.folded else "▾ ") if row.inner else ""
         label = "  " * row.depth + fold + row.label
-        label = label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"
-        text.append(f"{label:<{LABEL_WIDTH}} ", style="bold" if len(row.nodes) > 1 else "")
+        label = label if len(label) <= label_width else label[: label_width - 1] + "…"
+        text.append(f"{label:<{label_width}} ", style="bold" if len(row.nodes) > 1 else "")
         text.append(_duration(row.duration_ms) + " ")
-        start = int(BAR_WIDTH * row.start_ms / self._total_ms)
-        length = max(1, round(BAR_WIDTH * row.duration_ms / self._total_ms))
-        start = min(start, BAR_WIDTH - 1)
-        length = min(length, BAR_WIDTH - start)
-        text.append(" " * start)
-        text.append("█" * length, style=color)
-        text.append(" " * (BAR_WIDTH - start - length) + "  ")
+        if bar_width:
+            start = int(bar_width * row.start_ms / self._total_ms)
+            length = max(1, round(bar_width * row.duration_ms / self._total_ms))
+            start = min(start, bar_width - 1)
+            length = min(length, bar_width - start)
+            text.append(" " * start)
+            text.append("█" * length, style=color)
+            text.append(" " * (bar_width - start - length) + "  ")
         extras = []
         if row.inner and _key(row) in self.folded:
             extras.append((f"+{row.inner} inner ", "dim"))

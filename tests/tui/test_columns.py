@@ -1,0 +1,48 @@
+"""Column priorities (workbench/tui/columns.py) and the footer that fits (keys.py): pure choices."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from workbench.tui.columns import RUNS_COLUMNS, Column, fit_columns, timeline_widths
+from workbench.tui.keys import fit_keys
+from workbench.tui.runs_filter import runs_filter_sql
+
+
+def test_low_priority_columns_go_first_and_order_is_kept() -> None:
+    cols = [Column("a", "a", 10, 1), Column("b", "b", 10, 3), Column("c", "c", 10, 2), Column("d", "d", 10, 3)]
+    assert [c.key for c in fit_columns(cols, 100)] == ["a", "b", "c", "d"]
+    assert [c.key for c in fit_columns(cols, 36)] == ["a", "b", "c"]  # the rightmost of equals first
+    assert [c.key for c in fit_columns(cols, 24)] == ["a", "c"]
+    assert [c.key for c in fit_columns(cols, 5)] == ["a"]  # priority 1 always stays
+
+
+def test_the_runs_table_keeps_id_status_and_steps_at_80_columns() -> None:
+    keys = [c.key for c in fit_columns(RUNS_COLUMNS, 76)]
+    assert keys[:1] == ["run_id"] and {"status", "steps", "graph"} <= set(keys)
+    assert "cost" not in keys and "ms" not in keys
+
+
+def test_the_timeline_shrinks_its_bar_before_its_labels() -> None:
+    assert timeline_widths(200) == timeline_widths(71) and timeline_widths(71).bar == 16
+    assert 0 < timeline_widths(64).bar < 16 and timeline_widths(64).label == 22
+    narrow = timeline_widths(40)
+    assert narrow.bar == 0 and narrow.label >= 10
+
+
+def _key(action: str, key: str, description: str) -> SimpleNamespace:
+    return SimpleNamespace(action=action, key_display=key, description=description)
+
+
+def test_a_narrow_footer_keeps_the_important_keys_in_order() -> None:
+    keys = [_key("run_graph", "r", "Run"), _key("mark", "m", "Mark"), _key("replay", "p", "Replay"),
+            _key("help", "?", "Help"), _key("quit", "q", "Quit")]
+    assert list(fit_keys(keys, 200)) == keys
+    kept = [k.key_display for k in fit_keys(keys, 24)]
+    assert kept == ["r", "?", "q"]
+
+
+def test_the_runs_filter_names_the_header_columns() -> None:
+    sql = runs_filter_sql("steps > 3 AND ms < 10")
+    assert sql.startswith("SELECT run_id FROM (SELECT r.*,") and sql.endswith("WHERE steps > 3 AND ms < 10")
+    assert "AS steps" in sql and "AS tokens" in sql

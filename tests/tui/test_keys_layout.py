@@ -1,0 +1,333 @@
+"""Keys that never trap and a layout that makes room (issue 10): the real app driven with
+``App.run_test()`` at 160×45 and 80×24."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from textual.widgets import Checkbox, DataTable, Input, Select, TextArea
+from textual.widgets._footer import FooterKey
+
+from workbench.tui.screens.condition import ConditionScreen
+from workbench.tui.screens.fork_editor import ForkScreen
+from workbench.tui.screens.human_input import HumanInputScreen
+from workbench.tui.widgets.runs_table import RunsTable
+
+from .conftest import Project, busy, notes, run_row, settle, text_of
+from .test_pilot import BILLING, open_run, run_via_form, select_graph, wait_run
+
+pytestmark = pytest.mark.anyio
+
+WIDE, SMALL = (160, 45), (80, 24)
+TABS = {"1": "tab-graph", "2": "tab-runs", "3": "tab-timeline", "4": "tab-compare", "5": "tab-sql"}
+
+
+@asynccontextmanager
+async def opened(project: Project, size: tuple[int, int] = WIDE) -> AsyncIterator[tuple[Any, Any]]:
+    app = project.app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
+        yield app, pilot
+
+
+def active(app: Any) -> str:
+    return str(app.query_one("#tabs").active)
+
+
+def shown(app: Any, selector: str) -> bool:
+    """Whether a widget is displayed (it and every ancestor)."""
+    widget = app.query_one(selector)
+    return all(node.display for node in [widget, *widget.ancestors_with_self] if hasattr(node, "display"))
+
+
+async def leave_sql(pilot: Any) -> None:
+    if active(pilot.app) == "tab-sql":
+        await pilot.press("escape")  # the SQL editor types digits: leave it first
+
+
+# ---------------------------------------------------------------------- tab keys from every tab
+
+
+async def test_every_tab_key_works_from_every_tab(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        for first in TABS:
+            for second, tab in TABS.items():
+                await leave_sql(pilot)
+                await pilot.press(first)
+                await settle(pilot)
+                await leave_sql(pilot)
+                await pilot.press(second)
+                await settle(pilot)
+                assert active(app) == tab, f"{first} then {second}"
+                assert app.focused is not None and tab in [a.id for a in app.focused.ancestors_with_self]
+
+
+async def test_d_in_runs_shows_the_comparison_of_a_fork(project: Project) -> None:
+    parent = project.run("chain")
+    fork = project.fork("chain", parent.run_id, 2)
+    async with opened(project) as (app, pilot):
+        await pilot.press("2")
+        await settle(pilot, lambda: fork.run_id in {r["run_id"] for r in app.runs})
+        table = app.query_one("#runs-table", RunsTable)
+        table.move_cursor(row=table.get_row_index(fork.run_id))
+        await pilot.press("d")
+        await settle(pilot, lambda: app.query_one("#compare-table", DataTable).row_count > 0)
+        assert active(app) == "tab-compare"
+        assert parent.run_id in text_of(app, "#compare-head") and fork.run_id in text_of(app, "#compare-head")
+
+
+async def test_mark_then_d_on_the_same_run_says_why(project: Project) -> None:
+    run = project.run("chain")
+    async with opened(project) as (app, pilot):
+        await open_run(pilot, run.run_id)
+        await pilot.press("m", "d")
+        await settle(pilot)
+        assert "is the marked run itself" in notes(app)[-1]
+        assert active(app) == "tab-timeline"
+
+
+async def test_mark_then_d_on_another_run_compares(project: Project) -> None:
+    a, b = project.run("chain"), project.run("chain")
+    async with opened(project) as (app, pilot):
+        await open_run(pilot, a.run_id)
+        await pilot.press("m")
+        await open_run(pilot, b.run_id)
+        await pilot.press("d")
+        await settle(pilot, lambda: app.query_one("#compare-table", DataTable).row_count > 0)
+        assert active(app) == "tab-compare"
+
+
+# ---------------------------------------------------------------------- the dialog rule
+
+
+async def open_fork(pilot: Any, project: Project) -> Any:
+    run = project.run("support", {"message": BILLING, "customer_id": "C-1002"})
+    app = pilot.app
+    await open_run(pilot, run.run_id, step=1)  # classify: a model call
+    await pilot.press("f")
+    await settle(pilot, lambda: isinstance(app.screen, ForkScreen), what="the fork dialog")
+    return app.screen
+
+
+async def test_fork_dialog_esc_leaves_the_editor_first_and_tab_moves_focus(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        modal = await open_fork(pilot, project)
+        editor = modal.query_one("#fork-state", TextArea)
+        assert modal.focused is editor
+        text = editor.text
+        await pilot.press("tab")
+        assert editor.text == text and modal.focused is not editor  # focus moved, nothing indented
+        editor.focus()
+        await pilot.press("escape")
+        assert app.screen is modal and modal.focused is modal.query_one("#fork")  # left the editor only
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, ForkScreen)
+
+
+async def test_fork_dialog_section_keys_and_ctrl_a_replace_the_model_answer(project: Project) -> None:
+    async with opened(project) as (_app, pilot):
+        modal = await open_fork(pilot, project)
+        await pilot.press("alt+3")  # the answer box: the first call chosen, its answer selected
+        await pilot.pause()
+        answer = modal.query_one("#fork-answer", TextArea)
+        assert modal.focused is answer and modal.query_one("#fork-call", Select).value == 1
+        assert answer.text and answer.selected_text == answer.text
+        await pilot.press(*"billing")
+        assert answer.text == "billing"
+        await pilot.press("ctrl+a", *"refund")
+        assert answer.text == "refund"
+        await pilot.press("alt+2")
+        assert modal.focused is modal.query_one("#fork-call", Select)
+        await pilot.press("alt+1")
+        state = modal.query_one("#fork-state", TextArea)
+        assert modal.focused is state
+        await pilot.press("ctrl+a")
+        assert state.selected_text == state.text
+        assert "alt+3" in str(modal.query("Label").nodes[3].content)  # the key is shown by its section
+
+
+async def test_fork_dialog_json_error_keeps_the_text_with_the_cursor_at_it(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        modal = await open_fork(pilot, project)
+        editor = modal.query_one("#fork-state", TextArea)
+        editor.text = '{\n  "message": oops\n}'
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen is modal and "not valid JSON" in text_of(modal, "#fork-error")
+        assert editor.text == '{\n  "message": oops\n}' and editor.cursor_location == (1, 13)
+
+
+async def test_human_answer_json_error_keeps_the_typed_text(project: Project) -> None:
+    project.run("review", {"choose": False})
+    async with opened(project) as (app, pilot):
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen), what="the human-input modal")
+        modal = app.screen
+        modal.query_one("#as-json", Checkbox).value = True
+        box = modal.query_one("#answer", Input)
+        box.focus()
+        await pilot.press(*'{"ok": tru}')
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "not valid JSON" in text_of(modal, "#answer-error")
+        assert box.selection.is_empty and box.cursor_position == 7  # at the mistake, nothing selected
+        await pilot.press("e")
+        assert box.value == '{"ok": etru}'  # the key went in; the answer was not wiped
+
+
+async def test_reopened_condition_prompt_starts_selected(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        await pilot.press("w")
+        await settle(pilot, lambda: isinstance(app.screen, ConditionScreen))
+        await pilot.press(*"state['count'] >= 2", "enter")
+        await settle(pilot)
+        assert app.condition == "state['count'] >= 2"
+        await pilot.press("w")
+        await settle(pilot, lambda: isinstance(app.screen, ConditionScreen))
+        box = app.screen.query_one("#condition", Input)
+        assert box.value == "state['count'] >= 2" and box.selected_text == box.value
+        await pilot.press(*"True", "enter")  # typing replaces it
+        await settle(pilot)
+        assert app.condition == "True"
+
+
+# ---------------------------------------------------------------------- stepping words, edge trigger
+
+
+async def test_break_condition_fires_where_it_becomes_true_and_c_gets_past_it(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        app.condition = "state['count'] >= 2"
+        await run_via_form(pilot, "counter", limit="6")
+        run = await wait_run(pilot, "paused")
+        assert run_row(app, run["run_id"])["last_step"] == 2
+        assert "paused after step 2: the break condition became true" in text_of(app, "#timeline-head")
+        await pilot.press("c")  # still true after every later step: it does not fire again
+        await wait_run(pilot, "completed", run["run_id"])
+
+
+async def test_step_says_it_stepped(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        app.condition = "True"  # already true at the start: it never becomes true
+        app.step_mode = True
+        await run_via_form(pilot, "counter", limit="5")
+        run = await wait_run(pilot, "paused")
+        assert "paused after step 1 (one step, s)" in text_of(app, "#timeline-head")
+        assert "one step" in notes(app)[-1]
+        await pilot.press("s")
+        await wait_run(pilot, "paused", run["run_id"])
+        assert "paused after step 2 (one step, s)" in text_of(app, "#timeline-head")
+        await pilot.press("c")
+        await wait_run(pilot, "completed", run["run_id"])
+
+
+# ---------------------------------------------------------------------- runs filter, hot reload
+
+
+async def test_runs_filter_accepts_the_header_names(project: Project) -> None:
+    short, long = project.run("counter", {"limit": 2}), project.run("counter", {"limit": 5})
+    async with opened(project) as (app, pilot):
+        await pilot.press("2")
+        await settle(pilot, lambda: len(app.runs) == 2)
+        box = app.query_one("#runs-filter", Input)
+        box.focus()
+        await pilot.press(*"steps > 3", "enter")
+        await settle(pilot, lambda: len(app.runs) == 1)
+        assert app.runs[0]["run_id"] == long.run_id and short.run_id != long.run_id
+        box.value = "last_step > 3"  # the view's own name still works
+        await pilot.press("enter")
+        await settle(pilot, lambda: len(app.runs) == 1)
+        assert app.query_one("#runs-error").content == ""
+
+
+# ---------------------------------------------------------------------- layout
+
+
+async def test_sidebar_and_live_panel_collapse(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        assert shown(app, "#graphs") and shown(app, "#live-log")
+        wide = app.query_one("#graph-view").size.width
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert not shown(app, "#graphs") and app.query_one("#graph-view").size.width > wide
+        await pilot.press("L")
+        await pilot.pause()
+        assert not shown(app, "#live-log")
+        await pilot.press("ctrl+b", "L")
+        await pilot.pause()
+        assert shown(app, "#graphs") and shown(app, "#live-log")
+
+
+async def test_zoom_gives_the_focused_pane_the_whole_screen(project: Project) -> None:
+    run = project.run("chain")
+    async with opened(project) as (app, pilot):
+        await open_run(pilot, run.run_id)
+        await pilot.press("z")
+        await pilot.pause()
+        assert shown(app, "#timeline") and not shown(app, "#inspector") and not shown(app, "#graphs")
+        assert app.query_one("#timeline-pane").size.width == WIDE[0]
+        await pilot.press("z")
+        await pilot.pause()
+        assert shown(app, "#inspector") and shown(app, "#graphs")
+        await pilot.press("z", "2")  # a tab key restores the layout
+        await pilot.pause()
+        assert shown(app, "#graphs") and active(app) == "tab-runs"
+
+
+async def test_80x24_is_usable(project: Project) -> None:
+    run = project.run("support", {"message": BILLING, "customer_id": "C-1002"})
+    async with opened(project, SMALL) as (app, pilot):
+        assert not shown(app, "#graphs")  # narrow: the graph list starts hidden (ctrl+b shows it)
+        footer_keys = list(app.screen.query(FooterKey))
+        assert sum(len(k.key_display) + len(k.description) + 3 for k in footer_keys) <= SMALL[0]
+        assert {"q", "?", "r"} <= {k.key_display for k in footer_keys}
+        await open_run(pilot, run.run_id, step=1)
+        labels = [str(c.label) for c in app.query_one("#runs-table", RunsTable).ordered_columns]
+        assert labels[:1] == ["run"] and "status" in labels and "steps" in labels
+        timeline = app.query_one("#timeline")
+        assert timeline.size.width >= 70  # the timeline over the inspector, each full width
+        line = timeline.render_line(0).text
+        assert "tok" in line  # token counts survive
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert shown(app, "#graphs")
+
+
+async def test_graph_select_still_works_with_sidebar_hidden(project: Project) -> None:
+    async with opened(project, SMALL) as (app, pilot):
+        await select_graph(pilot, "counter")
+        assert app.selected_graph == "counter"
+
+
+async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> None:
+    async with opened(project, SMALL) as (_app, pilot):
+        modal = await open_fork(pilot, project)
+        await pilot.press("alt+3")
+        await settle(pilot)
+        answer = modal.query_one("#fork-answer", TextArea)
+        assert modal.focused is answer
+        assert answer.region.height > 0 and answer.region.bottom <= SMALL[1]  # scrolled into view
+
+
+async def test_reload_after_fixing_a_syntax_error_keeps_the_changed_markers(project: Project) -> None:
+    from pathlib import Path
+
+    from workbench.tui.messages import GraphReloaded
+    from workbench.tui.widgets.graph_view import GraphView
+
+    from .conftest import plain
+
+    async with opened(project) as (app, pilot):
+        await select_graph(pilot, "chain")
+        path = Path("graphs/chain.py")
+        edited = path.read_text().replace('return {"log": ["d"]}', 'return {"log": ["D"]}')
+        for text in (edited, edited + "\ndef oops(:\n", edited):  # edit, break, fix
+            path.write_text(text)
+            app.post_message(GraphReloaded(app.registry.reload_file(str(path))))
+            await settle(pilot)
+        drawing = plain(app.query_one("#graph-view", GraphView).content).splitlines()
+        assert "* changed" in next(x for x in drawing if "│ d" in x)
+        assert notes(app)[-1] == "graph reloaded: reloaded graphs/chain.py — chain: d"

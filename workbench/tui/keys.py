@@ -1,0 +1,109 @@
+"""The main screen's keys, where each tab puts the focus, and a footer that fits its width.
+
+One rule for every tab key: it works from every tab and leaves the focus inside the tab it
+shows. (A focus left in a hidden tab pulls its tab back to the front: that was how ``4``
+did nothing from the Graph and Runs tabs.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+TABS = ("tab-graph", "tab-runs", "tab-timeline", "tab-compare", "tab-sql")
+"""The tabs in key order: ``1`` shows the first."""
+
+TAB_FOCUS = {"tab-graph": "#graph-view", "tab-runs": "#runs-table", "tab-timeline": "#timeline",
+             "tab-compare": "#compare-table", "tab-sql": "#sql-editor"}
+"""The widget each tab focuses when shown."""
+
+APP_BINDINGS: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
+    Binding("1", "tab('tab-graph')", "Graph", show=False),
+    Binding("2", "tab('tab-runs')", "Runs", show=False),
+    Binding("3", "tab('tab-timeline')", "Timeline", show=False),
+    Binding("4", "tab('tab-compare')", "Compare", show=False),
+    Binding("5", "tab('tab-sql')", "SQL", show=False),
+    Binding("r", "run_graph", "Run", tooltip="Run the selected graph"),
+    Binding("s", "step", "Step", tooltip="Run one superstep of the paused run"),
+    Binding("c", "continue_run", "Continue", tooltip="Continue the paused run"),
+    Binding("x", "stop_run", "Stop", tooltip="Pause the live run after its current step"),
+    Binding("i", "answer", "Answer", tooltip="Answer the run waiting for human input"),
+    Binding("w", "condition", "Break if…", tooltip="Pause when an expression over the state becomes true"),
+    Binding("t", "continue_conversation", "Continue with input", show=False,
+            tooltip="Continue the selected run's conversation with new input (a new run, its next turn)"),
+    Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
+    Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
+    Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
+    Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
+    Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
+    Binding("right_square_bracket", "cycle_graph(1)", "Next graph", show=False,
+            tooltip="Show the next graph of the project"),
+    Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
+            tooltip="Show the previous graph of the project"),
+    Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
+    Binding("v", "view_value", "View value", show=False, tooltip="Open the value under the cursor in full"),
+    Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
+    Binding("z", "zoom", "Zoom", tooltip="Give the focused pane the whole screen (z again restores)"),
+    Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False, tooltip="Show or hide the graph list"),
+    Binding("L", "toggle_live", "Live panel", show=False, tooltip="Show or hide the Live log under the graph"),
+    Binding("question_mark", "help", "Help"),
+    Binding("q", "quit", "Quit"),
+]
+
+MAIN_ACTIONS = {b.action.split("(")[0] for b in APP_BINDINGS if isinstance(b, Binding)}
+"""Actions of the main screen: off while a dialog is open."""
+
+# Which keys a narrow footer keeps, most important first. Keys not listed (a pane's own keys
+# come after these) are shown while room is left.
+FOOTER_PRIORITY = ("quit", "help", "run_graph", "step", "continue_run", "fork", "compare", "zoom",
+                   "answer", "stop_run", "submit", "cancel", "focus_section")
+
+
+def _priority(action: str) -> int:
+    name = action.split("(")[0].rsplit(".", 1)[-1]
+    return FOOTER_PRIORITY.index(name) if name in FOOTER_PRIORITY else len(FOOTER_PRIORITY)
+
+
+class FittingFooter(Footer):
+    """The footer, showing as many keys as fit its width: the important ones first (quit, help,
+    run, step, continue, fork, compare…), in their usual order. Nothing is cut mid-key; ``?``
+    lists every key."""
+
+    def compose(self) -> ComposeResult:
+        keys: list[Widget] = list(super().compose())
+        yield from fit_keys(keys, self.app.size.width, compact=self.compact)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.recompose)
+
+
+def _key_width(widget: Any, compact: bool) -> int:
+    """Cells a footer key takes: its key and description, with the footer's spacing (a group
+    label or the palette key counts as nothing; there is room for them at the end)."""
+    if isinstance(widget, FooterKey) or hasattr(widget, "key_display"):
+        pad = 1 if compact else 3
+        return len(widget.key_display) + len(widget.description) + pad
+    return 0
+
+
+def fit_keys(keys: list[Any], width: int, *, compact: bool = False) -> Iterator[Any]:
+    """The footer keys that fit in ``width`` columns, chosen by priority, in their own order."""
+    total = sum(_key_width(k, compact) for k in keys)
+    if total <= width:
+        yield from keys
+        return
+    ranked = sorted(range(len(keys)), key=lambda i: (_priority(getattr(keys[i], "action", "")), i))
+    kept: set[int] = set()
+    used = 0
+    for i in ranked:
+        w = _key_width(keys[i], compact)
+        if used + w <= width:
+            kept.add(i)
+            used += w
+    yield from (k for i, k in enumerate(keys) if i in kept)

@@ -1,0 +1,120 @@
+"""The main screen's layout: a collapsible sidebar and Live panel, a zoom that gives the focused
+pane the whole screen, and a narrow mode for small terminals.
+
+State lives here and is shown only through CSS classes (the styles are in app.tcss):
+
+- ``-no-sidebar`` on ``#body`` hides the graph list (``ctrl+b``; automatic below
+  :data:`NARROW` columns until the user toggles it);
+- ``-no-live`` on ``#body`` hides the Live log under the graph (``L``);
+- ``-narrow`` on the screen stacks the timeline over the inspector and hides the lineage tree;
+- ``-zoom-hidden`` on every widget beside the zoomed pane and its ancestors (``z``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import App
+from textual.css.query import NoMatches
+from textual.widget import Widget
+from textual.widgets import Header, TabbedContent
+
+NARROW = 110
+"""Below this many columns the screen uses its narrow layout."""
+
+# The panes ``z`` can zoom, innermost first: the focused widget's nearest one is zoomed.
+ZOOMABLE = ("graphs", "graph-view", "live-log", "runs-table", "lineage", "timeline-pane", "inspector",
+            "compare", "sql")
+
+
+class PaneLayout:
+    """Shows and hides the main screen's panes for one app."""
+
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self.sidebar: bool | None = None  # None: decided by the width; else the user's choice
+        self.live = True
+        self.zoomed: Widget | None = None
+        self.narrow = False
+
+    # ------------------------------------------------------------ sidebar, live panel
+
+    def sidebar_shown(self) -> bool:
+        return (not self.narrow) if self.sidebar is None else self.sidebar
+
+    def toggle_sidebar(self) -> bool:
+        """Show or hide the graph list; returns whether it is shown now."""
+        self.sidebar = not self.sidebar_shown()
+        self.apply()
+        return self.sidebar
+
+    def toggle_live(self) -> bool:
+        """Show or hide the Live log; returns whether it is shown now."""
+        self.live = not self.live
+        self.apply()
+        return self.live
+
+    def resized(self, width: int) -> None:
+        """The terminal changed size: switch between the wide and narrow layouts."""
+        narrow = width < NARROW
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self.apply()
+
+    def apply(self) -> None:
+        try:
+            body = self.app.query_one("#body")
+        except NoMatches:  # closing
+            return
+        self.app.screen.set_class(self.narrow, "-narrow")
+        body.set_class(not self.sidebar_shown(), "-no-sidebar")
+        body.set_class(not self.live, "-no-live")
+
+    # ------------------------------------------------------------ zoom
+
+    def toggle_zoom(self, focused: Widget | None) -> str | None:
+        """Zoom the pane holding ``focused`` (or restore the layout when one is zoomed).
+        Returns the zoomed pane's id, or None when nothing is zoomed now."""
+        if self.zoomed is not None:
+            self.unzoom()
+            return None
+        pane = self._pane_of(focused)
+        if pane is None:
+            return None
+        self.zoomed = pane
+        for hidden in self._around(pane):
+            hidden.add_class("-zoom-hidden")
+        return pane.id
+
+    def unzoom(self) -> None:
+        if self.zoomed is None:
+            return
+        self.zoomed = None
+        for widget in self.app.query(".-zoom-hidden"):
+            widget.remove_class("-zoom-hidden")
+
+    def _pane_of(self, widget: Widget | None) -> Widget | None:
+        node = widget
+        while isinstance(node, Widget):
+            if node.id in ZOOMABLE:
+                return node
+            node = node.parent  # type: ignore[assignment]
+        return None
+
+    def _around(self, pane: Widget) -> list[Widget]:
+        """Everything on the screen beside ``pane`` and its ancestors: the header, the tab bar,
+        and the siblings at every level."""
+        out: list[Widget] = list(self.app.query(Header))
+        node: Widget = pane
+        while isinstance(node.parent, Widget) and node.parent is not self.app.screen:
+            parent = node.parent
+            out.extend(c for c in parent.children if c is not node and "-zoom-keep" not in c.classes)
+            node = parent
+        for tabs in self.app.query(TabbedContent):
+            if tabs.id == "tabs":
+                out.extend(tabs.query("ContentTabs"))
+        return [w for w in out if w not in _footers(self.app)]
+
+
+def _footers(app: App[Any]) -> list[Widget]:
+    return list(app.query("Footer"))
