@@ -17,9 +17,10 @@ from workbench.history import TimelineRow, timeline
 from workbench.timeline_feed import TimelineFeed
 from workbench.tui.lifecycle import DaemonExecutor
 from workbench.tui.messages import RunChosen, StepLoaded
+from workbench.tui.screens.fork_editor import ForkScreen
 from workbench.tui.widgets.timeline import Timeline
 
-from .conftest import Project, busy, make_project, poll, settle, text_of
+from .conftest import Project, busy, db_query, make_project, poll, settle, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -185,6 +186,29 @@ async def test_subgraph_steps_nest_under_their_step_and_fold(project: Project) -
         await pilot.press("enter")  # and fold again
         await settle(pilot)
         assert len(widget.shown) == 3
+
+
+async def test_fork_at_a_step_inside_a_subgraph_from_the_timeline(project: Project) -> None:
+    run = project.run("warranty", {"message": "My kettle broke, refund $30 please", "customer_id": "C-1"})
+    child = f"{run.run_id}/2.0.0"
+    async with opened(project) as (app, pilot):
+        await open_run(pilot, run.run_id)
+        widget = app.query_one("#timeline", Timeline)
+        widget.focus()
+        await pilot.press("j", "j", "j")  # review/approve: inner step 2 of the subgraph run
+        await settle(pilot, lambda: app.selected_inner == (child, 2) and "step 2: approve" in inspector(app))
+        await pilot.press("f")
+        await settle(pilot, lambda: isinstance(app.screen, ForkScreen), what="the fork dialog")
+        assert "2/review#0.0/2" in text_of(app.screen, "Label", width=150)  # the inner address
+        await pilot.press("ctrl+r")
+        await settle(pilot, lambda: app.live is None and not busy(app) and db_query(
+            app, "SELECT count(*) FROM runs WHERE parent_run_id = ?", [run.run_id])[0][0] == 1,
+            what="the fork")
+        forks = db_query(app, "SELECT run_id, fork_step, status FROM runs WHERE parent_run_id = ?", [run.run_id])
+        assert [(f[1], f[2]) for f in forks] == [(1, "completed")]  # forked at the calling step (2)
+        inner = db_query(app, "SELECT caller_run_id, parent_run_id, fork_step FROM subgraph_runs "
+                              "WHERE parent_run_id = ?", [child])
+        assert inner == [(forks[0][0], child, 1)]  # the subgraph run forked at its own step 2
 
 
 # ---------------------------------------------------------------------- help and quit

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import InputError, RunNotFoundError
-from workbench.runtime.subgraph import SEP, child_run_id
+from workbench.runtime.subgraph import SEP, address_of, child_run_id
 
 if TYPE_CHECKING:
     from workbench.store.reader import StoreReader
@@ -110,3 +110,20 @@ def locate(store: StoreReader, run_id: str, address: str | int, option: str = "-
         trail.append((owner, caller_step, idx, hop.call))
         caller, caller_step = child, hop.step
     return Located(caller, caller_step, path, trail)
+
+
+def address_for(store: StoreReader, run_id: str, step: int) -> str:
+    """The address of step ``step`` of ``run_id`` — a run, or a subgraph's child run — from its
+    root run: the inverse of :func:`locate` (``3/review#0.0/2``; task and call always named)."""
+    run = store.get_run(run_id)
+    root = run.get("root_run_id") or run_id
+    hops = address_of(run_id, root)
+    if not hops:
+        return str(step)
+    parts = [str(hops[0][0])]
+    current = root
+    for i, (caller_step, task, call) in enumerate(hops):
+        current = child_run_id(current, caller_step, task, call)
+        node = str(store.get_run(current).get("path") or "").split(SEP)[-1]
+        parts += [f"{node}#{task}.{call}", str(hops[i + 1][0] if i + 1 < len(hops) else step)]
+    return SEP.join(parts)

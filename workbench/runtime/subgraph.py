@@ -414,3 +414,19 @@ def open_interrupts(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
 
 
 BreakPredicate = Callable[[dict[str, Any]], bool]
+
+
+def find_graph(graph: Graph, name: str) -> Graph | None:
+    """The graph called ``name`` among ``graph`` and the subgraphs under it, at any depth."""
+    seen: set[int] = set()
+    todo = [graph]
+    while todo:
+        g = todo.pop()
+        if id(g) in seen:
+            continue
+        seen.add(id(g))
+        if g.name == name:
+            return g
+        for node in g.nodes.values():
+            todo.extend(graphs_under(node))
+    return None

@@ -617,6 +617,9 @@ class WorkbenchApp(DataViews, RunViewApp):
 
     def action_fork(self, rerun: bool = False) -> None:
         run, step = self.open_run, self.selected_step
+        if run is not None and self.selected_inner is not None:
+            self._fork_inner(run, *self.selected_inner, rerun=rerun)
+            return
         if run is None or step is None:
             self.notify("open a run and select a step first (Runs → enter)", severity="warning")
             return
@@ -637,6 +640,43 @@ class WorkbenchApp(DataViews, RunViewApp):
                 self._start("fork", run["graph"], run_id=run["run_id"], request=request)
 
         self.push_screen(ForkScreen(run["run_id"], view, graph), done)
+
+    @work(thread=True, exclusive=True, group="fork-inner")
+    def _fork_inner(self, run: dict[str, Any], child_run_id: str, step: int, rerun: bool) -> None:
+        """Fork at a step inside a subgraph: its address from the root run (``2/review#0.0/1``)
+        and the subgraph's graph (to check the edits) are read here, off the UI thread."""
+        from workbench.runtime.addresses import address_for
+        from workbench.runtime.subgraph import find_graph
+
+        def job() -> None:
+            with self.shared.lease() as store:
+                address = address_for(store, child_run_id, step)
+                recorded = store.get_run(child_run_id)["graph"]
+            root = self.registry.get(run["graph"])
+            inner = find_graph(root, recorded) if root is not None else None
+            if inner is None:
+                raise WorkbenchError(f"graph {run['graph']!r} no longer holds subgraph {recorded!r}: "
+                                     f"fork from the CLI with workbench fork {run['run_id']} --at {address}")
+            self.call_from_thread(self._open_fork_dialog, run, address, inner, child_run_id, step, rerun)
+
+        self._guard("Fork", job)
+
+    def _open_fork_dialog(self, run: dict[str, Any], address: str, inner: Any, child_run_id: str, step: int,
+                          rerun: bool) -> None:
+        if rerun:
+            self._start("fork", run["graph"], run_id=run["run_id"], request=ForkRequest(address))
+            return
+        view = self._views.get((child_run_id, step))
+        if view is None:
+            self.notify("the step is still loading; try again", severity="warning")
+            return
+
+        def done(request: ForkRequest | None) -> None:
+            if request is not None and self.open_run is not None:
+                request.at_step = address  # the edits apply to the inner step
+                self._start("fork", run["graph"], run_id=run["run_id"], request=request)
+
+        self.push_screen(ForkScreen(f"{run['run_id']} at {address}", view, inner), done)
 
     def action_rerun(self) -> None:
         self.action_fork(rerun=True)

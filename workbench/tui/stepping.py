@@ -74,6 +74,8 @@ def start_state(store: Any, graph: Any, kind: str, options: dict[str, Any]) -> A
             rid = options["run_id"]
             return store.state_at(rid, store.last_committed_step(rid))
         request = options["request"]  # a ForkRequest
+        if not isinstance(request.at_step, int):
+            return None  # a step inside a subgraph: the condition watches the run's own steps
         return {**store.state_at(options["run_id"], request.at_step - 1), **request.set_state}
     except Exception:  # the run itself reports a real problem
         return None

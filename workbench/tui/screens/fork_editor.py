@@ -30,7 +30,7 @@ SECTIONS = {"1": "#fork-state", "2": "#fork-call", "3": "#fork-answer"}
 class ForkRequest:
     """What the user asked for."""
 
-    at_step: int
+    at_step: int | str  # a step, or an address inside a subgraph ("2/review#0.0/1")
     set_state: dict[str, Any] = field(default_factory=dict)
     llm_responses: dict[int, str] = field(default_factory=dict)
 
