@@ -31,10 +31,16 @@ async def shoot() -> None:
     app = WorkbenchApp("traces/workbench.duckdb", "graphs", watch=False)
     async with app.run_test(size=(150, 45)) as pilot:
 
+        from textual.worker import WorkerState
+
+        forever = {"watch", "watch-store"}  # workers that live as long as the app
+
         async def settle() -> None:
             for _ in range(4):
                 await pilot.pause(0.2)
-                await app.workers.wait_for_complete()
+                for worker in list(app.workers):
+                    if worker.group not in forever and worker.state == WorkerState.RUNNING:
+                        await worker.wait()
 
         await settle()
         app.selected_graph = "support"
