@@ -18,6 +18,7 @@ from workbench.compare import RunComparison, StepComparison
 from workbench.diffview import short_change
 
 CAP = 20  # the widest the step, nodes and "what" columns get: the values need the room
+NARROW_CAP = 12  # the same below 110 columns
 PADDING = 2 * 5  # DataTable puts a cell padding of 1 on each side of its 5 columns
 
 
@@ -88,12 +89,20 @@ class CompareView(Vertical):
         table: DataTable[Any] = DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield table
 
+    def _available(self) -> int:
+        return self.size.width or (self.app.size.width - 40)  # (hidden until its tab shows)
+
+    def _cap(self) -> int:
+        """The widest a step/nodes/what column gets: narrower on a narrow terminal, so the two
+        values keep the room (the full texts are one enter away)."""
+        return CAP if self._available() >= 110 else NARROW_CAP
+
     def _value_width(self) -> int:
         """What is left for each of the A and B columns once the others fit their content."""
-        available = self.size.width or (self.app.size.width - 40)  # (hidden until its tab shows)
-        fixed = sum(min(CAP, max([len(title), *(len(getattr(r, key)) for r in self.rows)], default=0))
+        cap = self._cap()
+        fixed = sum(min(cap, max([len(title), *(len(getattr(r, key)) for r in self.rows)], default=0))
                     for title, key in (("step", "step"), ("nodes", "nodes"), ("what", "what")))
-        return max(20, (available - fixed - PADDING - 2) // 2)
+        return max(NARROW_CAP, (self._available() - fixed - PADDING - 2) // 2)
 
     def show_comparison(self, cmp: RunComparison) -> None:
         a, b = cmp.run_a, cmp.run_b
@@ -115,10 +124,10 @@ class CompareView(Vertical):
     def _fill(self) -> None:
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
-        width = self._value_width()
+        width, cap = self._value_width(), self._cap()
         for title, key in (("step", "step"), ("nodes", "nodes"), ("what", "what")):
             longest = max([len(title), *(len(getattr(r, key)) for r in self.rows)])
-            table.add_column(title, key=key, width=min(CAP, longest))
+            table.add_column(title, key=key, width=min(cap, longest))
         table.add_column("A", key="a", width=width)
         table.add_column("B", key="b", width=width)
         for row in self.rows:

@@ -136,13 +136,15 @@ class Inspector(VerticalScroll, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.shown: tuple[str, int] | None = None
         """The (run id, step) on screen, None for a message."""
+        # Held, not queried: a step can arrive before the (lazily mounted) tab has composed us.
+        self.body = Static(Text("Select a step in the timeline.", style="dim"), id="inspector-body")
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Static(Text("Select a step in the timeline.", style="dim"), id="inspector-body")
+        yield self.body
 
     def show_step(self, view: StepView, run_id: str, schema_keys: list[str]) -> None:
         self.view = view
-        self.query_one("#inspector-body", Static).update(render_step(view, run_id, schema_keys))
+        self.body.update(render_step(view, run_id, schema_keys))
         self.shown = (run_id, view.step)
         self.border_subtitle = ""
         self.remove_class("loading")
@@ -150,7 +152,7 @@ class Inspector(VerticalScroll, can_focus=True):
 
     def show_message(self, text: str) -> None:
         self.view = None
-        self.query_one("#inspector-body", Static).update(Text(text, style="dim"))
+        self.body.update(Text(text, style="dim"))
         self.shown = None
         self.border_subtitle = ""
         self.remove_class("loading")
