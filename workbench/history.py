@@ -238,13 +238,17 @@ def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) ->
     ))
     rows: dict[int, dict[str, Any]] = {}
     t0 = base.t0
-    for step, task, node, attempt, status, start, end, _dur, error, depth in tasks:
+    for step, task, node, attempt, status, start, end, dur, error, depth in tasks:
         if t0 is None or (start is not None and start < t0):
             t0 = start if start is not None else t0
         r = rows.setdefault(step, {"tasks": {}, "start": start, "end": end, "attempts": 1, "error": None,
                                    "shared": depth > 0})
-        r["tasks"].setdefault(task, {"node": node, "status": status})
+        r["tasks"].setdefault(task, {"node": node, "status": status, "excluded_ms": 0.0})
         cur = r["tasks"][task]
+        if start is not None and end is not None and dur is not None:
+            # Time the task's recorded duration leaves out (the model library's import): the
+            # bar keeps the wall clock, the duration shown is what the step itself took.
+            cur["excluded_ms"] += max(0.0, (end - start) / 1000 - dur)
         if cur["status"] not in ("completed", "closed"):
             cur["status"] = status
         r["attempts"] = max(r["attempts"], attempt)
@@ -276,7 +280,9 @@ def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) ->
             visits[nodes[0]] = visits.get(nodes[0], 0) + 1
         out.append(TimelineRow(
             step=step, nodes=nodes, status=status, visit=visits.get(nodes[0], 1) if nodes else 1,
-            start_ms=(start - (t0 or 0)) / 1000, duration_ms=((r["end"] or start) - start) / 1000,
+            start_ms=(start - (t0 or 0)) / 1000,
+            duration_ms=max(0.0, ((r["end"] or start) - start) / 1000
+                            - min((t["excluded_ms"] for t in r["tasks"].values()), default=0.0)),
             attempts=r["attempts"], error=r["error"], tokens=int(tokens.get(step, 0) or 0), shared=r["shared"],
         ))
     # A step planned but not started (paused before it): show it as pending.
