@@ -104,7 +104,7 @@ def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
     t.keys("Down")
     t.wait_for("research — plan subtopics")
     t.keys("Down")
-    t.wait_for("fetch_account", "handoff")
+    t.wait_for("support — classify, look up", "fetch_account")  # the drawing (handoff is below the fold)
     t.keys("r")
     t.wait_for("Run support", "message (str)")
     t.type("This is unacceptable, I want to talk to a manager")
@@ -121,7 +121,7 @@ def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
     # footer shows the app's keys — so 5 switches tabs; an Escape sent right before it would reach
     # the app as alt+5.)
     t.keys("5")
-    t.wait_for("SQL (ctrl+r runs)", "FROM steps WHERE status")  # the editor opens on an example query
+    t.wait_for("SQL (ctrl+r runs", "FROM steps WHERE status")  # the editor opens on an example query
     t.keys("C-n")  # a new query: the editor empties
     t.wait_until(lambda screen: "FROM steps WHERE status" not in screen, "the editor cleared")
     query = "SELECT status, 'by-' || (output->>'handled_by') AS who FROM runs"  # fits the editor
