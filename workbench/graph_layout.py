@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from workbench.graph import END, START, Graph, Send
+from workbench.render import policy_tags
 
 GAP = 3  # columns between two neighbours in a layer
 MARKERS = {"route": "?", "join": "&", "error": "!", "goto": "»", "send": "*"}
@@ -160,16 +161,7 @@ def box_lines(graph: Graph, name: str) -> list[str]:
     """The text inside a node's box: its name, then its policies when it has any."""
     if name in (START, END):
         return [{START: "START", END: "END"}[name]]
-    node = graph.nodes[name]
-    tags = []
-    if node.subgraph is not None:
-        tags.append(f"subgraph {node.subgraph.name}")
-    if node.retries:
-        tags.append("retry×" + "|".join(str(p.attempts) for p in node.retries))
-    if node.defer:
-        tags.append("deferred")
-    if node.timeout:
-        tags.append(f"timeout {node.timeout:g}s")
+    tags = policy_tags(graph.nodes[name])
     return [name, " · ".join(tags)] if tags else [name]
 
 

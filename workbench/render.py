@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from workbench.graph import END, START, Graph
+
+
+def policy_tags(node: Any) -> list[str]:
+    """A node's policies in a few words (subgraph, retries, deferred, timeout), for drawings."""
+    tags = []
+    if node.subgraph is not None:
+        tags.append(f"subgraph {node.subgraph.name}")
+    if node.retries:
+        tags.append("retry×" + "|".join(str(p.attempts) for p in node.retries))
+    if node.defer:
+        tags.append("deferred")
+    if node.timeout:
+        tags.append(f"timeout {node.timeout:g}s")
+    return tags
 
 
 def _order(graph: Graph) -> list[str]:
@@ -65,15 +80,7 @@ def ascii_lines(graph: Graph) -> list[tuple[str, str | None]]:
     lines += edge_lines(START)
     for name in order:
         node = graph.nodes[name]
-        tags = []
-        if node.subgraph is not None:
-            tags.append(f"subgraph {node.subgraph.name}")
-        if node.retries:
-            tags.append("retry×" + "|".join(str(p.attempts) for p in node.retries))
-        if node.defer:
-            tags.append("deferred")
-        if node.timeout:
-            tags.append(f"timeout {node.timeout:g}s")
+        tags = policy_tags(node)
         if node.on_error:
             tags.append(f"on error → {node.on_error}")
         text = name + (f"  [{', '.join(tags)}]" if tags else "")
