@@ -191,3 +191,25 @@ def test_a_journal_left_half_created_is_removed_by_the_next_sweep(tmp_path: Path
         assert fresh.exists()
     finally:
         store.close()
+
+
+def test_a_second_instance_of_an_open_file_in_the_same_process_is_hardened_not_refused(tmp_path: Path) -> None:
+    """DuckDB gives a second connect to a file this process has open its cached instance, which
+    the first connect already locked: the second open must succeed (it once failed with "Cannot
+    change configuration option 'lock_configuration'") and still refuse to be unlocked."""
+    from workbench.store.database import connect
+
+    path = str(tmp_path / "t.duckdb")
+    for read_only in (False, True):
+        if read_only:
+            connect(path, read_only=False).close()
+        first = connect(path, read_only=read_only)
+        second = connect(path, read_only=read_only)
+        try:
+            assert second.execute("SELECT 42").fetchone() == (42,)
+            with pytest.raises(duckdb.Error, match="locked"):
+                second.execute("SET enable_external_access = true")
+            assert second.execute("SELECT current_setting('enable_external_access')").fetchone() == (False,)
+        finally:
+            second.close()
+            first.close()

@@ -113,6 +113,11 @@ def connect(path: str, *, read_only: bool) -> Any:
 
     con = duckdb.connect(path, read_only=read_only, config=dict(HARDENED))
     try:
+        locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()
+        if locked and locked[0]:
+            # DuckDB hands a second connect to a file this process already has open the same
+            # (cached) instance, which the first connect hardened and locked already.
+            return con
         try:
             # Stored timestamps are UTC; now() and friends should agree whatever the machine's zone.
             con.execute("SET TimeZone = 'UTC'")
