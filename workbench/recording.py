@@ -36,9 +36,12 @@ class Recorder:
     def enabled(self) -> bool:
         return self.store is not None
 
-    def _write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> None:
+        """Write ``records`` in one journal frame (durable when this returns)."""
         if self.store is not None and records:
             self.store.record_many(records)
+
+    _write = write
 
     # ------------------------------------------------------------------ run starts
 
@@ -133,8 +136,11 @@ class Recorder:
     def task_finished(self, run_id: str, step: int, task: int, node: str, attempt: int, status: str, *,
                       started: int, duration_ms: float, update_json: str | None = None,
                       error: str | None = None, traceback: str | None = None, arg: Any = None,
-                      send: bool = False, goto_json: str | None = None, defer: list[Record] | None = None) -> None:
-        """A node execution ended; with ``defer`` its record waits for the step's commit."""
+                      send: bool = False, goto_json: str | None = None, defer: list[Record] | None = None,
+                      group: Any = None) -> None:
+        """A node execution ended; with ``defer`` its record waits for the step's commit, with
+        ``group`` (a :class:`~workbench.runtime.branches.RowGroup`) for its siblings' rows of
+        the same turn of the event loop."""
         if self.store is None:
             return
         record: Record = ("task", {
@@ -145,6 +151,8 @@ class Recorder:
         })
         if defer is not None:
             defer.append(record)
+        elif group is not None:
+            group.add(record)
         else:
             self._write([record])
 
