@@ -89,10 +89,14 @@ async def run_step(runner: Runner, run: ActiveRun) -> list[Outcome]:
 
     jobs = [functools.partial(guarded, i, s) for i, s in enumerate(run.plan)]
     try:
-        return await run_all(jobs, fatal=fatal, cancelled=lambda i: Outcome("cancelled"))
-    finally:
+        outcomes = await run_all(jobs, fatal=fatal, cancelled=lambda i: Outcome("cancelled"))
+    except BaseException:
         run.rows = None
-        group.close()
+        group.write()  # what finished is recorded; the error on its way out is the one to see
+        raise
+    run.rows = None
+    group.close()
+    return outcomes
 
 
 def task_context(runner: Runner, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,

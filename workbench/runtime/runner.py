@@ -485,6 +485,8 @@ class Runner:
                            asked_all=sig.asked)
         key = (run.step, idx, attempt, sig.index)
         if key not in run.known_interrupts:
+            if run.rows is not None:
+                run.rows.write()  # the task's row before its question, as in a one-task step
             self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
         run.known_interrupts.add(key)
         return Outcome("interrupted", interrupt=sig.payload,
