@@ -183,3 +183,22 @@ def test_branch_rows_share_frames_and_come_before_the_commit(store: TraceStore, 
     assert len(branch_frames) < 40  # rows of branches that finished together went together
     commit = next(n for n, f in enumerate(frames) if any(k == "plan" and r["step"] == 3 for k, r in f))
     assert max(branch_frames) < commit  # no step is committed before its branches' rows
+
+
+def test_a_question_from_a_branch_on_the_loop_waits_with_its_siblings_kept(store: TraceStore) -> None:
+    runs: dict[int, int] = {}
+
+    def body(i: int) -> dict[str, Any]:
+        runs[i] = runs.get(i, 0) + 1
+        return {"results": [interrupt("one?") if i == 1 else i]}
+
+    g = fan_graph(body, "fan_inline_question")
+    g.nodes["work"].quick_bodies = INLINE_AFTER
+    first = Runner(g, store).run({"width": 3})
+    assert first.status == "waiting" and first.interrupt == "one?"
+    statuses = {r["task"]: r["status"] for r in store.tasks(first.run_id) if r["node"] == "work"}
+    assert statuses == {0: "completed", 1: "interrupted", 2: "completed"}
+    done = Runner(g, store).resume(first.run_id, 11)
+    assert done.status == "completed", done.error
+    assert done.state["results"] == [0, 11, 2]
+    assert runs == {0: 1, 1: 2, 2: 1}

@@ -23,6 +23,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from workbench.context import Context
+from workbench.runtime.calls import never_waits
 from workbench.runtime.concurrency import run_all
 from workbench.runtime.subgraph import SubgraphHost
 from workbench.runtime.types import ActiveRun, Outcome, TaskResume, TaskSpec
@@ -87,9 +88,25 @@ async def run_step(runner: Runner, run: ActiveRun) -> list[Outcome]:
             doomed = doomed or fatal(i, outcome)
             return outcome
 
-    jobs = [functools.partial(guarded, i, s) for i, s in enumerate(run.plan)]
+    outcomes: list[Outcome] = []
     try:
-        outcomes = await run_all(jobs, fatal=fatal, cancelled=lambda i: Outcome("cancelled"))
+        # The leading branches whose bodies run on the loop and never wait (no retry backoff)
+        # run one after another here, without an asyncio task each; from the first that may
+        # wait on something, the rest run side by side.
+        for i, spec in enumerate(run.plan):
+            if not never_waits(runner.graph.nodes[spec.node]):
+                break
+            if doomed and i >= runner.max_concurrency:
+                outcomes.append(Outcome("cancelled"))
+                continue
+            outcome = await runner._run_task(run, i, spec, parallel=True)
+            doomed = doomed or fatal(i, outcome)
+            outcomes.append(outcome)
+        start = entered = len(outcomes)
+        jobs = [functools.partial(guarded, i, s) for i, s in enumerate(run.plan) if i >= start]
+        if jobs:
+            outcomes += await run_all(jobs, fatal=lambda j, o: fatal(start + j, o),
+                                      cancelled=lambda j: Outcome("cancelled"))
     except BaseException:
         run.rows = None
         group.write()  # what finished is recorded; the error on its way out is the one to see

@@ -71,6 +71,14 @@ INLINE_AFTER = 8
 _inline = threading.local()  # depth of inline bodies running on this thread
 
 
+def never_waits(node: Node) -> bool:
+    """Whether a task of ``node`` beside siblings runs start to end without waiting: its sync
+    body runs on the loop (:func:`_learn`), and it has no retry policy whose backoff it would
+    wait out."""
+    return (node.quick_bodies >= INLINE_AFTER and not node.is_async and node.subgraph is None
+            and not node.timeout and not node.retries)
+
+
 def _call_measured(node: Node, value: Any, ctx: Context) -> Any:
     """:func:`_call_sync`, learning from how long it took whether the node may run inline."""
     calls, t0 = ctx.calls_made, time.perf_counter()
