@@ -2,8 +2,10 @@
 
 A step with one task runs it directly. A step with several runs each as an asyncio task, at
 most ``max_concurrency`` at once (runtime/concurrency.py stops the rest when one fails for
-good). Where a sync body runs — on the loop or in a worker thread — is :func:`call_node`'s
-choice (runtime/calls.py).
+good) — except its leading branches whose sync bodies run on the loop and never wait
+(:func:`~workbench.runtime.calls.never_waits`): those run one after another in the step's own
+coroutine, which is what they would do as tasks too, without a task each. Where a sync body
+runs — on the loop or in a worker thread — is ``call_node``'s choice (runtime/calls.py).
 
 **Branch rows travel in groups.** Each finished branch's task row used to be its own journal
 frame: one ``os.write`` (and a trip through the store's lock) per branch. Rows of branches
