@@ -147,7 +147,9 @@ class Recorder:
             "run_id": run_id, "step": step, "task": task, "node": node, "attempt": attempt, "status": status,
             "started_at": started, "ended_at": now_us(), "duration_ms": duration_ms, "update": update_json,
             "error": scrub(error) if error else error, "traceback": scrub(traceback) if traceback else traceback,
-            "arg": codec.dumps(arg) if send else None, "goto": goto_json,
+            # A Send's argument is plain JSON already (the planner made it so): the C encoder
+            # gives the same text as the path-naming walk, and falls back to it otherwise.
+            "arg": codec.fast_dumps(arg) if send else None, "goto": goto_json,
         })
         if defer is not None:
             defer.append(record)
