@@ -1,7 +1,7 @@
 """The Runner: drives a graph in supersteps and records every transition before the next one.
 
-A superstep runs every task planned for it concurrently (asyncio; sync nodes in threads when
-there is more than one task or a timeout), then merges their updates in plan order — so the
+A superstep runs every task planned for it concurrently (runtime/branches.py; sync nodes in
+threads when there is more than one task or a timeout, unless cheap), then merges their updates in plan order — so the
 result does not depend on which branch finished first — then asks edges and routers what runs
 next. The step's state changes and the next step's plan are recorded in one journal write
 before the next step starts: a killed process loses at most the step in flight, and
