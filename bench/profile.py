@@ -1,8 +1,10 @@
-"""``python -m bench --profile``: where a recorded W1 step spends its time.
+"""``python -m bench --profile``: where a recorded W1 step spends its time
+(``--profile --only fanout``: a recorded 100-branch fan-out, 50 invokes).
 
-Runs the loop with a journal-backed TraceStore under cProfile (main thread: the runtime's loop)
-and counts what the store's background writer did (batches, records, time spent in DuckDB per
-record, by wrapping ``TraceStore._apply`` in this process only). Prints both; asserts nothing.
+Runs the workload with a journal-backed TraceStore under cProfile (main thread: the runtime's
+loop) and counts what the store's background writer did (batches, records, time spent in DuckDB
+per record, by wrapping the writer's ``_apply`` in this process only). Prints both; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -19,40 +21,47 @@ from typing import Any
 from bench import workloads
 
 
-def profile(n: int = 3000, top: int = 25) -> str:
+def profile(n: int = 3000, top: int = 25, workload: str = "loop") -> str:
     from workbench import Runner, TraceStore
-    from workbench.store import store as store_mod
+    from workbench.store import recovery
 
     batches: list[tuple[int, float]] = []
-    original = store_mod.TraceStore.__dict__["_apply"]
-    inner = original.__func__ if isinstance(original, staticmethod) else original
+    original = recovery.Recovery._apply
 
-    def counting_apply(con: Any, batch: list[Any]) -> None:
+    def counting_apply(self: Any, con: Any, frames: list[Any], journal: str, owner: str) -> None:
         t0 = time.perf_counter()
-        inner(con, batch)
-        batches.append((len(batch), time.perf_counter() - t0))
+        original(self, con, frames, journal, owner)
+        batches.append((sum(len(f.records) for f in frames), time.perf_counter() - t0))
 
-    graph = workloads.wb_loop(n)
+    fan = workload == "fanout"
+    graph = workloads.wb_fanout(100) if fan else workloads.wb_loop(n)
+    invokes = 50 if fan else 1
     out = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="workbench-profile-") as d:
-        store_mod.TraceStore._apply = staticmethod(counting_apply)  # type: ignore[method-assign]
+        recovery.Recovery._apply = counting_apply  # type: ignore[method-assign]
         try:
             store = TraceStore(os.path.join(d, "p.duckdb"))
-            runner = Runner(graph, store)
+            Runner(graph, store).run({})  # warm: and a fan-out's cheap branches are learned
             prof = cProfile.Profile()
             t0 = time.perf_counter()
             prof.enable()
-            runner.run({})
+            for _ in range(invokes):
+                Runner(graph, store).run({})
             prof.disable()
             t1 = time.perf_counter()
             during = len(batches)
             store.close()
             t2 = time.perf_counter()
         finally:
-            store_mod.TraceStore._apply = original  # type: ignore[method-assign]
+            recovery.Recovery._apply = original  # type: ignore[method-assign]
 
-    out.write(f"W1 with TraceStore (journal), {n:,} steps, under cProfile (times inflated by the profiler)\n")
-    out.write(f"run {(t1 - t0) / n * 1e6:.0f} µs/step; close {(t2 - t1) * 1e3:.0f} ms\n")
+    if fan:
+        out.write(f"fan-out of 100 branches + join with TraceStore (journal), {invokes} invokes, under cProfile "
+                  f"(times inflated by the profiler)\nrun {(t1 - t0) / invokes * 1e3:.1f} ms/invoke; "
+                  f"close {(t2 - t1) * 1e3:.0f} ms\n")
+    else:
+        out.write(f"W1 with TraceStore (journal), {n:,} steps, under cProfile (times inflated by the profiler)\n")
+        out.write(f"run {(t1 - t0) / n * 1e6:.0f} µs/step; close {(t2 - t1) * 1e3:.0f} ms\n")
     records = sum(b for b, _ in batches)
     spent = sum(s for _, s in batches)
     if batches:

@@ -36,6 +36,7 @@ class Sample:
     run_s: float  # the timed run / invoke
     close_s: float = 0.0  # closing the store (flush to DuckDB) or the SQLite connection
     file_bytes: int | None = None  # database size after close
+    cpu_s: float = 0.0  # process CPU time of the timed run (every thread: the store's writer too)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,18 +70,26 @@ def wb_sample(graph: Any, expect: Callable[[dict[str, Any]], bool], store_mode: 
 
     target = location or path + ".duckdb"
     store = TraceStore(target, fsync=store_mode == "fsync") if store_mode else None
+    extra: dict[str, Any] = {}
+    if store is not None:
+        # Part of opening the store, outside the timed region (as SqliteSaver's setup()): the
+        # journal file and the writer thread, which a store otherwise starts on its first record
+        # (once per process and store: 1-3 ms here, mostly starting the thread). Shown apart.
+        t0 = time.perf_counter()
+        store.hold_journal()
+        extra["journal_start_s"] = time.perf_counter() - t0
     runner = Runner(graph, store)
     gc.collect()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     result = runner.run({})
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     if store is not None:
         store.close()
     t2 = time.perf_counter()
     if result.status != "completed" or not expect(result.state):
         raise RuntimeError(f"workbench run did not finish as expected: {result.status} {result.error}")
     size = _file_size(path + ".duckdb") if store_mode and location is None else None
-    return Sample(t1 - t0, t2 - t1, size)
+    return Sample(t1 - t0, t2 - t1, size, extra=extra, cpu_s=c1 - c0)
 
 
 def wb_storage_stats(db_path: str) -> dict[str, Any]:
@@ -129,16 +138,16 @@ def lg_sample(kind: str, workload: str, n: int, expect: Callable[[dict[str, Any]
     config = {"recursion_limit": n + 10, "configurable": {"thread_id": "bench"}}
     inp: dict[str, Any] = {"items": []} if workload == "loop" else {"results": [], "total": 0}
     gc.collect()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out = app.invoke(inp, config, durability=durability) if durability else app.invoke(inp, config)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     if conn is not None:
         conn.close()
     t2 = time.perf_counter()
     if not expect(out):
         raise RuntimeError("LangGraph run did not finish as expected")
     size = _file_size(path + ".sqlite") if conn is not None else None
-    return Sample(t1 - t0, t2 - t1, size)
+    return Sample(t1 - t0, t2 - t1, size, cpu_s=c1 - c0)
 
 
 def lg_storage_stats(db_path: str) -> dict[str, Any]:
@@ -214,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None,
                     help="support-demo runs per process in the concurrency figure (default 100; --quick 10)")
     ap.add_argument("--profile", action="store_true",
-                    help="instead: profile a recorded 3,000-step loop (cProfile + the store writer's batches)")
+                    help="instead: profile a recorded 3,000-step loop (cProfile + the store writer's batches); "
+                         "with --only fanout, a recorded fan-out")
+    ap.add_argument("--only", metavar="SECTION", choices=SECTIONS, action="append",
+                    help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
     ap.add_argument("--tui", action="store_true",
                     help="instead: the workbench TUI's figures (first paint, help, quit, 10,000 steps, live view)")
     args = ap.parse_args(argv)
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from bench.profile import profile
 
-        print(profile())
+        print(profile(workload="fanout" if args.only == ["fanout"] else "loop"))
         return 0
 
     n = 200 if args.quick else 1000
@@ -233,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     width = 100
     rounds = args.rounds or (2 if args.quick else 7)
     rounds_long = 1 if args.quick else 3
-    rounds_fan = 3 if args.quick else 7
+    rounds_fan = 3 if args.quick else 15
 
+    only = set(args.only or SECTIONS)
     workdir = tempfile.mkdtemp(prefix="workbench-bench-", dir=args.dir)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
@@ -242,19 +255,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from bench.concurrency import FleetStore, concurrency, fleet_available, visibility
 
-        if fleet_available():
+        if "w1" in only and fleet_available():
             fleet = FleetStore(workdir)
-        results = _run_all(workdir, n, n_long, width, rounds, rounds_long, rounds_fan, fleet)
-        print("  concurrency: 4 processes recording the support demo ...", file=sys.stderr)
-        results["concurrency"] = concurrency(workdir, 4, args.runs or (10 if args.quick else 100))
-        print("  visibility: steps seen by another process ...", file=sys.stderr)
-        results["visibility"] = visibility(workdir, 20 if args.quick else 60, 0.1)
+        results = _run_all(workdir, n, n_long, width, rounds, rounds_long, rounds_fan, fleet, only)
+        if "concurrency" in only:
+            print("  concurrency: 4 processes recording the support demo ...", file=sys.stderr)
+            results["concurrency"] = concurrency(workdir, 4, args.runs or (10 if args.quick else 100))
+            print("  visibility: steps seen by another process ...", file=sys.stderr)
+            results["visibility"] = visibility(workdir, 20 if args.quick else 60, 0.1)
         from bench import targets
 
-        print("  state at a step of a long run ...", file=sys.stderr)
-        results["state_at"] = targets.state_at(workdir, n_long, 3 if args.quick else 9)
-        print("  the first second: command start-up beside import litellm ...", file=sys.stderr)
-        results["startup"] = targets.startup(workdir, 2 if args.quick else 3)
+        if "state" in only:
+            print("  state at a step of a long run ...", file=sys.stderr)
+            results["state_at"] = targets.state_at(workdir, n_long, 3 if args.quick else 9)
+        if "startup" in only:
+            print("  the first second: command start-up beside import litellm ...", file=sys.stderr)
+            results["startup"] = targets.startup(workdir, 2 if args.quick else 3)
     finally:
         if fleet is not None:
             fleet.close()
@@ -281,8 +297,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
+SECTIONS = ("w1", "flatness", "fanout", "state", "startup", "concurrency")
+"""What ``--only`` can pick. ``w1`` includes the storage table (it measures the same runs);
+``concurrency`` includes the visibility figure."""
+
+
 def _run_all(workdir: str, n: int, n_long: int, width: int, rounds: int, rounds_long: int,
-             rounds_fan: int, fleet: Any = None) -> dict[str, Any]:
+             rounds_fan: int, fleet: Any = None, only: set[str] | frozenset[str] = frozenset(SECTIONS),
+             ) -> dict[str, Any]:
     try:
         import langgraph.graph  # noqa: F401  (imported up front: its 1 s import is not timed)
         from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: F401
@@ -327,17 +349,35 @@ def _run_all(workdir: str, n: int, n_long: int, width: int, rounds: int, rounds_
         return [every[key] for key in keys if key in every]
 
     all_loop = ["wb_off", "wb_journal", "wb_fsync", "wb_lake", "lg_none", "lg_memory", "lg_sqlite"]
+    fan = _fan_variants(fan_graph, width, fan_ok)
+    out: dict[str, Any] = {"meta": meta, "labels": {v.key: (v.label, v.durable)
+                                                     for v in loop_variants(n, all_loop) + fan}}
 
     # Warm-up: every code path once (imports, DuckDB's first statements, LangGraph compiles).
-    for v in loop_variants(50, all_loop):
-        v.fn(_fresh_path(workdir, "warmup-" + v.key))
-    fan = _fan_variants(fan_graph, width, fan_ok)
-    for v in fan:
-        v.fn(_fresh_path(workdir, "warmup-" + v.key))
+    if only & {"w1", "flatness"}:
+        for v in loop_variants(50, all_loop if "w1" in only else ["wb_off", "wb_journal", "lg_none"]):
+            v.fn(_fresh_path(workdir, "warmup-" + v.key))
+    if "fanout" in only:
+        for v in fan:
+            v.fn(_fresh_path(workdir, "warmup-" + v.key))
 
-    w1 = run_rounds(loop_variants(n, all_loop), rounds, workdir, f"W1 {n:,} steps")
+    if "w1" in only:
+        out["w1"] = run_rounds(loop_variants(n, all_loop), rounds, workdir, f"W1 {n:,} steps")
+        out.update(_storage(workdir, graphs, n, n_long, loop_ok))
 
-    # Storage baseline: the same store after a 1-step run.
+    if "flatness" in only:
+        flat = ["wb_off", "wb_journal", "lg_none"]
+        out["flat"] = flat_rounds(loop_variants(n, flat), loop_variants(n_long, flat), n_long // n,
+                                  rounds_long, workdir)
+
+    if "fanout" in only:
+        out["fan"] = run_rounds(fan, rounds_fan, workdir, f"fan-out {width}")
+    return out
+
+
+def _storage(workdir: str, graphs: dict[int, Any], n: int, n_long: int,
+             loop_ok: Callable[[int], Callable[[dict[str, Any]], bool]]) -> dict[str, Any]:
+    """File sizes and stored payload: a 1-step baseline, an n-step and an n_long-step run."""
     base: dict[str, Any] = {
         "wb": wb_sample(graphs[1], loop_ok(1), "journal", p := _fresh_path(workdir, "base-wb")).file_bytes,
         "lg": lg_sample("sqlite", "loop", 1, loop_ok(1), q := _fresh_path(workdir, "base-lg")).file_bytes,
@@ -349,19 +389,33 @@ def _run_all(workdir: str, n: int, n_long: int, width: int, rounds: int, rounds_
     q = _fresh_path(workdir, "stats-lg")
     lg_sample("sqlite", "loop", n, loop_ok(n), q)
     stats: dict[str, Any] = {"wb": wb_storage_stats(p + ".duckdb"), "lg": lg_storage_stats(q + ".sqlite")}
-
-    long = run_rounds(loop_variants(n_long, ["wb_off", "wb_journal", "lg_none"]), rounds_long, workdir,
-                      f"W1 {n_long:,} steps")
     p = _fresh_path(workdir, "stats-wb-long")
     long_sample = wb_sample(graphs[n_long], loop_ok(n_long), "journal", p)
     stats["wb_long"] = wb_storage_stats(p + ".duckdb")
     stats["wb_long_bytes"] = long_sample.file_bytes
+    return {"base": base, "base_stats": base_stats, "stats": stats}
 
-    fan_samples = run_rounds(fan, rounds_fan, workdir, f"fan-out {width}")
 
-    return {"meta": meta, "w1": w1, "base": base, "base_stats": base_stats, "stats": stats,
-            "long": long, "fan": fan_samples,
-            "labels": {v.key: (v.label, v.durable) for v in loop_variants(n, all_loop) + fan}}
+def flat_rounds(short: list[Variant], long: list[Variant], repeat: int, rounds: int,
+                workdir: str) -> dict[str, list[dict[str, float]]]:
+    """Per round and variant (order rotated each round): ``repeat`` short runs back to back,
+    then one long run of ``repeat`` times the steps — the same number of steps, so both halves
+    are exposed to the machine's load alike (a median of short runs alone would pick the ones
+    no other process interrupted, and make a long run look slower per step than it is).
+    Per round: the long run's time per step over the short runs' (wall and CPU time)."""
+    out: dict[str, list[dict[str, float]]] = {v.key: [] for v in short}
+    pairs = list(zip(short, long, strict=True))
+    for r in range(rounds):
+        for s, lv in pairs[r % len(pairs):] + pairs[:r % len(pairs)]:
+            shorts = [s.fn(_fresh_path(workdir, s.key)) for _ in range(repeat)]
+            big = lv.fn(_fresh_path(workdir, lv.key))
+            wall_short = sum(x.run_s for x in shorts) / repeat
+            cpu_short = sum(x.cpu_s for x in shorts) / repeat
+            out[s.key].append({"short_s": wall_short, "long_s": big.run_s, "wall": big.run_s / repeat / wall_short,
+                               "cpu": big.cpu_s / repeat / cpu_short, "close_s": big.close_s,
+                               "recorded": float(big.file_bytes is not None)})
+        print(f"  flatness: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return out
 
 
 def _fan_variants(graph: Any, width: int, ok: Callable[[dict[str, Any]], bool]) -> list[Variant]:
@@ -377,8 +431,7 @@ def _fan_variants(graph: Any, width: int, ok: Callable[[dict[str, Any]], bool]) 
 
 
 def _report(res: dict[str, Any]) -> str:
-    meta, w1, labels = res["meta"], res["w1"], res["labels"]
-    n, n_long, width = meta["n"], meta["n_long"], meta["width"]
+    meta, w1 = res["meta"], res.get("w1")
     out: list[str] = []
     v = meta["versions"]
     out.append(
@@ -389,7 +442,29 @@ def _report(res: dict[str, Any]) -> str:
         f"total {meta['wall_s']:.0f} s"
     )
 
-    # W1
+    if w1:
+        out.append(_report_w1(res))
+    flat: list[tuple[str, float]] = []
+    if res.get("flat"):
+        text, flat = _report_flat(res)
+        out.append(text)
+    fan_ratio = None
+    if res.get("fan"):
+        text, fan_ratio = _report_fan(res)
+        out.append(text)
+    from bench.concurrency import report as concurrency_report
+    from bench.targets import report as targets_report
+
+    if res.get("concurrency"):
+        out.append(concurrency_report(res.get("concurrency"), res.get("visibility")))
+    out.append(targets_report(res, flat, fan_ratio))
+    return "\n".join(out)
+
+
+def _report_w1(res: dict[str, Any]) -> str:
+    meta, w1, labels = res["meta"], res["w1"], res["labels"]
+    n, n_long = meta["n"], meta["n_long"]
+    out: list[str] = []
     lg_none, lg_sqlite = w1["lg_none"], w1["lg_sqlite"]
     rows = []
     for key, samples in w1.items():
@@ -446,44 +521,53 @@ def _report(res: dict[str, Any]) -> str:
         + f"\nSqliteSaver connection: journal_mode={st['lg']['journal_mode']}, synchronous={st['lg']['synchronous']}"
         " (2 = FULL: every commit is fsynced)"
     )
+    return "\n".join(out)
 
-    # 10k flatness
+
+def _report_flat(res: dict[str, Any]) -> tuple[str, list[tuple[str, float]]]:
+    meta, labels, flat = res["meta"], res["labels"], res["flat"]
+    n, n_long = meta["n"], meta["n_long"]
     rows = []
-    flat: list[tuple[str, float]] = []
-    for key, samples in res["long"].items():
-        short = med([s.run_s / n * 1e6 for s in w1[key]])
-        run = [s.run_s / n_long * 1e6 for s in samples]
-        close = [s.close_s for s in samples]
+    ratios: list[tuple[str, float]] = []
+    for key, rounds in flat.items():
+        short = med([r["short_s"] / n * 1e6 for r in rounds])
+        long = med([r["long_s"] / n_long * 1e6 for r in rounds])
+        wall, cpu = med([r["wall"] for r in rounds]), med([r["cpu"] for r in rounds])
         label, _ = labels[key]
-        rows.append([label, us(short), us(med(run)), f"{med(run) / short:.2f}",
-                     f"{med(close):.1f}" if samples[0].file_bytes is not None else "—"])
+        rows.append([label, us(short), us(long), f"{wall:.2f}", f"{min(r['wall'] for r in rounds):.2f}–"
+                     f"{max(r['wall'] for r in rounds):.2f}", f"{cpu:.2f}",
+                     f"{med([r['close_s'] for r in rounds]):.1f}" if rounds[0]["recorded"] else "—"])
         if key.startswith("wb_"):
-            flat.append((label, med(run) / short))
-    out.append(
-        f"\nFlatness: µs/step at {n:,} vs {n_long:,} steps (median of {meta['rounds_long']} rounds)\n"
-        + table(["variant", f"{n:,} steps", f"{n_long:,} steps", "ratio", "close s"], rows)
-    )
+            ratios.append((label, wall))
+    repeat = n_long // n
+    text = (f"\nFlatness: µs/step of one {n_long:,}-step run vs {repeat} runs of {n:,} steps, back to back in "
+            f"the same round (median of {meta['rounds_long']} rounds; ratios per round)\n"
+            + table(["variant", f"{n:,} steps", f"{n_long:,} steps", "ratio", "range", "CPU ratio", "close s"],
+                    rows))
+    return text, ratios
 
-    # Fan-out
-    fan = res["fan"]
+
+def _report_fan(res: dict[str, Any]) -> tuple[str, float]:
+    meta, labels, fan = res["meta"], res["labels"], res["fan"]
+    width = meta["width"]
+    out: list[str] = []
     rows = []
     for key, samples in fan.items():
         run = [s.run_s * 1e3 for s in samples]
         close = [s.close_s * 1e3 for s in samples]
         label, durable = labels[key]
+        start = [s.extra["journal_start_s"] * 1e3 for s in samples if "journal_start_s" in s.extra]
         rows.append([label, durable, f"{med(run):.1f}", spread(run, 1),
                      f"{med(close):.1f}" if samples[0].file_bytes is not None else "—",
+                     f"{med(start):.1f}" if start else "—",
                      f"{paired_ratio(samples, fan['fan_lg_none']):.2f}"])
     out.append(
         f"\nFan-out: {width} Send branches + join, per invoke (median of {meta['rounds_fan']} rounds)\n"
-        + table(["variant", "survives", "ms/invoke", "range", "close ms", "× LG none"], rows)
+        + table(["variant", "survives", "ms/invoke", "range", "close ms", "journal start ms", "× LG none"], rows)
+        + "\n(journal start: the store's journal file and writer thread, started before the timed invoke;"
+        " once per process and store)"
     )
     fan_ratio = paired_ratio(fan["fan_wb_journal"], fan["fan_lg_none"])
     out.append(f"target (issue 11): fan-out with recording ≤ 0.25 × LangGraph without checkpointer → "
                f"{fan_ratio:.2f}× → {'MET' if fan_ratio <= 0.25 else 'NOT MET'}")
-    from bench.concurrency import report as concurrency_report
-    from bench.targets import report as targets_report
-
-    out.append(concurrency_report(res.get("concurrency"), res.get("visibility")))
-    out.append(targets_report(res, flat, fan_ratio))
-    return "\n".join(out)
+    return "\n".join(out), fan_ratio

@@ -217,6 +217,11 @@ class Context:
         if self._strict and self._served < len(self._recorded):
             raise ReplayDivergence("missing_call", {"call": self._served, "recorded": self._recorded[self._served].row})
 
+    @property
+    def calls_made(self) -> int:
+        """Model and tool calls this task made or was served so far, and graphs it ran."""
+        return self._seq + self._served + (self.subgraphs.calls if self.subgraphs is not None else 0)
+
     def next_seq(self) -> int:
         """The call number to record the next live call under."""
         seq = self._seq

@@ -144,6 +144,10 @@ class Node:
     # Hash of the node's source as it was when the graph was built (not as the file is now:
     # comparing an old version of a graph with a reloaded one needs each version's own code).
     source_hash: str = ""
+    # Learned while running (runtime/calls.py): how many of this sync body's last runs beside
+    # siblings in a row were quick and made no model, tool or subgraph call. Enough of them,
+    # and it runs on the event loop instead of taking a trip to a worker thread.
+    quick_bodies: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.subgraph is not None:

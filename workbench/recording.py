@@ -36,9 +36,12 @@ class Recorder:
     def enabled(self) -> bool:
         return self.store is not None
 
-    def _write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> None:
+        """Write ``records`` in one journal frame (durable when this returns)."""
         if self.store is not None and records:
             self.store.record_many(records)
+
+    _write = write
 
     # ------------------------------------------------------------------ run starts
 
@@ -133,18 +136,25 @@ class Recorder:
     def task_finished(self, run_id: str, step: int, task: int, node: str, attempt: int, status: str, *,
                       started: int, duration_ms: float, update_json: str | None = None,
                       error: str | None = None, traceback: str | None = None, arg: Any = None,
-                      send: bool = False, goto_json: str | None = None, defer: list[Record] | None = None) -> None:
-        """A node execution ended; with ``defer`` its record waits for the step's commit."""
+                      send: bool = False, goto_json: str | None = None, defer: list[Record] | None = None,
+                      group: Any = None) -> None:
+        """A node execution ended; with ``defer`` its record waits for the step's commit, with
+        ``group`` (a :class:`~workbench.runtime.branches.RowGroup`) for its siblings' rows of
+        the same turn of the event loop."""
         if self.store is None:
             return
         record: Record = ("task", {
             "run_id": run_id, "step": step, "task": task, "node": node, "attempt": attempt, "status": status,
             "started_at": started, "ended_at": now_us(), "duration_ms": duration_ms, "update": update_json,
             "error": scrub(error) if error else error, "traceback": scrub(traceback) if traceback else traceback,
-            "arg": codec.dumps(arg) if send else None, "goto": goto_json,
+            # A Send's argument is plain JSON already (the planner made it so): the C encoder
+            # gives the same text as the path-naming walk, and falls back to it otherwise.
+            "arg": codec.fast_dumps(arg) if send else None, "goto": goto_json,
         })
         if defer is not None:
             defer.append(record)
+        elif group is not None:
+            group.add(record)
         else:
             self._write([record])
 

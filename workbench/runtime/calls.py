@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,9 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
 
     A sync node runs inline when it is alone in its step, in a worker thread when it runs beside
     others, and in a daemon thread when it has a timeout — a node that never returns is then
-    abandoned without keeping the process from exiting.
+    abandoned without keeping the process from exiting. A sync node running beside others runs
+    inline too once it has shown itself cheap (:func:`_learn`): a trip to a worker thread and
+    back costs more than such a body does.
     """
     if subgraph is not None:
         coro: Any = subgraph
@@ -35,8 +38,10 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
         coro = _with_context(coro, ctx)
     elif node.timeout:
         coro = _in_daemon_thread(_call_sync, node, value, ctx)
+    elif parallel and node.quick_bodies < INLINE_AFTER:
+        coro = _in_pool(_call_measured, node, value, ctx)
     elif parallel:
-        coro = _in_pool(_call_sync, node, value, ctx)
+        return _call_inline(node, value, ctx)
     else:
         return _call_sync(node, value, ctx)
     if node.timeout:
@@ -54,6 +59,62 @@ def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
         return node.fn(value, ctx) if node.takes_ctx else node.fn(value)
     finally:
         reset_current(token)
+
+
+# A sync body beside siblings that took less than this (and called nothing out of process)
+# runs on the event loop next time. Far below anything a user would notice the loop held for,
+# and above a worker thread's round trip (about 50-100 µs here), which is what it saves.
+INLINE_BELOW_S = 0.0005
+# ... and after this many such bodies in a row: a body that is now and then slow (a cache that
+# misses) stays in the pool instead of going back and forth.
+INLINE_AFTER = 8
+_inline = threading.local()  # depth of inline bodies running on this thread
+
+
+def never_waits(node: Node) -> bool:
+    """Whether a task of ``node`` beside siblings runs start to end without waiting: its sync
+    body runs on the loop (:func:`_learn`), and it has no retry policy whose backoff it would
+    wait out."""
+    return (node.quick_bodies >= INLINE_AFTER and not node.is_async and node.subgraph is None
+            and not node.timeout and not node.retries)
+
+
+def _call_measured(node: Node, value: Any, ctx: Context) -> Any:
+    """:func:`_call_sync`, learning from how long it took whether the node may run inline."""
+    calls, t0 = ctx.calls_made, time.perf_counter()
+    try:
+        return _call_sync(node, value, ctx)
+    finally:
+        _learn(node, time.perf_counter() - t0, ctx.calls_made - calls)
+
+
+def _call_inline(node: Node, value: Any, ctx: Context) -> Any:
+    _inline.depth = getattr(_inline, "depth", 0) + 1
+    try:
+        return _call_measured(node, value, ctx)
+    finally:
+        _inline.depth -= 1
+
+
+def inline_body() -> bool:
+    """True while a sync node's body runs on the event loop's thread (beside siblings, inline):
+    a graph it runs with ``Runner.run`` then needs a thread of its own, as in a worker thread."""
+    return getattr(_inline, "depth", 0) > 0
+
+
+def _learn(node: Node, seconds: float, calls: int) -> None:
+    """Count ``node``'s quick bodies in a row: they decide where its next parallel body runs.
+
+    Quick means under :data:`INLINE_BELOW_S`, no model or tool call and no graph of its own:
+    those wait on something outside the process, so they keep their worker thread, where
+    siblings overlap. One slow body sends the node back to the pool at once (the slow body
+    itself, run on the loop, held the loop that long: at most once per :data:`INLINE_AFTER`
+    quick ones); it is measured there too, and comes back after enough quick ones.
+    """
+    if seconds < INLINE_BELOW_S and calls == 0 and not node.body_subgraphs:
+        node.quick_bodies += 1
+    else:
+        node.quick_bodies = 0
 
 
 async def _with_context(coro: Any, ctx: Context) -> Any:

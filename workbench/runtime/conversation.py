@@ -154,7 +154,7 @@ def replay_turns(runner: Runner, session: Any, root_input: dict[str, Any], max_s
     turn's last state, which the replay of that turn has just checked, merged with its input —
     and must end where its recording ended (raises the replay's divergences)."""
     from workbench.replay import Divergence, _Diverged, _EndOfTurn
-    from workbench.runtime.runner import _run_sync
+    from workbench.runtime.sync import run_sync as _run_sync
 
     history = session.history
     starts = turn_starts(history.store, history.lineage)

@@ -153,3 +153,17 @@ def hold_deferred(graph: Graph, plan: list[TaskSpec], joins: dict[str, list[Any]
 
 def _names(names: Iterable[str]) -> str:
     return ", ".join(sorted("END" if n == END else "START" if n == START else n for n in names))
+
+
+def loop_message(graph: Graph, history: list[str], limit: int) -> str:
+    """Why a run stopped at its step limit, naming the loop it was in (``history``: the nodes
+    of each step so far, ``"a+b"`` for a step of two)."""
+    loop = None
+    for p in range(1, len(history) // 2 + 1):
+        if history[-p:] == history[-2 * p:-p]:
+            loop = [*history[-p:], history[-p]]
+            break
+    where = f"{display_path(graph.file)}: graph {graph.name!r}"
+    desc = f"; loop {' → '.join(loop)}" if loop else ""
+    return (f"{where}: run reached its step limit of {limit}{desc}; give the loop an exit "
+            "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")

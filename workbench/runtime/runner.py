@@ -1,7 +1,7 @@
 """The Runner: drives a graph in supersteps and records every transition before the next one.
 
-A superstep runs every task planned for it concurrently (asyncio; sync nodes in threads when
-there is more than one task or a timeout), then merges their updates in plan order — so the
+A superstep runs every task planned for it concurrently (runtime/branches.py; sync nodes in
+threads when there is more than one task or a timeout, unless cheap), then merges their updates in plan order — so the
 result does not depend on which branch finished first — then asks edges and routers what runs
 next. The step's state changes and the next step's plan are recorded in one journal write
 before the next step starts: a killed process loses at most the step in flight, and
@@ -12,7 +12,6 @@ was recorded as completed.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 import traceback
@@ -33,25 +32,25 @@ from workbench.errors import (
     StoreError,
     WorkbenchError,
 )
-from workbench.graph import START, Graph, display_path, policy_for
+from workbench.graph import START, Graph, policy_for
 from workbench.recording import Recorder
 from workbench.redact import scrub
+from workbench.runtime.branches import run_step, task_context
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
-from workbench.runtime.concurrency import run_all
 from workbench.runtime.continuing import load_step_progress, settled_detail
 from workbench.runtime.interrupts import open_interrupt, settle
-from workbench.runtime.planner import Planner
+from workbench.runtime.planner import Planner, loop_message
 from workbench.runtime.subgraph import (
     ChildLink,
-    SubgraphHost,
     SubgraphStopped,
     calling_host,
     check_path,
     split_break_when,
     tree_interrupts,
 )
-from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskResume, TaskSpec, new_run_id
+from workbench.runtime.sync import run_sync as _run_sync
+from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskSpec, new_run_id
 from workbench.state import Change, apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
 
@@ -306,7 +305,7 @@ class Runner:
             if not run.plan:
                 return self._finish(run, "completed")
             if run.step - first_step + 1 > max_steps:
-                err = StepLimitError(self._loop_message(run, max_steps))
+                err = StepLimitError(loop_message(self.graph, run.history, max_steps))
                 return self._finish(run, "failed", error=str(err), exc=err, ran=False)
             hit = [t.node for t in run.plan if t.node in break_before]
             if hit and not run.skip_before:
@@ -319,7 +318,7 @@ class Runner:
             if self._replay is not None:
                 self._replay.before_step(run.step, run.plan)
                 run.closed = self._replay.closed_tasks(run.step)
-            outcomes = await self._run_step(run)
+            outcomes = await run_step(self, run)
             if self._replay is not None:
                 self._replay.check_outcomes(run.step, run.plan, outcomes)
 
@@ -384,21 +383,6 @@ class Runner:
                     return self._pause(run, "condition", None, at_step=done_step,
                                        reason=stop if isinstance(stop, str) else None)
 
-    async def _run_step(self, run: ActiveRun) -> list[Outcome]:
-        if len(run.plan) == 1:
-            return [await self._run_task(run, 0, run.plan[0], parallel=False)]
-        sem = asyncio.Semaphore(self.max_concurrency)
-
-        async def guarded(i: int, spec: TaskSpec) -> Outcome:
-            async with sem:
-                return await self._run_task(run, i, spec, parallel=True)
-
-        def fatal(i: int, outcome: Outcome) -> bool:  # the step fails whatever the siblings do
-            return outcome.status == "failed" and not self.graph.nodes[run.plan[i].node].on_error
-
-        jobs = [functools.partial(guarded, i, s) for i, s in enumerate(run.plan)]
-        return await run_all(jobs, fatal=fatal, cancelled=lambda i: Outcome("cancelled"))
-
     async def _run_task(self, run: ActiveRun, idx: int, spec: TaskSpec, *, parallel: bool) -> Outcome:
         if idx in run.completed:
             return run.completed[idx]
@@ -416,7 +400,7 @@ class Runner:
         while True:
             started, t0 = now_us(), time.perf_counter()
             first_started = first_started or started
-            ctx = self._make_context(run, idx, spec, attempt, resume, first_started)
+            ctx = task_context(self, run, idx, spec, attempt, resume, first_started)
             resume = None  # a retry starts fresh: new model calls, no served answers
             # A task alone in its step reads the state's copy-on-write containers (no copy per
             # step); reclaimed below, before anyone else reads the state. Siblings, and a node
@@ -465,37 +449,6 @@ class Runner:
                                 update_json=result.update_json, goto_json=result.goto_json, defer=not parallel)
             return Outcome("completed", update=result.update, goto=result.goto)
 
-    def _make_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
-                      resume: TaskResume | None, first_started: int) -> Context:
-        ctx = self._new_context(run, idx, spec, attempt, resume, first_started)
-        # Subgraphs this task runs are child runs; a task that ran before may find them recorded.
-        ctx.subgraphs = SubgraphHost(self, run, idx, spec, continuing=resume is not None or attempt > 1)
-        return ctx
-
-    def _new_context(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int,
-                     resume: TaskResume | None, first_started: int) -> Context:
-        if self._replay is not None:
-            calls, answers = self._replay.task_inputs(run.step, idx, attempt)
-            return Context(
-                run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
-                attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
-                next_seq=0, emit=self.listener, error=spec.error, strict=True, first_started=first_started,
-            )
-        recorder = self.recorder
-        step = run.step
-
-        def record_call(row: dict[str, Any]) -> None:
-            recorder.call(run.run_id, step, idx, spec.node, attempt, row)
-
-        return Context(
-            run_id=run.run_id, graph=self.graph.name, step=run.step, node=spec.node, task=idx,
-            attempt=attempt, recorder=record_call if recorder.enabled else None,
-            resume_values=resume.resume_values if resume else [],
-            recorded_calls=resume.recorded if resume else [],
-            next_seq=resume.next_seq if resume else 0,
-            emit=self.listener, error=spec.error, first_started=first_started,
-        )
-
     # ----------------------------------------------------------------- recording
 
     def _plan_record(self, run: ActiveRun, step: int) -> tuple[str, dict[str, Any]]:
@@ -513,7 +466,7 @@ class Runner:
         self.recorder.task_finished(run.run_id, run.step, idx, spec.node, attempt, status, started=started,
                                     duration_ms=duration, update_json=update_json, error=error, traceback=tb,
                                     arg=spec.arg, send=spec.send, goto_json=goto_json,
-                                    defer=run.deferred if defer else None)
+                                    defer=run.deferred if defer else None, group=run.rows)
         if self.listener is not None:
             self.listener(Event("task_finished", run.run_id, run.step, spec.node,
                                 {"status": status, "attempt": attempt, "duration_ms": duration, "error": error}))
@@ -532,6 +485,8 @@ class Runner:
                            asked_all=sig.asked)
         key = (run.step, idx, attempt, sig.index)
         if key not in run.known_interrupts:
+            if run.rows is not None:
+                run.rows.write()  # the task's row before its question, as in a one-task step
             self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
         run.known_interrupts.add(key)
         return Outcome("interrupted", interrupt=sig.payload,
@@ -625,18 +580,6 @@ class Runner:
             raise RunStateError("resuming needs a trace store: create the Runner with store=TraceStore(path)")
         return self.store
 
-    def _loop_message(self, run: ActiveRun, limit: int) -> str:
-        hist = run.history
-        loop = None
-        for p in range(1, len(hist) // 2 + 1):
-            if hist[-p:] == hist[-2 * p:-p]:
-                loop = [*hist[-p:], hist[-p]]
-                break
-        where = f"{display_path(self.graph.file)}: graph {self.graph.name!r}"
-        desc = f"; loop {' → '.join(loop)}" if loop else ""
-        return (f"{where}: run reached its step limit of {limit}{desc}; give the loop an exit "
-                "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")
-
     def _emit(self, event: Event) -> None:
         if self.listener is not None:
             self.listener(event)
@@ -644,36 +587,6 @@ class Runner:
     @property
     def _listening(self) -> bool:
         return self.listener is not None
-
-
-def _running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _run_sync(coro: Any) -> Any:
-    if _running_loop():
-        coro.close()
-        raise RuntimeError("an event loop is already running here: use 'await runner.arun(...)' instead")
-    # Not asyncio.run(): it waits for the default executor's threads, so a sync node abandoned
-    # after its timeout would hold up the return until it finished on its own.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            # As asyncio.run does: cancel what is left (litellm starts background tasks).
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 def run_graph(graph: Graph, input: dict[str, Any] | None = None, *, db: str | None = None,

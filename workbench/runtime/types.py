@@ -128,3 +128,5 @@ class ActiveRun:
     touched: set[str] = field(default_factory=set)
     # A one-task step's completed task record, written with the step's commit (one journal write).
     deferred: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # While a parallel step runs: its branches' task rows, written in groups (runtime/branches.py).
+    rows: Any = None
