@@ -98,9 +98,7 @@ class StoreReader:
         A fork shares its parent's history up to its fork step; the run itself owns every step
         after that (its own entry has no limit).
         """
-        rows = self.query(
-            "SELECT ancestor_id, upto_step FROM run_lineage WHERE run_id = ? ORDER BY depth", [run_id]
-        )
+        rows = self.query(_LINEAGE_OF + " SELECT ancestor_id, upto_step FROM lin ORDER BY depth", [run_id])
         return [(str(a), int(u)) for a, u in rows]
 
     def step_owner(self, run_id: str, step: int) -> str:
@@ -254,17 +252,27 @@ def interrupt_id(row: dict[str, Any]) -> str:
     return f"{row['step']}.{row['task']}.{row['attempt']}.{row['idx']}"
 
 
+# The lineage of run $1 alone, as the run_lineage view has it (ancestor_id, upto_step, depth):
+# walked up from that run rather than built for every run in the store and then filtered.
+_LINEAGE_OF = """
+WITH RECURSIVE lin(ancestor_id, upto_step, depth) AS (
+    SELECT run_id, 2147483647, 0 FROM wb_runs WHERE run_id = $1
+    UNION ALL
+    SELECT r.parent_run_id, least(lin.upto_step, r.fork_step), lin.depth + 1
+    FROM lin JOIN wb_runs r ON r.run_id = lin.ancestor_id
+    WHERE r.parent_run_id IS NOT NULL AND lin.depth < 1000
+)"""
+
 # For each key: its last whole value at or before the step (``set``) and the items of every
 # ``extend`` after it, in the order they apply (step, an ancestor's change before the fork's,
 # then recording order), joined into one JSON array text; keys in the order they first
 # appeared, as a state rebuilt change by change has them. An ``extend`` value is always a JSON
 # array: its text between the brackets is its items.
-_STATE_AT_SQL = """
-WITH ordered AS (
+_STATE_AT_SQL = _LINEAGE_OF + """, ordered AS (
     SELECT c.key, c.op, c.value::VARCHAR AS value,
            row_number() OVER (ORDER BY c.step, l.depth DESC, c.rowid) AS pos
-    FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
-    WHERE l.run_id = $1 AND c.step <= least(l.upto_step, $2)
+    FROM lin l JOIN wb_changes c ON c.run_id = l.ancestor_id
+    WHERE c.step <= least(l.upto_step, $2)
 ), keys AS (
     SELECT key, min(pos) AS first_pos, max(pos) FILTER (WHERE op = 'set') AS set_pos
     FROM ordered GROUP BY key
