@@ -72,13 +72,19 @@ class RunHistory:
     def __init__(self, store: TraceStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.run = store.get_run(run_id)  # raises RunNotFoundError for an unknown run
+        store.check_run(run_id)  # raises RunNotFoundError for an unknown run
         # States are rebuilt on demand (a run of 10,000 steps must open at once), a few cached.
         self._states: dict[int, dict[str, Any]] = {}
         self._steps: dict[int, StepView] = {}
 
-    # Read on first use, then kept: the state at a step needs neither (issue 11: opening a
-    # history and reading one state is what the workbench's inspector does on every move).
+    # Read on first use, then kept: the state at a step needs none of them (issue 11: opening
+    # a history and reading one state is what the workbench's inspector does on every move;
+    # the run's row holds its final state, which for a long run is the largest value of all).
+    @cached_property
+    def run(self) -> dict[str, Any]:
+        """The run's row (``TraceStore.get_run``)."""
+        return self.store.get_run(self.run_id)
+
     @cached_property
     def lineage(self) -> list[tuple[str, int]]:
         """``[(run_id, last step taken from it), ...]`` from this run up to its root."""

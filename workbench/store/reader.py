@@ -47,11 +47,17 @@ class StoreReader:
             raise RunNotFoundError(f"run id prefix {ref!r} is ambiguous in {self.path}; give more characters")
         return str(rows[0][0])
 
+    def check_run(self, run_id: str) -> None:
+        """Raise :class:`RunNotFoundError` unless run ``run_id`` is in the store (a cheap
+        check: :meth:`get_run` also reads and decodes the run's input and final state)."""
+        if not self.query("SELECT 1 FROM wb_runs WHERE run_id = ?", [run_id]):
+            raise _not_found(self.path, run_id)
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row from ``wb_runs`` with JSON columns decoded."""
         rows = self.query_dicts("SELECT * FROM wb_runs WHERE run_id = ?", [run_id])
         if not rows:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path} (see 'workbench runs')")
+            raise _not_found(self.path, run_id)
         run = rows[0]
         for col in ("input", "output", "config", "node_versions"):
             run[col] = json.loads(run[col]) if run[col] is not None else None
@@ -244,6 +250,10 @@ class StoreReader:
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r["detail"] is not None else None
         return rows
+
+
+def _not_found(path: str, run_id: str) -> RunNotFoundError:
+    return RunNotFoundError(f"no run {run_id!r} in {path} (see 'workbench runs')")
 
 
 def interrupt_id(row: dict[str, Any]) -> str:
