@@ -149,3 +149,8 @@ def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tmp_path: P
     import (in the background), never inside a recorded step."""
     deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_MODEL="openai/gpt-4o-mini")
     assert deferred is False
+
+
+def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
+    deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_FALLBACKS="openai/gpt-4o-mini")
+    assert deferred is False

@@ -109,11 +109,11 @@ class _DeferredTokenizer:
 def _defer_tokenizer(litellm: Any) -> None:
     """Skip loading litellm's tokenizer while only the offline demo model is configured.
 
-    With a real model configured it is loaded now (by the warm-up call), so that no recorded
-    step waits for it. Only for litellm versions that load it lazily through
-    ``litellm.main._encoding_cache``; others are left as they are.
+    With a real model configured (as the model or a fallback) it is loaded now, by the warm-up
+    call, so that no recorded step waits for it. Only for litellm versions that load it lazily
+    through ``litellm.main._encoding_cache``; others are left as they are.
     """
-    if not resolve_model().startswith(DEMO_PROVIDER + "/"):
+    if any(not m.startswith(DEMO_PROVIDER + "/") for m in [resolve_model(), *resolve_fallbacks()]):
         return
     main = getattr(litellm, "main", None)
     if main is None or "encoding" in vars(main) or vars(main).get("_encoding_cache", False) is not None:
