@@ -77,3 +77,80 @@ def test_the_first_model_call_imports_nothing_the_import_did_not(tmp_path: Path)
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+
+def _run_python(code: str, tmp_path: Path, **env: str) -> Any:
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=cli_env(**env),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_cli_loads_neither_the_runtime_nor_the_store(tmp_path: Path) -> None:
+    """``import workbench`` is lazy (PEP 562): the CLI's modules load without the runtime or
+    DuckDB, so ``run`` starts importing the model library before anything else."""
+    loaded = _run_python("""
+        import json, sys
+        import workbench.cli
+        print(json.dumps(sorted(m for m in sys.modules if m in ("duckdb", "litellm", "rich", "workbench.runtime",
+                                                                  "workbench.store", "workbench.graph"))))
+    """, tmp_path)
+    assert loaded == []
+
+
+def test_every_public_name_still_imports_from_the_package(tmp_path: Path) -> None:
+    import workbench
+
+    for name in workbench.__all__:
+        assert getattr(workbench, name) is not None
+    assert set(workbench.__all__) <= set(dir(workbench))
+    assert workbench.Graph is Graph and workbench.Runner is Runner and workbench.TraceStore is TraceStore
+    names = _run_python("""
+        import json
+        from workbench import *
+        import workbench
+        print(json.dumps([n for n in workbench.__all__ if n not in globals()]))
+    """, tmp_path)
+    assert names == []
+    try:
+        workbench.not_a_name  # noqa: B018
+    except AttributeError as exc:
+        assert "not_a_name" in str(exc)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+_TOKENIZER = """
+    import json, sys
+    import litellm
+    from workbench.llm.client import call_llm, litellm_module
+    from workbench.llm.config import DEMO_MODEL
+    lm = litellm_module()
+    deferred = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
+    call_llm(None, "hello", model=DEMO_MODEL)
+    still = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
+    tokens = lm.main._encoding_cache.encode("hello world") if still else None
+    print(json.dumps([deferred, still, tokens, type(lm.main._encoding_cache).__name__]))
+"""
+
+
+def test_the_demo_model_never_loads_the_tokenizer_it_does_not_use(tmp_path: Path) -> None:
+    """litellm passes its tokenizer to every provider; loading it costs more CPU than the rest of
+    the first call. With only the demo model configured it is loaded only when something uses it
+    — and then it is the real one."""
+    deferred, still, tokens, after = _run_python(_TOKENIZER, tmp_path)
+    assert (deferred, still) == (True, True)
+    assert isinstance(tokens, list) and tokens and all(isinstance(t, int) for t in tokens)
+    assert after != "_DeferredTokenizer"  # used once: litellm now holds the real tokenizer
+
+
+def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
+    """A real provider may use the tokenizer on its first call: then it is loaded as part of the
+    import (in the background), never inside a recorded step."""
+    deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_MODEL="openai/gpt-4o-mini")
+    assert deferred is False
+
+
+def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
+    deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_FALLBACKS="openai/gpt-4o-mini")
+    assert deferred is False

@@ -68,3 +68,33 @@ def test_state_at_is_the_fold_of_every_change_at_every_step(store: Any) -> None:
         assert list(store.state_at(fork.run_id, step)) == list(expected)  # key order too
         assert history.state_after(step) == expected
     assert store.state_at(fork.run_id, fork.step) == fork.state
+
+
+def test_the_lineage_of_one_run_is_the_run_lineage_views(store: Any) -> None:
+    """``lineage`` and the state query walk up from one run; the view builds every run's lineage.
+    Both say the same for a fork of a fork and for the runs around it."""
+    root = Runner(_graph(), store).run({"items": ["s"]})
+    fork = Runner(_graph(), store).fork(root.run_id, 7, set_state={"note": "f"})
+    fork2 = Runner(_graph(), store).fork(fork.run_id, 9, set_state={"note": "g"})
+    for run_id in (root.run_id, fork.run_id, fork2.run_id):
+        view = store.query("SELECT ancestor_id, upto_step FROM run_lineage WHERE run_id = ? ORDER BY depth",
+                           [run_id])
+        assert store.lineage(run_id) == [(str(a), int(u)) for a, u in view]
+    assert len(store.lineage(fork2.run_id)) == 3
+    for step in range(fork2.step + 1):
+        assert store.state_at(fork2.run_id, step) == _folded(store, fork2.run_id, step), step
+    assert store.lineage("no-such-run") == []
+    assert store.state_at("no-such-run", 3) == {}
+
+
+def test_opening_a_history_checks_the_run_and_reads_the_rest_on_first_use(store: Any) -> None:
+    from workbench.errors import RunNotFoundError
+
+    with pytest.raises(RunNotFoundError, match="no run 'nope'"):
+        RunHistory(store, "nope")
+    result = Runner(_graph(), store).run({"items": ["s"]})
+    history = RunHistory(store, result.run_id)
+    assert history.state_after(result.step) == result.state
+    assert history.run["status"] == "completed" and history.run["run_id"] == result.run_id
+    assert history.lineage == [(result.run_id, 2**31 - 1)]
+    assert history.last_step == result.step == store.last_step(result.run_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from workbench.store.store import TraceStore
@@ -71,15 +72,28 @@ class RunHistory:
     def __init__(self, store: TraceStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        with store.reading():  # one hold on the file for the three reads, not one each
-            self.run = store.get_run(run_id)
-            self.lineage = store.lineage(run_id)
-            self.last_step = store.last_step(run_id)
-        """The highest step that ran (or was in flight when the run stopped)."""
+        store.check_run(run_id)  # raises RunNotFoundError for an unknown run
         # States are rebuilt on demand (a run of 10,000 steps must open at once), a few cached.
         self._states: dict[int, dict[str, Any]] = {}
         self._steps: dict[int, StepView] = {}
 
+    # Read on first use, then kept: the state at a step needs none of them (issue 11: opening
+    # a history and reading one state is what the workbench's inspector does on every move;
+    # the run's row holds its final state, which for a long run is the largest value of all).
+    @cached_property
+    def run(self) -> dict[str, Any]:
+        """The run's row (``TraceStore.get_run``)."""
+        return self.store.get_run(self.run_id)
+
+    @cached_property
+    def lineage(self) -> list[tuple[str, int]]:
+        """``[(run_id, last step taken from it), ...]`` from this run up to its root."""
+        return self.store.lineage(self.run_id)
+
+    @cached_property
+    def last_step(self) -> int:
+        """The highest step that ran (or was in flight when the run stopped)."""
+        return self.store.last_step(self.run_id)
 
     def owner(self, step: int) -> str:
         owner = self.run_id

@@ -39,10 +39,12 @@ def _prewarm_litellm() -> None:
     """
     import threading
 
-    from workbench.llm.client import litellm_module
-
     def warm() -> None:
         try:
+            # Imported here, not before the thread starts: the client module pulls in the
+            # store (DuckDB), which the main thread is about to import anyway.
+            from workbench.llm.client import litellm_module
+
             litellm_module()
         except Exception:  # the first real call reports any problem properly
             pass

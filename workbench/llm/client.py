@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import LLMError, LLMRejectedError
 from workbench.llm.config import resolve_fallbacks, resolve_model
+from workbench.llm.demo import PROVIDER as DEMO_PROVIDER
 from workbench.redact import redact, remember_secrets_in, scrub
 from workbench.store.store import now_us
 
@@ -83,9 +84,41 @@ def litellm_module() -> Any:
                 logging.getLogger(name).setLevel(logging.WARNING)
             providers = [p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER]
             litellm.custom_provider_map = [*providers, {"provider": PROVIDER, "custom_handler": build_handler()}]
+            _defer_tokenizer(litellm)
             _warm_up(litellm)
             _litellm = litellm
     return _litellm
+
+
+class _DeferredTokenizer:
+    """Stands in for litellm's default tokenizer until something uses it, then loads it.
+
+    litellm hands its tokenizer (tiktoken's cl100k, about 0.3 s of CPU to load: more than all
+    the rest of a first call) to every provider on every call, custom ones included; the demo
+    model never uses it. Any attribute access loads the real one, which then replaces this
+    stand-in in litellm for good.
+    """
+
+    def __init__(self, main: Any) -> None:
+        self._main = main
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._main.encoding, name)  # litellm.main's __getattr__ loads and caches it
+
+
+def _defer_tokenizer(litellm: Any) -> None:
+    """Skip loading litellm's tokenizer while only the offline demo model is configured.
+
+    With a real model configured (as the model or a fallback) it is loaded now, by the warm-up
+    call, so that no recorded step waits for it. Only for litellm versions that load it lazily
+    through ``litellm.main._encoding_cache``; others are left as they are.
+    """
+    if any(not m.startswith(DEMO_PROVIDER + "/") for m in [resolve_model(), *resolve_fallbacks()]):
+        return
+    main = getattr(litellm, "main", None)
+    if main is None or "encoding" in vars(main) or vars(main).get("_encoding_cache", False) is not None:
+        return
+    main._encoding_cache = _DeferredTokenizer(main)
 
 
 def _warm_up(litellm: Any) -> None:

@@ -47,11 +47,17 @@ class StoreReader:
             raise RunNotFoundError(f"run id prefix {ref!r} is ambiguous in {self.path}; give more characters")
         return str(rows[0][0])
 
+    def check_run(self, run_id: str) -> None:
+        """Raise :class:`RunNotFoundError` unless run ``run_id`` is in the store (a cheap
+        check: :meth:`get_run` also reads and decodes the run's input and final state)."""
+        if not self.query("SELECT 1 FROM wb_runs WHERE run_id = ?", [run_id]):
+            raise _not_found(self.path, run_id)
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row from ``wb_runs`` with JSON columns decoded."""
         rows = self.query_dicts("SELECT * FROM wb_runs WHERE run_id = ?", [run_id])
         if not rows:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path} (see 'workbench runs')")
+            raise _not_found(self.path, run_id)
         run = rows[0]
         for col in ("input", "output", "config", "node_versions"):
             run[col] = json.loads(run[col]) if run[col] is not None else None
@@ -98,9 +104,7 @@ class StoreReader:
         A fork shares its parent's history up to its fork step; the run itself owns every step
         after that (its own entry has no limit).
         """
-        rows = self.query(
-            "SELECT ancestor_id, upto_step FROM run_lineage WHERE run_id = ? ORDER BY depth", [run_id]
-        )
+        rows = self.query(_LINEAGE_OF + " SELECT ancestor_id, upto_step FROM lin ORDER BY depth", [run_id])
         return [(str(a), int(u)) for a, u in rows]
 
     def step_owner(self, run_id: str, step: int) -> str:
@@ -248,23 +252,37 @@ class StoreReader:
         return rows
 
 
+def _not_found(path: str, run_id: str) -> RunNotFoundError:
+    return RunNotFoundError(f"no run {run_id!r} in {path} (see 'workbench runs')")
+
+
 def interrupt_id(row: dict[str, Any]) -> str:
     """An interrupt's id, unique within its run and stable across resumes: step, task, attempt
     and the call's order within the node (as the ``interrupts`` view computes it)."""
     return f"{row['step']}.{row['task']}.{row['attempt']}.{row['idx']}"
 
 
+# The lineage of run $1 alone, as the run_lineage view has it (ancestor_id, upto_step, depth):
+# walked up from that run rather than built for every run in the store and then filtered.
+_LINEAGE_OF = """
+WITH RECURSIVE lin(ancestor_id, upto_step, depth) AS (
+    SELECT run_id, 2147483647, 0 FROM wb_runs WHERE run_id = $1
+    UNION ALL
+    SELECT r.parent_run_id, least(lin.upto_step, r.fork_step), lin.depth + 1
+    FROM lin JOIN wb_runs r ON r.run_id = lin.ancestor_id
+    WHERE r.parent_run_id IS NOT NULL AND lin.depth < 1000
+)"""
+
 # For each key: its last whole value at or before the step (``set``) and the items of every
 # ``extend`` after it, in the order they apply (step, an ancestor's change before the fork's,
 # then recording order), joined into one JSON array text; keys in the order they first
 # appeared, as a state rebuilt change by change has them. An ``extend`` value is always a JSON
 # array: its text between the brackets is its items.
-_STATE_AT_SQL = """
-WITH ordered AS (
+_STATE_AT_SQL = _LINEAGE_OF + """, ordered AS (
     SELECT c.key, c.op, c.value::VARCHAR AS value,
            row_number() OVER (ORDER BY c.step, l.depth DESC, c.rowid) AS pos
-    FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
-    WHERE l.run_id = $1 AND c.step <= least(l.upto_step, $2)
+    FROM lin l JOIN wb_changes c ON c.run_id = l.ancestor_id
+    WHERE c.step <= least(l.upto_step, $2)
 ), keys AS (
     SELECT key, min(pos) AS first_pos, max(pos) FILTER (WHERE op = 'set') AS set_pos
     FROM ordered GROUP BY key
