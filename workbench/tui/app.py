@@ -30,7 +30,7 @@ from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.data_views import DataViews
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
-from workbench.tui.lifecycle import QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
+from workbench.tui.lifecycle import IDLE_WORK_AFTER_S, QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -72,12 +72,16 @@ class WorkbenchApp(DataViews, RunViewApp):
     SUB_TITLE = "design · run · debug · replay · fork"
     BINDINGS = APP_BINDINGS  # keys.py: every key, and the rule that tab keys work from every tab
 
-    def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True) -> None:
+    def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True,
+                 exit_on_store_error: bool = False) -> None:
         super().__init__()
         from workbench.registry import GraphRegistry
 
         self.db_path = db or default_db_path()
         self.shared = SharedStore(self.db_path)
+        self.exit_on_store_error = exit_on_store_error
+        self.store_error: Exception | None = None
+        """Why the store could not be opened, when that closed the app (exit_on_store_error)."""
         self.registry = GraphRegistry(graphs)
         self.watch_files = watch
         self.selected_graph: str | None = None
@@ -108,7 +112,9 @@ class WorkbenchApp(DataViews, RunViewApp):
                     log = LiveLog(id="live-log")
                     log.border_title = "Live"
                     yield log
-                with TabPane("2 Runs", id="tab-runs"), Vertical():
+                # The hidden tabs' widgets are mounted just after the first frame (Lazy): the
+                # screen shows sooner, and they are there before anyone can switch to them.
+                with TabPane("2 Runs", id="tab-runs"), Lazy(Vertical()):
                     with Horizontal(id="runs-bar"):
                         yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
                                     id="runs-filter")
@@ -117,10 +123,6 @@ class WorkbenchApp(DataViews, RunViewApp):
                     with Horizontal():
                         yield RunsTable(id="runs-table")
                         yield LineageTree(id="lineage")
-                # The timeline's and the comparison's widgets are mounted just after the first
-                # frame (Lazy): the screen shows sooner, and they are there before anyone can
-                # switch to them. (Not the runs tab: the runs list, read at start, lands in it;
-                # nor the SQL editor, whose theme is set as it mounts.)
                 with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
@@ -131,7 +133,8 @@ class WorkbenchApp(DataViews, RunViewApp):
                 with TabPane("4 Compare", id="tab-compare"):
                     yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
-                    yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
+                    yield Lazy(SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"),
+                                          id="sql"))
         yield FittingFooter()
 
     def on_mount(self) -> None:
@@ -143,14 +146,25 @@ class WorkbenchApp(DataViews, RunViewApp):
     def on_ready(self) -> None:
         """The first frame is on screen: now the loads, which import graph files and open the
         store (on threads, they would have competed with drawing it)."""
+        if self.exit_on_store_error:
+            self.open_store()
         self.load_graphs()
         self.load_runs()
         if self.watch_files:
             self.watch_graphs()
         self.watch_store()
-        # litellm takes seconds to import: do it in the background once the screen is up, so
-        # the first model call of the first run does not pay for it.
-        self.set_timer(1.5, prewarm_llm)  # a daemon thread: quitting never waits for it
+        # What no screen needs yet waits until the first keys are likely done (lifecycle.py).
+        self.set_timer(IDLE_WORK_AFTER_S, self._idle_work)
+
+    def _idle_work(self) -> None:
+        """SQL highlighting (a tenth of a second or more), and litellm's import (seconds, on a
+        daemon thread: quitting never waits for it) so the first model call does not pay it."""
+        self._highlight_sql()
+        prewarm_llm()
+
+    def _highlight_sql(self) -> None:
+        for console in self.query("#sql").results(SqlConsole):  # (none yet while mounting lazily)
+            console.highlight()
 
     # ----------------------------------------------------------------- workers
 
@@ -162,6 +176,22 @@ class WorkbenchApp(DataViews, RunViewApp):
             self.post_message(WorkFailed(title, str(exc)))
         except Exception as exc:
             self.post_message(WorkFailed(title, f"{type(exc).__name__}: {exc}"))
+
+    @work(thread=True, exclusive=True, group="open")
+    def open_store(self) -> None:
+        """Open the store (the loads wait for it); one that cannot be opened closes the app."""
+        try:
+            with self.shared.lease():
+                pass
+        except Exception as exc:
+            self.store_error = exc
+            self.call_from_thread(self._close_for_store_error)
+
+    def _close_for_store_error(self) -> None:
+        if self.query(Lazy):  # a tab still mounting: Textual fails if the app closes under it
+            self.set_timer(0.05, self._close_for_store_error)
+            return
+        self.exit(return_code=1)
 
     @work(thread=True, exclusive=True, group="graphs")
     def load_graphs(self) -> None:
@@ -350,6 +380,7 @@ class WorkbenchApp(DataViews, RunViewApp):
         if self.live is not None:
             self.notify("a run is in progress: stop it (x) or wait for it", severity="warning")
             return
+        prewarm_llm()  # (if the idle timer has not yet)
         breaks = self._graph_breaks(graph)
         self.live = {"run_id": kwargs.get("run_id"), "graph": graph}
         self.query_one("#live-log", LiveLog).clear()
@@ -423,7 +454,7 @@ class WorkbenchApp(DataViews, RunViewApp):
             self.notify(f"breakpoint {message.when} {message.node} {state}")
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
-        if not self.query("#runs-table"):
+        if not self.query("#tabs"):
             return  # the app is closing: a late answer from a worker
         before = {r["run_id"]: r["status"] for r in self.runs}
         if before:
@@ -432,6 +463,8 @@ class WorkbenchApp(DataViews, RunViewApp):
                         and not (self.live and self.live.get("run_id") == r["run_id"]):
                     self.notify(f"run {r['run_id']} ({r['graph']}) is waiting for human input — i answers it")
         self.runs = message.runs
+        if not self.query("#runs-table"):
+            return  # the runs tab is still mounting (just after the first frame); showing it reads them again
         error = self.query_one("#runs-error", Static)
         error.update(Text(message.error, style="bold red") if message.error else "")
         self.query_one("#runs-table", RunsTable).show_runs(message.runs)
@@ -501,6 +534,8 @@ class WorkbenchApp(DataViews, RunViewApp):
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-runs":
             self.load_runs()
+        elif event.pane.id == "tab-sql":
+            self._highlight_sql()
 
     # ----------------------------------------------------------------- actions
 
@@ -508,6 +543,8 @@ class WorkbenchApp(DataViews, RunViewApp):
         """Show a tab and move the focus into it (a focus left in the hidden tab would pull
         that tab back to the front)."""
         self.layout_state.unzoom()
+        if tab == "tab-sql":
+            self._highlight_sql()  # before it is drawn (TabActivated comes a moment later)
         self._tabs().active = tab
         self.query_one(TAB_FOCUS[tab]).focus()
 
@@ -543,6 +580,7 @@ class WorkbenchApp(DataViews, RunViewApp):
             self._tabs().active = "tab-graph"
             self._start("run", name, input=value)
 
+        prewarm_llm()  # while the form is filled in
         self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
 
     def _paused_run(self) -> dict[str, Any] | None:
@@ -821,5 +859,9 @@ def _NO_VALUE() -> Any:
 
 
 def run_tui(db: str | None = None, graphs: str | None = None, watch: bool = True) -> None:
-    """Open the workbench in this terminal."""
-    WorkbenchApp(db, graphs, watch=watch).run()
+    """Open the workbench in this terminal. A store that cannot be opened closes it again, and
+    its error is raised here."""
+    app = WorkbenchApp(db, graphs, watch=watch, exit_on_store_error=True)
+    app.run()
+    if app.store_error is not None:
+        raise app.store_error

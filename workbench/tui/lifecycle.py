@@ -9,7 +9,8 @@ that opens the store — exactly what happens when a recorder is killed.
 
 - :class:`DaemonExecutor` runs the app's thread workers on daemon threads, and its shutdown does
   not wait for them.
-- :func:`prewarm_llm` imports the model library on a daemon thread after the first paint.
+- :func:`prewarm_llm` imports the model library on a daemon thread a few seconds after the
+  first paint (:data:`IDLE_WORK_AFTER_S`), or as soon as a run's input form opens.
 - :data:`QUIT_FLUSH_S` bounds how long closing the store waits for its writer.
 """
 
@@ -20,6 +21,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+IDLE_WORK_AFTER_S = 3.0
+"""When work no screen needs yet starts (litellm's import, SQL highlighting): not in the first
+seconds, when help, a tab or quit is the likely next key and would wait for the CPU it takes."""
 
 QUIT_FLUSH_S = 0.25
 """How long quitting waits for the store's writer (what it has not loaded by then stays in the
@@ -60,9 +65,18 @@ def install_daemon_executor() -> None:
     asyncio.get_running_loop().set_default_executor(DaemonExecutor())
 
 
+_prewarming = False
+
+
 def prewarm_llm() -> None:
     """Import the model library in the background (it takes seconds), so that the first model
-    call of the first run does not wait for it; a daemon thread, so quitting never does either."""
+    call of the first run does not wait for it; a daemon thread, so quitting never does either.
+    Only the first call starts it."""
+    global _prewarming
+    if _prewarming:
+        return
+    _prewarming = True
+
     def load() -> None:
         from workbench.llm.client import litellm_module
 

@@ -1,0 +1,82 @@
+"""What the workbench leaves until after its first frame (docs/performance.md, "The workbench
+TUI"): the store's open, the runs and SQL tabs, SQL highlighting; and the help text, rendered
+once per width."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
+from textual.widgets import TextArea
+
+from workbench.errors import StoreError
+from workbench.tui.screens.help import HELP, RenderedOnce, render_help
+
+from .conftest import Project, busy, plain, settle
+
+pytestmark = pytest.mark.anyio
+
+SIZE = (150, 45)
+
+
+async def test_a_store_that_cannot_be_opened_closes_the_app_with_its_error(project: Project) -> None:
+    from workbench.tui.app import WorkbenchApp
+
+    (project.traces / "bad.duckdb").write_bytes(b"not a database " * 100)
+    app = WorkbenchApp(os.path.join("traces", "bad.duckdb"), "graphs", watch=False, exit_on_store_error=True)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(400):  # it closes itself; workers end with it
+            if not app.is_running:
+                break
+            await pilot.pause(0.01)
+    assert not app.is_running
+    assert isinstance(app.store_error, StoreError) and "corrupt" in str(app.store_error)
+    assert app.return_code == 1
+
+
+async def test_runs_and_sql_tabs_mount_after_the_first_frame_and_fill_in(project: Project) -> None:
+    project.run("chain")
+    app = project.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: not busy(app) and app.registry.entries and app.query("#runs-table")
+                     and app.query("#sql-editor"), what="start-up")
+        assert [r["graph"] for r in app.runs] == ["chain"]
+        assert app.query_one("#runs-table").row_count == 1
+
+
+async def test_sql_highlighting_comes_on_when_the_tab_is_shown_and_keeps_the_cursor(project: Project) -> None:
+    app = project.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: not busy(app) and app.query("#sql-editor"), what="start-up")
+        editor = app.query_one("#sql-editor", TextArea)
+        assert editor.language is None  # not prepared before the first frame
+        editor.move_cursor((1, 4))
+        await pilot.press("5")
+        await settle(pilot)
+        assert editor.language == "sql"
+        assert editor.cursor_location == (1, 4)
+        await pilot.press("x")
+        assert editor.document.get_line(1)[4] == "x"
+
+
+class _Counting:
+    """A renderable that counts how often it is rendered."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        self.renders += 1
+        yield Text("one line\nand another")
+
+
+def test_help_is_rendered_once_per_width_and_shows_the_same() -> None:
+    counting = _Counting()
+    once = RenderedOnce(counting)
+    assert plain(once, 40) == plain(once, 40) == plain(counting, 40)
+    assert counting.renders == 2  # once through RenderedOnce at width 40, once directly
+    plain(once, 60)
+    assert counting.renders == 3
+    assert plain(RenderedOnce(render_help(HELP)), 110) == plain(render_help(HELP), 110)
