@@ -13,6 +13,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Open the TUI (imports Textual only here: the core never does)."""
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise UsageError("the workbench TUI needs a terminal; for headless use see 'workbench --help'")
+    import gc
+
+    # Start-up makes many objects that live as long as the TUI: no garbage collection passes
+    # over them until the first frame is up (the app turns it back on, lifecycle.py).
+    gc.disable()
     # The store is opened just after the TUI's first frame, not before it (DuckDB's import and
     # the open take a third of a second); one that cannot be opened closes the TUI again and
     # is reported here, with the CLI's one-line message.

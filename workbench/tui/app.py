@@ -18,6 +18,7 @@ from textual import events, on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
 from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
@@ -30,7 +31,14 @@ from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.data_views import DataViews
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
-from workbench.tui.lifecycle import IDLE_WORK_AFTER_S, QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
+from workbench.tui.lifecycle import (
+    IDLE_WORK_AFTER_S,
+    QUIT_FLUSH_S,
+    install_daemon_executor,
+    prewarm_llm,
+    quick_exit_driver,
+    resume_gc,
+)
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -146,6 +154,7 @@ class WorkbenchApp(DataViews, RunViewApp):
     def on_ready(self) -> None:
         """The first frame is on screen: now the loads, which import graph files and open the
         store (on threads, they would have competed with drawing it)."""
+        resume_gc()
         if self.exit_on_store_error:
             self.open_store()
         self.load_graphs()
@@ -844,6 +853,9 @@ class WorkbenchApp(DataViews, RunViewApp):
         self._tabs().active = tab
         widget = self.query_one(widget_id)
         self.call_later(widget.run_action, action)
+
+    def get_driver_class(self) -> type[Driver]:
+        return quick_exit_driver(super().get_driver_class())  # (lifecycle.py)
 
     def on_unmount(self) -> None:
         self.shared.close(timeout=QUIT_FLUSH_S)  # what is left is safe in the journal
