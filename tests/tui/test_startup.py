@@ -4,6 +4,7 @@ once per width."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -80,3 +81,11 @@ def test_help_is_rendered_once_per_width_and_shows_the_same() -> None:
     plain(once, 60)
     assert counting.renders == 3
     assert plain(RenderedOnce(render_help(HELP)), 110) == plain(render_help(HELP), 110)
+
+
+def test_help_lines_are_cut_or_filled_to_a_height_as_rich_does() -> None:
+    console = Console(width=30, file=io.StringIO())
+    once, text = RenderedOnce(Text("a\nb\nc")), Text("a\nb\nc")
+    for height in (2, 3, 5):
+        options = console.options.update(height=height)
+        assert console.render_lines(once, options) == console.render_lines(text, options)

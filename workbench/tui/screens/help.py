@@ -3,7 +3,7 @@
 The text is Markdown (headings, paragraphs, tables), drawn by a small renderer of its own into
 one Rich renderable: Textual's Markdown widget builds a widget per block and took seconds to
 open the first time on a loaded machine; this opens at once. Its lines are rendered once per
-size and kept (:class:`RenderedOnce`): Textual renders a widget's content several times while
+width and kept (:class:`RenderedOnce`): Textual renders a widget's content several times while
 it lays a new screen out, and the tables are the slow part.
 """
 
@@ -139,17 +139,22 @@ def render_help(source: str) -> RenderableType:
 
 
 class RenderedOnce:
-    """A renderable drawn once per size: its lines are kept and given back as they are."""
+    """A renderable drawn once per width: its lines are kept and given back as they are (cut
+    or filled with blank lines to a height asked for, as Rich's own ``render_lines`` does)."""
 
     def __init__(self, renderable: RenderableType) -> None:
         self.renderable = renderable
-        self._lines: dict[tuple[int, int | None], list[list[Segment]]] = {}
+        self._lines: dict[int, list[list[Segment]]] = {}
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        size = (options.max_width, options.height)
-        lines = self._lines.get(size)
+        width = options.max_width
+        lines = self._lines.get(width)
         if lines is None:
-            lines = self._lines[size] = console.render_lines(self.renderable, options, pad=False)
+            lines = self._lines[width] = console.render_lines(self.renderable, options.update(height=None),
+                                                              pad=False)
+        if options.height is not None:
+            blank = [Segment(" " * width)]
+            lines = lines[:options.height] + [blank] * (options.height - len(lines))
         newline = Segment.line()
         for line in lines:
             yield from line
