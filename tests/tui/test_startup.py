@@ -89,3 +89,31 @@ def test_help_lines_are_cut_or_filled_to_a_height_as_rich_does() -> None:
     for height in (2, 3, 5):
         options = console.options.update(height=height)
         assert console.render_lines(once, options) == console.render_lines(text, options)
+
+
+def test_quitting_tells_the_terminal_input_thread_to_stop_without_waiting_for_it() -> None:
+    import threading
+
+    from textual.drivers.headless_driver import HeadlessDriver
+    from textual.drivers.linux_driver import LinuxDriver
+
+    from workbench.tui.lifecycle import quick_exit_driver
+
+    assert quick_exit_driver(HeadlessDriver) is HeadlessDriver  # (tests: nothing changes)
+    cls = quick_exit_driver(LinuxDriver)
+    driver = cls.__new__(cls)  # no terminal here: only what disable_input uses
+    driver.exit_event = threading.Event()
+    release = threading.Event()
+
+    def input_thread() -> None:  # ends once told to stop, but not before the test lets it
+        driver.exit_event.wait()
+        release.wait()
+
+    thread = threading.Thread(target=input_thread, daemon=True)
+    driver._key_thread = thread
+    thread.start()
+    driver.disable_input()  # would never return if it joined the thread
+    assert driver.exit_event.is_set() and driver._key_thread is thread
+    release.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
