@@ -18,7 +18,6 @@ from textual import events, on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.driver import Driver
 from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
@@ -29,14 +28,13 @@ from workbench.graph import display_path
 from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
+from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
-    QUIT_FLUSH_S,
     install_daemon_executor,
     prewarm_llm,
-    quick_exit_driver,
     resume_gc,
 )
 from workbench.tui.messages import (
@@ -48,7 +46,6 @@ from workbench.tui.messages import (
     RunEnded,
     RunEventReceived,
     RunsLoaded,
-    StoreChanged,
     WorkFailed,
 )
 from workbench.tui.panes import PaneLayout
@@ -72,7 +69,7 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 
-class WorkbenchApp(DataViews, RunViewApp):
+class WorkbenchApp(DataViews, RunViewApp, Background):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -165,16 +162,6 @@ class WorkbenchApp(DataViews, RunViewApp):
         # What no screen needs yet waits until the first keys are likely done (lifecycle.py).
         self.set_timer(IDLE_WORK_AFTER_S, self._idle_work)
 
-    def _idle_work(self) -> None:
-        """SQL highlighting (a tenth of a second or more), and litellm's import (seconds, on a
-        daemon thread: quitting never waits for it) so the first model call does not pay it."""
-        self._highlight_sql()
-        prewarm_llm()
-
-    def _highlight_sql(self) -> None:
-        for console in self.query("#sql").results(SqlConsole):  # (none yet while mounting lazily)
-            console.highlight()
-
     # ----------------------------------------------------------------- workers
 
     def _guard(self, title: str, fn: Callable[[], object]) -> None:
@@ -186,69 +173,9 @@ class WorkbenchApp(DataViews, RunViewApp):
         except Exception as exc:
             self.post_message(WorkFailed(title, f"{type(exc).__name__}: {exc}"))
 
-    @work(thread=True, exclusive=True, group="open")
-    def open_store(self) -> None:
-        """Open the store (the loads wait for it); one that cannot be opened closes the app."""
-        try:
-            with self.shared.lease():
-                pass
-        except Exception as exc:
-            self.store_error = exc
-            self.call_from_thread(self._close_for_store_error)
-
-    def _close_for_store_error(self) -> None:
-        if self.query(Lazy):  # a tab still mounting: Textual fails if the app closes under it
-            self.set_timer(0.05, self._close_for_store_error)
-            return
-        self.exit(return_code=1)
-
     @work(thread=True, exclusive=True, group="graphs")
     def load_graphs(self) -> None:
         self._guard("Loading graphs", lambda: self.post_message(GraphsLoaded(self.registry.load_all())))
-
-    @work(exclusive=True, group="watch")
-    async def watch_graphs(self) -> None:
-        """Reload a graph file when it is saved (the module cache is dropped first)."""
-        import asyncio
-
-        import watchfiles
-
-        directory = self.registry.directory
-        if not os.path.isdir(directory):
-            return
-        async for changes in watchfiles.awatch(directory, debounce=200, step=50):
-            paths = sorted({p for _, p in changes if p.endswith(".py") and not os.path.basename(p).startswith("_")})
-            for path in paths:
-                result = await asyncio.to_thread(self.registry.reload_file, path)
-                self.post_message(GraphReloaded(result))
-
-    @work(thread=True, exclusive=True, group="watch-store")
-    def watch_store(self) -> None:
-        """Notice commits by any process (a stat and an 8-byte read per poll for a local store)
-        and load what a dead process left behind, so the screen shows other processes' runs live."""
-        import time
-
-        from textual.worker import get_current_worker
-
-        worker = get_current_worker()
-        last: Any = None
-        sweep_at = 0.0
-        while not worker.is_cancelled:
-            try:
-                with self.shared.lease() as store:
-                    if time.monotonic() >= sweep_at:
-                        store.sweep()  # a killed recorder's runs become "interrupted"
-                        sweep_at = time.monotonic() + 2.0
-                    token = store.change_token()
-                if last is not None and token != last:
-                    self.post_message(StoreChanged(token))
-                last = token
-            except Exception:  # an unreachable store is reported by the loads themselves
-                pass
-            worker.cancelled_event.wait(self.STORE_POLL_S)  # (quitting cancels it: no wait)
-
-    # How often the watcher looks for other processes' commits (a new step shows within this).
-    STORE_POLL_S = 0.3
 
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
@@ -555,7 +482,14 @@ class WorkbenchApp(DataViews, RunViewApp):
         if tab == "tab-sql":
             self._highlight_sql()  # before it is drawn (TabActivated comes a moment later)
         self._tabs().active = tab
-        self.query_one(TAB_FOCUS[tab]).focus()
+        self._focus_in(tab)
+
+    def _focus_in(self, tab: str, retry: bool = True) -> None:
+        targets = self.query(TAB_FOCUS[tab])
+        if targets:
+            targets.first().focus()
+        elif retry:  # a key typed ahead, before the tab's lazy mount: focus once it is there
+            self.call_after_refresh(self._focus_in, tab, False)
 
     def action_zoom(self) -> None:
         """Give the focused pane the whole screen, or restore the layout."""
@@ -853,12 +787,6 @@ class WorkbenchApp(DataViews, RunViewApp):
         self._tabs().active = tab
         widget = self.query_one(widget_id)
         self.call_later(widget.run_action, action)
-
-    def get_driver_class(self) -> type[Driver]:
-        return quick_exit_driver(super().get_driver_class())  # (lifecycle.py)
-
-    def on_unmount(self) -> None:
-        self.shared.close(timeout=QUIT_FLUSH_S)  # what is left is safe in the journal
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))
