@@ -1,5 +1,5 @@
 """What the workbench leaves until after its first frame (docs/performance.md, "The workbench
-TUI"): the store's open, the runs and SQL tabs, SQL highlighting; and the help text, rendered
+TUI"): the store's open, the SQL tab, SQL highlighting; and the help text, rendered
 once per width."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ async def test_a_store_that_cannot_be_opened_closes_the_app_with_its_error(proje
     assert app.return_code == 1
 
 
-async def test_runs_and_sql_tabs_mount_after_the_first_frame_and_fill_in(project: Project) -> None:
+async def test_the_runs_list_fills_in_and_the_sql_tab_mounts_after_the_first_frame(project: Project) -> None:
     project.run("chain")
     app = project.app()
     async with app.run_test(size=SIZE) as pilot:

@@ -119,7 +119,9 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
                     yield log
                 # The hidden tabs' widgets are mounted just after the first frame (Lazy): the
                 # screen shows sooner, and they are there before anyone can switch to them.
-                with TabPane("2 Runs", id="tab-runs"), Lazy(Vertical()):
+                # (Not the runs tab: the runs list, read at start, lands in it, and its columns
+                # fit the width it had then.)
+                with TabPane("2 Runs", id="tab-runs"), Vertical():
                     with Horizontal(id="runs-bar"):
                         yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
                                     id="runs-filter")
@@ -390,7 +392,7 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
             self.notify(f"breakpoint {message.when} {message.node} {state}")
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
-        if not self.query("#tabs"):
+        if not self.query("#runs-table"):
             return  # the app is closing: a late answer from a worker
         before = {r["run_id"]: r["status"] for r in self.runs}
         if before:
@@ -399,8 +401,6 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
                         and not (self.live and self.live.get("run_id") == r["run_id"]):
                     self.notify(f"run {r['run_id']} ({r['graph']}) is waiting for human input — i answers it")
         self.runs = message.runs
-        if not self.query("#runs-table"):
-            return  # the runs tab is still mounting (just after the first frame); showing it reads them again
         error = self.query_one("#runs-error", Static)
         error.update(Text(message.error, style="bold red") if message.error else "")
         self.query_one("#runs-table", RunsTable).show_runs(message.runs)
