@@ -81,6 +81,9 @@ class Terminal:
         if pid == 0:  # the child: the program, with the pty as its terminal
             os.chdir(cwd)
             os.environ.update(TERM="xterm-256color", COLUMNS=str(SIZE[0]), LINES=str(SIZE[1]))
+            # As a user's shell has it: bytecode is cached (installed packages have theirs, and
+            # the warm-up start writes the workbench's), else every start compiles from source.
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
             os.execv(sys.executable, [sys.executable, "-c", code])
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
         self.pid, self.fd = pid, fd

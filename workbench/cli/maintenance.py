@@ -13,27 +13,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Open the TUI (imports Textual only here: the core never does)."""
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise UsageError("the workbench TUI needs a terminal; for headless use see 'workbench --help'")
-    import threading
+    import gc
 
-    from workbench.store import TraceStore
-
-    # Fail fast, with the CLI's one-line message, when the store is locked or unreadable —
-    # checked while the TUI's modules import (each takes about a second), not before.
-    failed: list[BaseException] = []
-
-    def check() -> None:
-        try:
-            TraceStore(args.db).close()
-        except BaseException as exc:  # raised below, on the main thread
-            failed.append(exc)
-
-    checking = threading.Thread(target=check, name="workbench-store-check", daemon=True)
-    checking.start()
+    # Start-up makes many objects that live as long as the TUI: no garbage collection passes
+    # over them until the first frame is up (the app turns it back on, lifecycle.py).
+    gc.disable()
+    # The store is opened just after the TUI's first frame, not before it (DuckDB's import and
+    # the open take a third of a second); one that cannot be opened closes the TUI again and
+    # is reported here, with the CLI's one-line message.
     from workbench.tui.app import run_tui
 
-    checking.join()
-    if failed:
-        raise failed[0]
     run_tui(args.db, args.graphs, watch=not args.no_watch)
     return EXIT_OK
 

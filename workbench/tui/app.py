@@ -28,9 +28,15 @@ from workbench.graph import display_path
 from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
+from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
-from workbench.tui.lifecycle import QUIT_FLUSH_S, install_daemon_executor, prewarm_llm
+from workbench.tui.lifecycle import (
+    IDLE_WORK_AFTER_S,
+    install_daemon_executor,
+    prewarm_llm,
+    resume_gc,
+)
 from workbench.tui.messages import (
     BreakpointToggled,
     GraphReloaded,
@@ -40,7 +46,6 @@ from workbench.tui.messages import (
     RunEnded,
     RunEventReceived,
     RunsLoaded,
-    StoreChanged,
     WorkFailed,
 )
 from workbench.tui.panes import PaneLayout
@@ -64,7 +69,7 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 
-class WorkbenchApp(DataViews, RunViewApp):
+class WorkbenchApp(DataViews, RunViewApp, Background):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -72,12 +77,16 @@ class WorkbenchApp(DataViews, RunViewApp):
     SUB_TITLE = "design · run · debug · replay · fork"
     BINDINGS = APP_BINDINGS  # keys.py: every key, and the rule that tab keys work from every tab
 
-    def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True) -> None:
+    def __init__(self, db: str | None = None, graphs: str | None = None, *, watch: bool = True,
+                 exit_on_store_error: bool = False) -> None:
         super().__init__()
         from workbench.registry import GraphRegistry
 
         self.db_path = db or default_db_path()
         self.shared = SharedStore(self.db_path)
+        self.exit_on_store_error = exit_on_store_error
+        self.store_error: Exception | None = None
+        """Why the store could not be opened, when that closed the app (exit_on_store_error)."""
         self.registry = GraphRegistry(graphs)
         self.watch_files = watch
         self.selected_graph: str | None = None
@@ -108,6 +117,10 @@ class WorkbenchApp(DataViews, RunViewApp):
                     log = LiveLog(id="live-log")
                     log.border_title = "Live"
                     yield log
+                # The hidden tabs' widgets are mounted just after the first frame (Lazy): the
+                # screen shows sooner, and they are there before anyone can switch to them.
+                # (Not the runs tab: the runs list, read at start, lands in it, and its columns
+                # fit the width it had then.)
                 with TabPane("2 Runs", id="tab-runs"), Vertical():
                     with Horizontal(id="runs-bar"):
                         yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
@@ -117,10 +130,6 @@ class WorkbenchApp(DataViews, RunViewApp):
                     with Horizontal():
                         yield RunsTable(id="runs-table")
                         yield LineageTree(id="lineage")
-                # The timeline's and the comparison's widgets are mounted just after the first
-                # frame (Lazy): the screen shows sooner, and they are there before anyone can
-                # switch to them. (Not the runs tab: the runs list, read at start, lands in it;
-                # nor the SQL editor, whose theme is set as it mounts.)
                 with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
@@ -131,7 +140,8 @@ class WorkbenchApp(DataViews, RunViewApp):
                 with TabPane("4 Compare", id="tab-compare"):
                     yield Lazy(CompareView(id="compare"))
                 with TabPane("5 SQL", id="tab-sql"):
-                    yield SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"), id="sql")
+                    yield Lazy(SqlConsole(os.path.join(os.path.dirname(self.db_path) or ".", "queries.json"),
+                                          id="sql"))
         yield FittingFooter()
 
     def on_mount(self) -> None:
@@ -143,14 +153,16 @@ class WorkbenchApp(DataViews, RunViewApp):
     def on_ready(self) -> None:
         """The first frame is on screen: now the loads, which import graph files and open the
         store (on threads, they would have competed with drawing it)."""
+        resume_gc()
+        if self.exit_on_store_error:
+            self.open_store()
         self.load_graphs()
         self.load_runs()
         if self.watch_files:
             self.watch_graphs()
         self.watch_store()
-        # litellm takes seconds to import: do it in the background once the screen is up, so
-        # the first model call of the first run does not pay for it.
-        self.set_timer(1.5, prewarm_llm)  # a daemon thread: quitting never waits for it
+        # What no screen needs yet waits until the first keys are likely done (lifecycle.py).
+        self.set_timer(IDLE_WORK_AFTER_S, self._idle_work)
 
     # ----------------------------------------------------------------- workers
 
@@ -166,50 +178,6 @@ class WorkbenchApp(DataViews, RunViewApp):
     @work(thread=True, exclusive=True, group="graphs")
     def load_graphs(self) -> None:
         self._guard("Loading graphs", lambda: self.post_message(GraphsLoaded(self.registry.load_all())))
-
-    @work(exclusive=True, group="watch")
-    async def watch_graphs(self) -> None:
-        """Reload a graph file when it is saved (the module cache is dropped first)."""
-        import asyncio
-
-        import watchfiles
-
-        directory = self.registry.directory
-        if not os.path.isdir(directory):
-            return
-        async for changes in watchfiles.awatch(directory, debounce=200, step=50):
-            paths = sorted({p for _, p in changes if p.endswith(".py") and not os.path.basename(p).startswith("_")})
-            for path in paths:
-                result = await asyncio.to_thread(self.registry.reload_file, path)
-                self.post_message(GraphReloaded(result))
-
-    @work(thread=True, exclusive=True, group="watch-store")
-    def watch_store(self) -> None:
-        """Notice commits by any process (a stat and an 8-byte read per poll for a local store)
-        and load what a dead process left behind, so the screen shows other processes' runs live."""
-        import time
-
-        from textual.worker import get_current_worker
-
-        worker = get_current_worker()
-        last: Any = None
-        sweep_at = 0.0
-        while not worker.is_cancelled:
-            try:
-                with self.shared.lease() as store:
-                    if time.monotonic() >= sweep_at:
-                        store.sweep()  # a killed recorder's runs become "interrupted"
-                        sweep_at = time.monotonic() + 2.0
-                    token = store.change_token()
-                if last is not None and token != last:
-                    self.post_message(StoreChanged(token))
-                last = token
-            except Exception:  # an unreachable store is reported by the loads themselves
-                pass
-            worker.cancelled_event.wait(self.STORE_POLL_S)  # (quitting cancels it: no wait)
-
-    # How often the watcher looks for other processes' commits (a new step shows within this).
-    STORE_POLL_S = 0.3
 
     @work(thread=True, exclusive=True, group="runs")
     def load_runs(self) -> None:
@@ -350,6 +318,7 @@ class WorkbenchApp(DataViews, RunViewApp):
         if self.live is not None:
             self.notify("a run is in progress: stop it (x) or wait for it", severity="warning")
             return
+        prewarm_llm()  # (if the idle timer has not yet)
         breaks = self._graph_breaks(graph)
         self.live = {"run_id": kwargs.get("run_id"), "graph": graph}
         self.query_one("#live-log", LiveLog).clear()
@@ -501,6 +470,8 @@ class WorkbenchApp(DataViews, RunViewApp):
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-runs":
             self.load_runs()
+        elif event.pane.id == "tab-sql":
+            self._highlight_sql()
 
     # ----------------------------------------------------------------- actions
 
@@ -508,8 +479,17 @@ class WorkbenchApp(DataViews, RunViewApp):
         """Show a tab and move the focus into it (a focus left in the hidden tab would pull
         that tab back to the front)."""
         self.layout_state.unzoom()
+        if tab == "tab-sql":
+            self._highlight_sql()  # before it is drawn (TabActivated comes a moment later)
         self._tabs().active = tab
-        self.query_one(TAB_FOCUS[tab]).focus()
+        self._focus_in(tab)
+
+    def _focus_in(self, tab: str, retry: bool = True) -> None:
+        targets = self.query(TAB_FOCUS[tab])
+        if targets:
+            targets.first().focus()
+        elif retry:  # a key typed ahead, before the tab's lazy mount: focus once it is there
+            self.call_after_refresh(self._focus_in, tab, False)
 
     def action_zoom(self) -> None:
         """Give the focused pane the whole screen, or restore the layout."""
@@ -543,6 +523,7 @@ class WorkbenchApp(DataViews, RunViewApp):
             self._tabs().active = "tab-graph"
             self._start("run", name, input=value)
 
+        prewarm_llm()  # while the form is filled in
         self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
 
     def _paused_run(self) -> dict[str, Any] | None:
@@ -807,9 +788,6 @@ class WorkbenchApp(DataViews, RunViewApp):
         widget = self.query_one(widget_id)
         self.call_later(widget.run_action, action)
 
-    def on_unmount(self) -> None:
-        self.shared.close(timeout=QUIT_FLUSH_S)  # what is left is safe in the journal
-
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorScreen(title, message))
 
@@ -821,5 +799,9 @@ def _NO_VALUE() -> Any:
 
 
 def run_tui(db: str | None = None, graphs: str | None = None, watch: bool = True) -> None:
-    """Open the workbench in this terminal."""
-    WorkbenchApp(db, graphs, watch=watch).run()
+    """Open the workbench in this terminal. A store that cannot be opened closes it again, and
+    its error is raised here."""
+    app = WorkbenchApp(db, graphs, watch=watch, exit_on_store_error=True)
+    app.run()
+    if app.store_error is not None:
+        raise app.store_error

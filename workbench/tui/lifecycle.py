@@ -9,17 +9,29 @@ that opens the store — exactly what happens when a recorder is killed.
 
 - :class:`DaemonExecutor` runs the app's thread workers on daemon threads, and its shutdown does
   not wait for them.
-- :func:`prewarm_llm` imports the model library on a daemon thread after the first paint.
+- :func:`prewarm_llm` imports the model library on a daemon thread a few seconds after the
+  first paint (:data:`IDLE_WORK_AFTER_S`), or as soon as a run's input form opens.
 - :data:`QUIT_FLUSH_S` bounds how long closing the store waits for its writer.
+- :func:`quick_exit_driver`: restoring the terminal does not wait for Textual's input thread.
+- :func:`resume_gc`: the garbage collector, off while ``workbench ui`` starts, comes back on
+  after the first frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from textual.driver import Driver
+
+IDLE_WORK_AFTER_S = 3.0
+"""When work no screen needs yet starts (litellm's import, SQL highlighting): not in the first
+seconds, when help, a tab or quit is the likely next key and would wait for the CPU it takes."""
 
 QUIT_FLUSH_S = 0.25
 """How long quitting waits for the store's writer (what it has not loaded by then stays in the
@@ -55,14 +67,57 @@ class DaemonExecutor(ThreadPoolExecutor):
         self._shutdown = True  # never waits: see the module docstring
 
 
+def quick_exit_driver(driver_class: type[Driver]) -> type[Driver]:
+    """The terminal driver, but quitting does not wait for its input thread: Textual's Linux
+    driver joins it, and it takes 0.1–0.2 s to notice (its last read waits a tenth of a
+    second), a third of the time quitting takes. The thread is told to stop and does, on its
+    own; input is off, the terminal restored, as before. (Textual is pinned: this relies on
+    its Linux driver keeping the thread in ``_key_thread``; without it, nothing changes.)"""
+    from textual.drivers.linux_driver import LinuxDriver
+
+    if not issubclass(driver_class, LinuxDriver):
+        return driver_class
+
+    class QuickExitDriver(driver_class):  # type: ignore[valid-type,misc]
+        def disable_input(self) -> None:
+            thread = getattr(self, "_key_thread", None)
+            self._key_thread = None  # nothing to join
+            try:
+                super().disable_input()
+            finally:
+                self._key_thread = thread
+            if thread is not None:
+                self.exit_event.set()  # (cleared by the above): the thread ends by itself
+
+    return QuickExitDriver
+
+
+def resume_gc() -> None:
+    """If start-up held the garbage collector off (``workbench ui`` does, until the first
+    frame: a tenth of its start-up time went to collections passing over new long-lived
+    objects), turn it back on, with what start-up made moved out of its way for good."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def install_daemon_executor() -> None:
     """Make the running loop's default executor (where thread workers run) a DaemonExecutor."""
     asyncio.get_running_loop().set_default_executor(DaemonExecutor())
 
 
+_prewarming = False
+
+
 def prewarm_llm() -> None:
     """Import the model library in the background (it takes seconds), so that the first model
-    call of the first run does not wait for it; a daemon thread, so quitting never does either."""
+    call of the first run does not wait for it; a daemon thread, so quitting never does either.
+    Only the first call starts it."""
+    global _prewarming
+    if _prewarming:
+        return
+    _prewarming = True
+
     def load() -> None:
         from workbench.llm.client import litellm_module
 

@@ -2,14 +2,18 @@
 
 The text is Markdown (headings, paragraphs, tables), drawn by a small renderer of its own into
 one Rich renderable: Textual's Markdown widget builds a widget per block and took seconds to
-open the first time on a loaded machine; this opens at once.
+open the first time on a loaded machine; this opens at once. Its lines are rendered once per
+width and kept (:class:`RenderedOnce`): Textual renders a widget's content several times while
+it lays a new screen out, and the tables are the slow part.
 """
 
 from __future__ import annotations
 
 import re
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
@@ -134,6 +138,35 @@ def render_help(source: str) -> RenderableType:
     return Group(*parts)
 
 
+class RenderedOnce:
+    """A renderable drawn once per width: its lines are kept and given back as they are (cut
+    or filled with blank lines to a height asked for, as Rich's own ``render_lines`` does)."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+        self._lines: dict[int, list[list[Segment]]] = {}
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        lines = self._lines.get(width)
+        if lines is None:
+            lines = self._lines[width] = console.render_lines(self.renderable, options.update(height=None),
+                                                              pad=False)
+        if options.height is not None:
+            blank = [Segment(" " * width)]
+            lines = lines[:options.height] + [blank] * (options.height - len(lines))
+        newline = Segment.line()
+        for line in lines:
+            yield from line
+            yield newline
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
+
+
+_RENDERED: dict[str, RenderedOnce] = {}  # help text → its renderable, kept for the next time
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
@@ -143,7 +176,10 @@ class HelpScreen(ModalScreen[None]):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Footer()  # this dialog's keys (the main screen's are off while it is open)
         with VerticalScroll(id="dialog", classes="dialog wide"):
-            yield Static(render_help(self.source), id="help-body")
+            rendered = _RENDERED.get(self.source)
+            if rendered is None:
+                rendered = _RENDERED[self.source] = RenderedOnce(render_help(self.source))
+            yield Static(rendered, id="help-body")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

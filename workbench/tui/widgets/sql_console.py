@@ -87,7 +87,9 @@ class SqlConsole(Vertical):
             yield browser
             with Vertical(id="sql-main"):
                 with Horizontal(id="sql-top"):
-                    editor = SqlEditor.code_editor(EXAMPLES[1][1], language="sql", id="sql-editor")
+                    # Highlighting comes later (highlight()): tree-sitter's SQL query takes a
+                    # tenth of a second or more to prepare, and the first frame need not wait.
+                    editor = SqlEditor.code_editor(EXAMPLES[1][1], id="sql-editor")
                     editor.border_title = "SQL (ctrl+r runs · tab completes)"
                     yield editor
                     saved = OptionList(id="sql-saved")
@@ -102,6 +104,15 @@ class SqlConsole(Vertical):
     def on_mount(self) -> None:
         self._load_saved()
         self.post_message(self.SchemaRequested())
+
+    def highlight(self) -> None:
+        """Turn on SQL highlighting (once; the app does it when the tab is first shown, or
+        when it has nothing else to do)."""
+        editor = self.query_one("#sql-editor", SqlEditor)
+        if editor.language is None:
+            selection = editor.selection  # a new language means a new document: cursor at 0,0
+            editor.language = "sql"
+            editor.selection = selection
 
     # ----------------------------------------------------------------- schema and completion
 
