@@ -87,6 +87,8 @@ class RunViewApp(App[None]):
     def on_store_changed(self, message: StoreChanged) -> None:
         self._reload_runs_soon()
         run = self.open_run
+        if run is not None and self.timeline_loader.run_id != run["run_id"]:
+            return  # another run is being opened (a fork just started): open_run is the old one
         own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
         if run is not None and not own and (run["status"] not in ("completed", "failed")
                                             or self._follow == run["run_id"]):
