@@ -83,6 +83,9 @@ class Drawing:
     boxes: dict[str, Box]
     layers: list[list[str]]  # real nodes per layer, left to right
     back_edges: list[Edge] = field(default_factory=list)
+    edges: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
+    """The cells (x, y) each drawn edge ``(src, dst)`` runs through, its arrow included: the TUI
+    lights the edges a run took."""
 
     @property
     def width(self) -> int:
@@ -482,6 +485,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
         return top[ch] + layer_h[ch] + 1 + track[key]
 
     canvas = _Canvas()
+    edge_cells: dict[tuple[str, str], list[tuple[int, int]]] = {}
     boxes: dict[str, Box] = {}
     for li, lay in enumerate(order):
         for n in lay:
@@ -501,6 +505,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
             points.append((xb, bottom))
         cells = canvas.path(points, e.kind)
         _finish_edge(canvas, cells, e)
+        edge_cells[(e.src, e.dst)] = cells[1:]  # the first cell is the source's border
     for e, col in columns.items():
         sx = port_out(e)
         ys = boxes[e.src].y + boxes[e.src].h
@@ -510,6 +515,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
                   (tx, top[layer[e.dst]] - 1)]
         cells = canvas.path(points, "back")
         _finish_edge(canvas, cells, e, back=True)
+        edge_cells[(e.src, e.dst)] = cells[1:]
     for box in boxes.values():
         _draw_box(canvas, box, labels.get(box.name) or [box.name], kinds.get(box.name, "node"))
     for e in [*chains, *columns]:  # the border cell an edge leaves through
@@ -519,7 +525,7 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
             canvas.chars[(port_out(e), bx.y + bx.h - 1)] = corner
     rows, owners = canvas.render()
     layers = [[n for n in lay if n in boxes] for lay in order]
-    return Drawing(rows, owners, boxes, [lay for lay in layers if lay], back_list)
+    return Drawing(rows, owners, boxes, [lay for lay in layers if lay], back_list, edge_cells)
 
 
 def _finish_edge(canvas: _Canvas, cells: list[tuple[int, int]], e: Edge, back: bool = False) -> None:
@@ -536,6 +542,22 @@ def _finish_edge(canvas: _Canvas, cells: list[tuple[int, int]], e: Edge, back: b
                    for i in range(len(e.label) + 1))
         if free:
             canvas.text(x + 1, y, e.label, "e:label")
+
+
+def path_edges(steps: Sequence[Sequence[str]], *, finished: bool = False) -> set[tuple[str, str]]:
+    """The edges a run took, from the nodes of its steps in order: START to the first step's
+    nodes, each step's nodes to the next step's, and the last step's to END when ``finished``.
+    Pairs that are not edges of the graph are left for the caller to ignore (parallel branches
+    of one step pair with every node of the next). A join waiting a step longer for one branch
+    is not lit from that branch."""
+    out: set[tuple[str, str]] = set()
+    previous: Sequence[str] = [START]
+    for nodes in steps:
+        out.update((a, b) for a in previous for b in nodes)
+        previous = nodes
+    if finished and steps:
+        out.update((a, END) for a in previous)
+    return out
 
 
 def draw(graph: Graph, labels: Callable[[str], list[str]] | None = None) -> Drawing:

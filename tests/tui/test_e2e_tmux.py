@@ -1,8 +1,10 @@
 """End to end: the real ``workbench`` command in a real terminal (tmux), driven by keys.
 
 On a copy of the demo project: run the support graph with an escalation message to its
-human-input prompt, answer it, see the run complete, then open the SQL console and query the run.
-The screen is read with ``tmux capture-pane``; each wait polls it a bounded number of times.
+human-input prompt, answer it, see the run complete, then open the SQL console and query the run;
+and the debugging loop: a breakpoint, a fork with an edited model answer, the fork compared with
+its parent and the full diff opened. The screen is read with ``tmux capture-pane``; each wait polls
+it a bounded number of times.
 """
 
 from __future__ import annotations
@@ -130,6 +132,83 @@ def test_support_run_answer_and_query_in_tmux(terminal: Terminal) -> None:
     t.keys("C-r")
     screen = t.wait_for("1 row(s)", "by-human")
     assert "completed" in screen
+    assert "WORKBENCH EXITED" not in screen
+
+
+def _line_with(screen: str, *texts: str) -> str:
+    """The first line of the screen holding every one of ``texts`` ("" if none does)."""
+    return next((line for line in screen.splitlines() if all(t in line for t in texts)), "")
+
+
+def test_breakpoint_fork_with_an_edited_answer_compare_and_full_diff_in_tmux(terminal: Terminal) -> None:
+    """The debugging loop by keys alone: break before draft, run, continue to the second visit,
+    fork at the first draft with the model's answer replaced, compare the fork with its parent
+    and open the full diff of the draft."""
+    t = terminal
+    t.wait_for("Graphs", "support", "1 Graph", "Break before")
+    t.keys("G")
+    t.wait_until(lambda screen: "Break before" not in screen, "the graph list focused")
+    t.keys("Down")
+    t.wait_for("research — plan subtopics")
+    t.keys("Down")
+    t.wait_for("support — classify, look up", "fetch_account")
+
+    # A breakpoint before draft: the drawing focused (its keys back in the footer), the cursor
+    # down three layers (classify, fetch_account, retrieve_policy, draft).
+    t.keys("1")
+    t.wait_for("Break before")
+    t.keys("j", "j", "j", "b")
+    t.wait_for("● draft")
+
+    # Run: the first draft pauses; continue: the safety check sends it back, and the breakpoint
+    # fires again on the second visit.
+    t.keys("r")
+    t.wait_for("Run support", "message (str)")
+    t.type("I was charged twice, I want a refund of $40")
+    t.keys("Enter")
+    # The Live log's line, then the notification the app raises once the run has returned.
+    t.wait_for("paused before draft (step 4)", "run paused before draft — s steps, c continues")
+    t.keys("c")
+    t.wait_for("paused before draft (step 6)")
+
+    # The timeline: up from the pending step 6 to the first draft (step 4), then fork there.
+    t.keys("3")
+    t.wait_until(lambda screen: "paused  6 steps" in screen and "step 6: draft" in screen,
+                 "the paused run's timeline at its pending step")
+    t.keys("k", "k")
+    t.wait_for("step 4: draft")
+    t.keys("f")
+    t.wait_for("at step 4 (draft)", "[ctrl+t] The answer the fork gets instead")
+    # ctrl+t: the answer box, with the step's model call chosen and its answer selected, so
+    # typing replaces it. (alt+3 arrives from tmux as ESC 3, which Textual reads as "£".)
+    t.keys("C-t")
+    t.wait_for("call 1 · draft · workbench-demo/assistant")
+    answer = "Billing will review your refund by Friday."
+    t.type(answer)
+    screen = t.wait_for(answer)
+    assert "£" not in screen
+    t.keys("C-r")
+
+    # The fork opens in the timeline and pauses at the breakpoint too (a fork made here honours
+    # them); continue it to the end.
+    t.wait_until(lambda screen: "paused" in _line_with(screen, "run ", "support") and "fork of" in screen,
+                 "the fork paused before draft")
+    t.keys("c")
+    screen = t.wait_until(lambda screen: "completed  6 steps" in _line_with(screen, "run ", "support")
+                          and "fork of" in screen and "6 ✓ send" in screen, "the fork completed")
+
+    # Compare the fork with its parent: the draft row holds the parent's answer and the edit.
+    t.keys("d")
+    screen = t.wait_for("enter: full diff", "answer in draft", answer)
+    draft = _line_with(screen, "4 ", "draft", "answer in draft")
+    assert "Hi there," in draft and answer in draft
+    assert "[]" in _line_with(screen, "5 ", "check", "safety_issues")  # the edited draft passed the check
+
+    # The full diff of the draft: both values whole, side by side.
+    t.keys("Down", "Down", "Down")  # steps 1-3 are shared history; row 4 is the draft
+    t.keys("Enter")
+    screen = t.wait_for("step 4 · draft", "We guarantee a full refund, which will reach your account today.", answer)
+    assert "Best regards," in screen
     assert "WORKBENCH EXITED" not in screen
 
 

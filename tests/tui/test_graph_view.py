@@ -224,3 +224,43 @@ async def test_a_click_selects_a_node_and_a_double_click_opens_a_subgraph(demo: 
         await pilot.press("backspace")
         await pilot.pause()
         assert view.path == [] and view.selected == "review"
+
+
+def edge_style(view: GraphView, pair: tuple[str, str], leave: frozenset[tuple[int, int]] = frozenset()) -> list[Any]:
+    """The styles of the cells edge ``pair`` is drawn with (but cells in ``leave``)."""
+    assert view.drawing is not None
+    out = []
+    for x, y in view.drawing.edges[pair]:
+        if (x, y) in leave:
+            continue
+        col = 0
+        for seg in view._lines[view._head + y]:
+            if col <= x < col + len(seg.text):
+                out.append(seg.style)
+                break
+            col += len(seg.text)
+    return out
+
+
+async def test_the_edges_a_run_took_are_lit_not_only_its_nodes(demo: Project) -> None:
+    from workbench.graph import END, START
+
+    from .test_pilot import open_run
+
+    # The refund message: the first draft fails the safety check and loops back once.
+    rid = demo.run("support", {"message": "I was charged twice, I want a refund of $40"}).run_id
+    async with opened(demo, (160, 45)) as (_app, pilot):
+        view = await show(pilot, "support")
+        await open_run(pilot, rid)
+        await settle(pilot, lambda: view.taken, what="the path drawn")
+        assert view.drawing is not None
+        taken = [(START, "classify"), ("classify", "fetch_account"), ("retrieve_policy", "draft"),
+                 ("draft", "check"), ("check", "draft"), ("check", "send"), ("send", END)]
+        for pair in taken:
+            styles = edge_style(view, pair)
+            assert styles and all(s is not None and s.color and s.color.name == "green" for s in styles), pair
+        # Edges not taken: their own cells (not those they share with a taken edge) stay unlit.
+        shared = frozenset(c for pair in taken for c in view.drawing.edges[pair])
+        for pair in [("retrieve_policy", "handoff"), ("handoff", END), ("check", "handoff")]:
+            styles = edge_style(view, pair, shared)
+            assert styles and not any(s is not None and s.color and s.color.name == "green" for s in styles), pair

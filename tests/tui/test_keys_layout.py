@@ -131,23 +131,43 @@ async def test_fork_dialog_esc_leaves_the_editor_first_and_tab_moves_focus(proje
 async def test_fork_dialog_section_keys_and_ctrl_a_replace_the_model_answer(project: Project) -> None:
     async with opened(project) as (_app, pilot):
         modal = await open_fork(pilot, project)
-        await pilot.press("alt+3")  # the answer box: the first call chosen, its answer selected
+        await pilot.press("ctrl+t")  # the answer box: the first call chosen, its answer selected
         await pilot.pause()
         answer = modal.query_one("#fork-answer", TextArea)
         assert modal.focused is answer and modal.query_one("#fork-call", Select).value == 1
         assert answer.text and answer.selected_text == answer.text
-        await pilot.press(*"billing")
-        assert answer.text == "billing"
+        await pilot.press(*"paid back")
+        assert answer.text == "paid back"
+        # The select's Changed message for the call ctrl+t chose may come after the typing (it
+        # did in tmux): it must not put the recorded answer back.
+        modal.on_select_changed(Select.Changed(modal.query_one("#fork-call", Select), 1))
+        assert answer.text == "paid back"
         await pilot.press("ctrl+a", *"refund")
         assert answer.text == "refund"
-        await pilot.press("alt+2")
+        await pilot.press("ctrl+l")
         assert modal.focused is modal.query_one("#fork-call", Select)
-        await pilot.press("alt+1")
+        await pilot.press("ctrl+s")
         state = modal.query_one("#fork-state", TextArea)
         assert modal.focused is state
         await pilot.press("ctrl+a")
         assert state.selected_text == state.text
-        assert "alt+3" in str(modal.query("Label").nodes[3].content)  # the key is shown by its section
+        labels = [str(label.content) for label in modal.query("Label")]
+        assert [k for k in ("ctrl+s", "ctrl+l", "ctrl+t") if any(f"[{k}]" in t for t in labels)] == [
+            "ctrl+s", "ctrl+l", "ctrl+t"]  # each key shown by its section
+
+
+async def test_fork_dialog_alt_digits_stay_aliases(project: Project) -> None:
+    """Terminals that report alt+digit as such (the kitty keyboard protocol) keep them; xterm and
+    tmux send ESC+digit, which Textual reads as a character, hence the control keys."""
+    async with opened(project) as (_app, pilot):
+        modal = await open_fork(pilot, project)
+        await pilot.press("alt+3")
+        await pilot.pause()
+        assert modal.focused is modal.query_one("#fork-answer", TextArea)
+        await pilot.press("alt+2")
+        assert modal.focused is modal.query_one("#fork-call", Select)
+        await pilot.press("alt+1")
+        assert modal.focused is modal.query_one("#fork-state", TextArea)
 
 
 async def test_fork_dialog_json_error_keeps_the_text_with_the_cursor_at_it(project: Project) -> None:
@@ -305,7 +325,7 @@ async def test_graph_select_still_works_with_sidebar_hidden(project: Project) ->
 async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> None:
     async with opened(project, SMALL) as (_app, pilot):
         modal = await open_fork(pilot, project)
-        await pilot.press("alt+3")
+        await pilot.press("ctrl+t")
         await settle(pilot)
         answer = modal.query_one("#fork-answer", TextArea)
         assert modal.focused is answer
@@ -331,3 +351,43 @@ async def test_reload_after_fixing_a_syntax_error_keeps_the_changed_markers(proj
         drawing = plain(app.query_one("#graph-view", GraphView).content).splitlines()
         assert "│ d * │" in next(x for x in drawing if "│ d" in x)  # the graph view's changed mark
         assert notes(app)[-1] == "graph reloaded: reloaded graphs/chain.py — chain: d"
+
+
+async def test_human_answer_dialog_buttons_fit_80x24(project: Project) -> None:
+    """The escalation question of the support demo (a four-key payload): the answer box, its
+    JSON tick and every button are on screen at 80x24 without scrolling, and enter answers."""
+    rid = project.run("support", {"message": "This is unacceptable, I want a manager",
+                                  "customer_id": "C-1001"}).run_id
+    async with opened(project, SMALL) as (app, pilot):
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen), what="the human-input modal")
+        modal = app.screen
+        dialog = modal.query_one("#dialog")
+        for selector in ("#answer", "#as-json", "#send", "#close-interrupt", "#cancel"):
+            region = modal.query_one(selector).region
+            assert region.height > 0 and region.bottom <= dialog.region.bottom <= SMALL[1], selector
+        assert dialog.scroll_offset.y == 0  # nothing scrolled to get there
+        await pilot.press(*"A manager will call you")
+        await pilot.press("enter")
+        await wait_run(pilot, "completed", rid)
+
+
+async def test_live_log_keeps_one_line_in_a_short_terminal(project: Project) -> None:
+    async with opened(project, SMALL) as (app, pilot):
+        live = app.query_one("#live-log")
+        assert live.region.height == 3  # its border and the last line: the drawing keeps the rest
+        await pilot.press("L")
+        await settle(pilot)
+        assert not shown(app, "#live-log")
+        await pilot.press("L")
+        await settle(pilot)
+        assert app.query_one("#live-log").region.height == 3
+        app.query_one("#live-log").focus()
+        await pilot.press("z")  # zoomed, it takes the whole body
+        await settle(pilot)
+        assert app.query_one("#live-log").region.height > 10
+        await pilot.press("z")
+        await settle(pilot)
+        assert app.query_one("#live-log").region.height == 3
+    async with opened(project) as (app, pilot):  # 45 rows: room for the whole log
+        assert app.query_one("#live-log").region.height > 3

@@ -92,6 +92,7 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
         self.selected_graph: str | None = None
         self._init_run_view()  # open_run, selected_step, the timeline and step loaders (run_view.py)
         self.live: dict[str, Any] | None = None  # {"run_id", "graph"} while a run executes
+        self.ended: dict[str, Any] | None = None  # the run that returned last: run_id, graph, paused
         self.breaks: dict[str, dict[str, set[str]]] = {}
         self.condition: str | None = None
         self.stop_flag = threading.Event()
@@ -232,10 +233,13 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
                                          break_before=kwargs["break_before"], break_after=kwargs["break_after"])
             self.post_message(RunEnded(result, graph_name))
 
+        mine = self.live
         try:
             self._guard("Run", job)
         finally:
-            self.live = None
+            # Only this run's: a run started from on_run_ended (c pressed at once) is not ours.
+            if self.live is mine:
+                self.live = None
 
     @work(thread=True, exclusive=True, group="sql")
     def export_sql(self, sql: str, fmt: str) -> None:
@@ -316,6 +320,9 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
 
     def _start(self, kind: str, graph: str, **kwargs: Any) -> None:
         if self.live is not None:
+            if self.live.get("stopped"):  # it reported its pause: start once its thread returns
+                self.live["then"] = (kind, graph, kwargs)
+                return
             self.notify("a run is in progress: stop it (x) or wait for it", severity="warning")
             return
         prewarm_llm()  # (if the idle timer has not yet)
@@ -421,6 +428,9 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
         elif event.kind == "run_resumed" and self.live is not None:
             self._follow = event.run_id
         elif event.kind in ("step_committed", "waiting", "paused", "task_finished") and self.live is not None:
+            if event.kind in ("waiting", "paused") and event.run_id == self.live.get("run_id"):
+                self.live["stopped"] = True  # c, s, f pressed from now on wait for RunEnded
+                self.live["paused"] = event.kind == "paused"
             rid = self.live.get("run_id")
             if rid and event.kind != "task_finished":
                 self._refresh_run(rid)  # appends the new step: constant work per step
@@ -430,6 +440,9 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
 
     def on_run_ended(self, message: RunEnded) -> None:
         result = message.result
+        then = (self.live or {}).get("then")
+        self.ended = {"run_id": result.run_id, "graph": (self.live or {}).get("graph"),
+                      "paused": result.status == "paused"}
         self.live = None
         self._follow = result.run_id  # show where it stopped
         self._refresh_run(result.run_id)
@@ -442,6 +455,9 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
             self.notify(result.error or "failed", title=f"run {result.run_id} failed", severity="error", timeout=8)
         else:
             self.notify(f"run {result.run_id} completed", title="done")
+        if then is not None:  # a continue or fork asked for while this run was returning
+            kind, graph, kwargs = then
+            self._start(kind, graph, **kwargs)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.notify(message.error, title=message.title, severity="error", timeout=10)
@@ -527,9 +543,16 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
         self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
 
     def _paused_run(self) -> dict[str, Any] | None:
+        """The open run if it is paused; or the run being shown that has just paused and is not
+        read back yet (a short run can pause before its first read returns): c and s work as
+        soon as the Live log says "paused"."""
+        shown = self.timeline_loader.run_id
         run = self.open_run
-        if run is not None and run["status"] == "paused":
+        if run is not None and run["status"] == "paused" and shown in (None, run["run_id"]):
             return run
+        for recent in (self.live, self.ended):
+            if recent and recent.get("paused") and recent.get("run_id") == shown:
+                return recent
         return None
 
     def action_step(self) -> None:

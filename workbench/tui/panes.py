@@ -7,6 +7,8 @@ State lives here and is shown only through CSS classes (the styles are in app.tc
   :data:`NARROW` columns until the user toggles it);
 - ``-no-live`` on ``#body`` hides the Live log under the graph (``L``);
 - ``-narrow`` on the screen stacks the timeline over the inspector and hides the lineage tree;
+- ``-short`` on the screen (below :data:`SHORT` rows) keeps the Live log to its last line, so
+  the drawing keeps the height (``L`` still hides it, ``z`` on it gives it the screen);
 - ``-zoom-hidden`` on every widget beside the zoomed pane and its ancestors (``z``).
 """
 
@@ -22,6 +24,10 @@ from textual.widgets import Header, TabbedContent
 NARROW = 110
 """Below this many columns the screen uses its narrow layout."""
 
+SHORT = 32
+"""Below this many rows the Live log shows only its last line (an 80x24 terminal gave it 5 of
+the graph tab's 17 rows)."""
+
 # The panes ``z`` can zoom, innermost first: the focused widget's nearest one is zoomed.
 ZOOMABLE = ("graphs", "graph-view", "live-log", "runs-table", "lineage", "timeline-pane", "inspector",
             "compare", "sql")
@@ -36,6 +42,7 @@ class PaneLayout:
         self.live = True
         self.zoomed: Widget | None = None
         self.narrow = False
+        self.short = False
 
     # ------------------------------------------------------------ sidebar, live panel
 
@@ -54,11 +61,12 @@ class PaneLayout:
         self.apply()
         return self.live
 
-    def resized(self, width: int) -> None:
-        """The terminal changed size: switch between the wide and narrow layouts."""
+    def resized(self, width: int, height: int | None = None) -> None:
+        """The terminal changed size: switch between the wide and narrow, tall and short layouts."""
         narrow = width < NARROW
-        if narrow != self.narrow:
-            self.narrow = narrow
+        short = (self.app.size.height if height is None else height) < SHORT
+        if (narrow, short) != (self.narrow, self.short):
+            self.narrow, self.short = narrow, short
             self.apply()
 
     def apply(self) -> None:
@@ -67,6 +75,7 @@ class PaneLayout:
         except NoMatches:  # closing
             return
         self.app.screen.set_class(self.narrow, "-narrow")
+        self.app.screen.set_class(self.short, "-short")
         body.set_class(not self.sidebar_shown(), "-no-sidebar")
         body.set_class(not self.live, "-no-live")
 
@@ -82,6 +91,7 @@ class PaneLayout:
         if pane is None:
             return None
         self.zoomed = pane
+        pane.add_class("-zoomed")  # a pane kept small (the Live log in a short terminal) grows
         for hidden in self._around(pane):
             hidden.add_class("-zoom-hidden")
         return pane.id
@@ -89,6 +99,7 @@ class PaneLayout:
     def unzoom(self) -> None:
         if self.zoomed is None:
             return
+        self.zoomed.remove_class("-zoomed")
         self.zoomed = None
         for widget in self.app.query(".-zoom-hidden"):
             widget.remove_class("-zoom-hidden")

@@ -21,6 +21,7 @@ from textual.app import App
 from textual.css.query import NoMatches
 from textual.widgets import Static
 
+from workbench.graph_layout import path_edges
 from workbench.tui.loaders import StepLoader, TimelineLoader
 from workbench.tui.messages import StepHighlighted, StepLoaded, StoreChanged, TimelineLoaded
 from workbench.tui.run_heading import run_heading
@@ -87,6 +88,8 @@ class RunViewApp(App[None]):
     def on_store_changed(self, message: StoreChanged) -> None:
         self._reload_runs_soon()
         run = self.open_run
+        if run is not None and self.timeline_loader.run_id != run["run_id"]:
+            return  # another run is being opened (a fork just started): open_run is the old one
         own = self.live is not None and run is not None and self.live.get("run_id") == run.get("run_id")
         if run is not None and not own and (run["status"] not in ("completed", "failed")
                                             or self._follow == run["run_id"]):
@@ -150,7 +153,9 @@ class RunViewApp(App[None]):
             paused = (self.open_run.get("config") or {}).get("paused") or {}
             if self.open_run["status"] == "paused" and paused.get("node") and row is timeline.rows[-1]:
                 current = {paused["node"]}  # a path such as review/approve lights the inner node
-            view.mark_run(set(ran), current, visits=Counter(ran), run_id=self.open_run["run_id"])
+            steps = [r.nodes for r in timeline.rows if r.depth == 0]  # the pending step too: where it stands
+            taken = path_edges(steps, finished=self.open_run["status"] == "completed")
+            view.mark_run(set(ran), current, visits=Counter(ran), run_id=self.open_run["run_id"], taken=taken)
         else:
             view.mark_run(set(), set())
 

@@ -1,8 +1,14 @@
 """Fork a run at a step: edit the state before it (JSON, validated against the schema) and/or a
 recorded model answer of that step, then run the fork live.
 
-Each section has a key (``alt+1`` state, ``alt+2`` the model call, ``alt+3`` its answer, shown in
-the section labels), and the keys follow the dialog rule of screens/dialog.py.
+Each section has a key (``ctrl+s`` state, ``ctrl+l`` the model call, ``ctrl+t`` its answer, shown
+in the section labels and the footer), and the keys follow the dialog rule of screens/dialog.py.
+
+Why control keys: terminals send ``alt+DIGIT`` as ESC followed by the digit (xterm, tmux, most
+Linux terminals), and Textual reads that pair as a character (ESC 3 is ``£``, for the option key
+of macOS terminals), so ``alt+3`` typed ``£`` into the editor instead of moving. A control key is
+one byte in every terminal. ``alt+1``..``alt+3`` stay as aliases for terminals that report them
+as such (the kitty keyboard protocol: kitty, WezTerm, foot, Ghostty).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from workbench.history import StepView
 from workbench.tui.keys import FittingFooter
 from workbench.tui.screens.dialog import Dialog, DialogEditor
 
-# The dialog's sections and the keys that focus them.
+# The dialog's sections and the keys that focus them (none is taken by the editors: ctrl+a, e, k,
+# u, w, d, x, c, v, z, y are; ctrl+r forks).
 SECTIONS = {"1": "#fork-state", "2": "#fork-call", "3": "#fork-answer"}
+SECTION_KEYS = {"1": "ctrl+s", "2": "ctrl+l", "3": "ctrl+t"}
 
 
 @dataclass
@@ -41,31 +49,32 @@ class ForkScreen(Dialog[ForkRequest | None]):
     ESCAPE_TO = "#fork"
     BINDINGS = [
         Binding("ctrl+r", "submit", "Fork", priority=True),
-        Binding("alt+1", "focus_section('1')", "State", priority=True),
-        Binding("alt+2", "focus_section('2')", "Model call", priority=True),
-        Binding("alt+3", "focus_section('3')", "Answer", priority=True),
+        Binding(f"{SECTION_KEYS['1']},alt+1", "focus_section('1')", "State", priority=True),
+        Binding(f"{SECTION_KEYS['2']},alt+2", "focus_section('2')", "Model call", priority=True),
+        Binding(f"{SECTION_KEYS['3']},alt+3", "focus_section('3')", "Answer", priority=True),
     ]
 
     def __init__(self, run_id: str, view: StepView, graph: Graph) -> None:
         super().__init__()
         self.run_id, self.view, self.graph = run_id, view, graph
         self.calls = [c for c in view.calls if c["kind"] == "llm"]
+        self._answer_for: int | None = None  # the call whose recorded answer the box was given
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
-        # Scrolls: in a short terminal the focused section (alt+1..3) is scrolled into view.
+        # Scrolls: in a short terminal the focused section (ctrl+s/l/t) is scrolled into view.
         with VerticalScroll(id="dialog", classes="dialog wide"):
             yield Label(Text(f"Fork {self.run_id} at step {self.view.step} ({', '.join(self.view.nodes)}) — "
                              "the fork shares steps before it and runs this step live with the current code",
                              style="bold"))
-            yield Label(_section("alt+1", "State before the step (edit any key; ctrl+a selects all):"))
+            yield Label(_section(SECTION_KEYS["1"], "State before the step (edit any key; ctrl+a selects all):"))
             yield DialogEditor(json.dumps(self.view.state_before, indent=2, ensure_ascii=False, default=str),
                                code=True, id="fork-state")
             if self.calls:
-                yield Label(_section("alt+2", "Replace a recorded model answer of this step (optional):"))
+                yield Label(_section(SECTION_KEYS["2"], "Replace a recorded model answer of this step (optional):"))
                 yield Select([(f"call {i} · {c['node']} · {c['model']}", i) for i, c in enumerate(self.calls, 1)],
                              id="fork-call", prompt="keep every answer")
-                yield Label(_section("alt+3", "The answer the fork gets instead (ctrl+a selects all):"))
+                yield Label(_section(SECTION_KEYS["3"], "The answer the fork gets instead (ctrl+a selects all):"))
                 yield DialogEditor("", id="fork-answer")
             yield Static("", id="fork-error", classes="error")
             with Horizontal(classes="buttons"):
@@ -80,8 +89,12 @@ class ForkScreen(Dialog[ForkRequest | None]):
             self._fill_answer(event.value)
 
     def _fill_answer(self, call: int) -> None:
-        """Put call ``call``'s recorded answer in the answer box (unless it is there already:
-        refilling would drop a selection)."""
+        """Put call ``call``'s recorded answer in the answer box, once per call chosen: the
+        select's Changed message arrives after ``ctrl+t`` has filled the box, maybe after the
+        user has typed, and must not put the recorded answer back over the edit."""
+        if self._answer_for == call:
+            return
+        self._answer_for = call
         answer = str((self.calls[call - 1]["response"] or {}).get("content", ""))
         box = self.query_one("#fork-answer", TextArea)
         if box.text != answer:

@@ -77,7 +77,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | tab / shift+tab | next / previous field (never indents) |
 | esc | leave an editor; esc again closes the dialog |
 | ctrl+a | select all of an editor's text (typing replaces it) |
-| alt+1 alt+2 alt+3 | fork dialog: state, model call, its answer |
+| ctrl+s ctrl+l ctrl+t | fork dialog: state, model call, its answer (alt+1-3 in kitty-protocol terminals) |
 | ctrl+r | run / fork |
 
 Graph files in `graphs/` reload when you save them; a broken file shows its error and the last

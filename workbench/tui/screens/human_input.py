@@ -90,10 +90,12 @@ class HumanInputScreen(ModalScreen[Any]):
                 yield Label("Choose:")
                 yield OptionList(*[Option(str(o), id=str(i)) for i, o in enumerate(options)], id="choices")
             yield Label("Answer (text; tick JSON to send a JSON value):")
-            # select_on_focus off: coming back to the box after an error must not select the
-            # typed answer (the next key would wipe it).
-            yield Input(placeholder="your answer", id="answer", select_on_focus=False)
-            yield Checkbox("JSON", id="as-json")
+            # The box and its JSON tick share a row, so the buttons fit an 80x24 terminal.
+            with Horizontal(id="answer-row"):
+                # select_on_focus off: coming back to the box after an error must not select
+                # the typed answer (the next key would wipe it).
+                yield Input(placeholder="your answer", id="answer", select_on_focus=False)
+                yield Checkbox("JSON", id="as-json")
             yield Static("", id="answer-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Send (enter)", variant="primary", id="send")

@@ -72,6 +72,7 @@ class GraphView(ScrollView, can_focus=True):
         self.executed: set[str] = set()
         self.current: set[str] = set()
         self.visits: dict[str, int] = {}
+        self.taken: set[tuple[str, str]] = set()  # edges the run went along (root graph names)
         self.changed: set[str] = set()
         self.error: str | None = None
         self.inner: dict[str, int] = {}  # visits inside subgraphs, by path, of the run marked
@@ -122,14 +123,18 @@ class GraphView(ScrollView, can_focus=True):
         self._enter_level(keep=self.selected)
 
     def mark_run(self, executed: Iterable[str], current: Iterable[str],
-                 visits: dict[str, int] | None = None, run_id: str | None = None) -> None:
+                 visits: dict[str, int] | None = None, run_id: str | None = None,
+                 taken: Iterable[tuple[str, str]] | None = None) -> None:
         """Light the nodes a run went through (with how often each ran) and the one(s) it is at.
         Names may be paths (``review/approve``): they light the subgraph node from outside and
         the inner node when the subgraph is open. With ``run_id``, the steps the run took inside
-        its subgraphs are read from the store too (in a worker)."""
+        its subgraphs are read from the store too (in a worker). ``taken``: the edges it went
+        along, ``(src, dst)`` (graph_layout.path_edges), lit in the root graph's drawing; None
+        keeps those shown (a live step)."""
         executed, current = set(executed), set(current)
+        taken = self.taken if taken is None else set(taken)
         if not executed and not current:  # no run: clear every mark
-            visits, run_id = {}, None
+            visits, run_id, taken = {}, None, set()
         elif visits is None:  # a live step: the counts and inner paths stay until the next read
             visits, run_id = self.visits, (self._inner_key or (None,))[0]
         key = (run_id, frozenset(visits.items())) if run_id else None
@@ -138,9 +143,9 @@ class GraphView(ScrollView, can_focus=True):
             self.inner = {}
             if run_id and self.graph is not None and any(n.subgraph for n in self.graph.nodes.values()):
                 self._load_inner(run_id)
-        if (executed, current, visits) == (self.executed, self.current, self.visits):
+        if (executed, current, visits, taken) == (self.executed, self.current, self.visits, self.taken):
             return
-        self.executed, self.current, self.visits = executed, current, visits
+        self.executed, self.current, self.visits, self.taken = executed, current, visits, taken
         self.redraw()
 
     @work(thread=True, exclusive=True, group="graph-inner-paths")
@@ -226,8 +231,13 @@ class GraphView(ScrollView, can_focus=True):
                 self.drawing, self._layout_key = draw(graph, labels.__getitem__), key
             self._head = len(lines)
             executed, current = self._local(self.executed | set(self.inner)), self._local(self.current)
+            lit: set[tuple[int, int]] = set()
+            if not self.path:  # the run's own edges: the root graph's
+                for pair in self.taken:
+                    lit.update(self.drawing.edges.get(pair, ()))
             for y, row in enumerate(self.drawing.rows):
-                lines.append(self._segments(row, self.drawing.owners[y], executed, current))
+                lines.append(self._segments(row, self.drawing.owners[y], executed, current,
+                                            {x for x, ly in lit if ly == y}))
         self._lines = lines
         # The drawing's width, not the title's: a long description is cut rather than adding a
         # horizontal scroll bar (and taking a row) for a drawing that fits.
@@ -240,9 +250,10 @@ class GraphView(ScrollView, can_focus=True):
             return "Graph"
         return " › ".join([self.graph.name, *self.path])
 
-    def _segments(self, row: str, owners: list[str], executed: set[str], current: set[str]) -> list[Segment]:
+    def _segments(self, row: str, owners: list[str], executed: set[str], current: set[str],
+                  lit: set[int]) -> list[Segment]:
         out: list[Segment] = []
-        for ch, owner in zip(row, owners, strict=False):
+        for x, (ch, owner) in enumerate(zip(row, owners, strict=False)):
             style = Style()
             if owner.startswith("n:"):
                 node = owner[2:]
@@ -256,6 +267,8 @@ class GraphView(ScrollView, can_focus=True):
                     style += Style(reverse=True) if self.has_focus else Style(bold=True, underline=True)
                 if ch in MARK_STYLES and node not in current:
                     style += MARK_STYLES[ch]
+            elif owner and x in lit and owner != "e:label":
+                style = EXECUTED  # an edge the run went along
             elif owner:
                 style = EDGE_STYLES.get(owner, Style(dim=owner != "e:arrow"))
             if out and out[-1].style == style:

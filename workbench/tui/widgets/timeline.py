@@ -84,7 +84,8 @@ class Timeline(ScrollView, can_focus=True):
     def show_rows(self, run_id: str, rows: list[TimelineRow], *, keep_cursor: bool = False,
                   follow: bool = False) -> None:
         """Show a run's steps: the cursor on the same step as before (``keep_cursor``), on the
-        newest step (``follow``, for a run in progress or just stopped), else on the first."""
+        newest step (``follow``, for a run in progress or just stopped: unless the user moved the
+        cursor and nothing new came), else on the first."""
         self.apply(run_id, 0, rows, keep_cursor=keep_cursor, follow=follow)
 
     def apply(self, run_id: str, keep: int, rows: list[TimelineRow], *, keep_cursor: bool = False,
@@ -92,6 +93,12 @@ class Timeline(ScrollView, can_focus=True):
         """Keep the first ``keep`` rows and append ``rows`` (a live run's refresh: the work is
         the size of the tail, not of the run). ``keep=0`` replaces everything."""
         current = self.current
+        # Following a run moves the cursor to its newest step when there is a new step, or when
+        # it was there; a step the user moved to stays selected when a refresh brings nothing
+        # new (the late read after a run paused took the cursor back from the step the user was
+        # about to fork).
+        at_end = run_id != self.run_id or not self.shown or self.cursor >= len(self.shown) - 1
+        before = len(self.rows) if run_id == self.run_id else 0
         key = _key(current) if keep_cursor and current is not None else None
         at = self.shown[self.cursor] if key is not None else -1  # the cursor's row, if it stays
         if keep == 0 or run_id != self.run_id:
@@ -111,7 +118,7 @@ class Timeline(ScrollView, can_focus=True):
             if r.depth == 0 and r.status != "pending":
                 self.executed.update(r.nodes)
         self.virtual_size = Size(self._width(), len(self.shown))
-        if follow:
+        if follow and (at_end or key is None or len(self.rows) > before):
             index = len(self.shown) - 1
         elif key is not None and 0 <= at < keep:
             index = self.cursor  # above the part read again: the same line
