@@ -17,7 +17,7 @@ from workbench.tui.screens.human_input import HumanInputScreen
 from workbench.tui.widgets.runs_table import RunsTable
 
 from .conftest import Project, busy, notes, run_row, settle, text_of
-from .test_pilot import BILLING, open_run, run_via_form, select_graph, wait_run
+from .test_pilot import BILLING, open_form, open_run, run_via_form, select_graph, wait_run
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +110,22 @@ async def open_fork(pilot: Any, project: Project) -> Any:
     await pilot.press("f")
     await settle(pilot, lambda: isinstance(app.screen, ForkScreen), what="the fork dialog")
     return app.screen
+
+
+async def test_keys_typed_right_after_tab_land_in_the_next_field(project: Project) -> None:
+    """A burst of keys (a fast typist, a paste, tmux send-keys): the text after ``tab`` goes to
+    the next field. A non-priority tab binding acted only once the key had bubbled up, after the
+    keys behind it had already gone to the old field ("I was charged twiceC-1002")."""
+    from textual import events
+
+    async with opened(project) as (app, pilot):
+        form = await open_form(pilot, "support")
+        burst = [*"charged", "tab", *"C-1002"]
+        for key in burst:  # posted at once, as a terminal delivers them, not one press at a time
+            app.post_message(events.Key(key, "\t" if key == "tab" else key))
+        await settle(pilot, lambda: form.query_one("#field-customer_id", Input).value == "C-1002",
+                     what="the text after tab in the next field")
+        assert form.query_one("#field-message", Input).value == "charged"
 
 
 async def test_fork_dialog_esc_leaves_the_editor_first_and_tab_moves_focus(project: Project) -> None:

@@ -42,8 +42,14 @@ class Dialog(ModalScreen[ResultT]):
 
     ESCAPE_TO: str | None = None
 
-    # priority: an editor would otherwise take escape first.
-    BINDINGS = [Binding("escape", "leave_or_cancel", "Close", priority=True)]
+    # priority: an editor would otherwise take escape first. tab/shift+tab are priority too: a
+    # non-priority binding acts only once the key has bubbled up from the focused widget, so keys
+    # typed right after it (a fast typist, a paste, tmux send-keys) went to the old field.
+    BINDINGS = [
+        Binding("escape", "leave_or_cancel", "Close", priority=True),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+    ]
 
     def action_leave_or_cancel(self) -> None:
         """``esc``: out of the editor first; out of the dialog when not in one."""
