@@ -23,7 +23,12 @@ from .conftest import REPO
 
 WIDTH, HEIGHT = 160, 45
 POLL_S = 0.25
-MAX_POLLS = 160  # 40 s: the first model call imports litellm, which takes seconds on a small machine
+# 120 s: the first model call imports litellm, which takes seconds on a small machine, and the test
+# suite's other xdist worker shares its cores. A passing wait returns at its first match.
+MAX_POLLS = 480
+
+# The two terminals take turns (one xdist worker): each is a whole workbench and its renders.
+pytestmark = pytest.mark.xdist_group("tmux")
 
 
 def _workbench() -> str:
