@@ -79,7 +79,10 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     project = tmp_path / "demo"
     shutil.copytree(REPO / "graphs", project / "graphs", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "traces").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "TMUX"))}
+    # Not COLUMNS/LINES either: pytest-xdist sets them (80x24) in its workers, and the app would take
+    # them for its size instead of the pane's.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WORKBENCH_", "TMUX")) and k not in ("COLUMNS", "LINES")}
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", TERM="xterm-256color")
     # A short directory of its own for the server socket (socket paths are limited to ~100 bytes).
     sockets = tempfile.mkdtemp(prefix="wb-tmux-")
