@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, run_cli, workbench_cmd
 from pgcluster import PASSWORD, Cluster, postgres_cluster
 
 from workbench.store import TraceStore
@@ -30,8 +30,9 @@ GATED = str(HERE / "graphs" / "gated.py")
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg() -> Iterator[Cluster]:
+    """One cluster per test process (each xdist worker starts its own, on a free port)."""
     with postgres_cluster() as cluster:
         yield cluster
 
@@ -50,8 +51,9 @@ class Lake:
                        WORKBENCH_SPOOL=str(self.root / f"spool-{worker}"), **extra)
 
     def cli(self, *args: str, worker: str = "w0", **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*workbench_cmd(), *args, "--db", self.location], cwd=self.root,
-                              env=self.env(worker, **extra), capture_output=True, text=True, timeout=TIMEOUT)
+        """One command, in-process (:func:`conftest.run_cli`): commands taking turns. What runs at
+        the same time, or must be a process of its own, uses :meth:`popen`."""
+        return run_cli(*args, "--db", self.location, cwd=self.root, env=self.env(worker, **extra), timeout=TIMEOUT)
 
     def popen(self, *args: str, worker: str = "w0", **extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen([*workbench_cmd(), *args, "--db", self.location], cwd=self.root,

@@ -67,7 +67,9 @@ from crash_support import (
 
 from workbench.store import TraceStore
 
-pytestmark = pytest.mark.crash_matrix
+# The JSON report is one process's tally: when it is asked for, every trial runs on one xdist worker.
+pytestmark = [pytest.mark.crash_matrix,
+              *([pytest.mark.xdist_group("crash_matrix")] if os.environ.get("WORKBENCH_RELIABILITY_REPORT") else [])]
 
 SEEDS = list(range(first_seed(), first_seed() + trials_per_family()))
 

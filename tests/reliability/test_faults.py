@@ -170,6 +170,8 @@ def disk_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiskFull]:
             _umount(disk)
 
 
+# Tests sharing an expensive module fixture share an xdist worker (it is built once).
+@pytest.mark.xdist_group("faults-disk-full")
 def test_disk_full_happens_mid_run(disk_full: DiskFull) -> None:
     """The scenario is what it claims: the run stopped part-way, with some steps recorded."""
     assert disk_full.failed.returncode != 0, disk_full.failed.stdout[-2000:]
@@ -177,6 +179,7 @@ def test_disk_full_happens_mid_run(disk_full: DiskFull) -> None:
     assert 1 <= disk_full.committed < DISK_STEPS, disk_full.committed
 
 
+@pytest.mark.xdist_group("faults-disk-full")
 def test_disk_full_stops_with_one_clear_line(disk_full: DiskFull) -> None:
     res = disk_full.failed
     assert res.returncode == 2, (res.returncode, res.stderr)
@@ -187,6 +190,7 @@ def test_disk_full_stops_with_one_clear_line(disk_full: DiskFull) -> None:
     assert "TransactionContext" not in res.stderr, res.stderr
 
 
+@pytest.mark.xdist_group("faults-disk-full")
 def test_disk_full_loses_nothing_already_recorded(disk_full: DiskFull) -> None:
     """Every step the run finished before the one whose record failed is in the store, whole."""
     assert disk_full.committed >= disk_full.last_step_shown - 1, (disk_full.committed, disk_full.last_step_shown)
@@ -197,6 +201,7 @@ def test_disk_full_loses_nothing_already_recorded(disk_full: DiskFull) -> None:
     assert state["side"] == [s for s in ref["side"] if int(s.split(".")[0]) <= n]
 
 
+@pytest.mark.xdist_group("faults-disk-full")
 def test_disk_full_resume_completes_like_an_uninterrupted_run(disk_full: DiskFull) -> None:
     assert "Traceback" not in disk_full.resume_stderr, disk_full.resume_stderr
     assert disk_full.resumed.get("status") == "completed", disk_full.resume_stderr
@@ -205,6 +210,7 @@ def test_disk_full_resume_completes_like_an_uninterrupted_run(disk_full: DiskFul
     assert disk_full.duplicates == []
 
 
+@pytest.mark.xdist_group("faults-disk-full")
 def test_disk_full_replay_is_identical(disk_full: DiskFull) -> None:
     assert disk_full.replay.get("identical") is True, disk_full.replay
 
@@ -559,6 +565,7 @@ def flip_matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlipMatrix
 
 
 @pytest.mark.parametrize("command", list(FLIP_COMMANDS))
+@pytest.mark.xdist_group("faults-flip-matrix")
 def test_duckdb_bit_flips_never_crash_the_cli(flip_matrix: FlipMatrix, command: str) -> None:
     cases = [c for c in flip_matrix.cases if c.command == command]
     assert len(cases) == len(flip_matrix.offsets)
@@ -569,6 +576,7 @@ def test_duckdb_bit_flips_never_crash_the_cli(flip_matrix: FlipMatrix, command: 
                           f"{len(failures)} of {len(cases)} bad:\n" + "\n".join(failures))
 
 
+@pytest.mark.xdist_group("faults-flip-matrix")
 def test_duckdb_bit_flips_are_noticed(flip_matrix: FlipMatrix) -> None:
     """The matrix is not vacuous: some flips are caught as corruption (or engine crashes)."""
     assert any(c.returncode == 2 for c in flip_matrix.cases)
@@ -584,6 +592,7 @@ def _pick(cases: list[FlipCase], predicate: Any, n: int) -> list[FlipCase]:
     return out[:n]
 
 
+@pytest.mark.xdist_group("faults-flip-matrix")
 def test_installed_script_on_damaged_stores(flip_matrix: FlipMatrix) -> None:
     """The same verdicts from the real installed ``workbench`` script (not the forked farm):
     for stores on which the engine crashes, and stores it reports corrupt."""
@@ -599,6 +608,7 @@ def test_installed_script_on_damaged_stores(flip_matrix: FlipMatrix) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.xdist_group("faults-flip-matrix")
 def test_doctor_names_the_damaged_table(flip_matrix: FlipMatrix) -> None:
     crashed = _pick(flip_matrix.cases, lambda c: "engine crashed" in c.stderr or c.returncode < 0, 3)
     unreadable = _pick(flip_matrix.cases, lambda c: "checksum" in c.stderr and "cannot be read" not in c.stderr, 2)

@@ -25,7 +25,12 @@ from .conftest import REPO
 
 WIDTH, HEIGHT = 160, 45
 POLL_S = 0.25
-MAX_POLLS = 160  # 40 s: the first model call imports litellm, which takes seconds on a small machine
+# 120 s: the first model call imports litellm, which takes seconds on a small machine, and the test
+# suite's other xdist worker shares its cores. A passing wait returns at its first match.
+MAX_POLLS = 480
+
+# The two terminals take turns (one xdist worker): each is a whole workbench and its renders.
+pytestmark = pytest.mark.xdist_group("tmux")
 
 
 def _workbench() -> str:
@@ -76,7 +81,10 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     project = tmp_path / "demo"
     shutil.copytree(REPO / "graphs", project / "graphs", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "traces").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "TMUX"))}
+    # Not COLUMNS/LINES either: pytest-xdist sets them (80x24) in its workers, and the app would take
+    # them for its size instead of the pane's.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WORKBENCH_", "TMUX")) and k not in ("COLUMNS", "LINES")}
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", TERM="xterm-256color")
     # A short directory of its own for the server socket (socket paths are limited to ~100 bytes).
     sockets = tempfile.mkdtemp(prefix="wb-tmux-")

@@ -61,6 +61,11 @@ async def _freeze(pilot: Any) -> None:
         for widget in screen.query("Input, TextArea"):
             assert isinstance(widget, (Input, TextArea))
             widget.cursor_blink = False
+            if isinstance(widget, TextArea):
+                # A TextArea whose cursor was in its visible phase keeps the cursor line it
+                # cached: drop it, or the screenshot shows a cursor some of the time.
+                widget.notify_style_update()
+                widget.refresh()
     await pilot.pause()
 
 
