@@ -25,16 +25,15 @@ from textual.widgets import Header, Input, Static, TabbedContent, TabPane
 from workbench.context import Event
 from workbench.errors import WorkbenchError
 from workbench.graph import display_path
-from workbench.runtime.subgraph import open_interrupts
 from workbench.store.shared import SharedStore
 from workbench.store.store import default_db_path
 from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
+from workbench.tui.history_actions import HistoryActions
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
     install_daemon_executor,
-    prewarm_llm,
     resume_gc,
 )
 from workbench.tui.messages import (
@@ -49,15 +48,13 @@ from workbench.tui.messages import (
     WorkFailed,
 )
 from workbench.tui.panes import PaneLayout
+from workbench.tui.run_control import RunControl
 from workbench.tui.run_view import RunViewApp
 from workbench.tui.runs_filter import runs_filter_sql
-from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.error import ErrorScreen
-from workbench.tui.screens.fork_editor import ForkRequest, ForkScreen
+from workbench.tui.screens.fork_editor import ForkRequest
 from workbench.tui.screens.help import HelpScreen
-from workbench.tui.screens.human_input import NO_ANSWER, HumanInputScreen
-from workbench.tui.screens.run_input import RunInputScreen
-from workbench.tui.stepping import make_break_when, pause_words, start_state
+from workbench.tui.stepping import pause_words, start_state
 from workbench.tui.widgets.compare_view import CompareView
 from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.graph_view import GraphView
@@ -69,7 +66,7 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 
-class WorkbenchApp(DataViews, RunViewApp, Background):
+class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -261,52 +258,7 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
 
         self._guard("Export", job)
 
-    @work(thread=True, exclusive=True, group="compare")
-    def load_comparison(self, a: str, b: str) -> None:
-        def job() -> None:
-            from workbench.compare import compare_runs
-
-            with self.shared.lease() as store, store.reading():
-                cmp = compare_runs(store, a, b)
-            self.call_from_thread(self.query_one("#compare", CompareView).show_comparison, cmp)
-
-        self._guard("Compare", job)
-
-    @work(thread=True, exclusive=True, group="interrupt")
-    def find_interrupt(self, run_id: str | None) -> None:
-        """Open the answer dialog for a waiting run (the open one, else the newest waiting)."""
-        def job() -> None:
-            with self.shared.lease() as store:
-                rid = run_id
-                if rid is None or store.get_run(rid)["status"] != "waiting":
-                    rows = store.query("SELECT run_id FROM runs WHERE status = 'waiting' ORDER BY started_at DESC "
-                                       "LIMIT 1")
-                    rid = rows[0][0] if rows else None
-                if rid is None:
-                    self.call_from_thread(self.notify, "no run is waiting for input")
-                    return
-                run = store.get_run(rid)
-                open_ones = open_interrupts(store, rid)  # its subgraphs' questions too
-            if not open_ones:
-                self.call_from_thread(self.notify, f"run {rid} has no open question")
-                return
-            self.call_from_thread(self._ask_human, rid, run["graph"], open_ones)
-
-        self._guard("Human input", job)
-
     # ----------------------------------------------------------------- helpers
-
-    def _break_when(self, initial_state: Any) -> Callable[[Any], bool | str]:
-        """Step (s), stop (x) and the break condition (w) for the run about to start
-        (stepping.py); the step flag is used up by it."""
-        self.stop_flag.clear()
-        step_mode, self.step_mode = self.step_mode, False
-        return make_break_when(
-            self.condition, step_mode=step_mode, stop_flag=self.stop_flag, initial_state=initial_state,
-            on_error=lambda exc: self.post_message(WorkFailed("Break condition", f"{type(exc).__name__}: {exc}")))
-
-    def _graph_breaks(self, graph: str) -> dict[str, set[str]]:
-        return self.breaks.setdefault(graph, {"before": set(), "after": set()})
 
     def _tabs(self) -> TabbedContent:
         return self.query_one("#tabs", TabbedContent)
@@ -317,32 +269,6 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
             if rid:
                 return rid
         return self.open_run["run_id"] if self.open_run else None
-
-    def _start(self, kind: str, graph: str, **kwargs: Any) -> None:
-        if self.live is not None:
-            if self.live.get("stopped"):  # it reported its pause: start once its thread returns
-                self.live["then"] = (kind, graph, kwargs)
-                return
-            self.notify("a run is in progress: stop it (x) or wait for it", severity="warning")
-            return
-        prewarm_llm()  # (if the idle timer has not yet)
-        breaks = self._graph_breaks(graph)
-        self.live = {"run_id": kwargs.get("run_id"), "graph": graph}
-        self.query_one("#live-log", LiveLog).clear()
-        self.execute(kind, graph, break_before=sorted(breaks["before"]), break_after=sorted(breaks["after"]),
-                     **kwargs)
-
-    def _ask_human(self, run_id: str, graph: str, open_ones: list[dict[str, Any]]) -> None:
-        def answered(reply: Any) -> None:
-            if reply is NO_ANSWER:
-                return
-            if reply.close:
-                self._start("resume", graph, run_id=run_id, close=[reply.interrupt_id])
-            else:
-                self._start("resume", graph, run_id=run_id, value=reply.value, interrupt=reply.interrupt_id)
-
-        first = open_ones[0]
-        self.push_screen(HumanInputScreen(run_id, first["node"], first["payload"], interrupts=open_ones), answered)
 
     # ----------------------------------------------------------------- message handlers
 
@@ -524,196 +450,6 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
     def on_resize(self, event: events.Resize) -> None:
         self.layout_state.resized(event.size.width)
 
-    def action_run_graph(self) -> None:
-        name = self.selected_graph
-        graph = self.registry.get(name) if name else None
-        if graph is None or name is None:
-            self.notify("no graph selected (or it failed to load)", severity="warning")
-            return
-
-        def start(value: dict[str, Any] | None) -> None:
-            if value is None:
-                self.step_mode = False  # cancelled: the next run must not start in step mode
-                return
-            self.last_inputs[name] = value
-            self._tabs().active = "tab-graph"
-            self._start("run", name, input=value)
-
-        prewarm_llm()  # while the form is filled in
-        self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
-
-    def _paused_run(self) -> dict[str, Any] | None:
-        """The open run if it is paused; or the run being shown that has just paused and is not
-        read back yet (a short run can pause before its first read returns): c and s work as
-        soon as the Live log says "paused"."""
-        shown = self.timeline_loader.run_id
-        run = self.open_run
-        if run is not None and run["status"] == "paused" and shown in (None, run["run_id"]):
-            return run
-        for recent in (self.live, self.ended):
-            if recent and recent.get("paused") and recent.get("run_id") == shown:
-                return recent
-        return None
-
-    def action_step(self) -> None:
-        run = self._paused_run()
-        if run is None:
-            if self.live is None:
-                self.step_mode = True
-                self.action_run_graph()
-            return
-        self.step_mode = True
-        self._start("resume", run["graph"], run_id=run["run_id"])
-
-    def action_continue_run(self) -> None:
-        run = self._paused_run()
-        if run is None:
-            self.notify("the open run is not paused", severity="warning")
-            return
-        self._start("resume", run["graph"], run_id=run["run_id"])
-
-    def action_continue_conversation(self) -> None:
-        """The next turn of the selected run's conversation: a form for the new input, then a
-        new run from the run's last state merged with it (a run that had not completed is
-        superseded)."""
-        rid = self._current_run_id()
-        run = next((r for r in self.runs if r["run_id"] == rid), None)
-        if run is None and self.open_run is not None and self.open_run["run_id"] == rid:
-            run = self.open_run
-        if rid is None or run is None:
-            self.notify("select a run first (Runs → a row, or open one)", severity="warning")
-            return
-        graph_name = str(run["graph"])
-        graph = self.registry.get(graph_name)
-        if graph is None:
-            self.notify(f"graph {graph_name!r} is not loaded", severity="error")
-            return
-        if run["status"] == "superseded":
-            self.notify(f"run {rid} was already continued; continue its newest turn instead", severity="warning")
-            return
-
-        def start(value: dict[str, Any] | None) -> None:
-            if value is None:
-                return
-            self._tabs().active = "tab-graph"
-            self._start("continue", graph_name, run_id=rid, input=value)
-
-        self.push_screen(RunInputScreen(graph, None, title=f"Continue run {rid} with new input"), start)
-
-    def action_stop_run(self) -> None:
-        if self.live is None:
-            self.notify("no run in progress", severity="warning")
-            return
-        self.stop_flag.set()
-        self.notify("stopping after the current step…")
-
-    def action_answer(self) -> None:
-        self.find_interrupt(self._current_run_id())
-
-    def action_condition(self) -> None:
-        def done(expr: str | None) -> None:
-            if expr is None:
-                return
-            self.condition = expr or None
-            self.notify(f"break when: {expr}" if expr else "break condition cleared")
-
-        self.push_screen(ConditionScreen(self.condition), done)
-
-    def action_fork(self, rerun: bool = False) -> None:
-        run, step = self.open_run, self.selected_step
-        if run is not None and self.selected_inner is not None:
-            self._fork_inner(run, *self.selected_inner, rerun=rerun)
-            return
-        if run is None or step is None:
-            self.notify("open a run and select a step first (Runs → enter)", severity="warning")
-            return
-        graph = self.registry.get(run["graph"])
-        if graph is None:
-            self.notify(f"graph {run['graph']!r} is not loaded", severity="error")
-            return
-        if rerun:
-            self._start("fork", run["graph"], run_id=run["run_id"], request=ForkRequest(step))
-            return
-        view = self._views.get((run["run_id"], step))
-        if view is None:
-            self.notify("the step is still loading; try again", severity="warning")
-            return
-
-        def done(request: ForkRequest | None) -> None:
-            if request is not None and self.open_run is not None:
-                self._start("fork", run["graph"], run_id=run["run_id"], request=request)
-
-        self.push_screen(ForkScreen(run["run_id"], view, graph), done)
-
-    @work(thread=True, exclusive=True, group="fork-inner")
-    def _fork_inner(self, run: dict[str, Any], child_run_id: str, step: int, rerun: bool) -> None:
-        """Fork at a step inside a subgraph: its address from the root run (``2/review#0.0/1``)
-        and the subgraph's graph (to check the edits) are read here, off the UI thread."""
-        from workbench.runtime.addresses import address_for
-        from workbench.runtime.subgraph import find_graph
-
-        def job() -> None:
-            with self.shared.lease() as store:
-                address = address_for(store, child_run_id, step)
-                recorded = store.get_run(child_run_id)["graph"]
-            root = self.registry.get(run["graph"])
-            inner = find_graph(root, recorded) if root is not None else None
-            if inner is None:
-                raise WorkbenchError(f"graph {run['graph']!r} no longer holds subgraph {recorded!r}: "
-                                     f"fork from the CLI with workbench fork {run['run_id']} --at {address}")
-            self.call_from_thread(self._open_fork_dialog, run, address, inner, child_run_id, step, rerun)
-
-        self._guard("Fork", job)
-
-    def _open_fork_dialog(self, run: dict[str, Any], address: str, inner: Any, child_run_id: str, step: int,
-                          rerun: bool) -> None:
-        if rerun:
-            self._start("fork", run["graph"], run_id=run["run_id"], request=ForkRequest(address))
-            return
-        view = self._views.get((child_run_id, step))
-        if view is None:
-            self.notify("the step is still loading; try again", severity="warning")
-            return
-
-        def done(request: ForkRequest | None) -> None:
-            if request is not None and self.open_run is not None:
-                request.at_step = address  # the edits apply to the inner step
-                self._start("fork", run["graph"], run_id=run["run_id"], request=request)
-
-        self.push_screen(ForkScreen(f"{run['run_id']} at {address}", view, inner), done)
-
-    def action_rerun(self) -> None:
-        self.action_fork(rerun=True)
-
-    def action_mark(self) -> None:
-        rid = self._current_run_id()
-        if rid is None:
-            self.notify("no run to mark: select one in Runs (2) or open one", severity="warning")
-            return
-        self.mark = rid
-        self.notify(f"marked {rid} for comparison: open or select another run and press d")
-
-    def action_compare(self) -> None:
-        current = self._current_run_id()
-        if current is None:
-            self.notify("open a run first", severity="warning")
-            return
-        other = self.mark if self.mark and self.mark != current else None
-        if other is None:
-            run = self.open_run if self.open_run and self.open_run["run_id"] == current else \
-                next((r for r in self.runs if r["run_id"] == current), None)
-            other = run.get("parent_run_id") if run else None
-        if other is None:
-            if self.mark == current:
-                self.notify(f"{current} is the marked run itself: open or select another run, then press d "
-                            "(or d on a fork compares it with its parent)", severity="warning")
-            else:
-                self.notify("mark a run with m first (or open a fork to compare it with its parent)",
-                            severity="warning")
-            return
-        self.load_comparison(other, current)
-        self.action_tab("tab-compare")
-
     def action_search(self) -> None:
         tab = self._tabs().active
         if tab == "tab-runs":
@@ -735,32 +471,6 @@ class WorkbenchApp(DataViews, RunViewApp, Background):
 
     def _disarm_quit(self) -> None:
         self._quit_armed = False
-
-    def action_replay(self) -> None:
-        run = self.open_run
-        if run is None:
-            self.notify("open a run first (Runs → enter)", severity="warning")
-            return
-        self.replay_check(run["run_id"], run["graph"])
-
-    @work(thread=True, exclusive=True, group="replay")
-    def replay_check(self, run_id: str, graph_name: str) -> None:
-        def job() -> None:
-            from workbench.replay import replay_run
-
-            graph = self.registry.get(graph_name)
-            if graph is None:
-                raise WorkbenchError(f"graph {graph_name!r} is not loaded")
-            with self.shared.lease() as store:
-                report = replay_run(store, run_id, graph)
-            if report.identical:
-                changed = f" (code changed in {', '.join(report.changed_nodes)})" if report.changed_nodes else ""
-                self.call_from_thread(self.notify, f"run {run_id} replays identically: {report.steps} steps, "
-                                      f"no live calls{changed}", title="replay")
-            else:
-                self.call_from_thread(self.show_error, f"replay of {run_id} diverged", str(report.divergence))
-
-        self._guard("Replay", job)
 
     def action_cycle_graph(self, delta: int) -> None:
         names = self.registry.names()
