@@ -106,3 +106,15 @@ def test_full_side_keeps_real_newlines_and_highlights_changes() -> None:
     text = full_side(GREETING_A, GREETING_B, "a")
     assert text.plain == GREETING_A
     assert "the full amount today" in [text.plain[s.start:s.end] for s in text.spans]
+
+
+def test_each_side_is_cut_on_its_own_so_a_short_side_keeps_its_end() -> None:
+    """A long list against an empty one: the long side is cut, the short one shown whole (it
+    once showed ``[`` because the cut of the other side ended both)."""
+    from workbench.diffview import short_change
+
+    a, b = short_change(["'guarantee'", "'full refund'"], [], width=20)
+    assert b.plain == "[]"
+    assert a.plain.startswith('["\'guarantee\'"') and a.plain.endswith("…")
+    a, b = short_change({"k": "x" * 50}, {"k": "y"}, width=20)
+    assert b.plain == '{"k": "y"}' and a.plain.endswith("…")

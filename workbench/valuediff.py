@@ -203,7 +203,9 @@ def marked(pieces: list[Piece]) -> str:
 
 def excerpt(pieces: list[Piece], width: int = 80, context: int = 16) -> list[Piece]:
     """The pieces around the first change, trimmed so the change shows within about ``width``
-    characters (leading and trailing unchanged text shortened with ``…``)."""
+    characters (leading and trailing unchanged text shortened with ``…``). Each side is cut on
+    its own: a side that still has room goes on after the other is cut (``[]`` against a long
+    list shows ``[]``, not ``[``)."""
     first = next((i for i, p in enumerate(pieces) if p.op != "equal"), None)
     if first is None:
         return pieces
@@ -213,18 +215,20 @@ def excerpt(pieces: list[Piece], width: int = 80, context: int = 16) -> list[Pie
         before = "…" + before[-context:]
     if before:
         out.append(Piece("equal", before, before))
-    used = len(before)
+    used = {"a": len(before), "b": len(before)}
+    done = {"a": False, "b": False}
     for p in pieces[first:]:
-        size = max(len(p.a), len(p.b))
-        if used + size > width:
-            room = max(width - used, 8)
-            if p.op == "equal":
-                out.append(Piece("equal", p.a[:room] + "…", p.a[:room] + "…"))
-            else:
-                out.append(Piece(p.op, _cut(p.a, room), _cut(p.b, room)))
+        parts: dict[str, str] = {}
+        for which in ("a", "b"):
+            text = "" if done[which] else (p.a if which == "a" else p.b)
+            if used[which] + len(text) > width:
+                text = _cut(text, max(width - used[which], 8))
+                done[which] = True
+            used[which] += len(text)
+            parts[which] = text
+        out.append(Piece(p.op, parts["a"], parts["b"]))
+        if done["a"] and done["b"]:
             break
-        out.append(p)
-        used += size
     return out
 
 
