@@ -21,7 +21,7 @@ class Fan(TypedDict):
     threads: Annotated[list[str], append]
 
 
-def fan_graph(body: Any, name: str = "fan") -> Graph:
+def fan_graph(body: Any, name: str = "fan", **options: Any) -> Graph:
     """``plan`` sends ``width`` branches of ``work`` (``body(i)`` returns the update)."""
     g = Graph(name, Fan)
 
@@ -29,7 +29,7 @@ def fan_graph(body: Any, name: str = "fan") -> Graph:
     def plan(state: Fan) -> None:
         return None
 
-    g.add_node("work", body)
+    g.add_node("work", body, **options)
     g.edge(START, "plan")
     g.route("plan", lambda s: [Send("work", i) for i in range(s["width"])], targets=["work"])
     g.edge("work", END)
@@ -64,6 +64,20 @@ def test_a_cheap_branch_body_moves_from_the_pool_to_the_loop(store: TraceStore,
     rows = [r for r in store.tasks(second.run_id) if r["node"] == "work"]
     assert [(r["task"], r["status"]) for r in rows] == [(i, "completed") for i in range(5)]
     assert all(r["duration_ms"] >= 0 for r in rows)
+
+
+def test_a_threaded_node_keeps_its_worker_threads_however_quick(store: TraceStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``threaded=True``: a body that uses thread-local state or calls ``asyncio.run`` is never
+    moved onto the event loop."""
+    monkeypatch.setattr(calls, "INLINE_BELOW_S", 60.0)
+    g = fan_graph(where, threaded=True)
+    for _ in range(2):
+        result = Runner(g, store, max_concurrency=INLINE_AFTER).run({"width": INLINE_AFTER})
+        assert result.status == "completed", result.error
+        assert threading.current_thread().name not in result.state["threads"]
+        assert all(name.startswith("workbench-node") for name in result.state["threads"])
+    assert not calls.never_waits(g.nodes["work"])
 
 
 def test_a_body_that_calls_a_tool_keeps_its_thread(store: TraceStore) -> None:

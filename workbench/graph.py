@@ -148,6 +148,8 @@ class Node:
     # siblings in a row were quick and made no model, tool or subgraph call. Enough of them,
     # and it runs on the event loop instead of taking a trip to a worker thread.
     quick_bodies: int = field(default=0, init=False, repr=False, compare=False)
+    # ``threaded=True``: never learned onto the event loop (thread-local state, asyncio.run).
+    threaded: bool = False
 
     def __post_init__(self) -> None:
         if self.subgraph is not None:
@@ -257,6 +259,7 @@ class Graph:
         goto: Sequence[str] | None = None,
         defer: bool = False,
         subgraphs: Sequence[Graph] | None = None,
+        threaded: bool = False,
     ) -> Any:
         """Add a node; usable as ``@g.node``, ``@g.node(retry=...)`` or ``g.node(fn)``.
 
@@ -268,12 +271,15 @@ class Graph:
         the nodes a Command may send the run to, ``defer=True`` holds the node back until no
         other branch is left to run, and ``subgraphs`` declares the graphs the node's body runs
         (``await Runner(sub).arun(...)``), so breakpoints and forks can address their steps by
-        path (``node/inner``).
+        path (``node/inner``). ``threaded=True`` keeps a sync node's bodies that run beside
+        siblings in worker threads even when they are quick (by default a quick body moves onto
+        the event loop: right for pure functions, wrong for one that uses thread-local state or
+        calls ``asyncio.run``).
         """
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             self.add_node(name or f.__name__, f, retry=retry, timeout=timeout, on_error=on_error,
-                          goto=goto, defer=defer, subgraphs=subgraphs)
+                          goto=goto, defer=defer, subgraphs=subgraphs, threaded=threaded)
             return f
 
         if fn is not None:
@@ -291,6 +297,7 @@ class Graph:
         goto: Sequence[str] | None = None,
         defer: bool = False,
         subgraphs: Sequence[Graph] | None = None,
+        threaded: bool = False,
     ) -> Graph:
         """Add a node by name: a function, or another Graph used as a subgraph (options as
         :meth:`node`)."""
@@ -324,6 +331,7 @@ class Graph:
             )
         node.retries, node.retry = retries, (retries[0] if retries else None)
         node.goto, node.defer = destinations, bool(defer)
+        node.threaded = bool(threaded)
         node.body_subgraphs = self._body_subgraphs(name, fn, subgraphs)
         self.nodes[name] = node
         self._validated = False

@@ -38,7 +38,7 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
         coro = _with_context(coro, ctx)
     elif node.timeout:
         coro = _in_daemon_thread(_call_sync, node, value, ctx)
-    elif parallel and node.quick_bodies < INLINE_AFTER:
+    elif parallel and (node.threaded or node.quick_bodies < INLINE_AFTER):
         coro = _in_pool(_call_measured, node, value, ctx)
     elif parallel:
         return _call_inline(node, value, ctx)
@@ -75,7 +75,7 @@ def never_waits(node: Node) -> bool:
     """Whether a task of ``node`` beside siblings runs start to end without waiting: its sync
     body runs on the loop (:func:`_learn`), and it has no retry policy whose backoff it would
     wait out."""
-    return (node.quick_bodies >= INLINE_AFTER and not node.is_async and node.subgraph is None
+    return (node.quick_bodies >= INLINE_AFTER and not node.threaded and not node.is_async and node.subgraph is None
             and not node.timeout and not node.retries)
 
 
