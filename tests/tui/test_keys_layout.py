@@ -405,5 +405,10 @@ async def test_live_log_keeps_one_line_in_a_short_terminal(project: Project) -> 
         await pilot.press("z")
         await settle(pilot)
         assert app.query_one("#live-log").region.height == 3
-    async with opened(project) as (app, pilot):  # 45 rows: room for the whole log
-        assert app.query_one("#live-log").region.height > 3
+    async with opened(project) as (app, pilot):  # 45 rows: small until a run writes to it
+        live = app.query_one("#live-log")
+        assert live.region.height == 3  # nothing run yet: the graph drawing gets the room
+        live.write("step 1: classify")
+        await settle(pilot, lambda: live.region.height > 3, what="the Live log grown by a line")
+        live.clear()
+        await settle(pilot, lambda: live.region.height == 3, what="the cleared Live log small again")

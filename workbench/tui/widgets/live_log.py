@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import RichLog
 
@@ -17,6 +19,16 @@ class LiveLog(RichLog):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(wrap=True, markup=False, max_lines=5000, **kwargs)  # type: ignore[arg-type]
         self._tokens: list[str] = []
+        # Empty (no run yet): a few rows only, so the graph above gets the room (app.tcss).
+        self.add_class("-empty")
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        self.remove_class("-empty")
+        return super().write(*args, **kwargs)
+
+    def clear(self) -> Any:
+        self.add_class("-empty")
+        return super().clear()
 
     def _flush_tokens(self) -> None:
         if self._tokens:
