@@ -3,9 +3,11 @@ before the app starts, and bounded waits on the app's workers (never a bare slee
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,6 +33,35 @@ DB = os.path.join("traces", "workbench.duckdb")  # relative: the app runs with t
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+_modules_when_frozen = 0
+FULL_COLLECTION_EVERY = 50
+"""Young collections between full ones while a TUI test runs (Python's default: 10)."""
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_collector_off_shared_objects() -> Iterator[None]:
+    """Spare the garbage collector the objects every test shares (Textual, DuckDB, litellm...).
+
+    A full collection passes over every object in the process: with those libraries loaded, a
+    third of a TUI test's CPU went there. After a batch of new imports, collect once and move what
+    is left (modules, classes, caches: alive until the process ends anyway) out of the collector's
+    way for good, as ``workbench ui`` does after its first frame (tui/lifecycle.py); and make full
+    collections rarer while the test runs. What the test itself makes is collected as before, only
+    later: no test here depends on when garbage is collected.
+    """
+    global _modules_when_frozen
+    if len(sys.modules) > _modules_when_frozen + 50:  # (graph files load as modules: not each test)
+        gc.collect()
+        gc.freeze()
+        _modules_when_frozen = len(sys.modules)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_EVERY)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class Project:
