@@ -332,6 +332,36 @@ async def test_breakpoint_pauses_then_step_and_continue(project: Project) -> Non
         assert [r.status for r in app.query_one("#timeline", Timeline).rows] == ["completed"] * 4
 
 
+async def test_continue_works_when_the_run_thread_ends_before_its_end_is_handled(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's worker thread ends before the app handles the run's end (a busy app, a loaded
+    machine): the app must still know which graph the paused run belongs to. It once cleared its
+    record of the live run from the worker thread, and ``c`` then said "graph None is not loaded"
+    (found by the tmux test under load, once in eight runs)."""
+    from workbench.tui.app import WorkbenchApp
+
+    handle = WorkbenchApp.on_run_ended
+
+    async def late(self: Any, message: Any) -> None:
+        for _ in range(500):  # until the run's worker has returned (bounded)
+            if not any(w.group == "run" and w.state.name in ("PENDING", "RUNNING") for w in self.workers):
+                break
+            await asyncio.sleep(0.01)
+        handle(self, message)
+
+    monkeypatch.setattr(WorkbenchApp, "on_run_ended", late)
+    async with opened(project) as (app, pilot):
+        await select_graph(pilot, "chain")
+        await pilot.press("1", "j", "b")  # break before b
+        await run_via_form(pilot, "chain")
+        run = await wait_run(pilot, "paused")
+        assert app.ended == {"run_id": run["run_id"], "graph": "chain", "paused": True}
+        await pilot.press("c")
+        await wait_run(pilot, "completed", run["run_id"])
+        assert final_state(app, run["run_id"])["log"] == ["a", "b", "c", "d"]
+        assert not [n for n in notes(app) if "not loaded" in n]
+
+
 async def test_a_paused_run_highlights_the_step_it_stopped_at(project: Project) -> None:
     async with opened(project) as (app, pilot):
         await select_graph(pilot, "chain")

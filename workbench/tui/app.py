@@ -197,9 +197,12 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self._guard("Reading runs", job)
 
     @work(thread=True, exclusive=True, group="run")
-    def execute(self, kind: str, graph_name: str, **kwargs: Any) -> None:
-        """Start, resume or fork a run; progress arrives as RunEventReceived messages."""
+    def execute(self, kind: str, graph_name: str, live: dict[str, Any], **kwargs: Any) -> None:
+        """Start, resume or fork a run; progress arrives as RunEventReceived messages, and the end
+        (``live``: the app's record of this run) as one RunEnded message, whatever happens."""
         from workbench.runtime import Runner
+
+        outcome: list[Any] = []
 
         def job() -> None:
             graph = self.registry.get(graph_name)
@@ -228,15 +231,12 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                     result = runner.fork(kwargs["run_id"], req.at_step, set_state=req.set_state,
                                          llm_responses=req.llm_responses, break_when=break_when,
                                          break_before=kwargs["break_before"], break_after=kwargs["break_after"])
-            self.post_message(RunEnded(result, graph_name))
+            outcome.append(result)
 
-        mine = self.live
         try:
-            self._guard("Run", job)
+            self._guard("Run", job)  # (a failure is posted first, as WorkFailed)
         finally:
-            # Only this run's: a run started from on_run_ended (c pressed at once) is not ours.
-            if self.live is mine:
-                self.live = None
+            self.post_message(RunEnded(outcome[0] if outcome else None, graph_name, live))
 
     @work(thread=True, exclusive=True, group="sql")
     def export_sql(self, sql: str, fmt: str) -> None:
@@ -365,11 +365,17 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                     self.query_one("#graph-view", GraphView).executed | {event.node}, {event.node})
 
     def on_run_ended(self, message: RunEnded) -> None:
+        if message.live is not self.live:  # (never expected: self.live changes only here and in _start)
+            return
         result = message.result
-        then = (self.live or {}).get("then")
-        self.ended = {"run_id": result.run_id, "graph": (self.live or {}).get("graph"),
-                      "paused": result.status == "paused"}
+        then = self.live.get("then") if self.live else None
         self.live = None
+        if result is None:  # the work failed before the run had a result (WorkFailed said why)
+            if then is not None:
+                kind, graph, kwargs = then
+                self._start(kind, graph, **kwargs)
+            return
+        self.ended = {"run_id": result.run_id, "graph": message.graph, "paused": result.status == "paused"}
         self._follow = result.run_id  # show where it stopped
         self._refresh_run(result.run_id)
         self.load_runs()

@@ -75,9 +75,30 @@ class FittingFooter(Footer):
     run, step, continue, fork, compare…), in their usual order. Nothing is cut mid-key; ``?``
     lists every key."""
 
+    _shown: tuple[Any, ...] | None = None
+    """What the keys on screen were made from (see :meth:`recompose`)."""
+
+    def _what_to_show(self) -> tuple[Any, ...] | None:
+        if not self._bindings_ready or not self.is_attached:
+            return None
+        shown = tuple((b.key, b.key_display, b.description, b.action, b.group, enabled, tooltip)
+                      for (_, b, enabled, tooltip) in self.screen.active_bindings.values() if b.show)
+        return (self.app.size.width, self.compact, self.show_command_palette, shown)
+
     def compose(self) -> ComposeResult:
+        self._shown = self._what_to_show()
         keys: list[Widget] = list(super().compose())
         yield from fit_keys(keys, self.app.size.width, compact=self.compact)
+
+    async def recompose(self) -> None:
+        """Rebuild the keys only when what they show changed. Textual's footer rebuilds every key
+        widget on each change of focus; most changes leave the same keys, and building ~20 key
+        widgets (each matched against the stylesheet) was a tenth of the app's work in a session
+        of key presses."""
+        shown = self._what_to_show()
+        if shown is not None and shown == self._shown:
+            return
+        await super().recompose()
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.recompose)

@@ -95,12 +95,19 @@ class RunEventReceived(Message):
 
 
 class RunEnded(Message):
-    """A live run (or resume, or fork) returned: completed, failed, waiting or paused."""
+    """A live run (or resume, or fork) returned: completed, failed, waiting or paused; or, with
+    ``result`` None, its work failed before it had a result (a WorkFailed message said why).
 
-    def __init__(self, result: Any, graph: str) -> None:
+    ``live`` is the app's record of that run (``WorkbenchApp.live``). Only the app's own thread
+    replaces or clears it, on this message: a worker thread that cleared it itself raced with
+    the handler, which then lost the run's graph and a continue pressed while the run returned.
+    """
+
+    def __init__(self, result: Any, graph: str, live: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.result = result
         self.graph = graph
+        self.live = live
 
 
 class BreakpointToggled(Message):

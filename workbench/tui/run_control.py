@@ -93,9 +93,9 @@ class RunControl(App[None]):
             return
         prewarm_llm()  # (if the idle timer has not yet)
         breaks = self._graph_breaks(graph)
-        self.live = {"run_id": kwargs.get("run_id"), "graph": graph}
+        self.live = live = {"run_id": kwargs.get("run_id"), "graph": graph}
         self.query_one("#live-log", LiveLog).clear()
-        self.execute(kind, graph, break_before=sorted(breaks["before"]), break_after=sorted(breaks["after"]),
+        self.execute(kind, graph, live, break_before=sorted(breaks["before"]), break_after=sorted(breaks["after"]),
                      **kwargs)
 
     def _ask_human(self, run_id: str, graph: str, open_ones: list[dict[str, Any]]) -> None:
