@@ -72,8 +72,13 @@ def workbench_cmd() -> list[str]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, the
+    bundled price list, and no background import of litellm at start-up (``WORKBENCH_PREWARM``:
+    a real process would spend 1–2 s of CPU on it; a model call still imports it when it needs
+    it). tests/test_startup.py checks the start-up import itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env["WORKBENCH_PREWARM"] = "0"
     env.update(extra)
     return env
 

@@ -29,8 +29,8 @@ _DRIVER = textwrap.dedent("""
 """)
 
 
-def _commands(tmp_path: Path) -> list[list[str]]:
-    db = str(tmp_path / "t.duckdb")
+def _plain_graph_file(tmp_path: Path) -> None:
+    """graphs/plain.py: a graph with no model call."""
     (tmp_path / "graphs").mkdir()
     (tmp_path / "graphs" / "plain.py").write_text(textwrap.dedent("""
         from workbench import END, START, Graph
@@ -38,6 +38,11 @@ def _commands(tmp_path: Path) -> list[list[str]]:
         graph.add_node("a", lambda s: {"x": 1})
         graph.sequence(START, "a", END)
     """))
+
+
+def _commands(tmp_path: Path) -> list[list[str]]:
+    db = str(tmp_path / "t.duckdb")
+    _plain_graph_file(tmp_path)
     g = Graph("plain")
     g.add_node("a", lambda s: {"x": 1})
     g.sequence(START, "a", END)
@@ -57,6 +62,35 @@ def test_commands_that_never_call_a_model_never_import_litellm(tmp_path: Path) -
     seen: list[Any] = json.loads(res.stdout.strip().splitlines()[-1])
     assert [code for _, code, _ in seen] == [0] * len(commands), (seen, res.stderr)
     assert [(cmd, mods) for cmd, _, mods in seen if mods] == []
+
+
+_PREWARM_DRIVER = textwrap.dedent("""
+    import contextlib, io, json, sys, threading
+    started = []
+    start = threading.Thread.start
+    def record(self):
+        started.append(self.name)
+        start(self)
+    threading.Thread.start = record
+    from workbench.cli import main
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(json.loads(sys.argv[1]))
+    print(json.dumps([code, "workbench-litellm-import" in started]))
+""")
+
+
+def test_run_starts_importing_litellm_at_once_unless_told_not_to(tmp_path: Path) -> None:
+    """``run`` (and resume, fork, demo) start the import in the background as the command
+    starts; ``WORKBENCH_PREWARM=0`` (what the other tests' real processes use) turns it off."""
+    _plain_graph_file(tmp_path)
+    argv = json.dumps(["run", "plain", "--db", str(tmp_path / "p.duckdb")])
+    seen = []
+    for prewarm in ("1", "0"):
+        res = subprocess.run([sys.executable, "-c", _PREWARM_DRIVER, argv], cwd=tmp_path,
+                             env=cli_env(WORKBENCH_PREWARM=prewarm), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        seen.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert seen == [[0, True], [0, False]]
 
 
 def test_the_first_model_call_imports_nothing_the_import_did_not(tmp_path: Path) -> None:

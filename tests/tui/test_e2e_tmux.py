@@ -61,13 +61,16 @@ class Terminal:
         self.tmux("send-keys", "-t", f"{self.session}:0.0", "-l", text)
 
     def wait_until(self, holds: Callable[[str], bool], what: str) -> str:
-        screen = ""
+        seen: list[str] = []  # each different screen: a notification shown for a few seconds is in one
         for _ in range(MAX_POLLS):
             screen = self.screen()
             if holds(screen):
                 return screen
+            if not seen or seen[-1] != screen:
+                seen.append(screen)
             time.sleep(POLL_S)
-        raise AssertionError(f"never saw {what} on the screen; last screen:\n{screen}")
+        shown = "\n----- then:\n".join(seen[-3:])
+        raise AssertionError(f"never saw {what} on the screen; the last {min(3, len(seen))} screens:\n{shown}")
 
     def wait_for(self, *texts: str) -> str:
         return self.wait_until(lambda screen: all(t in screen for t in texts), repr(texts))

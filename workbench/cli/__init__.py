@@ -34,8 +34,10 @@ _MODEL_COMMANDS = ("run", "demo", "fork", "resume")
 def _prewarm_litellm() -> None:
     """Import litellm in the background while the graph loads and the store opens.
 
-    The import takes seconds; overlapping it with start-up keeps the first model call (and its
-    recorded step duration) from paying for all of it.
+    The import takes seconds; overlapping it with start-up keeps the first model call from
+    waiting for all of it. (A step never counts that wait in its duration either way.)
+    ``WORKBENCH_PREWARM=0`` turns it off: for graphs that never call a model it is a second or
+    two of CPU spent for nothing.
     """
     import threading
 
@@ -88,7 +90,7 @@ def _setup_logging() -> _Warnings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command (what the ``workbench`` console script calls, inside its crash guard)."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in _MODEL_COMMANDS:
+    if words and words[0] in _MODEL_COMMANDS and os.environ.get("WORKBENCH_PREWARM", "1") != "0":
         _prewarm_litellm()  # first thing: the import overlaps parsing, loading and opening
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -112,9 +113,9 @@ _prewarming = False
 def prewarm_llm() -> None:
     """Import the model library in the background (it takes seconds), so that the first model
     call of the first run does not wait for it; a daemon thread, so quitting never does either.
-    Only the first call starts it."""
+    Only the first call starts it; none does with ``WORKBENCH_PREWARM=0`` (as for the CLI)."""
     global _prewarming
-    if _prewarming:
+    if _prewarming or os.environ.get("WORKBENCH_PREWARM", "1") == "0":
         return
     _prewarming = True
 
