@@ -93,26 +93,6 @@ def test_run_starts_importing_litellm_at_once_unless_told_not_to(tmp_path: Path)
     assert seen == [[0, True], [0, False]]
 
 
-def test_the_first_model_call_imports_nothing_the_import_did_not(tmp_path: Path) -> None:
-    """litellm imports much of itself on its first call; workbench makes that call (a throwaway
-    one to the offline demo model) as part of the import, so that no recorded step pays for it."""
-    driver = textwrap.dedent("""
-        import json, sys, threading
-        from workbench.llm.client import call_llm, litellm_module
-        from workbench.llm.config import DEMO_MODEL
-        litellm_module()
-        # The warm-up starts no thread: a process may fork after importing (the crash tests do).
-        assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
-        before = set(sys.modules)
-        call_llm(None, "hello", model=DEMO_MODEL)
-        print(json.dumps(sorted(set(sys.modules) - before)))
-    """)
-    res = subprocess.run([sys.executable, "-c", driver], cwd=tmp_path, env=cli_env(), capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
-
-
 def _run_python(code: str, tmp_path: Path, **env: str) -> Any:
     res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=cli_env(**env),
                          capture_output=True, text=True, timeout=300)
@@ -155,36 +135,46 @@ def test_every_public_name_still_imports_from_the_package(tmp_path: Path) -> Non
 
 
 _TOKENIZER = """
-    import json, sys
+    import json, sys, threading
     import litellm
     from workbench.llm.client import call_llm, litellm_module
     from workbench.llm.config import DEMO_MODEL
     lm = litellm_module()
+    threads = [t.name for t in threading.enumerate()]
     deferred = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
+    before = set(sys.modules)
     call_llm(None, "hello", model=DEMO_MODEL)
+    first_call_imported = sorted(set(sys.modules) - before)
     still = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
     tokens = lm.main._encoding_cache.encode("hello world") if still else None
-    print(json.dumps([deferred, still, tokens, type(lm.main._encoding_cache).__name__]))
+    print(json.dumps([deferred, still, tokens, type(lm.main._encoding_cache).__name__, threads,
+                      first_call_imported]))
 """
 
 
-def test_the_demo_model_never_loads_the_tokenizer_it_does_not_use(tmp_path: Path) -> None:
+def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_nothing(tmp_path: Path) -> None:
     """litellm passes its tokenizer to every provider; loading it costs more CPU than the rest of
     the first call. With only the demo model configured it is loaded only when something uses it
-    — and then it is the real one."""
-    deferred, still, tokens, after = _run_python(_TOKENIZER, tmp_path)
+    — and then it is the real one.
+
+    And litellm imports much of itself on its first call: workbench makes that call (a throwaway
+    one to the offline demo model) as part of the import, so that no recorded step pays for it,
+    without starting a thread (a process may fork after importing: the crash tests do)."""
+    deferred, still, tokens, after, threads, first_call_imported = _run_python(_TOKENIZER, tmp_path)
     assert (deferred, still) == (True, True)
     assert isinstance(tokens, list) and tokens and all(isinstance(t, int) for t in tokens)
     assert after != "_DeferredTokenizer"  # used once: litellm now holds the real tokenizer
+    assert threads == ["MainThread"]
+    assert first_call_imported == []
 
 
 def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
     """A real provider may use the tokenizer on its first call: then it is loaded as part of the
     import (in the background), never inside a recorded step."""
-    deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_MODEL="openai/gpt-4o-mini")
+    deferred, *_ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_MODEL="openai/gpt-4o-mini")
     assert deferred is False
 
 
 def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
-    deferred, _, _, _ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_FALLBACKS="openai/gpt-4o-mini")
+    deferred, *_ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_FALLBACKS="openai/gpt-4o-mini")
     assert deferred is False
