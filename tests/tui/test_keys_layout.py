@@ -14,6 +14,7 @@ from textual.widgets._footer import FooterKey
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.fork_editor import ForkScreen
 from workbench.tui.screens.human_input import HumanInputScreen
+from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.runs_table import RunsTable
 
 from .conftest import Project, busy, notes, run_row, settle, text_of
@@ -412,3 +413,19 @@ async def test_live_log_keeps_one_line_in_a_short_terminal(project: Project) -> 
         await settle(pilot, lambda: live.region.height > 3, what="the Live log grown by a line")
         live.clear()
         await settle(pilot, lambda: live.region.height == 3, what="the cleared Live log small again")
+
+
+async def test_keys_typed_right_after_a_focus_key_go_to_the_new_focus(project: Project) -> None:
+    """A burst on the main screen: ``G`` (the graph list) then ``down`` moves in the graph list.
+    The focus used to move by a callback queued behind the keys already waiting, so ``down``
+    went to the pane focused before."""
+    from textual import events
+
+    async with opened(project) as (app, pilot):
+        graphs = app.query_one("#graphs", GraphList)
+        start = graphs.highlighted or 0
+        assert app.focused is not graphs
+        for key in ("G", "down"):  # posted at once, as a terminal delivers them
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await settle(pilot, lambda: app.focused is graphs and graphs.highlighted == start + 1,
+                     what="down to move in the graph list")

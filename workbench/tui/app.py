@@ -30,7 +30,7 @@ from workbench.store.store import default_db_path
 from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
 from workbench.tui.history_actions import HistoryActions
-from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter
+from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
     install_daemon_executor,
@@ -342,7 +342,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def on_run_chosen(self, message: RunChosen) -> None:
         self._open_run(message.run_id)
         self._tabs().active = "tab-timeline"
-        self.query_one("#timeline", Timeline).focus()
+        focus_now(self.query_one("#timeline", Timeline))
 
     def on_run_event_received(self, message: RunEventReceived) -> None:
         event: Event = message.event
@@ -408,7 +408,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         timeline = self.query_one("#timeline", Timeline)
         timeline.set_search(event.value)
         event.input.add_class("hidden")
-        timeline.focus()
+        focus_now(timeline)
 
     @on(SqlConsole.ExportRequested)
     def _export(self, message: SqlConsole.ExportRequested) -> None:
@@ -435,7 +435,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def _focus_in(self, tab: str, retry: bool = True) -> None:
         targets = self.query(TAB_FOCUS[tab])
         if targets:
-            targets.first().focus()
+            focus_now(targets.first())
         elif retry:  # a key typed ahead, before the tab's lazy mount: focus once it is there
             self.call_after_refresh(self._focus_in, tab, False)
 
@@ -459,11 +459,11 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def action_search(self) -> None:
         tab = self._tabs().active
         if tab == "tab-runs":
-            self.query_one("#runs-search", Input).focus()
+            focus_now(self.query_one("#runs-search", Input))
         elif tab == "tab-timeline":
             box = self.query_one("#timeline-search", Input)
             box.remove_class("hidden")
-            box.focus()
+            focus_now(box)
 
     async def action_quit(self) -> None:
         """Quit; with a run in progress, only on a second press (the run stays resumable)."""
@@ -487,7 +487,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self._show_graph()
 
     def action_focus_graphs(self) -> None:
-        self.query_one("#graphs", GraphList).focus()
+        focus_now(self.query_one("#graphs", GraphList))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

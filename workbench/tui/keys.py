@@ -1,4 +1,5 @@
-"""The main screen's keys, where each tab puts the focus, and a footer that fits its width.
+"""The main screen's keys, where each tab puts the focus, a footer that fits its width, and
+moving the focus before the next key arrives.
 
 One rule for every tab key: it works from every tab and leaves the focus inside the tab it
 shows. (A focus left in a hidden tab pulls its tab back to the front: that was how ``4``
@@ -128,3 +129,15 @@ def fit_keys(keys: list[Any], width: int, *, compact: bool = False) -> Iterator[
             kept.add(i)
             used += w
     yield from (k for i, k in enumerate(keys) if i in kept)
+
+
+def focus_now(widget: Widget) -> None:
+    """Focus ``widget`` before the next key is handled.
+
+    ``Widget.focus`` queues the change behind messages already waiting, keys included: in a burst
+    of keys (a fast typist, a paste, ``tmux send-keys``), ``G`` then ``Down`` sent the ``Down`` to
+    the pane that had the focus before ``G``. The screen's own ``set_focus`` changes it at once.
+    """
+    widget.screen.set_focus(widget)
+    if widget.screen.focused is not widget:  # not focusable at this moment: the usual way
+        widget.focus()
