@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from workbench.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error_line
+from workbench.cli.output import complete_writes
 from workbench.cli.parser import build_parser
 from workbench.errors import WorkbenchError
 
@@ -89,6 +90,7 @@ def _setup_logging() -> _Warnings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command (what the ``workbench`` console script calls, inside its crash guard)."""
+    complete_writes()
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in _MODEL_COMMANDS and os.environ.get("WORKBENCH_PREWARM", "1") != "0":
         _prewarm_litellm()  # first thing: the import overlaps parsing, loading and opening
@@ -100,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = True
     try:
         code = int(args.func(args))
+        sys.stdout.flush()  # (a failure to write the end of the output is the command's failure)
         failed = False
         return code
     except WorkbenchError as exc:
