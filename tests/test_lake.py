@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import cli_env, run_cli, workbench_cmd
+from inner_pytest import run_pytest as inner_pytest
 from pgcluster import PASSWORD, Cluster, postgres_cluster
 
 from workbench.store import TraceStore
@@ -96,8 +97,7 @@ def test_record_read_replay_fork_diff_export_on_the_lake(lake: Lake) -> None:
     assert diff["b"]["parent_run_id"] == rid
     out = lake.root / "export.jsonl"
     assert lake.cli("export", fork["run_id"], "--to", str(out)).returncode == 0
-    res = subprocess.run([*workbench_cmd(), "import", str(out), "--db", str(lake.root / "local.duckdb"), "--json"],
-                         cwd=lake.root, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("import", str(out), "--db", str(lake.root / "local.duckdb"), "--json", cwd=lake.root)
     assert sorted(_json(res)["imported"]) == sorted([rid, fork["run_id"]])
     # The documented views exist in the lake itself, for anyone who attaches it.
     sql = lake.cli("sql", "SELECT count(*) AS n FROM runs JOIN llm_calls USING (run_id)", "--format", "json")
@@ -189,18 +189,15 @@ def test_losing_postgres_mid_run_loses_nothing(lake: Lake, tmp_path: Path) -> No
 def test_bad_locations_fail_before_any_step(lake: Lake, tmp_path: Path) -> None:
     port = lake.pg.port
     unreachable = lake.location.replace(f"port={port}", "port=1")
-    res = subprocess.run([*workbench_cmd(), "run", SIMPLE, "--db", unreachable], cwd=tmp_path, env=lake.env(),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("run", SIMPLE, "--db", unreachable, cwd=tmp_path, env=lake.env(), timeout=TIMEOUT)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "cannot reach the shared store" in res.stderr
     assert "step" not in res.stdout  # nothing ran
     with_password = lake.location + f" password={PASSWORD}"
-    res = subprocess.run([*workbench_cmd(), "runs", "--db", with_password], cwd=tmp_path, env=lake.env(),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("runs", "--db", with_password, cwd=tmp_path, env=lake.env(), timeout=TIMEOUT)
     assert res.returncode == 2 and "PGPASSWORD" in res.stderr and PASSWORD not in res.stderr
-    wrong_pw = subprocess.run([*workbench_cmd(), "runs", "--db", lake.location], cwd=tmp_path,
-                              env={**lake.env(), "PGPASSWORD": "wrong-password-123"}, capture_output=True, text=True,
-                              timeout=TIMEOUT)
+    wrong_pw = run_cli("runs", "--db", lake.location, cwd=tmp_path,
+                       env={**lake.env(), "PGPASSWORD": "wrong-password-123"}, timeout=TIMEOUT)
     assert wrong_pw.returncode == 2 and "password authentication failed" in wrong_pw.stderr
     assert "wrong-password-123" not in wrong_pw.stderr
 
@@ -225,9 +222,7 @@ def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path
         def test_recorded_run_replays(workbench_replay):
             workbench_replay("{done['run_id']}", graph={SIMPLE!r})
     """))
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file),
-                          "--workbench-db", lake.location], cwd=tmp_path, env=lake.env("plugin"),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = inner_pytest("-q", str(test_file), "--workbench-db", lake.location, cwd=tmp_path, env=lake.env("plugin"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
 
