@@ -391,3 +391,30 @@ def test_conversations_and_deleting_runs_on_the_lake(lake: Lake) -> None:
     assert _json(lake.cli("runs", "--json", worker="reader")) == []
     rows = _json(lake.cli("sql", "SELECT count(*) AS n FROM state_changes", "--format", "json"))
     assert rows[0]["n"] == 0
+
+
+def test_a_process_reopening_a_lake_reuses_its_attached_instance(lake: Lake,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed store's attached instance serves the process's next store of the same lake
+    (store/lake_pool.py), never one with other credentials; it is checked before use."""
+    from workbench.errors import StoreError
+
+    first = lake.store()
+    instance = first.backend._instances[False]
+    first.record_many([("run", _row("R4", "completed"))])
+    first.close()
+    again = lake.store()
+    try:
+        assert again.backend._instances[False] is instance
+        assert again.query("SELECT status FROM wb_runs WHERE run_id = 'R4'") == [("completed",)]
+        monkeypatch.setenv("PGPASSWORD", "wrong-password-456")
+        with pytest.raises(StoreError, match="password authentication failed"):
+            TraceStore(lake.location)  # the instance held by `again` is not the point: none is idle
+    finally:
+        again.close()
+    with pytest.raises(StoreError, match="password authentication failed") as err:
+        TraceStore(lake.location)  # one is idle now, but for the right password only
+    assert "wrong-password-456" not in str(err.value)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    with lake.store() as last:
+        assert last.backend._instances[False] is instance
