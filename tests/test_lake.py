@@ -25,6 +25,10 @@ from pgcluster import PASSWORD, Cluster, postgres_cluster
 
 from workbench.store import TraceStore
 
+# One worker runs them all (pytest-xdist --dist loadgroup): one PostgreSQL cluster for the suite
+# (initdb, start, and a server's memory and CPU) instead of one per worker.
+pytestmark = pytest.mark.xdist_group("lake")
+
 HERE = Path(__file__).resolve().parent
 SIMPLE = str(HERE / "graphs" / "simple.py")
 GATED = str(HERE / "graphs" / "gated.py")
@@ -33,7 +37,8 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Cluster]:
-    """One cluster per test process (each xdist worker starts its own, on a free port)."""
+    """One cluster per test process (the lake tests share one xdist worker; a worker that runs
+    any starts its own cluster, on a free port)."""
     with postgres_cluster() as cluster:
         yield cluster
 
