@@ -23,7 +23,7 @@ import pytest
 
 
 def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``pytest ARGS`` in ``cwd`` (with ``env`` set on top of this process's environment), as a
+    """``pytest ARGS`` in ``cwd`` with the environment ``env`` (default: this process's), as a
     subprocess would report it: exit code, stdout (the report), stderr."""
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
@@ -31,7 +31,9 @@ def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> s
     saved_modules = set(sys.modules)
     out, err = io.StringIO(), io.StringIO()
     try:
-        os.environ.update(env or {})
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
         os.environ.pop("PYTEST_ADDOPTS", None)  # the outer run's options are not the project's
         os.environ.pop("PYTEST_XDIST_WORKER", None)
         os.chdir(cwd)
