@@ -20,9 +20,14 @@ from typing import Any
 
 import pytest
 from conftest import cli_env, run_cli, workbench_cmd
+from inner_pytest import run_pytest as inner_pytest
 from pgcluster import PASSWORD, Cluster, postgres_cluster
 
 from workbench.store import TraceStore
+
+# One worker runs them all (pytest-xdist --dist loadgroup): one PostgreSQL cluster for the suite
+# (initdb, start, and a server's memory and CPU) instead of one per worker.
+pytestmark = pytest.mark.xdist_group("lake")
 
 HERE = Path(__file__).resolve().parent
 SIMPLE = str(HERE / "graphs" / "simple.py")
@@ -32,7 +37,8 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Cluster]:
-    """One cluster per test process (each xdist worker starts its own, on a free port)."""
+    """One cluster per test process (the lake tests share one xdist worker; a worker that runs
+    any starts its own cluster, on a free port)."""
     with postgres_cluster() as cluster:
         yield cluster
 
@@ -96,8 +102,7 @@ def test_record_read_replay_fork_diff_export_on_the_lake(lake: Lake) -> None:
     assert diff["b"]["parent_run_id"] == rid
     out = lake.root / "export.jsonl"
     assert lake.cli("export", fork["run_id"], "--to", str(out)).returncode == 0
-    res = subprocess.run([*workbench_cmd(), "import", str(out), "--db", str(lake.root / "local.duckdb"), "--json"],
-                         cwd=lake.root, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("import", str(out), "--db", str(lake.root / "local.duckdb"), "--json", cwd=lake.root)
     assert sorted(_json(res)["imported"]) == sorted([rid, fork["run_id"]])
     # The documented views exist in the lake itself, for anyone who attaches it.
     sql = lake.cli("sql", "SELECT count(*) AS n FROM runs JOIN llm_calls USING (run_id)", "--format", "json")
@@ -189,18 +194,15 @@ def test_losing_postgres_mid_run_loses_nothing(lake: Lake, tmp_path: Path) -> No
 def test_bad_locations_fail_before_any_step(lake: Lake, tmp_path: Path) -> None:
     port = lake.pg.port
     unreachable = lake.location.replace(f"port={port}", "port=1")
-    res = subprocess.run([*workbench_cmd(), "run", SIMPLE, "--db", unreachable], cwd=tmp_path, env=lake.env(),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("run", SIMPLE, "--db", unreachable, cwd=tmp_path, env=lake.env(), timeout=TIMEOUT)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "cannot reach the shared store" in res.stderr
     assert "step" not in res.stdout  # nothing ran
     with_password = lake.location + f" password={PASSWORD}"
-    res = subprocess.run([*workbench_cmd(), "runs", "--db", with_password], cwd=tmp_path, env=lake.env(),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = run_cli("runs", "--db", with_password, cwd=tmp_path, env=lake.env(), timeout=TIMEOUT)
     assert res.returncode == 2 and "PGPASSWORD" in res.stderr and PASSWORD not in res.stderr
-    wrong_pw = subprocess.run([*workbench_cmd(), "runs", "--db", lake.location], cwd=tmp_path,
-                              env={**lake.env(), "PGPASSWORD": "wrong-password-123"}, capture_output=True, text=True,
-                              timeout=TIMEOUT)
+    wrong_pw = run_cli("runs", "--db", lake.location, cwd=tmp_path,
+                       env={**lake.env(), "PGPASSWORD": "wrong-password-123"}, timeout=TIMEOUT)
     assert wrong_pw.returncode == 2 and "password authentication failed" in wrong_pw.stderr
     assert "wrong-password-123" not in wrong_pw.stderr
 
@@ -225,9 +227,7 @@ def test_the_pytest_plugin_replays_runs_from_the_lake(lake: Lake, tmp_path: Path
         def test_recorded_run_replays(workbench_replay):
             workbench_replay("{done['run_id']}", graph={SIMPLE!r})
     """))
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file),
-                          "--workbench-db", lake.location], cwd=tmp_path, env=lake.env("plugin"),
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    res = inner_pytest("-q", str(test_file), "--workbench-db", lake.location, cwd=tmp_path, env=lake.env("plugin"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
 
@@ -396,3 +396,30 @@ def test_conversations_and_deleting_runs_on_the_lake(lake: Lake) -> None:
     assert _json(lake.cli("runs", "--json", worker="reader")) == []
     rows = _json(lake.cli("sql", "SELECT count(*) AS n FROM state_changes", "--format", "json"))
     assert rows[0]["n"] == 0
+
+
+def test_a_process_reopening_a_lake_reuses_its_attached_instance(lake: Lake,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed store's attached instance serves the process's next store of the same lake
+    (store/lake_pool.py), never one with other credentials; it is checked before use."""
+    from workbench.errors import StoreError
+
+    first = lake.store()
+    instance = first.backend._instances[False]
+    first.record_many([("run", _row("R4", "completed"))])
+    first.close()
+    again = lake.store()
+    try:
+        assert again.backend._instances[False] is instance
+        assert again.query("SELECT status FROM wb_runs WHERE run_id = 'R4'") == [("completed",)]
+        monkeypatch.setenv("PGPASSWORD", "wrong-password-456")
+        with pytest.raises(StoreError, match="password authentication failed"):
+            TraceStore(lake.location)  # the instance held by `again` is not the point: none is idle
+    finally:
+        again.close()
+    with pytest.raises(StoreError, match="password authentication failed") as err:
+        TraceStore(lake.location)  # one is idle now, but for the right password only
+    assert "wrong-password-456" not in str(err.value)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    with lake.store() as last:
+        assert last.backend._instances[False] is instance

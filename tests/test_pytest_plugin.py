@@ -1,18 +1,19 @@
 """Recorded runs as regression tests in a project's own pytest suite (issue 3, §6):
 ``workbench.testing.assert_replays`` / ``recorded_runs`` and the ``workbench_replay`` fixture of
-the auto-registered pytest plugin, driven through a pytest subprocess on a generated test file.
+the auto-registered pytest plugin, driven through a pytest session of its own (in this process:
+tests/inner_pytest.py) on a generated test file.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import cli_env
+from inner_pytest import run_pytest as inner_pytest
 
 from workbench import Runner
 from workbench.loader import load_graph
@@ -72,11 +73,8 @@ def _auto_registered() -> bool:
 
 def run_pytest(project: Path) -> subprocess.CompletedProcess[str]:
     load = [] if _auto_registered() else ["-p", "workbench.pytest_plugin"]
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *load, "test_regressions.py",
-         "--workbench-db", "traces/regressions.duckdb", "-W", "ignore"],
-        cwd=project, env=cli_env(), capture_output=True, text=True, timeout=120,
-    )
+    return inner_pytest("-q", *load, "test_regressions.py", "--workbench-db", "traces/regressions.duckdb",
+                        "-W", "ignore", cwd=project, env=cli_env())
 
 
 def test_recorded_runs_pass_then_fail_after_a_code_change(project: Path, recorded: dict[str, str]) -> None:
@@ -123,9 +121,9 @@ def test_the_plugin_is_declared_for_auto_registration() -> None:
 
 @pytest.mark.skipif(not _auto_registered(), reason="the installed package metadata predates the pytest11 entry "
                     "point: reinstall with 'pip install -e .'")
-def test_the_plugin_is_registered() -> None:
-    res = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], env=cli_env(),
-                         capture_output=True, text=True, timeout=120)
+def test_the_plugin_is_registered(tmp_path: Path) -> None:
+    # A new session loads the entry points itself: the option is there only if ours is one.
+    res = inner_pytest("--help", cwd=tmp_path, env=cli_env())
     assert res.returncode == 0 and "--workbench-db" in res.stdout
 
 

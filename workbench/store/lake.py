@@ -39,9 +39,10 @@ from typing import Any
 
 from workbench.errors import StoreError
 from workbench.redact import remember_secret, scrub
-from workbench.store.backend import Backend
+from workbench.store import lake_pool
+from workbench.store.backend import Backend, views_hash
 from workbench.store.database import first_line
-from workbench.store.schema import TABLES
+from workbench.store.schema import SCHEMA_VERSION, TABLES
 from workbench.store.spool import Spool
 
 PREFIX = "ducklake:"
@@ -119,12 +120,35 @@ class LakeBackend(Backend):
                              "set [store] spool to a writable directory") from None
         self._lock = threading.Lock()
         self._instances: dict[bool, Any] = {}
+        self._pool_keys: dict[int, str] = {}  # id(instance) -> what it may be reused for
         self._write = self._attach(read_only=False)  # fails now, before any step runs
         self._instances[False] = self._write
 
     # ------------------------------------------------------------------ connecting
 
     def _attach(self, *, read_only: bool) -> Any:
+        """An instance with the lake attached: one this process kept from a closed store of the
+        same lake (store/lake_pool.py) if it still answers, else a new one."""
+        key = lake_pool.instance_key(self._catalog, self.data_path, read_only)
+        kept = lake_pool.take(key)
+        if kept is not None:
+            try:
+                cur = kept.cursor()
+                try:
+                    cur.execute(f"USE {ALIAS}")
+                    cur.execute(f"SELECT max(snapshot_id) FROM {ALIAS}.snapshots()").fetchone()
+                finally:
+                    cur.close()
+            except Exception:  # the server went away meanwhile: a new attach reports it properly
+                lake_pool.discard(kept)
+            else:
+                self._pool_keys[id(kept)] = key
+                return kept
+        con = self._new_instance(read_only=read_only)
+        self._pool_keys[id(con)] = key
+        return con
+
+    def _new_instance(self, *, read_only: bool) -> Any:
         import duckdb
 
         con = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
@@ -206,10 +230,8 @@ class LakeBackend(Backend):
     def close(self) -> None:
         with self._lock:
             for instance in self._instances.values():
-                try:
-                    instance.close()
-                except Exception:  # an outage: nothing more to lose here
-                    pass
+                # Kept for this process's next store of the lake (checked before it is used).
+                lake_pool.give_back(self._pool_keys.pop(id(instance)), instance)
             self._instances.clear()
         self.spool.close()
 
@@ -227,6 +249,22 @@ class LakeBackend(Backend):
             "Transaction conflict" in text or "ducklake_snapshot_pkey" in text)
 
     # ------------------------------------------------------------------ schema
+
+    def schema_state(self, con: Any) -> str:
+        """As :meth:`Backend.schema_state`, in one query when the lake is up to date (what every
+        command finds): each query on a lake is a catalog lookup in PostgreSQL, and listing the
+        tables costs several. Anything else (no ``wb_meta``, an old or damaged one) is judged by
+        the full check."""
+        import duckdb
+
+        try:
+            meta = dict(con.execute("SELECT key, value FROM wb_meta WHERE key IN ('schema_version', 'views')")
+                        .fetchall())
+        except duckdb.CatalogException:  # no wb_meta: a new lake, or not a workbench one
+            return super().schema_state(con)
+        if meta.get("schema_version") == str(SCHEMA_VERSION) and meta.get("views") == views_hash():
+            return "ok"
+        return super().schema_state(con)
 
     def tables_sql(self) -> str:
         # DuckLake has no key constraints; exactly-once loading keeps rows unique. Small commits
