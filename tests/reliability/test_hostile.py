@@ -232,8 +232,13 @@ def _waiting_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, s
     with _module_cli_in(proj) as run:
         assert run("run", "sink", "--input", '{"name": "done"}', "--db", str(db), "--json")[0] == 0
         code, out = run("run", "sink", "--input", '{"name": "ask"}', "--db", str(db), "--json")
-    assert code == 3
-    return db.parent, json.loads(out)["run_id"]
+        assert code == 3
+        run_id = json.loads(out)["run_id"]
+    from workbench.store import TraceStore
+
+    with TraceStore(str(db)) as store:  # the waiting run is the one "resume last" answers
+        assert store.resolve_run_id("last") == run_id and store.get_run(run_id)["status"] == "waiting"
+    return db.parent, run_id
 
 
 @pytest.fixture
@@ -338,12 +343,13 @@ def test_hostile_graph_files_in_the_graphs_directory_are_listed_not_fatal(tmp_pa
 
 @pytest.mark.parametrize("case", ["syntax-error", "infinite-recursion", "import-error",
                                   "sys-exit-3"])
-def test_resume_when_the_graph_file_broke_since(tmp_path: Path, case: str) -> None:
-    """The run waits; its graph file breaks; answering it is refused and the run still waits."""
+def test_resume_when_the_graph_file_broke_since(tmp_path: Path, _waiting_template: tuple[Path, str],
+                                                case: str) -> None:
+    """The run waits; its graph file breaks; answering it is refused and the run still waits.
+    (The waiting run is the module's template; the resume, whose process is the point, is real.)"""
     proj = make_project(tmp_path / "proj")
     (proj / "graphs" / "sink.py").write_text(SINK_GRAPH)
-    db = tmp_path / "store" / "t.duckdb"
-    assert wb("run", "sink", "--input", '{"name": "ask"}', "--db", str(db), cwd=proj).returncode == 3
+    db = _copy_store_dir(_waiting_template[0], tmp_path / "store") / "t.duckdb"  # its last run waits
     before = sha(db)
     (proj / "graphs" / "sink.py").write_text(GRAPH_FILES[case][0])
     res = wb("resume", "last", "--input", '"x"', "--db", str(db), cwd=proj)
