@@ -10,7 +10,9 @@ trial can choose its kill point from what an uninterrupted process did):
 ``py``, ``py.thread``
     a call of a function defined in the workbench package or a graph file, on the main thread or
     on another thread (the store's writer, parallel tasks), seen through ``sys.setprofile``: a
-    kill at an arbitrary point of the Python code.
+    kill at an arbitrary point of the Python code. Counted in processes whose spec says
+    ``count_py`` (the default): the matrix leaves it off only in processes with no kill point
+    whose counts choose none (the profiler costs a Python call per function call).
 ``frame``
     a journal frame (``Journal.append``); ``how`` = ``before`` (nothing written), ``after`` (the
     whole frame written) or ``torn`` (the first ``cut`` fraction of its bytes written, as a kill
@@ -38,12 +40,14 @@ the tool returns, so the recording says which effect it recorded) and ``{"kind":
 for a node body starting.
 
 Progress goes to the file ``spec["progress"]`` (``KILL site n``, ``RESULT {...}``, ``COUNTS {...}``).
-``serve()`` is the fork server: it imports workbench (and litellm, on request) once and forks a
-child per process the matrix needs; ``child_main`` is what each child, or a fresh interpreter, runs.
+``serve()`` is the fork server: it imports workbench, DuckDB's compiled module (not the ``duckdb``
+package, whose import starts a thread) and litellm (on request) once and forks a child per
+process the matrix needs; ``child_main`` is what each child, or a fresh interpreter, runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -295,8 +299,11 @@ def install(spec: dict[str, Any]) -> None:
     demo.demo_reply = demo_reply
 
     _MAIN = threading.get_ident()
-    threading.setprofile(_profiler)
-    sys.setprofile(_profiler)
+    # The ``py`` sites cost a Python call per function call: counted only where they are used (a
+    # process armed with a kill point, or one whose counts choose a kill point).
+    if spec.get("count_py", True):
+        threading.setprofile(_profiler)
+        sys.setprofile(_profiler)
 
 
 # --------------------------------------------------------------------------- operations
@@ -386,6 +393,14 @@ def _child(job: dict[str, Any]) -> None:
         os._exit(code)
 
 
+def _os_threads() -> int:
+    """The process's threads, native ones included (a process with threads must not fork)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no procfs: what Python knows of
+        return threading.active_count()
+
+
 def serve() -> None:
     """The fork server: one JSON job per stdin line; replies ``{"pid"}`` then ``{"returncode"}``."""
     # What every child needs, imported once. Not DuckDB: importing it starts a native thread, and
@@ -400,7 +415,14 @@ def serve() -> None:
     import workbench.store
     import workbench.transfer  # noqa: F401
 
+    # DuckDB's compiled module and what its package imports load here, once: only importing the
+    # ``duckdb`` package starts the engine's thread (its default instance), so each child still
+    # does that, in a fraction of the time.
+    for name in ("importlib.metadata", "_duckdb"):
+        importlib.import_module(name)
+
     assert "duckdb" not in sys.modules, "the fork server must not import duckdb"
+    assert _os_threads() == 1, "the fork server must not start a thread"
     out = sys.stdout
     for line in sys.stdin:
         job = json.loads(line)
@@ -408,7 +430,7 @@ def serve() -> None:
             from workbench.llm.client import litellm_module
 
             litellm_module()
-            assert threading.active_count() == 1 and "duckdb" not in sys.modules
+            assert _os_threads() == 1 and "duckdb" not in sys.modules
             out.write(json.dumps({"warm": True}) + "\n")
             out.flush()
             continue

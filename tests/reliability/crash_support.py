@@ -291,8 +291,11 @@ class Trial:
 
     # ------------------------------------------------------------------ processes
 
-    def launch(self, spec: dict[str, Any], label: str, kill: dict[str, Any] | None = None) -> Proc:
-        full = {**spec, "effects": self.effects, "kill": kill}
+    def launch(self, spec: dict[str, Any], label: str, kill: dict[str, Any] | None = None, *,
+               counted: bool = False) -> Proc:
+        """Run one process; ``counted``: its ``COUNTS`` will choose kill points, so they include
+        the ``py`` sites (always counted when a kill point is armed)."""
+        full = {**spec, "effects": self.effects, "kill": kill, "count_py": counted or kill is not None}
         proc = self.launcher.launch(full, cwd=self.box, logs=self.logs, label=label,
                                     env={"TMPDIR": str(self.tmp), **self.env})
         self.procs.append(proc)
@@ -312,7 +315,7 @@ class Trial:
         scratch = self.root / f"observe-{self._observations}"
         db = copy_store(self.db, scratch / "box")
         (scratch / "tmp").mkdir()
-        spec = {**spec_for(db), "effects": str(scratch / "effects.jsonl"), "kill": None}
+        spec = {**spec_for(db), "effects": str(scratch / "effects.jsonl"), "kill": None, "count_py": True}
         proc = self.launcher.launch(spec, cwd=scratch / "box", logs=scratch / "logs", label=label,
                                     env={"TMPDIR": str(scratch / "tmp"), **self.env})
         check_process(proc)

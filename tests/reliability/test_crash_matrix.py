@@ -205,7 +205,7 @@ class References:
         """An uninterrupted run of ``graph``: its snapshot and the counts of its process."""
         if graph not in self.cache:
             t = self.trial(Path(graph).stem)
-            proc = t.launch({"op": "run", "graph": graph, "db": t.db, "input": {}}, "run")
+            proc = t.launch({"op": "run", "graph": graph, "db": t.db, "input": {}}, "run", counted=True)
             assert proc.returncode == 0 and proc.result and proc.result["status"] == "completed", proc.describe()
             with TraceStore(t.db) as store:
                 snap = snapshot_run(store, proc.result["run_id"])
@@ -217,7 +217,7 @@ class References:
     def approval(self) -> dict[str, Any]:
         if "approval" not in self.cache:
             t = self.trial("approval")
-            proc = t.launch({"op": "run", "graph": APPROVAL, "db": t.db, "input": {}}, "run")
+            proc = t.launch({"op": "run", "graph": APPROVAL, "db": t.db, "input": {}}, "run", counted=True)
             assert proc.result and proc.result["status"] == "waiting", proc.describe()
             run_id = proc.result["run_id"]
             counts = proc.counts

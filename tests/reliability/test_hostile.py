@@ -9,6 +9,8 @@ what the process does is the point there.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -191,15 +193,60 @@ def test_input_over_the_value_limit_is_refused_in_one_line(proj: Path) -> None:
     assert not db.exists()
 
 
-@pytest.fixture
-def waiting(proj: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
-    """A store holding a run waiting for an answer (and a completed one to fork)."""
+@contextlib.contextmanager
+def _module_cli_in(path: Path) -> Iterator[Any]:
+    """Run ``main`` from a module fixture (no capsys or monkeypatch there): in ``path``, without
+    the litellm pre-warm, yielding a function that returns a command's exit code and stdout."""
+    import workbench.cli as cli_module
+
+    def run(*argv: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        assert "Traceback" not in out.getvalue() + err.getvalue(), err.getvalue()
+        return code, out.getvalue()
+
+    cwd, prewarm = os.getcwd(), cli_module._prewarm_litellm
+    os.chdir(path)
+    cli_module._prewarm_litellm = lambda: None  # type: ignore[assignment]
+    try:
+        yield run
+    finally:
+        cli_module._prewarm_litellm = prewarm  # type: ignore[assignment]
+        os.chdir(cwd)
+
+
+def _copy_store_dir(template: Path, dest: Path) -> Path:
+    """A private copy of a template's store directory (the store, its WAL and spool, lock files
+    included): each test gets the bytes the commands left, without running them again."""
+    shutil.copytree(template, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def _waiting_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Built once per module: a store holding a completed ``sink`` run and one waiting."""
+    proj = make_project(tmp_path_factory.mktemp("waiting") / "proj")
+    (proj / "graphs" / "sink.py").write_text(SINK_GRAPH)
     db = proj / "store" / "t.duckdb"
-    code, out, _ = cli(capsys, "run", "sink", "--input", '{"name": "done"}', "--db", str(db), "--json")
-    assert code == 0
-    code, out, _ = cli(capsys, "run", "sink", "--input", '{"name": "ask"}', "--db", str(db), "--json")
-    assert code == 3
-    return db, json.loads(out)["run_id"]
+    with _module_cli_in(proj) as run:
+        assert run("run", "sink", "--input", '{"name": "done"}', "--db", str(db), "--json")[0] == 0
+        code, out = run("run", "sink", "--input", '{"name": "ask"}', "--db", str(db), "--json")
+        assert code == 3
+        run_id = json.loads(out)["run_id"]
+    from workbench.store import TraceStore
+
+    with TraceStore(str(db)) as store:  # the waiting run is the one "resume last" answers
+        assert store.resolve_run_id("last") == run_id and store.get_run(run_id)["status"] == "waiting"
+    return db.parent, run_id
+
+
+@pytest.fixture
+def waiting(proj: Path, _waiting_template: tuple[Path, str]) -> tuple[Path, str]:
+    """A store holding a run waiting for an answer (and a completed one to fork): a copy of the
+    module's template, in this test's project directory."""
+    template, run_id = _waiting_template
+    return _copy_store_dir(template, proj / "store") / "t.duckdb", run_id
 
 
 BAD_ANSWERS = {
@@ -296,12 +343,13 @@ def test_hostile_graph_files_in_the_graphs_directory_are_listed_not_fatal(tmp_pa
 
 @pytest.mark.parametrize("case", ["syntax-error", "infinite-recursion", "import-error",
                                   "sys-exit-3"])
-def test_resume_when_the_graph_file_broke_since(tmp_path: Path, case: str) -> None:
-    """The run waits; its graph file breaks; answering it is refused and the run still waits."""
+def test_resume_when_the_graph_file_broke_since(tmp_path: Path, _waiting_template: tuple[Path, str],
+                                                case: str) -> None:
+    """The run waits; its graph file breaks; answering it is refused and the run still waits.
+    (The waiting run is the module's template; the resume, whose process is the point, is real.)"""
     proj = make_project(tmp_path / "proj")
     (proj / "graphs" / "sink.py").write_text(SINK_GRAPH)
-    db = tmp_path / "store" / "t.duckdb"
-    assert wb("run", "sink", "--input", '{"name": "ask"}', "--db", str(db), cwd=proj).returncode == 3
+    db = _copy_store_dir(_waiting_template[0], tmp_path / "store") / "t.duckdb"  # its last run waits
     before = sha(db)
     (proj / "graphs" / "sink.py").write_text(GRAPH_FILES[case][0])
     res = wb("resume", "last", "--input", '"x"', "--db", str(db), cwd=proj)
@@ -326,19 +374,21 @@ def export_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str
     return [json.loads(line) for line in out.read_text().splitlines()], run_id
 
 
+@pytest.fixture(scope="module")
+def _target_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once per module: the directory of a store holding one ledger run."""
+    root = tmp_path_factory.mktemp("target")
+    proj = make_project(root / "tproj")
+    db = root / "target" / "t.duckdb"
+    with _module_cli_in(proj) as run:
+        assert run("run", "ledger", "--db", str(db), "--json")[0] == 0
+    return db.parent
+
+
 @pytest.fixture
-def target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]:
-    """An existing store (one run of its own) to import into."""
-    proj = make_project(tmp_path / "tproj")
-    db = tmp_path / "target" / "t.duckdb"
-    cwd = os.getcwd()
-    os.chdir(proj)
-    try:
-        code, _, _ = cli(capsys, "run", "ledger", "--db", str(db), "--json")
-    finally:
-        os.chdir(cwd)
-    assert code == 0
-    yield db
+def target(tmp_path: Path, _target_template: Path) -> Path:
+    """An existing store (one run of its own) to import into: this test's copy of the template."""
+    return _copy_store_dir(_target_template, tmp_path / "target") / "t.duckdb"
 
 
 def _write(path: Path, lines: list[Any], raw: bytes | None = None) -> Path:
@@ -525,21 +575,26 @@ def test_import_duplicate_runs_across_and_within_files(export_file: tuple[list[d
 # =========================================================================== SQL that tries to write or execute
 
 
+@pytest.fixture(scope="module")
+def _sql_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once per module: the directory of a filled store that has been opened again."""
+    root = tmp_path_factory.mktemp("sql")
+    proj = make_project(root / "sproj")
+    db = root / "store" / "t.duckdb"
+    with _module_cli_in(proj) as run:
+        assert run("run", "ledger", "--db", str(db), "--json")[0] == 0
+        assert run("runs", "--db", str(db))[0] == 0  # the spool's lock files exist from here on
+    return db.parent
+
+
 @pytest.fixture
-def sql_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Path, Path]]:
-    """A filled store, and an empty directory the statements aim their files at."""
-    proj = make_project(tmp_path / "sproj")
-    db = tmp_path / "store" / "t.duckdb"
-    cwd = os.getcwd()
-    os.chdir(proj)
-    try:
-        assert cli(capsys, "run", "ledger", "--db", str(db), "--json")[0] == 0
-        assert cli(capsys, "runs", "--db", str(db))[0] == 0  # the spool's lock files exist from here on
-    finally:
-        os.chdir(cwd)
+def sql_store(tmp_path: Path, _sql_template: Path) -> tuple[Path, Path]:
+    """A filled store (this test's copy of the template), and an empty directory the
+    statements aim their files at."""
+    db = _copy_store_dir(_sql_template, tmp_path / "store") / "t.duckdb"
     aim = tmp_path / "aim"
     aim.mkdir()
-    yield db, aim
+    return db, aim
 
 
 PWNED = "/tmp/x.sh"
