@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from workbench.store import TraceStore
-
 REPO = Path(__file__).resolve().parents[1]
+
+# Compiled bytecode is cached (in __pycache__/, ignored by git), PYTHONDONTWRITEBYTECODE or not.
+# With it set (this machine sets it), every worker and every real `workbench` process of the suite
+# compiled each workbench module, and pytest rewrote each test module's asserts, afresh: about a
+# fifth of a subprocess-heavy test's CPU. Subprocesses get the same through cli_env().
+sys.dont_write_bytecode = False
+
+from workbench.store import TraceStore  # noqa: E402  (after the bytecode setting: cached too)
 
 
 @pytest.fixture(autouse=True)
@@ -73,12 +79,13 @@ def workbench_cmd() -> list[str]:
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, the
-    bundled price list, and no background import of litellm at start-up (``WORKBENCH_PREWARM``:
+    bundled price list, no background import of litellm at start-up (``WORKBENCH_PREWARM``:
     a real process would spend 1–2 s of CPU on it; a model call still imports it when it needs
-    it). tests/test_startup.py checks the start-up import itself."""
+    it; tests/test_startup.py checks the start-up import itself), and the suite's bytecode cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["WORKBENCH_PREWARM"] = "0"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # (see sys.dont_write_bytecode above)
     env.update(extra)
     return env
 
