@@ -64,6 +64,21 @@ def _keep_the_collector_off_shared_objects() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
+IDLE_WORK = "workbench.tui.app.IDLE_WORK_AFTER_S"
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_work_on_a_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the app's idle-time work (SQL highlighting, litellm's import: tui/background.py)
+    from starting by itself a few seconds after start-up.
+
+    Whether it ran depended on how long the test took on a loaded machine (half the tests here
+    outlast its timer), not on what the test does; it costs CPU and changes what a screen shows
+    mid-test. test_startup.py checks that work itself, by calling it.
+    """
+    monkeypatch.setattr(IDLE_WORK, 10.0**9)
+
+
 class Project:
     """A project directory (graphs/ + traces/) that is the working directory of the test."""
 
@@ -138,6 +153,24 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     proj = make_project(tmp_path / "proj", ["chain", "counter", "gate", "review", "demo:support"])
     monkeypatch.chdir(proj.root)
     return proj
+
+
+SNAPSHOT_RUNS = ["snap-billing", "snap-escalation", "snap-fork"]
+
+
+@pytest.fixture(scope="session")
+def snapshot_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A traces/ directory holding fixtures/snapshot_trace.jsonl imported into a store, made once:
+    the snapshot tests copy it (a closed store's files, copied, are the same store), instead of
+    each importing the runs again."""
+    from workbench.transfer import import_files
+
+    traces = tmp_path_factory.mktemp("snapshot-store") / "traces"
+    traces.mkdir()
+    with TraceStore(str(traces / os.path.basename(DB))) as store:
+        result = import_files(store, [str(FIXTURES / "snapshot_trace.jsonl")])
+    assert result["imported"] == SNAPSHOT_RUNS
+    return traces
 
 
 # ---------------------------------------------------------------------- waiting

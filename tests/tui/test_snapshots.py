@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Input, TextArea
 
-from workbench.store import TraceStore
-from workbench.transfer import import_files
 from workbench.tui.screens.fork_editor import ForkScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.human_input import HumanInputScreen
@@ -30,14 +28,11 @@ SIZE = (140, 40)
 
 
 @pytest.fixture
-def snap_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The workbench on a project holding the fixture runs."""
+def snap_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot_traces: Path) -> Any:
+    """The workbench on a project holding the fixture runs (imported once: conftest)."""
     root = tmp_path / "proj"
     shutil.copytree(FIXTURES / "snapshot_project" / "graphs", root / "graphs")
-    (root / "traces").mkdir()
-    with TraceStore(str(root / DB)) as store:
-        result = import_files(store, [str(FIXTURES / "snapshot_trace.jsonl")])
-    assert result["imported"] == ["snap-billing", "snap-escalation", "snap-fork"]
+    shutil.copytree(snapshot_traces, root / "traces")
     monkeypatch.chdir(root)
     # The SQL console reports how long a query took: freeze the clock it reads.
     monkeypatch.setattr("workbench.sqlquery.time", SimpleNamespace(perf_counter=lambda: 0.0))

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Any
 
 import pytest
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
-from textual.widgets import TextArea
+from textual.widgets import TabbedContent, TextArea
 
 from workbench.errors import StoreError
 from workbench.tui.screens.help import HELP, RenderedOnce, render_help
@@ -60,6 +61,30 @@ async def test_sql_highlighting_comes_on_when_the_tab_is_shown_and_keeps_the_cur
         assert editor.cursor_location == (1, 4)
         await pilot.press("x")
         assert editor.document.get_line(1)[4] == "x"
+
+
+async def test_idle_work_is_timed_after_start_up_and_highlights_sql_and_imports_the_model_library(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (conftest keeps the timer from firing in the other tests: here it is checked, then fired.)
+    import workbench.tui.app as app_module
+
+    imports: list[bool] = []
+    monkeypatch.setattr("workbench.tui.background.prewarm_llm", lambda: imports.append(True))
+    app = project.app()
+    timers: list[tuple[float, Any]] = []
+    set_timer = app.set_timer
+    monkeypatch.setattr(app, "set_timer", lambda delay, callback=None, **kw: (
+        timers.append((delay, callback)), set_timer(delay, callback, **kw))[1])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: not busy(app) and app.query("#sql-editor"), what="start-up")
+        idle = [callback for delay, callback in timers if delay == app_module.IDLE_WORK_AFTER_S]
+        assert idle == [app._idle_work] and imports == []
+        editor = app.query_one("#sql-editor", TextArea)
+        assert editor.language is None
+        idle[0]()
+        await settle(pilot)
+        assert editor.language == "sql" and imports == [True]
+        assert app.query_one("#tabs", TabbedContent).active == "tab-graph"  # no tab was shown for it
 
 
 class _Counting:

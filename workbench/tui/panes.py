@@ -74,10 +74,19 @@ class PaneLayout:
             body = self.app.query_one("#body")
         except NoMatches:  # closing
             return
-        self.app.screen.set_class(self.narrow, "-narrow")
-        self.app.screen.set_class(self.short, "-short")
-        body.set_class(not self.sidebar_shown(), "-no-sidebar")
-        body.set_class(not self.live, "-no-live")
+        screen = self.app.screen
+        wanted = ((screen, self.narrow, "-narrow"), (screen, self.short, "-short"),
+                  (body, not self.sidebar_shown(), "-no-sidebar"), (body, not self.live, "-no-live"))
+        # Each class change restyles the node and everything in it (the whole screen for the
+        # screen's): change the classes first, then restyle each changed node once, the body
+        # not again when its screen is restyled anyway. (A dialog on top is the app's screen.)
+        changed = {node for node, on, name in wanted if (name in node.classes) != on}
+        for node, on, name in wanted:
+            node.set_class(on, name, update=False)
+        if screen in changed:
+            screen.update_node_styles()
+        if body in changed and not (screen in changed and body.screen is screen):
+            body.update_node_styles()
 
     # ------------------------------------------------------------ zoom
 
