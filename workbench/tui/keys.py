@@ -89,7 +89,14 @@ class FittingFooter(Footer):
     def compose(self) -> ComposeResult:
         self._shown = self._what_to_show()
         keys: list[Widget] = list(super().compose())
-        yield from fit_keys(keys, self.app.size.width, compact=self.compact)
+        for key in fit_keys(keys, self.app.size.width, compact=self.compact):
+            if isinstance(key, FooterKey) and not key.has_class("-command-palette"):
+                # Born with the footer's style: a key mounted compact and bound to a non-compact
+                # footer (or the reverse) restyled itself twice on every rebuild. (The palette
+                # key is not bound to the footer's style: left as Textual makes it.)
+                key.set_reactive(FooterKey.compact, self.compact)
+                key.set_class(self.compact, "-compact", update=False)
+            yield key
 
     async def recompose(self) -> None:
         """Rebuild the keys only when what they show changed. Textual's footer rebuilds every key
