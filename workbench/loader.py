@@ -10,12 +10,13 @@ choose which local Python file runs.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
 import traceback
 from dataclasses import dataclass
-from types import ModuleType
+from types import CodeType, ModuleType
 
 from workbench.errors import GraphDefinitionError, GraphLoadError
 from workbench.graph import Graph, display_path
@@ -83,14 +84,28 @@ def _module_name(path: str) -> str:
     return f"workbench_graphs.{stem}_{digest}"
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a graph file from its source on every load, never from cached bytecode.
+
+    Python's bytecode cache (``__pycache__``) trusts a file whose size and modification time, in
+    whole seconds, match the cache's: an edit of the same length saved within a second of the last
+    load (``"d"`` to ``"D"``, then the watcher's reload) ran the old code while the record said the
+    node had changed. Graph files are small; compiling them costs little.
+    """
+
+    def get_code(self, fullname: str) -> CodeType:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def import_file(path: str) -> ModuleType:
-    """Import a graph file afresh (dropping any cached copy, so edits are seen).
+    """Import a graph file afresh (dropping any cached copy, compiled from its source, so edits
+    are seen).
 
     Errors become one-line GraphLoadErrors naming the file and line.
     """
     name = _module_name(path)
     sys.modules.pop(name, None)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, path))
     if spec is None or spec.loader is None:
         raise GraphLoadError(f"{display_path(path)}: cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
