@@ -223,6 +223,19 @@ def _copy_store_dir(template: Path, dest: Path) -> Path:
     return dest
 
 
+def _ledger_template(tmp_path_factory: pytest.TempPathFactory, label: str, *then: str) -> Path:
+    """The directory of a store holding one ledger run (for a module fixture to build once);
+    ``then``: commands run on the store after it, each of which must succeed."""
+    root = tmp_path_factory.mktemp(label)
+    proj = make_project(root / "proj")
+    db = root / "store" / "t.duckdb"
+    with _module_cli_in(proj) as run:
+        assert run("run", "ledger", "--db", str(db), "--json")[0] == 0
+        for command in then:
+            assert run(command, "--db", str(db))[0] == 0
+    return db.parent
+
+
 @pytest.fixture(scope="module")
 def _waiting_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """Built once per module: a store holding a completed ``sink`` run and one waiting."""
@@ -377,12 +390,7 @@ def export_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str
 @pytest.fixture(scope="module")
 def _target_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built once per module: the directory of a store holding one ledger run."""
-    root = tmp_path_factory.mktemp("target")
-    proj = make_project(root / "tproj")
-    db = root / "target" / "t.duckdb"
-    with _module_cli_in(proj) as run:
-        assert run("run", "ledger", "--db", str(db), "--json")[0] == 0
-    return db.parent
+    return _ledger_template(tmp_path_factory, "target")
 
 
 @pytest.fixture
@@ -577,14 +585,9 @@ def test_import_duplicate_runs_across_and_within_files(export_file: tuple[list[d
 
 @pytest.fixture(scope="module")
 def _sql_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once per module: the directory of a filled store that has been opened again."""
-    root = tmp_path_factory.mktemp("sql")
-    proj = make_project(root / "sproj")
-    db = root / "store" / "t.duckdb"
-    with _module_cli_in(proj) as run:
-        assert run("run", "ledger", "--db", str(db), "--json")[0] == 0
-        assert run("runs", "--db", str(db))[0] == 0  # the spool's lock files exist from here on
-    return db.parent
+    """Built once per module: the directory of a filled store that has been opened again (the
+    spool's lock files exist from then on)."""
+    return _ledger_template(tmp_path_factory, "sql", "runs")
 
 
 @pytest.fixture
