@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import shutil
@@ -196,3 +197,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     spare worker runs tests in those waits. Measured on 2 cores: 2 workers 333 s, 3 workers 278 s,
     4 workers 302 s (docs/performance.md)."""
     return (os.cpu_count() or 1) + 1
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Collect once, then take what survives out of the collector's way before pytest's own
+    clean-up runs five full collections to surface unraisable exceptions.
+
+    By then each process holds every library the suite loaded (litellm, Textual, DuckDB...):
+    each of those collections walked them all again, about 3 CPU-s a worker. The one collection
+    here runs the same finalizers a first pass of pytest's would; what survives is alive until
+    exit anyway.
+    """
+    gc.collect()
+    gc.freeze()
