@@ -429,3 +429,20 @@ async def test_keys_typed_right_after_a_focus_key_go_to_the_new_focus(project: P
             app.post_message(events.Key(key, key if len(key) == 1 else None))
         await settle(pilot, lambda: app.focused is graphs and graphs.highlighted == start + 1,
                      what="down to move in the graph list")
+
+
+async def test_text_typed_right_after_slash_goes_to_the_search_box(project: Project) -> None:
+    """A burst on the runs table: ``/`` then ``chain`` searches for "chain". The app acted on
+    ``/`` only once it had bubbled up from the table, after the letters behind it had gone to the
+    table (``c`` there continues a paused run)."""
+    from textual import events
+
+    project.run("counter")
+    async with opened(project) as (app, pilot):
+        await pilot.press("2")
+        await settle(pilot, lambda: isinstance(app.focused, RunsTable), what="the runs table")
+        for key in ("slash", *"chain"):  # posted at once, as a terminal delivers them
+            app.post_message(events.Key(key, "/" if key == "slash" else key))
+        box = app.query_one("#runs-search", Input)
+        await settle(pilot, lambda: box.value == "chain", what="the search box to hold what was typed")
+        assert app.focused is box

@@ -30,7 +30,7 @@ from workbench.store.store import default_db_path
 from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
 from workbench.tui.history_actions import HistoryActions
-from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now
+from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now, main_screen_key
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
     install_daemon_executor,
@@ -512,6 +512,14 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                                         lambda w=widget_id, a=binding.action: self._widget_action(w, a))
         yield SystemCommand("Reload graphs", "Re-import every graph file", self.load_graphs)
         yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys the app itself acts on act in the order typed (see keys.main_screen_key)."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            binding = main_screen_key(self, event)
+            if binding is not None and await self.run_action(binding.action):
+                return
+        await super().on_event(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open, the main screen's keys are off (and out of its footer)."""
