@@ -446,3 +446,21 @@ async def test_text_typed_right_after_slash_goes_to_the_search_box(project: Proj
         box = app.query_one("#runs-search", Input)
         await settle(pilot, lambda: box.value == "chain", what="the search box to hold what was typed")
         assert app.focused is box
+
+
+async def test_text_typed_right_after_a_dialog_key_goes_into_the_dialog(project: Project) -> None:
+    """A burst: ``r`` then ``refund please`` fills the run form's first field. The form takes its
+    focus only once mounted; the letters that arrived before that were lost."""
+    from textual import events
+
+    from workbench.tui.screens.run_input import RunInputScreen
+
+    async with opened(project) as (app, pilot):
+        await select_graph(pilot, "support")
+        for key in ("r", *"refund", "space", *"please"):  # posted at once, as a terminal delivers them
+            app.post_message(events.Key(key, " " if key == "space" else key))
+        await settle(pilot, lambda: isinstance(app.screen, RunInputScreen)
+                     and app.screen.query_one("#field-message", Input).value == "refund please",
+                     what="the typed text in the form's first field")
+        assert app.screen.focused is app.screen.query_one("#field-message", Input)
+

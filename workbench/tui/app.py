@@ -30,7 +30,8 @@ from workbench.store.store import default_db_path
 from workbench.tui.background import Background
 from workbench.tui.data_views import DataViews
 from workbench.tui.history_actions import HistoryActions
-from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now, main_screen_key
+from workbench.tui.key_order import KeyOrder
+from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
     install_daemon_executor,
@@ -66,7 +67,7 @@ from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
 
-class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background):
+class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background, KeyOrder):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -512,14 +513,6 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                                         lambda w=widget_id, a=binding.action: self._widget_action(w, a))
         yield SystemCommand("Reload graphs", "Re-import every graph file", self.load_graphs)
         yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
-
-    async def on_event(self, event: events.Event) -> None:
-        """Keys the app itself acts on act in the order typed (see keys.main_screen_key)."""
-        if isinstance(event, events.Key) and not event.is_forwarded:
-            binding = main_screen_key(self, event)
-            if binding is not None and await self.run_action(binding.action):
-                return
-        await super().on_event(event)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open, the main screen's keys are off (and out of its footer)."""

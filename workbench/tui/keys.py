@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, TextArea
+from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 TABS = ("tab-graph", "tab-runs", "tab-timeline", "tab-compare", "tab-sql")
@@ -151,21 +149,3 @@ def focus_now(widget: Widget) -> None:
     if widget.screen.focused is not widget:  # not focusable at this moment: the usual way
         widget.focus()
 
-
-def main_screen_key(app: Any, event: events.Key) -> Binding | None:
-    """The app's own binding for ``event`` when it may act at once, before the keys behind it.
-
-    Textual hands a key to the focused widget and acts on an app binding only once the key has
-    bubbled back up, after the keys queued behind it have gone to the old focus: ``/`` then
-    ``c`` (a fast typist, a paste, ``tmux send-keys``) sent ``c`` to the runs table, where it
-    continued the paused run instead of searching for "c". Acting at once changes no routing: it
-    is done only for the key the app would have acted on anyway (no closer widget binds it, no
-    text field is typing it, no dialog is open, the action is enabled).
-    """
-    if isinstance(app.screen, ModalScreen) or isinstance(app.focused, (Input, TextArea)):
-        return None
-    active = app.screen.active_bindings.get(event.key)
-    if active is None or active.node is not app or not active.enabled or active.binding.priority:
-        return None
-    binding: Binding = active.binding
-    return binding

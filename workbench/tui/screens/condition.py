@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 from textual.widgets.input import Selection
 
-from workbench.tui.keys import FittingFooter
+from workbench.tui.keys import FittingFooter, focus_now
 
 
 class ConditionScreen(ModalScreen[str | None]):
@@ -32,7 +32,7 @@ class ConditionScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         box = self.query_one("#condition", Input)
-        box.focus()
+        focus_now(box)
         # The current condition starts selected: typing replaces it, an arrow key keeps it to
         # edit. (After the first paint: setting the value moves the cursor to its end.)
         self.call_after_refresh(lambda: setattr(box, "selection", Selection(0, len(box.value))))

@@ -19,7 +19,7 @@ from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.input import Selection
 from textual.widgets.option_list import Option
 
-from workbench.tui.keys import FittingFooter
+from workbench.tui.keys import FittingFooter, focus_now
 
 NO_ANSWER = object()
 
@@ -103,7 +103,7 @@ class HumanInputScreen(ModalScreen[Any]):
                 yield Button("Later (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#answer", Input).focus()
+        focus_now(self.query_one("#answer", Input))
 
     def _submit(self) -> None:
         raw = self.query_one("#answer", Input).value

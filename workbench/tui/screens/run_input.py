@@ -12,7 +12,7 @@ from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
-from workbench.tui.keys import FittingFooter
+from workbench.tui.keys import FittingFooter, focus_now
 from workbench.tui.screens.dialog import Dialog, DialogEditor
 
 SIMPLE = {"str": str, "int": int, "float": float, "bool": bool}
@@ -56,10 +56,10 @@ class RunInputScreen(Dialog[dict[str, Any] | None]):
     def on_mount(self) -> None:
         fields = self.query(Input)
         if fields:
-            fields.first().focus()
+            focus_now(fields.first())
         else:
             self.query_one("#input-tabs", TabbedContent).active = "tab-json"
-            self.query_one("#raw-json", TextArea).focus()
+            focus_now(self.query_one("#raw-json", TextArea))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in a field runs (the form is usually one or two fields)."""

@@ -18,6 +18,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from workbench.diffview import full_side
+from workbench.tui.keys import focus_now
 from workbench.valuediff import json_changes, pretty
 
 
@@ -69,7 +70,7 @@ class ValueScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#viewer-body").focus()
+        focus_now(self.query_one("#viewer-body"))
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#viewer-body", VerticalScroll).scroll_relative(y=lines, animate=False)
@@ -113,7 +114,7 @@ class DiffScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#diff-a").focus()
+        focus_now(self.query_one("#diff-a"))
 
     def _pane(self) -> VerticalScroll:
         focused = self.focused
@@ -164,7 +165,7 @@ class ValuePicker(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#picker-list").focus()
+        focus_now(self.query_one("#picker-list"))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
