@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from workbench import END, START, Graph, Send
-from workbench.graph_layout import Drawing, Edge, draw, graph_edges, layout, local_name, to_text
+from workbench.graph_layout import Drawing, Edge, draw, graph_edges, layout, local_name, path_edges, to_text
 from workbench.loader import load_graph
 from workbench.runtime import subgraph
 
@@ -77,6 +77,15 @@ def test_a_join_waits_below_the_longest_branch() -> None:
     d = draw(g)
     assert d.boxes["j"].layer == d.boxes["long2"].layer + 1
     assert_no_overlap(d)  # the short branch's edge passes the long2 layer beside the box
+
+
+def test_a_join_waiting_a_step_longer_is_lit_from_every_branch() -> None:
+    """short ran at step 2, long2 at step 3, the join j at step 4: both branches led to j."""
+    steps = [["a"], ["short", "long1"], ["long2"], ["j"]]
+    joins = [(["short", "long2"], "j")]
+    taken = path_edges(steps, finished=True, joins=joins)
+    assert {("short", "j"), ("long2", "j"), ("long1", "long2"), ("j", END)} <= taken
+    assert ("short", "j") not in path_edges(steps, finished=True)  # the step-to-step rule alone
 
 
 def test_a_loop_is_drawn_up_the_right_side_dotted() -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from workbench.graph import END, START, Graph, Send
@@ -544,16 +544,30 @@ def _finish_edge(canvas: _Canvas, cells: list[tuple[int, int]], e: Edge, back: b
             canvas.text(x + 1, y, e.label, "e:label")
 
 
-def path_edges(steps: Sequence[Sequence[str]], *, finished: bool = False) -> set[tuple[str, str]]:
+def path_edges(steps: Sequence[Sequence[str]], *, finished: bool = False,
+               joins: Iterable[tuple[Iterable[str], str]] = ()) -> set[tuple[str, str]]:
     """The edges a run took, from the nodes of its steps in order: START to the first step's
     nodes, each step's nodes to the next step's, and the last step's to END when ``finished``.
     Pairs that are not edges of the graph are left for the caller to ignore (parallel branches
-    of one step pair with every node of the next). A join waiting a step longer for one branch
-    is not lit from that branch."""
+    of one step pair with every node of the next).
+
+    ``joins``: the graph's joins as ``(sources, target)``. A join runs once all its sources have
+    finished, which may be steps after the first of them did: each source that ran since the
+    join last ran (or since the start) leads to it, however many steps it waited.
+    """
     out: set[tuple[str, str]] = set()
+    sources_of: dict[str, set[str]] = {}
+    for sources, target in joins:
+        sources_of.setdefault(target, set()).update(sources)
+    waiting: dict[str, set[str]] = {target: set() for target in sources_of}  # sources run since
     previous: Sequence[str] = [START]
     for nodes in steps:
         out.update((a, b) for a in previous for b in nodes)
+        for target, ran in waiting.items():
+            if target in nodes:
+                out.update((source, target) for source in ran)
+                ran.clear()
+            ran.update(n for n in nodes if n in sources_of[target])  # these feed its next run
         previous = nodes
     if finished and steps:
         out.update((a, END) for a in previous)

@@ -154,7 +154,9 @@ class RunViewApp(App[None]):
             if self.open_run["status"] == "paused" and paused.get("node") and row is timeline.rows[-1]:
                 current = {paused["node"]}  # a path such as review/approve lights the inner node
             steps = [r.nodes for r in timeline.rows if r.depth == 0]  # the pending step too: where it stands
-            taken = path_edges(steps, finished=self.open_run["status"] == "completed")
+            graph = self.registry.get(self.open_run["graph"])
+            joins = [(j.sources, j.target) for j in graph.joins] if graph is not None else []
+            taken = path_edges(steps, finished=self.open_run["status"] == "completed", joins=joins)
             view.mark_run(set(ran), current, visits=Counter(ran), run_id=self.open_run["run_id"], taken=taken)
         else:
             view.mark_run(set(), set())
