@@ -447,49 +447,60 @@ def check_effects(trial: Trial, store: Any, run_ids: list[str]) -> int:
     return redone
 
 
+def _stored(store: Any, run_ids: list[str]) -> dict[str, dict[Any, list[Any]]]:
+    """What the store holds of ``run_ids``, keyed as :func:`check_nothing_lost` looks records up
+    (one query per table and run, instead of one per journal record)."""
+    queries = {
+        "run": "SELECT run_id, NULL FROM wb_runs WHERE run_id = ?",
+        "task": "SELECT run_id, step, task, attempt, status, NULL FROM steps WHERE run_id = ?",
+        "change": "SELECT run_id, step, key, value FROM state_changes WHERE run_id = ?",
+        "plan": "SELECT run_id, step, tasks FROM supersteps WHERE run_id = ?",
+        "llm": "SELECT run_id, step, task, attempt, seq, response FROM wb_llm_calls WHERE run_id = ?",
+        "interrupt": "SELECT run_id, step, task, attempt, idx, NULL FROM interrupts WHERE run_id = ?",
+        "event": "SELECT run_id, kind, step, NULL FROM events WHERE run_id = ?",
+    }
+    out: dict[str, dict[Any, list[Any]]] = {kind: {} for kind in queries}
+    for kind, sql in queries.items():
+        for run_id in run_ids:
+            for row in store.query(sql, [run_id]):
+                out[kind].setdefault(tuple(row[:-1]), []).append(row[-1])
+    return out
+
+
 def check_nothing_lost(trial: Trial, store: Any) -> int:
     """Every record of a whole journal frame a killed process wrote is in the store. Returns how
     many records were checked."""
+    run_ids = sorted({str(r["run_id"]) for records in trial.frames.values() for _, r in records if r.get("run_id")})
+    stored = _stored(store, run_ids)
     checked = 0
     for journal, records in trial.frames.items():
         for kind, r in records:
             where = f"{kind} record of journal {journal} ({ {k: r.get(k) for k in ('run_id', 'step', 'task')} })"
             if kind == "run":
-                found = store.query("SELECT count(*) FROM wb_runs WHERE run_id = ?", [r["run_id"]])[0][0]
+                key: tuple[Any, ...] = (r["run_id"],)
             elif kind == "task":
-                found = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND step = ? AND task = ? "
-                                    "AND attempt = ? AND status = ?",
-                                    [r["run_id"], r["step"], r["task"], r["attempt"], r["status"]])[0][0]
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["status"])
             elif kind == "change":
-                got = store.query("SELECT value FROM state_changes WHERE run_id = ? AND step = ? AND key = ?",
-                                  [r["run_id"], r["step"], r["key"]])
-                found = len(got)
-                if found:
-                    assert json.loads(got[0][0]) == json.loads(r["value"]), f"{where}: stored value differs"
+                key = (r["run_id"], r["step"], r["key"])
             elif kind == "plan":
-                got = store.query("SELECT tasks FROM supersteps WHERE run_id = ? AND step = ?",
-                                  [r["run_id"], r["step"]])
-                found = len(got)
-                if found:
-                    assert json.loads(got[0][0]) == json.loads(r["tasks"]), f"{where}: stored plan differs"
+                key = (r["run_id"], r["step"])
             elif kind == "llm":
-                got = store.query("SELECT response FROM wb_llm_calls WHERE run_id = ? AND step = ? AND task = ? "
-                                  "AND attempt = ? AND seq = ?",
-                                  [r["run_id"], r["step"], r["task"], r["attempt"], r["seq"]])
-                found = len(got)
-                if found and r.get("response") is not None:
-                    assert json.loads(got[0][0]) == json.loads(r["response"]), f"{where}: stored response differs"
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["seq"])
             elif kind == "interrupt":
-                found = store.query("SELECT count(*) FROM interrupts WHERE run_id = ? AND step = ? AND task = ? "
-                                    "AND attempt = ? AND idx = ?",
-                                    [r["run_id"], r["step"], r["task"], r["attempt"], r["idx"]])[0][0]
-            elif kind == "event":
-                found = store.query("SELECT count(*) FROM events WHERE run_id = ? AND kind = ? "
-                                    "AND step IS NOT DISTINCT FROM ?", [r["run_id"], r["kind"], r.get("step")])[0][0]
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["idx"])
+            elif kind == "event":  # (a missing step matches a NULL one, as IS NOT DISTINCT FROM)
+                key = (r["run_id"], r["kind"], r.get("step"))
             else:  # updates of rows (status, answers): superseded by later ones
                 continue
+            got = stored[kind].get(key, [])
+            if got and kind == "change":
+                assert json.loads(got[0]) == json.loads(r["value"]), f"{where}: stored value differs"
+            elif got and kind == "plan":
+                assert json.loads(got[0]) == json.loads(r["tasks"]), f"{where}: stored plan differs"
+            elif got and kind == "llm" and r.get("response") is not None:
+                assert json.loads(got[0]) == json.loads(r["response"]), f"{where}: stored response differs"
             checked += 1
-            assert found >= 1, f"lost: {where} is not in the store"
+            assert got, f"lost: {where} is not in the store"
     return checked
 
 

@@ -67,9 +67,10 @@ from crash_support import (
 
 from workbench.store import TraceStore
 
-# The JSON report is one process's tally: when it is asked for, every trial runs on one xdist worker.
-pytestmark = [pytest.mark.crash_matrix,
-              *([pytest.mark.xdist_group("crash_matrix")] if os.environ.get("WORKBENCH_RELIABILITY_REPORT") else [])]
+# Every trial runs on one xdist worker: the module's fixed cost (the fork server, the uninterrupted
+# reference runs, the template stores) is paid once rather than on every worker, and the JSON
+# report is one process's tally. The largest group, so --dist loadgroup hands it out first.
+pytestmark = [pytest.mark.crash_matrix, pytest.mark.xdist_group("crash_matrix")]
 
 SEEDS = list(range(first_seed(), first_seed() + trials_per_family()))
 
