@@ -29,10 +29,10 @@ One trial again: ``WORKBENCH_CRASH_SEED=37 WORKBENCH_CRASH_TRIALS=1 ... -k test_
 failures with their seeds, kill sites, which recovery paths were taken, wall time) under the key
 ``crash_matrix`` (other keys of an existing file are kept).
 
-The processes are children forked from one server process that imported workbench and litellm
-once (crash_driver.serve); ``WORKBENCH_CRASH_FORK=0`` starts a fresh interpreter for each
-instead (slower: litellm's import takes seconds). Each trial's final ``workbench runs`` is the
-installed command in a fresh interpreter either way.
+The processes are children forked from a server process that imported workbench once, and
+litellm too for graphs that call a model (crash_driver.serve); ``WORKBENCH_CRASH_FORK=0`` starts
+a fresh interpreter for each instead (slower: litellm's import takes seconds). Each trial's final
+``workbench runs`` is the installed command in a fresh interpreter either way.
 """
 
 from __future__ import annotations
