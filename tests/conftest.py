@@ -34,6 +34,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def short_foreign_wait(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Stores opened in this process give up on a file held by a foreign (non-workbench) process
+    after 0.2 s instead of the default 2 s: the same refusal, without idling. A test about the
+    default wait itself opens one store before asking for this (test_faults.py)."""
+    from workbench.store import database
+
+    monkeypatch.setattr(database, "FOREIGN_TIMEOUT_S", 0.2)
+    return 0.2
+
+
+@pytest.fixture
 def store(tmp_path: Path) -> Iterator[TraceStore]:
     """A fresh trace store in a temporary directory, closed after the test."""
     st = TraceStore(str(tmp_path / "trace.duckdb"))

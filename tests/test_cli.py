@@ -437,7 +437,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_locked_database(tmp_path: Path, filled_db: str) -> None:
+def test_locked_database(tmp_path: Path, filled_db: str, short_foreign_wait: float) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, filled_db], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=cli_env())
     try:

@@ -1,10 +1,10 @@
 """The test side of the crash matrix (test_crash_matrix.py): starting processes, choosing kill
 points, and checking what a trial left behind.
 
-* :class:`Launcher` starts each process of a trial: by default a child forked from one server
-  process that imported workbench and litellm once (crash_driver.serve), so a trial costs
-  milliseconds of start-up instead of seconds; ``WORKBENCH_CRASH_FORK=0`` starts a fresh
-  interpreter for every process instead.
+* :class:`Launcher` starts each process of a trial: by default a child forked from a server
+  process that imported workbench once (crash_driver.serve; a second server imported litellm too,
+  for graphs that call a model), so a trial costs milliseconds of start-up instead of seconds;
+  ``WORKBENCH_CRASH_FORK=0`` starts a fresh interpreter for every process instead.
 * :class:`Trial` is one seeded trial: a sandbox directory holding the trace store (and nothing
   else), an effect log outside it, the processes it ran, and what the killed ones left in their
   journals.
@@ -95,14 +95,81 @@ class Proc:
                 f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}")
 
 
+class ForkServer:
+    """One ``crash_driver.serve()`` process and its reply stream."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, *, litellm: bool) -> None:
+        code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import crash_driver; crash_driver.serve()"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, cwd=cwd)
+        self._buf = b""
+        if litellm:
+            self.send({"warm": "litellm"})
+            assert self.reply(TIMEOUT) == {"warm": True}
+
+    def send(self, msg: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def reply(self, timeout: float) -> dict[str, Any] | None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"the crash-matrix fork server died (exit {self.proc.wait()})")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_MODEL_GRAPHS: dict[str, bool] = {}
+
+
+def calls_a_model(spec: dict[str, Any], cwd: Path) -> bool:
+    """Whether the process runs a graph that calls a model (its source uses ``ctx.llm``): the
+    graph of a ``run``/``resume``, or a ``.py`` file among a CLI command's arguments."""
+    refs = [spec.get("graph"), *spec.get("argv", [])]
+    for ref in refs:
+        if not isinstance(ref, str) or not ref.split(":")[0].endswith(".py"):
+            continue
+        path = str(cwd / ref.split(":")[0])  # (an absolute path stays as it is)
+        if path not in _MODEL_GRAPHS:
+            try:
+                _MODEL_GRAPHS[path] = "ctx.llm" in Path(path).read_text(encoding="utf-8")
+            except OSError:
+                _MODEL_GRAPHS[path] = False
+        if _MODEL_GRAPHS[path]:
+            return True
+    return False
+
+
 class Launcher:
-    """Starts the matrix's processes (see the module docstring) and waits for each to end."""
+    """Starts the matrix's processes (see the module docstring) and waits for each to end.
+
+    Two fork servers, started on first use: one that imported litellm too, for processes whose
+    graph calls a model, and one without it for the rest: a child forked from the smaller
+    process costs less to start and to end, and a run of families without a model call never
+    imports litellm."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.fork = os.environ.get("WORKBENCH_CRASH_FORK", "1") != "0"
-        self.server: subprocess.Popen[bytes] | None = None
-        self._buf = b""
+        self.servers: dict[bool, ForkServer] = {}
         self._n = 0
         self.started = 0
 
@@ -111,34 +178,10 @@ class Launcher:
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
         return env
 
-    def _server(self) -> subprocess.Popen[bytes]:
-        if self.server is None:
-            code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import crash_driver; crash_driver.serve()"
-            self.server = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                           stdout=subprocess.PIPE, env=self.env(), cwd=self.workdir)
-            self._send({"warm": "litellm"})
-            assert self._reply(TIMEOUT) == {"warm": True}
-        return self.server
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        assert self.server is not None and self.server.stdin is not None
-        self.server.stdin.write(json.dumps(msg).encode() + b"\n")
-        self.server.stdin.flush()
-
-    def _reply(self, timeout: float) -> dict[str, Any] | None:
-        assert self.server is not None and self.server.stdout is not None
-        fd = self.server.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise RuntimeError(f"the crash-matrix fork server died (exit {self.server.wait()})")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)  # type: ignore[no-any-return]
+    def _server(self, litellm: bool) -> ForkServer:
+        if litellm not in self.servers:
+            self.servers[litellm] = ForkServer(self.env(), self.workdir, litellm=litellm)
+        return self.servers[litellm]
 
     def launch(self, spec: dict[str, Any], *, cwd: Path, logs: Path, label: str,
                env: dict[str, str] | None = None) -> Proc:
@@ -150,15 +193,15 @@ class Launcher:
         spec = {**spec, "progress": str(progress)}
         full_env = self.env(**(env or {}))
         if self.fork:
-            self._server()
-            self._send({"spec": spec, "cwd": str(cwd), "env": full_env, "stdout": str(out), "stderr": str(err)})
-            started = self._reply(TIMEOUT)
+            server = self._server(calls_a_model(spec, cwd))
+            server.send({"spec": spec, "cwd": str(cwd), "env": full_env, "stdout": str(out), "stderr": str(err)})
+            started = server.reply(TIMEOUT)
             assert started is not None and "pid" in started, started
             pid = int(started["pid"])
-            done = self._reply(TIMEOUT)
+            done = server.reply(TIMEOUT)
             if done is None:
                 os.kill(pid, signal.SIGKILL)
-                self._reply(TIMEOUT)
+                server.reply(TIMEOUT)
                 raise AssertionError(f"{label} (pid {pid}) did not end within {TIMEOUT} s")
             code = int(done["returncode"])
         else:
@@ -180,15 +223,9 @@ class Launcher:
                     err.read_text(errors="replace"), lines, spec.get("kill"))
 
     def close(self) -> None:
-        if self.server is not None:
-            assert self.server.stdin is not None
-            self.server.stdin.close()
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-            self.server = None
+        for server in self.servers.values():
+            server.close()
+        self.servers.clear()
 
 
 # --------------------------------------------------------------------------- kill points
@@ -447,49 +484,60 @@ def check_effects(trial: Trial, store: Any, run_ids: list[str]) -> int:
     return redone
 
 
+def _stored(store: Any, run_ids: list[str]) -> dict[str, dict[Any, list[Any]]]:
+    """What the store holds of ``run_ids``, keyed as :func:`check_nothing_lost` looks records up
+    (one query per table and run, instead of one per journal record)."""
+    queries = {
+        "run": "SELECT run_id, NULL FROM wb_runs WHERE run_id = ?",
+        "task": "SELECT run_id, step, task, attempt, status, NULL FROM steps WHERE run_id = ?",
+        "change": "SELECT run_id, step, key, value FROM state_changes WHERE run_id = ?",
+        "plan": "SELECT run_id, step, tasks FROM supersteps WHERE run_id = ?",
+        "llm": "SELECT run_id, step, task, attempt, seq, response FROM wb_llm_calls WHERE run_id = ?",
+        "interrupt": "SELECT run_id, step, task, attempt, idx, NULL FROM interrupts WHERE run_id = ?",
+        "event": "SELECT run_id, kind, step, NULL FROM events WHERE run_id = ?",
+    }
+    out: dict[str, dict[Any, list[Any]]] = {kind: {} for kind in queries}
+    for kind, sql in queries.items():
+        for run_id in run_ids:
+            for row in store.query(sql, [run_id]):
+                out[kind].setdefault(tuple(row[:-1]), []).append(row[-1])
+    return out
+
+
 def check_nothing_lost(trial: Trial, store: Any) -> int:
     """Every record of a whole journal frame a killed process wrote is in the store. Returns how
     many records were checked."""
+    run_ids = sorted({str(r["run_id"]) for records in trial.frames.values() for _, r in records if r.get("run_id")})
+    stored = _stored(store, run_ids)
     checked = 0
     for journal, records in trial.frames.items():
         for kind, r in records:
             where = f"{kind} record of journal {journal} ({ {k: r.get(k) for k in ('run_id', 'step', 'task')} })"
             if kind == "run":
-                found = store.query("SELECT count(*) FROM wb_runs WHERE run_id = ?", [r["run_id"]])[0][0]
+                key: tuple[Any, ...] = (r["run_id"],)
             elif kind == "task":
-                found = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND step = ? AND task = ? "
-                                    "AND attempt = ? AND status = ?",
-                                    [r["run_id"], r["step"], r["task"], r["attempt"], r["status"]])[0][0]
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["status"])
             elif kind == "change":
-                got = store.query("SELECT value FROM state_changes WHERE run_id = ? AND step = ? AND key = ?",
-                                  [r["run_id"], r["step"], r["key"]])
-                found = len(got)
-                if found:
-                    assert json.loads(got[0][0]) == json.loads(r["value"]), f"{where}: stored value differs"
+                key = (r["run_id"], r["step"], r["key"])
             elif kind == "plan":
-                got = store.query("SELECT tasks FROM supersteps WHERE run_id = ? AND step = ?",
-                                  [r["run_id"], r["step"]])
-                found = len(got)
-                if found:
-                    assert json.loads(got[0][0]) == json.loads(r["tasks"]), f"{where}: stored plan differs"
+                key = (r["run_id"], r["step"])
             elif kind == "llm":
-                got = store.query("SELECT response FROM wb_llm_calls WHERE run_id = ? AND step = ? AND task = ? "
-                                  "AND attempt = ? AND seq = ?",
-                                  [r["run_id"], r["step"], r["task"], r["attempt"], r["seq"]])
-                found = len(got)
-                if found and r.get("response") is not None:
-                    assert json.loads(got[0][0]) == json.loads(r["response"]), f"{where}: stored response differs"
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["seq"])
             elif kind == "interrupt":
-                found = store.query("SELECT count(*) FROM interrupts WHERE run_id = ? AND step = ? AND task = ? "
-                                    "AND attempt = ? AND idx = ?",
-                                    [r["run_id"], r["step"], r["task"], r["attempt"], r["idx"]])[0][0]
-            elif kind == "event":
-                found = store.query("SELECT count(*) FROM events WHERE run_id = ? AND kind = ? "
-                                    "AND step IS NOT DISTINCT FROM ?", [r["run_id"], r["kind"], r.get("step")])[0][0]
+                key = (r["run_id"], r["step"], r["task"], r["attempt"], r["idx"])
+            elif kind == "event":  # (a missing step matches a NULL one, as IS NOT DISTINCT FROM)
+                key = (r["run_id"], r["kind"], r.get("step"))
             else:  # updates of rows (status, answers): superseded by later ones
                 continue
+            got = stored[kind].get(key, [])
+            if got and kind == "change":
+                assert json.loads(got[0]) == json.loads(r["value"]), f"{where}: stored value differs"
+            elif got and kind == "plan":
+                assert json.loads(got[0]) == json.loads(r["tasks"]), f"{where}: stored plan differs"
+            elif got and kind == "llm" and r.get("response") is not None:
+                assert json.loads(got[0]) == json.loads(r["response"]), f"{where}: stored response differs"
             checked += 1
-            assert found >= 1, f"lost: {where} is not in the store"
+            assert got, f"lost: {where} is not in the store"
     return checked
 
 

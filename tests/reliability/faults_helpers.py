@@ -86,12 +86,17 @@ GUARD_WIRED = declared_entry_point() == GUARD_ENTRY
 # --------------------------------------------------------------------------- the CLI farm
 
 _FARM = textwrap.dedent(r'''
-    import importlib, json, os, signal, sys, time, traceback
+    import gc, importlib, json, os, signal, sys, time, traceback
 
     # What the commands under test import lazily: import it once, before any fork.
     import duckdb  # noqa: F401
     import rich.console, rich.table  # noqa: F401
     import workbench.cli, workbench.guard, workbench.store, workbench.sqlquery, workbench.history  # noqa: F401
+
+    # Out of the collector's sight: a child's collections would otherwise write to every imported
+    # object and copy the shared heap page by page (crash_driver._freeze_heap says more).
+    gc.collect()
+    gc.freeze()
 
     def child(job, out_path, err_path):
         os.chdir(job["cwd"])

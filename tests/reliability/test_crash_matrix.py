@@ -29,10 +29,10 @@ One trial again: ``WORKBENCH_CRASH_SEED=37 WORKBENCH_CRASH_TRIALS=1 ... -k test_
 failures with their seeds, kill sites, which recovery paths were taken, wall time) under the key
 ``crash_matrix`` (other keys of an existing file are kept).
 
-The processes are children forked from one server process that imported workbench and litellm
-once (crash_driver.serve); ``WORKBENCH_CRASH_FORK=0`` starts a fresh interpreter for each
-instead (slower: litellm's import takes seconds). Each trial's final ``workbench runs`` is the
-installed command in a fresh interpreter either way.
+The processes are children forked from a server process that imported workbench once, and
+litellm too for graphs that call a model (crash_driver.serve); ``WORKBENCH_CRASH_FORK=0`` starts
+a fresh interpreter for each instead (slower: litellm's import takes seconds). Each trial's final
+``workbench runs`` is the installed command in a fresh interpreter either way.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ from crash_support import (
 
 from workbench.store import TraceStore
 
-# The JSON report is one process's tally: when it is asked for, every trial runs on one xdist worker.
-pytestmark = [pytest.mark.crash_matrix,
-              *([pytest.mark.xdist_group("crash_matrix")] if os.environ.get("WORKBENCH_RELIABILITY_REPORT") else [])]
+# Every trial runs on one xdist worker: the module's fixed cost (the fork server, the uninterrupted
+# reference runs, the template stores) is paid once rather than on every worker, and the JSON
+# report is one process's tally. The largest group, so --dist loadgroup hands it out first.
+pytestmark = [pytest.mark.crash_matrix, pytest.mark.xdist_group("crash_matrix")]
 
 SEEDS = list(range(first_seed(), first_seed() + trials_per_family()))
 

@@ -1211,7 +1211,7 @@ async def test_question_mark_opens_help(project: Project) -> None:
 # ---------------------------------------------------------------------- errors never crash the app
 
 
-async def test_locked_database_is_a_notification_not_a_crash(project: Project) -> None:
+async def test_locked_database_is_a_notification_not_a_crash(project: Project, short_foreign_wait: float) -> None:
     project.run("chain")
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "

@@ -47,6 +47,9 @@ HARDENED = {
 _LOCK_PHRASES = ("could not set lock on file", "conflicting lock is held")
 # How long a writer lets processes waiting to read go first before it competes with them.
 _READERS_FIRST_S = 2.0
+# How long a file held by a process other than workbench's (a DuckDB shell, say) is waited for
+# before saying so. Read when a store is opened, so tests can shorten it (the product never does).
+FOREIGN_TIMEOUT_S = 2.0
 
 
 class StoreBusyError(StoreError):
@@ -134,9 +137,9 @@ class LocalDatabase:
     """One process's access to one DuckDB store file (see the module docstring)."""
 
     def __init__(self, path: str, spool: Spool | None, *, writable: bool,
-                 linger: float = 2.0, busy_timeout: float = 60.0, foreign_timeout: float = 2.0) -> None:
+                 linger: float = 2.0, busy_timeout: float = 60.0, foreign_timeout: float | None = None) -> None:
         self.path = path
-        self.foreign_timeout = foreign_timeout
+        self.foreign_timeout = FOREIGN_TIMEOUT_S if foreign_timeout is None else foreign_timeout
         self._hold_fd = -1
         self.spool = spool
         self.writable = writable
