@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import cli_env
 
 from workbench import END, START, Graph, Runner
@@ -134,25 +135,57 @@ def test_every_public_name_still_imports_from_the_package(tmp_path: Path) -> Non
         raise AssertionError("an unknown name must raise AttributeError")
 
 
-_TOKENIZER = """
-    import json, sys, threading
+# litellm is imported once; each configuration then runs in a child forked from that process,
+# as a fresh interpreter would after its ``import litellm`` (workbench, its configuration and the
+# deferral are all imported or decided after the fork). Prints one JSON line per configuration.
+_TOKENIZER = textwrap.dedent("""
+    import json, os, sys, threading
     import litellm
-    from workbench.llm.client import call_llm, litellm_module
-    from workbench.llm.config import DEMO_MODEL
-    lm = litellm_module()
-    threads = [t.name for t in threading.enumerate()]
-    deferred = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
-    before = set(sys.modules)
-    call_llm(None, "hello", model=DEMO_MODEL)
-    first_call_imported = sorted(set(sys.modules) - before)
-    still = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
-    tokens = lm.main._encoding_cache.encode("hello world") if still else None
-    print(json.dumps([deferred, still, tokens, type(lm.main._encoding_cache).__name__, threads,
-                      first_call_imported]))
-"""
+    print(json.dumps(["litellm's import", [t.name for t in threading.enumerate()]]), flush=True)
+    failed = 0
+    for name, env in json.loads(sys.argv[1]).items():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.environ.update(env)
+                from workbench.llm.client import call_llm, litellm_module
+                from workbench.llm.config import DEMO_MODEL
+                lm = litellm_module()
+                threads = [t.name for t in threading.enumerate()]
+                deferred = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
+                before = set(sys.modules)
+                call_llm(None, "hello", model=DEMO_MODEL)
+                first_call_imported = sorted(set(sys.modules) - before)
+                still = type(lm.main._encoding_cache).__name__ == "_DeferredTokenizer"
+                tokens = lm.main._encoding_cache.encode("hello world") if still else None
+                print(json.dumps([name, [deferred, still, tokens, type(lm.main._encoding_cache).__name__,
+                                         threads, first_call_imported]]), flush=True)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                sys.stderr.flush()
+                os._exit(1)
+            os._exit(0)
+        failed += os.waitpid(pid, 0)[1] != 0
+    sys.exit(1 if failed else 0)
+""")
+
+_CONFIGURATIONS = {"demo only": {}, "a real model": {"WORKBENCH_MODEL": "openai/gpt-4o-mini"},
+                   "a real fallback": {"WORKBENCH_FALLBACKS": "openai/gpt-4o-mini"}}
 
 
-def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_nothing(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What litellm's tokenizer was under each model configuration (see _TOKENIZER)."""
+    res = subprocess.run([sys.executable, "-c", _TOKENIZER, json.dumps(_CONFIGURATIONS)],
+                         cwd=tmp_path_factory.mktemp("tokenizer"), env=cli_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    return dict(json.loads(line) for line in res.stdout.splitlines() if line.startswith("["))
+
+
+def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_nothing(
+        tokenizer: dict[str, Any]) -> None:
     """litellm passes its tokenizer to every provider; loading it costs more CPU than the rest of
     the first call. With only the demo model configured it is loaded only when something uses it
     — and then it is the real one.
@@ -160,21 +193,21 @@ def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_not
     And litellm imports much of itself on its first call: workbench makes that call (a throwaway
     one to the offline demo model) as part of the import, so that no recorded step pays for it,
     without starting a thread (a process may fork after importing: the crash tests do)."""
-    deferred, still, tokens, after, threads, first_call_imported = _run_python(_TOKENIZER, tmp_path)
+    deferred, still, tokens, after, threads, first_call_imported = tokenizer["demo only"]
     assert (deferred, still) == (True, True)
     assert isinstance(tokens, list) and tokens and all(isinstance(t, int) for t in tokens)
     assert after != "_DeferredTokenizer"  # used once: litellm now holds the real tokenizer
-    assert threads == ["MainThread"]
+    assert tokenizer["litellm's import"] == ["MainThread"] and threads == ["MainThread"]
     assert first_call_imported == []
 
 
-def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
+def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tokenizer: dict[str, Any]) -> None:
     """A real provider may use the tokenizer on its first call: then it is loaded as part of the
     import (in the background), never inside a recorded step."""
-    deferred, *_ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_MODEL="openai/gpt-4o-mini")
+    deferred, *_ = tokenizer["a real model"]
     assert deferred is False
 
 
-def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tmp_path: Path) -> None:
-    deferred, *_ = _run_python(_TOKENIZER, tmp_path, WORKBENCH_FALLBACKS="openai/gpt-4o-mini")
+def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tokenizer: dict[str, Any]) -> None:
+    deferred, *_ = tokenizer["a real fallback"]
     assert deferred is False
