@@ -98,6 +98,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self.step_mode = False
         self.mark: str | None = None
         self.runs: list[dict[str, Any]] = []
+        self._runs_shown: tuple[list[dict[str, Any]], str | None] | None = None  # the last RunsLoaded shown
         self.runs_filter = ""
         self.last_inputs: dict[str, dict[str, Any]] = {}
         self._quit_armed = False
@@ -329,6 +330,9 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         if not self.query("#runs-table"):
             return  # the app is closing: a late answer from a worker
+        if (message.runs, message.error) == self._runs_shown:
+            return  # (a tab switch or the store watcher re-read the same runs: nothing to redraw)
+        self._runs_shown = (message.runs, message.error)
         before = {r["run_id"]: r["status"] for r in self.runs}
         if before:
             for r in message.runs:
