@@ -85,8 +85,6 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self.store_error: Exception | None = None
         """Why the store could not be opened, when that closed the app (exit_on_store_error)."""
         self.registry = GraphRegistry(graphs)
-        # Set before the header is made (in on_mount, it re-laid the whole screen out).
-        self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
         self.watch_files = watch
         self.selected_graph: str | None = None
         self._init_run_view()  # open_run, selected_step, the timeline and step loaders (run_view.py)
@@ -147,6 +145,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
 
     def on_mount(self) -> None:
         install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
+        self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
         self.query_one("#graph-view", GraphView).focus()
         self.watch(self._tabs(), "active", self._tab_activating, init=False)  # data_views.py
         self.layout_state.resized(self.size.width)  # a narrow terminal starts in the narrow layout
