@@ -97,6 +97,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self.step_mode = False
         self.mark: str | None = None
         self.runs: list[dict[str, Any]] = []
+        self._runs_shown: tuple[list[dict[str, Any]], str | None] | None = None  # the last RunsLoaded shown
         self.runs_filter = ""
         self.last_inputs: dict[str, dict[str, Any]] = {}
         self._quit_armed = False
@@ -147,6 +148,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         install_daemon_executor()  # thread workers never hold up quitting (lifecycle.py)
         self.sub_title = f"{self.db_path} · graphs in {self.registry.directory}/"
         self.query_one("#graph-view", GraphView).focus()
+        self.watch(self._tabs(), "active", self._tab_activating, init=False)  # data_views.py
         self.layout_state.resized(self.size.width)  # a narrow terminal starts in the narrow layout
 
     def on_ready(self) -> None:
@@ -328,6 +330,9 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         if not self.query("#runs-table"):
             return  # the app is closing: a late answer from a worker
+        if (message.runs, message.error) == self._runs_shown:
+            return  # (a tab switch or the store watcher re-read the same runs: nothing to redraw)
+        self._runs_shown = (message.runs, message.error)
         before = {r["run_id"]: r["status"] for r in self.runs}
         if before:
             for r in message.runs:

@@ -39,6 +39,13 @@ class DataViews(App[None]):
     def on_sql_console_schema_requested(self, message: SqlConsole.SchemaRequested) -> None:
         self.load_sql_schema()
 
+    def _tab_activating(self, active: str) -> None:
+        """Watches the tabs' ``active``: runs as a tab is chosen (key, click, palette), before
+        the screen is laid out and drawn again."""
+        if active == "tab-sql":
+            for console in self.query("#sql").results(SqlConsole):  # (none yet while mounting lazily)
+                console.about_to_show()
+
     @work(thread=True, exclusive=True, group="sql")
     def run_sql(self, sql: str, limit: int | None = None) -> None:
         from workbench.sqlquery import run_read_only

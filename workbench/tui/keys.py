@@ -103,10 +103,25 @@ class FittingFooter(Footer):
         widget on each change of focus; most changes leave the same keys, and building ~20 key
         widgets (each matched against the stylesheet) was a tenth of the app's work in a session
         of key presses."""
+        if self._under_a_footer():
+            return
         shown = self._what_to_show()
         if shown is not None and shown == self._shown:
             return
         await super().recompose()
+
+    def _under_a_footer(self) -> bool:
+        """Whether a dialog with its own footer is open over this footer's screen.
+
+        Opening a dialog turns the main screen's keys off and closing it turns them on again:
+        each rebuilt this footer (two rebuilds per dialog, each ~15 key widgets and two layouts
+        of the screen) though the dialog's footer hides it. Left as it was, it matches its keys
+        again once its screen is back on top (the keys' refresh then finds nothing to do).
+        A dialog without a footer (the command palette) shows this one: that one is rebuilt."""
+        if not self.is_attached:  # (a dialog's footer, closing)
+            return False
+        top = self.app.screen
+        return top is not self.screen and bool(top.query(Footer))
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.recompose)

@@ -242,8 +242,20 @@ class GraphView(ScrollView, can_focus=True):
         # The drawing's width, not the title's: a long description is cut rather than adding a
         # horizontal scroll bar (and taking a row) for a drawing that fits.
         self._width = self.drawing.width if self.drawing else 0
-        self.virtual_size = Size(self._width, len(lines))
+        size = Size(self._width, len(lines))
+        if self._fits(size) and self._fits(self.virtual_size):
+            # No scroll bar comes or goes and nothing else moves: a repaint will do. (Setting
+            # virtual_size lays the whole screen out again: a breakpoint or a step's mark
+            # changed a box's width, and every such key or event cost a full layout.)
+            self.set_reactive(GraphView.virtual_size, size)
+        else:
+            self.virtual_size = size
         self.refresh()
+
+    def _fits(self, size: Size) -> bool:
+        """Whether ``size`` fits the view with no scroll bar (False until it is on screen)."""
+        region = self.scrollable_content_region
+        return bool(region) and size.width <= region.width and size.height <= region.height
 
     def _breadcrumb(self) -> str:
         if self.graph is None:

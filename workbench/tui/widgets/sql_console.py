@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
@@ -79,6 +80,8 @@ class SqlConsole(Vertical):
         self.last_sql: str | None = None
         self.limit = PAGE_ROWS
         self.result: QueryResult | None = None
+        self._unshown_schema: dict[str, list[tuple[str, str]]] | None = None
+        """Views read while the console was hidden: the browser is filled when it is shown."""
 
     def compose(self):  # type: ignore[no-untyped-def]
         with Horizontal(id="sql-body"):
@@ -117,9 +120,23 @@ class SqlConsole(Vertical):
     # ----------------------------------------------------------------- schema and completion
 
     def show_schema(self, views: dict[str, list[tuple[str, str]]]) -> None:
-        """The store's views and columns: into the browser, and the editor's completion."""
-        self.query_one("#sql-schema", SchemaBrowser).show_schema(views)
+        """The store's views and columns: into the editor's completion, and into the browser
+        now if the console is on screen, else when it is shown (:meth:`about_to_show`)."""
         self.query_one("#sql-editor", SqlEditor).names = {v: [c for c, _ in cols] for v, cols in views.items()}
+        self._unshown_schema = views
+        if all(node.display for node in self.ancestors_with_self if isinstance(node, Widget)):
+            self.about_to_show()
+
+    def about_to_show(self) -> None:
+        """The console is being shown: fill the browser with the views read meanwhile.
+
+        The app calls this as the SQL tab becomes active, before the screen is laid out again, so
+        the tab never shows without its schema. (Filling it at start, hidden, added ~80 tree
+        nodes, each asking for a layout of the whole screen: a full layout at every start, for a
+        tab most sessions never open.)"""
+        views, self._unshown_schema = self._unshown_schema, None
+        if views is not None:
+            self.query_one("#sql-schema", SchemaBrowser).show_schema(views)
 
     def on_schema_browser_name_chosen(self, event: SchemaBrowser.NameChosen) -> None:
         event.stop()
