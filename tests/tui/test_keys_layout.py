@@ -464,3 +464,24 @@ async def test_text_typed_right_after_a_dialog_key_goes_into_the_dialog(project:
                      what="the typed text in the form's first field")
         assert app.screen.focused is app.screen.query_one("#field-message", Input)
 
+
+
+async def test_escape_leaves_the_runs_and_timeline_search_boxes(project: Project) -> None:
+    """``esc`` in a search or filter box goes back to its pane (as in the SQL editor), so the
+    digit and letter keys work again; the timeline's box hides."""
+    run = project.run("counter")
+    async with opened(project) as (app, pilot):
+        await pilot.press("2", "slash", "c", "o")
+        box = app.query_one("#runs-search", Input)
+        assert app.focused is box and box.value == "co"
+        await pilot.press("escape")
+        assert isinstance(app.focused, RunsTable) and box.value == "co"  # left, the search kept
+        app.query_one("#runs-filter", Input).focus()
+        await pilot.press("escape", "3")
+        assert active(app) == "tab-timeline"  # the digit was a key again, not text in the filter
+        await open_run(pilot, run.run_id)
+        await pilot.press("slash")
+        search = app.query_one("#timeline-search", Input)
+        assert app.focused is search and not search.has_class("hidden")
+        await pilot.press("escape")
+        assert app.focused is app.query_one("#timeline") and search.has_class("hidden")

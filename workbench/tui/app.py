@@ -60,6 +60,7 @@ from workbench.tui.widgets.compare_view import CompareView
 from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.graph_view import GraphView
 from workbench.tui.widgets.inspector import Inspector
+from workbench.tui.widgets.leavable_input import LeavableInput
 from workbench.tui.widgets.lineage_tree import LineageTree
 from workbench.tui.widgets.live_log import LiveLog
 from workbench.tui.widgets.runs_table import RunsTable
@@ -123,9 +124,9 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                 # fit the width it had then.)
                 with TabPane("2 Runs", id="tab-runs"), Vertical():
                     with Horizontal(id="runs-bar"):
-                        yield Input(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
-                                    id="runs-filter")
-                        yield Input(placeholder="/ search text", id="runs-search")
+                        yield LeavableInput(placeholder="filter: SQL WHERE over runs, e.g. status = 'failed'",
+                                            id="runs-filter", leave_to="#runs-table")
+                        yield LeavableInput(placeholder="/ search text", id="runs-search", leave_to="#runs-table")
                     yield Static("", id="runs-error", classes="error")
                     with Horizontal():
                         yield RunsTable(id="runs-table")
@@ -133,8 +134,8 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                 with TabPane("3 Timeline", id="tab-timeline"), Lazy(Horizontal()):
                     with Vertical(id="timeline-pane"):
                         yield Static(Text("No run open.", style="dim"), id="timeline-head")
-                        yield Input(placeholder="search steps (enter), n for next", id="timeline-search",
-                                    classes="hidden")
+                        yield LeavableInput(placeholder="search steps (enter), n for next", id="timeline-search",
+                                            classes="hidden", leave_to="#timeline", hide_on_leave=True)
                         yield Timeline(id="timeline")
                     yield Inspector(id="inspector")
                 with TabPane("4 Compare", id="tab-compare"):

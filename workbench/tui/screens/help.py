@@ -63,6 +63,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | e | — | next error or retry |
 | space | — | play the run back step by step (space again stops) |
 | n | — | next search match |
+| esc | leave the filter or search box | leave the search box |
 
 | key | SQL console |
 |---|---|
