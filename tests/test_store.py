@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,30 @@ def test_reopen_is_stable_on_disk(tmp_path: Path) -> None:
         with TraceStore(db) as st:
             assert len(st.list_runs()) == 1
     assert _sha(db) == digest
+
+
+def test_opening_a_store_removes_old_batch_files_of_old_versions_once(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workbench before schema 2 left ``$TMPDIR/workbench-<kind>-*.jsonl`` behind when killed:
+    the first writable open of a process removes those over an hour old, and nothing else."""
+    import tempfile
+
+    import workbench.store.store as store_module
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setattr(store_module, "_stale_swept", set())
+    old = time.time() - 7200
+    stale, fresh, other = tmp / "workbench-task-1.jsonl", tmp / "workbench-run-2.jsonl", tmp / "workbench-x-3.jsonl"
+    for path in (stale, fresh, other):
+        path.write_text("{}\n")
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    with TraceStore(str(tmp_path / "a.duckdb")):
+        pass
+    assert not stale.exists() and fresh.exists() and other.exists()
+    os.utime(fresh, (old, old))
+    with TraceStore(str(tmp_path / "b.duckdb")):
+        pass
+    assert fresh.exists()  # once per process: the next open does not list the directory again

@@ -20,9 +20,9 @@ How it works (docs/architecture.md has the reasoning and the measurements):
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -504,14 +504,30 @@ def _check_sizes(records: list[tuple[str, dict[str, Any]]]) -> None:
                                  f"holds values up to {MAX_VALUE_BYTES / 1048576:.0f} MB (set WORKBENCH_MAX_VALUE_MB)")
 
 
+_STALE_BATCH = re.compile(r"workbench-(run|task|change|plan|llm|interrupt|event)-.*\.jsonl\Z")
+_stale_swept: set[str] = set()  # temporary directories already swept by this process
+
+
 def _remove_stale_batch_files() -> None:
     """Workbench before schema 2 loaded batches through ``$TMPDIR/workbench-<kind>-*.jsonl``;
-    a killed writer left them behind. Remove ours that are more than an hour old."""
+    a killed writer left them behind. Remove ours that are more than an hour old.
+
+    Once per process and temporary directory, in one pass over it: this ran at every writable
+    open, listing the whole directory seven times (a tenth of opening a store to recover it)."""
+    tmp = tempfile.gettempdir()
+    if tmp in _stale_swept:
+        return
+    _stale_swept.add(tmp)
     cutoff = time.time() - 3600
-    for kind in ("run", "task", "change", "plan", "llm", "interrupt", "event"):
-        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"workbench-{kind}-*.jsonl")):
-            try:
-                if os.path.getmtime(path) < cutoff:
-                    os.unlink(path)
-            except OSError:
-                pass
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return
+    for entry in entries:
+        if not _STALE_BATCH.match(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+        except OSError:
+            pass
