@@ -412,10 +412,9 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
 
     @on(Input.Submitted, "#timeline-search")
     def _search_steps(self, event: Input.Submitted) -> None:
-        timeline = self.query_one("#timeline", Timeline)
-        timeline.set_search(event.value)
-        event.input.add_class("hidden")
-        focus_now(timeline)
+        self.query_one("#timeline", Timeline).set_search(event.value)
+        if isinstance(event.input, LeavableInput):
+            event.input.action_leave()  # hidden again, the timeline focused
 
     @on(SqlConsole.ExportRequested)
     def _export(self, message: SqlConsole.ExportRequested) -> None:

@@ -163,4 +163,3 @@ def focus_now(widget: Widget) -> None:
     widget.screen.set_focus(widget)
     if widget.screen.focused is not widget:  # not focusable at this moment: the usual way
         widget.focus()
-
