@@ -485,3 +485,21 @@ async def test_escape_leaves_the_runs_and_timeline_search_boxes(project: Project
         assert app.focused is search and not search.has_class("hidden")
         await pilot.press("escape")
         assert app.focused is app.query_one("#timeline") and search.has_class("hidden")
+
+
+async def test_a_burst_of_next_graph_keys_settles_on_the_graph_it_counts_to(project: Project) -> None:
+    """``]`` three times at once shows the third graph on, and stays there. The list's own
+    highlight used to echo back as a choice: the queued echoes undid each other in a circle
+    that never ended (the app at full CPU, a subgraph reader started at every turn)."""
+    from textual import events
+
+    async with opened(project) as (app, pilot):
+        names = app.registry.names()
+        start = names.index(app.selected_graph)
+        wanted = names[(start + 3) % len(names)]
+        for _ in range(3):  # posted at once, as a terminal delivers them
+            app.post_message(events.Key("right_square_bracket", "]"))
+        await settle(pilot, what="the graph list to settle")
+        assert app.selected_graph == wanted
+        graphs = app.query_one("#graphs", GraphList)
+        assert graphs.highlighted == names.index(wanted)

@@ -313,8 +313,8 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         view.show_graph(entry.graph if entry else None, changed=entry.changed_nodes if entry else None, error=error)
         graphs = self.query_one("#graphs", GraphList)
         names = self.registry.names()
-        if name in names and graphs.highlighted != names.index(name):
-            graphs.highlighted = names.index(name)
+        if name in names:
+            graphs.point_at(names.index(name))
         self._highlight_path()
 
     def on_graph_selected(self, message: GraphSelected) -> None:

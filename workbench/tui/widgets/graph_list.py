@@ -32,9 +32,19 @@ class GraphList(OptionList):
             self.add_option(Option(Text(f"✗ {display_path(path)}\n{error}", style="red"), id=f"error:{path}",
                                    disabled=True))
         if selected in names:
-            self.highlighted = names.index(selected)
+            self.point_at(names.index(selected))
         elif names:
-            self.highlighted = 0
+            self.point_at(0)
+
+    def point_at(self, index: int) -> None:
+        """Highlight the graph the app shows, without announcing it as the user's choice.
+
+        An announced programmatic highlight came back as a GraphSelected: with several queued at
+        once (``]`` pressed three times quickly) each undid the one before and the app chose
+        graphs in a circle forever, starting a subgraph reader at every turn."""
+        if self.highlighted != index:
+            with self.prevent(OptionList.OptionHighlighted):
+                self.highlighted = index
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
