@@ -37,19 +37,28 @@ def anyio_backend() -> str:
 
 _modules_when_frozen = 0
 FULL_COLLECTION_EVERY = 50
-"""Young collections between full ones while a TUI test runs (Python's default: 10)."""
+"""Young collections between full ones (Python's default: 10)."""
+YOUNG_COLLECTION_AFTER = 1_000_000
+"""New container objects before a young collection while a TUI test runs (Python's default: 700)."""
 
 
 @pytest.fixture(autouse=True)
 def _keep_the_collector_off_shared_objects() -> Iterator[None]:
-    """Spare the garbage collector the objects every test shares (Textual, DuckDB, litellm...).
+    """Spare the garbage collector the objects every test shares (Textual, DuckDB, litellm...),
+    and collect what a test made once, when it ends.
 
     A full collection passes over every object in the process: with those libraries loaded, a
     third of a TUI test's CPU went there. After a batch of new imports, collect once and move what
     is left (modules, classes, caches: alive until the process ends anyway) out of the collector's
-    way for good, as ``workbench ui`` does after its first frame (tui/lifecycle.py); and make full
-    collections rarer while the test runs. What the test itself makes is collected as before, only
-    later: no test here depends on when garbage is collected.
+    way for good, as ``workbench ui`` does after its first frame (tui/lifecycle.py).
+
+    While the test runs, the young generation is collected only after a million new objects
+    (an app's widgets form reference cycles: at Python's default, every few hundred objects a
+    collection passed over the app again, and every tenth of those moved survivors on to be passed
+    over once more by a full collection). When the test ends, one young collection frees the app:
+    everything the test made is still young, so it passes over that and nothing else. What the
+    test makes is collected as before, only later: no test here depends on when garbage is
+    collected.
     """
     global _modules_when_frozen
     if len(sys.modules) > _modules_when_frozen + 50:  # (graph files load as modules: not each test)
@@ -57,11 +66,12 @@ def _keep_the_collector_off_shared_objects() -> Iterator[None]:
         gc.freeze()
         _modules_when_frozen = len(sys.modules)
     thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_EVERY)
+    gc.set_threshold(YOUNG_COLLECTION_AFTER, thresholds[1], FULL_COLLECTION_EVERY)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
+        gc.collect(0)
 
 
 IDLE_WORK = "workbench.tui.app.IDLE_WORK_AFTER_S"
