@@ -102,11 +102,16 @@ class Backend:
         this version; existing ones are left as the migrations made them)."""
         return self.tables_sql()
 
-    def prepare_schema(self, exists: bool) -> None:
-        """Create or upgrade the schema; opening an up-to-date store writes nothing."""
+    def prepare_schema(self, exists: bool, *, write: bool = False) -> None:
+        """Create or upgrade the schema; opening an up-to-date store writes nothing.
+
+        ``write``: the caller writes right after (recovery): the schema is checked on the write
+        instance it needs anyway, so the file is opened once rather than read-only, closed and
+        opened again for writing (a local file takes about a tenth of a second per open).
+        """
         import duckdb
 
-        if exists:
+        if exists and not write:
             try:
                 with self.connection() as con:
                     state = self.schema_state(con)
@@ -119,7 +124,12 @@ class Backend:
                                  "open it once where it is writable")
         try:
             with self.connection(write=True) as con:
-                state = self.schema_state(con)
+                try:
+                    state = self.schema_state(con)
+                except duckdb.Error as exc:
+                    if exists and write:  # what the read-only check would have said
+                        raise StoreError(f"trace store {self.name} cannot be read: {first_line(exc)}") from None
+                    raise
                 if state == "ok":
                     return
                 con.execute("BEGIN TRANSACTION")

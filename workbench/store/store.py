@@ -126,7 +126,9 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         self.path = self.backend.name
         self.writable = self.backend.writable
         try:
-            self.backend.prepare_schema(getattr(self.backend, "exists", True))
+            exists = getattr(self.backend, "exists", True)
+            recovering = self.writable and exists and self._needs_recovery(path)
+            self.backend.prepare_schema(exists, write=recovering)
             if self.writable:
                 self._recover(path)
         except BaseException:
@@ -151,6 +153,11 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+    def _needs_recovery(self, path: str) -> bool:
+        """Whether opening will load something (a dead process's journal, a pre-2 journal):
+        then the schema is checked on the write instance that loading takes anyway."""
+        return os.path.exists(path + ".journal") or bool(self.backend.spool.orphans())
 
     def _recover(self, path: str) -> None:
         """Load what dead processes left in their journals (and a pre-2 ``.journal`` file)."""
