@@ -40,9 +40,9 @@ the tool returns, so the recording says which effect it recorded) and ``{"kind":
 for a node body starting.
 
 Progress goes to the file ``spec["progress"]`` (``KILL site n``, ``RESULT {...}``, ``COUNTS {...}``).
-``serve()`` is the fork server: it imports workbench, DuckDB's compiled module (not the ``duckdb``
-package, whose import starts a thread) and litellm (on request) once and forks a child per
-process the matrix needs; ``child_main`` is what each child, or a fresh interpreter, runs.
+``serve()`` is the fork server: it imports workbench, DuckDB (its default instance brought down
+to no worker thread) and litellm (on request) once and forks a child per process the matrix
+needs; ``child_main`` is what each child, or a fresh interpreter, runs.
 """
 
 from __future__ import annotations
@@ -428,14 +428,15 @@ def serve() -> None:
     import workbench.store
     import workbench.transfer  # noqa: F401
 
-    # DuckDB's compiled module and what its package imports load here, once: only importing the
-    # ``duckdb`` package starts the engine's thread (its default instance), so each child still
-    # does that, in a fraction of the time.
-    for name in ("importlib.metadata", "_duckdb"):
-        importlib.import_module(name)
+    # DuckDB too, once: importing the ``duckdb`` package parses a type name through the engine's
+    # default in-memory instance, which starts it with a worker thread — a third of what a child
+    # spent before touching a store, when each child imported it. A process with threads must
+    # not fork: that instance (which workbench never uses; every store is its own instance with
+    # the engine's defaults) is set to one thread, which stops its worker before the first fork.
+    duckdb = importlib.import_module("duckdb")
+    duckdb.default_connection().execute("SET threads = 1")
 
-    assert "duckdb" not in sys.modules, "the fork server must not import duckdb"
-    assert _os_threads() == 1, "the fork server must not start a thread"
+    assert _os_threads() == 1, "the fork server must not have a thread when it forks"
     out = sys.stdout
     for line in sys.stdin:
         job = json.loads(line)
@@ -443,7 +444,7 @@ def serve() -> None:
             from workbench.llm.client import litellm_module
 
             litellm_module()
-            assert _os_threads() == 1 and "duckdb" not in sys.modules
+            assert _os_threads() == 1
             out.write(json.dumps({"warm": True}) + "\n")
             out.flush()
             continue
