@@ -429,10 +429,10 @@ def serve() -> None:
     import workbench.transfer  # noqa: F401
 
     # DuckDB too, once: importing the ``duckdb`` package parses a type name through the engine's
-    # default in-memory instance, which starts it with a worker thread — a third of what a child
-    # spent before touching a store, when each child imported it. A process with threads must
-    # not fork: that instance (which workbench never uses; every store is its own instance with
-    # the engine's defaults) is set to one thread, which stops its worker before the first fork.
+    # default in-memory instance, which starts it with a worker thread (about 15 ms of CPU in
+    # every child, when each child imported it). A process with threads must not fork: that
+    # instance, which workbench never uses (every store is an instance of its own, with the
+    # engine's defaults), is set to one thread, which stops its worker before the first fork.
     duckdb = importlib.import_module("duckdb")
     duckdb.default_connection().execute("SET threads = 1")
 
