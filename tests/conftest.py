@@ -16,6 +16,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# DuckDB instances of the suite (in-process and in its real processes, cli_env()) run each query
+# on one thread: with more, the asking thread polls for the others' work at full CPU, and the
+# suite's queries are small. A quarter of the lake tests' CPU, a tenth of the CLI tests'.
+DB_THREADS = "1"
+
 # Compiled bytecode is cached (in __pycache__/, ignored by git), PYTHONDONTWRITEBYTECODE or not.
 # With it set (this machine sets it), every worker and every real `workbench` process of the suite
 # compiled each workbench module, and pytest rewrote each test module's asserts, afresh: about a
@@ -31,6 +36,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("WORKBENCH_MODEL", "WORKBENCH_FALLBACKS", "WORKBENCH_DB", "WORKBENCH_GRAPHS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("WORKBENCH_DB_THREADS", DB_THREADS)
 
 
 @pytest.fixture
@@ -90,13 +96,15 @@ def workbench_cmd() -> list[str]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, the
-    bundled price list, no background import of litellm at start-up (``WORKBENCH_PREWARM``:
-    a real process would spend 1–2 s of CPU on it; a model call still imports it when it needs
-    it; tests/test_startup.py checks the start-up import itself), and the suite's bytecode cache."""
+    """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, one
+    DuckDB thread per query (``DB_THREADS``), the bundled price list, no background import of
+    litellm at start-up (``WORKBENCH_PREWARM``: a real process would spend 1–2 s of CPU on it; a
+    model call still imports it when it needs it; tests/test_startup.py checks the start-up
+    import itself), and the suite's bytecode cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["WORKBENCH_PREWARM"] = "0"
+    env["WORKBENCH_DB_THREADS"] = DB_THREADS
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # (see sys.dont_write_bytecode above)
     env.update(extra)
     return env
