@@ -114,9 +114,9 @@ def engine_config() -> dict[str, Any]:
     """Engine settings for every DuckDB instance workbench opens: ``WORKBENCH_DB_THREADS``, if
     set, is how many threads one query may use (default: DuckDB's, one per core).
 
-    With more than one, the thread that asked waits for the others by polling, at full CPU: on a
-    busy machine, or for a shared store whose queries mostly wait for PostgreSQL, one thread
-    does the same work for less CPU (the test suite runs with 1, docs/performance.md).
+    With more than one, the thread that asked polls for the others' work (a quarter of the lake
+    tests' CPU): for small stores, on a busy machine, or for a shared store whose queries mostly
+    wait for PostgreSQL, one thread does the same work for less CPU (the test suite runs with 1).
     """
     raw = os.environ.get("WORKBENCH_DB_THREADS", "").strip()
     if not raw:
