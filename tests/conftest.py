@@ -16,6 +16,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# DuckDB instances of the suite (in-process and in its real processes, cli_env()) run each query
+# on one thread: with more, the asking thread polls for the others' work at full CPU, and the
+# suite's queries are small. A quarter of the lake tests' CPU, a tenth of the CLI tests'.
+DB_THREADS = "1"
+
 # Compiled bytecode is cached (in __pycache__/, ignored by git), PYTHONDONTWRITEBYTECODE or not.
 # With it set (this machine sets it), every worker and every real `workbench` process of the suite
 # compiled each workbench module, and pytest rewrote each test module's asserts, afresh: about a
@@ -31,6 +36,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("WORKBENCH_MODEL", "WORKBENCH_FALLBACKS", "WORKBENCH_DB", "WORKBENCH_GRAPHS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("WORKBENCH_DB_THREADS", DB_THREADS)
 
 
 @pytest.fixture
@@ -44,10 +50,23 @@ def short_foreign_wait(monkeypatch: pytest.MonkeyPatch) -> float:
     return 0.2
 
 
+@pytest.fixture(scope="session")
+def _empty_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trace store file as a new store leaves it, made once per test process."""
+    path = tmp_path_factory.mktemp("empty-store") / "trace.duckdb"
+    TraceStore(str(path)).close()
+    assert not Path(f"{path}.wal").exists()
+    return path
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[TraceStore]:
-    """A fresh trace store in a temporary directory, closed after the test."""
-    st = TraceStore(str(tmp_path / "trace.duckdb"))
+def store(tmp_path: Path, _empty_store_file: Path) -> Iterator[TraceStore]:
+    """A fresh trace store in a temporary directory, closed after the test: a copy of an empty
+    store's file (creating the schema cost a third more than opening it), with a spool of its
+    own made as for any store. Tests of creating a store open one themselves."""
+    path = tmp_path / "trace.duckdb"
+    shutil.copyfile(_empty_store_file, path)
+    st = TraceStore(str(path))
     yield st
     st.close()
 
@@ -90,13 +109,15 @@ def workbench_cmd() -> list[str]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, the
-    bundled price list, no background import of litellm at start-up (``WORKBENCH_PREWARM``:
-    a real process would spend 1–2 s of CPU on it; a model call still imports it when it needs
-    it; tests/test_startup.py checks the start-up import itself), and the suite's bytecode cache."""
+    """The environment of a CLI call in a test: none of the caller's WORKBENCH_* settings, one
+    DuckDB thread per query (``DB_THREADS``), the bundled price list, no background import of
+    litellm at start-up (``WORKBENCH_PREWARM``: a real process would spend 1–2 s of CPU on it; a
+    model call still imports it when it needs it; tests/test_startup.py checks the start-up
+    import itself), and the suite's bytecode cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["WORKBENCH_PREWARM"] = "0"
+    env["WORKBENCH_DB_THREADS"] = DB_THREADS
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # (see sys.dont_write_bytecode above)
     env.update(extra)
     return env

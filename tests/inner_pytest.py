@@ -12,6 +12,7 @@ the project's files as they are then.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import subprocess
@@ -20,6 +21,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+_modules_when_frozen = 0
+
+
+def _spare_the_collector() -> None:
+    """Move what this process holds (workbench, DuckDB, litellm... alive until it ends anyway)
+    out of the garbage collector's way, once per batch of new imports (as tests/tui/conftest.py
+    does): the inner session's clean-up runs five full collections (pytest's search for
+    unraisable exceptions), and each passed over every object of the outer process too, a third
+    of what an inner run cost. The inner session's own objects are collected as before."""
+    global _modules_when_frozen
+    if len(sys.modules) > _modules_when_frozen + 50:
+        gc.collect()
+        gc.freeze()
+        _modules_when_frozen = len(sys.modules)
 
 
 def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,9 +53,13 @@ def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> s
         os.environ.pop("PYTEST_ADDOPTS", None)  # the outer run's options are not the project's
         os.environ.pop("PYTEST_XDIST_WORKER", None)
         os.chdir(cwd)
+        _spare_the_collector()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             # The outer session's basetemp must not be touched by the inner one's clean-up.
-            code = pytest.main([*args, "-p", "no:cacheprovider", f"--basetemp={cwd / '.inner-basetemp'}"])
+            # langsmith's plugin comes with the benchmarks' extra, not with a project's pytest:
+            # off, as in this project's own addopts (each inner run rewrote its 200-odd modules).
+            code = pytest.main([*args, "-p", "no:cacheprovider", "-p", "no:langsmith_plugin",
+                                f"--basetemp={cwd / '.inner-basetemp'}"])
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()

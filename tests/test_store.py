@@ -334,3 +334,20 @@ def test_opening_a_store_removes_old_batch_files_of_old_versions_once(tmp_path: 
     with TraceStore(str(tmp_path / "b.duckdb")):
         pass
     assert fresh.exists()  # once per process: the next open does not list the directory again
+
+
+def test_db_threads_setting_is_applied_and_a_bad_value_is_one_line(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import run_cli
+
+    monkeypatch.setenv("WORKBENCH_DB_THREADS", "1")
+    with TraceStore(str(tmp_path / "one.duckdb")) as st:
+        assert st.query("SELECT current_setting('threads')") == [(1,)]
+    monkeypatch.setenv("WORKBENCH_DB_THREADS", "many")
+    with pytest.raises(StoreError, match="WORKBENCH_DB_THREADS must be a whole number"):
+        TraceStore(str(tmp_path / "two.duckdb"))
+    res = run_cli("runs", "--db", str(tmp_path / "three.duckdb"), cwd=tmp_path,
+                  env=cli_env(WORKBENCH_DB_THREADS="0"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["workbench: error: WORKBENCH_DB_THREADS must be a whole number of "
+                                               "threads, 1 or more (not '0')"]

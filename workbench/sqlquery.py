@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import InputError
+from workbench.store.database import engine_config
 from workbench.store.store import TraceStore
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
@@ -200,7 +201,7 @@ def export_parquet(store: TraceStore, sql: str, path: str) -> None:
     # query) are quoted as identifiers, never pasted as SQL.
     target = os.path.abspath(path)
     out = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
-                                             "autoinstall_known_extensions": False})
+                                             "autoinstall_known_extensions": False, **engine_config()})
     try:
         # (DuckDB writes the file under a temporary name beside it, then renames it.)
         temporary = os.path.join(os.path.dirname(target), "tmp_" + os.path.basename(target))

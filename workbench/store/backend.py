@@ -62,7 +62,26 @@ class Backend:
     # ------------------------------------------------------------------ schema
 
     def schema_state(self, con: Any) -> str:
-        """"ok", "create" or "upgrade" (raises StoreError for a database we must not touch)."""
+        """"ok", "create" or "upgrade" (raises StoreError for a database we must not touch).
+
+        One query when the store is up to date (what nearly every open finds); anything else (no
+        ``wb_meta``, an old or damaged one) is judged by :meth:`checked_schema_state`. Listing
+        the tables first cost more than the rest of the check (a catalog scan per open; on a
+        lake, several lookups in PostgreSQL).
+        """
+        import duckdb
+
+        try:
+            meta = dict(con.execute("SELECT key, value FROM wb_meta WHERE key IN ('schema_version', 'views')")
+                        .fetchall())
+        except (duckdb.CatalogException, duckdb.BinderException):  # no wb_meta (a new store), or not ours
+            return self.checked_schema_state(con)
+        if meta.get("schema_version") == str(SCHEMA_VERSION) and meta.get("views") == views_hash():
+            return "ok"
+        return self.checked_schema_state(con)
+
+    def checked_schema_state(self, con: Any) -> str:
+        """:meth:`schema_state` from the full check: which tables exist, then the version."""
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
             "AND table_catalog = current_database()"

@@ -117,6 +117,27 @@ def explain_open_error(path: str, exc: BaseException) -> StoreError:
     return StoreError(f"cannot open trace store {path}: {first_line(exc)}")
 
 
+def engine_config() -> dict[str, Any]:
+    """Engine settings for every DuckDB instance workbench opens: ``WORKBENCH_DB_THREADS``, if
+    set, is how many threads one query may use (default: one for a write instance, DuckDB's one
+    per core for a read-only one).
+
+    With more than one, the thread that asked polls for the others' work (a quarter of the lake
+    tests' CPU): for small stores, on a busy machine, or for a shared store whose queries mostly
+    wait for PostgreSQL, one thread does the same work for less CPU (the test suite runs with 1).
+    """
+    raw = os.environ.get("WORKBENCH_DB_THREADS", "").strip()
+    if not raw:
+        return {}
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise StoreError(f"WORKBENCH_DB_THREADS must be a whole number of threads, 1 or more (not {raw!r})")
+    return {"threads": threads}
+
+
 def connect(path: str, *, read_only: bool) -> Any:
     """Open a hardened DuckDB instance on ``path`` (see the module docstring)."""
     import duckdb
@@ -124,6 +145,7 @@ def connect(path: str, *, read_only: bool) -> Any:
     config: dict[str, Any] = dict(HARDENED)
     if not read_only:
         config["threads"] = _WRITER_THREADS
+    config.update(engine_config())  # WORKBENCH_DB_THREADS, when set, rules every instance
     con = duckdb.connect(path, read_only=read_only, config=config)
     try:
         locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()

@@ -40,9 +40,9 @@ from typing import Any
 from workbench.errors import StoreError
 from workbench.redact import remember_secret, scrub
 from workbench.store import lake_pool
-from workbench.store.backend import Backend, views_hash
-from workbench.store.database import first_line
-from workbench.store.schema import SCHEMA_VERSION, TABLES
+from workbench.store.backend import Backend
+from workbench.store.database import engine_config, first_line
+from workbench.store.schema import TABLES
 from workbench.store.spool import Spool
 
 PREFIX = "ducklake:"
@@ -153,7 +153,7 @@ class LakeBackend(Backend):
 
         con = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
                                                  "autoinstall_known_extensions": False,
-                                                 "allow_community_extensions": False})
+                                                 "allow_community_extensions": False, **engine_config()})
         try:
             con.execute(f"LOAD {_quote(_extension('ducklake', 'ducklake'))}")
             if self._catalog.startswith("postgres:"):
@@ -249,22 +249,6 @@ class LakeBackend(Backend):
             "Transaction conflict" in text or "ducklake_snapshot_pkey" in text)
 
     # ------------------------------------------------------------------ schema
-
-    def schema_state(self, con: Any) -> str:
-        """As :meth:`Backend.schema_state`, in one query when the lake is up to date (what every
-        command finds): each query on a lake is a catalog lookup in PostgreSQL, and listing the
-        tables costs several. Anything else (no ``wb_meta``, an old or damaged one) is judged by
-        the full check."""
-        import duckdb
-
-        try:
-            meta = dict(con.execute("SELECT key, value FROM wb_meta WHERE key IN ('schema_version', 'views')")
-                        .fetchall())
-        except duckdb.CatalogException:  # no wb_meta: a new lake, or not a workbench one
-            return super().schema_state(con)
-        if meta.get("schema_version") == str(SCHEMA_VERSION) and meta.get("views") == views_hash():
-            return "ok"
-        return super().schema_state(con)
 
     def tables_sql(self) -> str:
         # DuckLake has no key constraints; exactly-once loading keeps rows unique. Small commits
