@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.lazy import Lazy
 from textual.pilot import Pilot
 from textual.worker import WorkerState
 
@@ -210,7 +211,10 @@ FOREVER = {"watch", "watch-store"}
 
 
 def busy(app: Any) -> bool:
-    return any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers if w.group not in FOREVER)
+    """Whether the app has work in progress: a worker (not a watcher), or a tab's contents still
+    to be mounted (tabs are mounted just after the first frame: app.py's Lazy)."""
+    return (any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers if w.group not in FOREVER)
+            or bool(app.screen_stack and app.screen_stack[0].query(Lazy)))
 
 
 async def drain(app: Any) -> None:
