@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.lazy import Lazy
 from textual.pilot import Pilot
 from textual.worker import WorkerState
 
@@ -72,6 +73,25 @@ def _keep_the_collector_off_shared_objects() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.collect(0)
+
+
+FRAMES_PER_SECOND = 15
+"""How often a screen may lay itself out and repaint while a TUI test runs (Textual's default: 60)."""
+
+
+@pytest.fixture(autouse=True)
+def _fewer_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let each screen lay out and paint at most 15 times a second, not 60.
+
+    A screen lays itself out and repaints on its own timer whenever a widget asked for it; in a
+    burst of work (start-up, a run's events, a tab's contents arriving) that was up to 60 full
+    layouts and paints a second, each of the whole screen: most of a TUI test's CPU went to
+    frames nobody looks at. At 15 the same requests are gathered into fewer frames. What the
+    tests read is unchanged: ``pilot.pause()`` (and so every wait here) lays out and paints what
+    is pending before it returns, and snapshots paint the whole screen afresh. The product keeps
+    Textual's 60 (set before the app is made: a screen's timer takes the period when it starts).
+    """
+    monkeypatch.setattr("textual.screen.UPDATE_PERIOD", 1 / FRAMES_PER_SECOND)
 
 
 IDLE_WORK = "workbench.tui.app.IDLE_WORK_AFTER_S"
@@ -191,7 +211,10 @@ FOREVER = {"watch", "watch-store"}
 
 
 def busy(app: Any) -> bool:
-    return any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers if w.group not in FOREVER)
+    """Whether the app has work in progress: a worker (not a watcher), or a tab's contents still
+    to be mounted (tabs are mounted just after the first frame: app.py's Lazy)."""
+    return (any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers if w.group not in FOREVER)
+            or bool(app.screen_stack and app.screen_stack[0].query(Lazy)))
 
 
 async def drain(app: Any) -> None:

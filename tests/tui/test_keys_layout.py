@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from textual.widget import Widget
 from textual.widgets import Checkbox, DataTable, Input, Select, TextArea
 from textual.widgets._footer import FooterKey
 
+from workbench.tui.keys import FittingFooter
 from workbench.tui.screens.condition import ConditionScreen
 from workbench.tui.screens.fork_editor import ForkScreen
 from workbench.tui.screens.human_input import HumanInputScreen
@@ -312,6 +314,31 @@ async def test_zoom_gives_the_focused_pane_the_whole_screen(project: Project) ->
         await pilot.press("z", "2")  # a tab key restores the layout
         await pilot.pause()
         assert shown(app, "#graphs") and active(app) == "tab-runs"
+
+
+async def test_the_footer_keeps_the_keys_that_stay_when_the_focus_moves(project: Project) -> None:
+    async with opened(project) as (app, pilot):
+        footer = app.screen.query_one(FittingFooter)
+
+        def keys() -> list[tuple[str, str, str, bool]]:
+            return [(k.key_display, k.description, k.action, k.has_class("-disabled")) for k in footer.query(FooterKey)]
+
+        on_graph = {k.action: k for k in footer.query(FooterKey)}
+        assert "open" in on_graph and "open_run" not in on_graph  # the graph view's own keys
+        for tab, theirs, not_theirs in (("2", "open_run", "open"), ("1", "open", "open_run")):
+            before = {k.action: k for k in footer.query(FooterKey)}
+            await pilot.press(tab)
+            await settle(pilot, lambda a=theirs: a in [k.action for k in footer.query(FooterKey)], what="the keys")
+            after = {k.action: k for k in footer.query(FooterKey)}
+            assert not_theirs not in after
+            assert len(after.keys() & before.keys()) > 10
+            assert all(after[a] is before[a] for a in after.keys() & before.keys())  # not built again
+            shown_keys = keys()
+            # Textual's own rebuild (every key new, made in the footer as its rebuilds are): the same keys
+            footer.call_later(Widget.recompose, footer)
+            await pilot.pause()
+            assert not any(k is after[k.action] for k in footer.query(FooterKey))
+            assert keys() == shown_keys
 
 
 async def test_80x24_is_usable(project: Project) -> None:

@@ -65,6 +65,7 @@ from workbench.tui.widgets.lineage_tree import LineageTree
 from workbench.tui.widgets.live_log import LiveLog
 from workbench.tui.widgets.runs_table import RunsTable
 from workbench.tui.widgets.sql_console import SqlConsole
+from workbench.tui.widgets.text_update import update_text
 from workbench.tui.widgets.timeline import Timeline
 
 
@@ -342,7 +343,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                     self.notify(f"run {r['run_id']} ({r['graph']}) is waiting for human input — i answers it")
         self.runs = message.runs
         error = self.query_one("#runs-error", Static)
-        error.update(Text(message.error, style="bold red") if message.error else "")
+        update_text(error, Text(message.error, style="bold red") if message.error else "")
         self.query_one("#runs-table", RunsTable).show_runs(message.runs)
         self.query_one("#lineage", LineageTree).show_runs(message.runs)
 

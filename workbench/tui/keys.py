@@ -9,10 +9,12 @@ did nothing from the Graph and Runs tabs.)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from difflib import SequenceMatcher
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.compose import compose
 from textual.widget import Widget
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
@@ -108,7 +110,43 @@ class FittingFooter(Footer):
         shown = self._what_to_show()
         if shown is not None and shown == self._shown:
             return
-        await super().recompose()
+        await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        """Textual's recompose, keeping the key widgets that did not change.
+
+        Most rebuilds follow the focus from one pane to another: two or three keys come or go
+        and the other ~15 stay as they were. Mounting those again (each matched against the
+        stylesheet, rendered again, sized in a second layout of the screen) was most of a
+        rebuild's work. The keys on screen end up the same widgets, in the same order, as a
+        full rebuild would make."""
+        if not self.is_attached or self._pruning:
+            return
+        old = list(self.query_children("*").exclude(".-textual-system"))
+        new = compose(self)
+        async with self.batch():
+            if not old or not all(isinstance(w, FooterKey) for w in old + new):
+                # The first build, or grouped keys (a group's label among them): all again.
+                await self.query_children("*").exclude(".-textual-system").remove()
+                if self.is_attached:
+                    await self.mount_all(new)
+                return
+            same = SequenceMatcher(None, [_looks(w) for w in old], [_looks(w) for w in new], autojunk=False)
+            kept: set[int] = set()
+            for tag, i1, i2, _j1, _j2 in same.get_opcodes():
+                if tag == "equal":
+                    kept.update(range(i1, i2))
+            gone = [w for i, w in enumerate(old) if i not in kept]
+            if gone:
+                await self.remove_children(gone)
+            for tag, _i1, i2, j1, j2 in same.get_opcodes():
+                if tag in ("insert", "replace") and self.is_attached:
+                    # Before the next key that stays (at the end when none does).
+                    before = next((old[i] for i in range(i2, len(old)) if i in kept), None)
+                    if before is None:
+                        await self.mount_all(new[j1:j2])
+                    else:
+                        await self.mount_all(new[j1:j2], before=before)
 
     def _under_a_footer(self) -> bool:
         """Whether a dialog with its own footer is open over this footer's screen.
@@ -125,6 +163,12 @@ class FittingFooter(Footer):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.recompose)
+
+
+def _looks(key: Any) -> tuple[Any, ...]:
+    """What a footer key shows and does: two keys alike in this are interchangeable."""
+    return (key.key, key.key_display, key.description, key.action, key._disabled, key.tooltip,
+            frozenset(key.classes), key.compact)
 
 
 def _key_width(widget: Any, compact: bool) -> int:

@@ -27,6 +27,7 @@ from workbench.tui.messages import StepHighlighted, StepLoaded, StoreChanged, Ti
 from workbench.tui.run_heading import run_heading
 from workbench.tui.widgets.graph_view import GraphView
 from workbench.tui.widgets.inspector import Inspector
+from workbench.tui.widgets.text_update import update_text
 from workbench.tui.widgets.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class RunViewApp(App[None]):
         self.open_run = run
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
-        head_widget.update(run_heading(run, message.total, graph))
+        update_text(head_widget, run_heading(run, message.total, graph))
         follow = self._follow == run["run_id"]
         if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
             self._follow = None  # the run stopped: this was its last update

@@ -17,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from workbench.history import StepView
+from workbench.tui.widgets.text_update import update_text
 
 
 def _json(value: Any) -> RenderableType:
@@ -152,7 +153,7 @@ class Inspector(VerticalScroll, can_focus=True):
 
     def show_message(self, text: str) -> None:
         self.view = None
-        self.body.update(Text(text, style="dim"))
+        update_text(self.body, Text(text, style="dim"))
         self.shown = None
         self.border_subtitle = ""
         self.remove_class("loading")
