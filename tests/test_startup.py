@@ -174,6 +174,10 @@ _CONFIGURATIONS = {"demo only": {}, "a real model": {"WORKBENCH_MODEL": "openai/
                    "a real fallback": {"WORKBENCH_FALLBACKS": "openai/gpt-4o-mini"}}
 
 
+# The three tests that read it share one worker: on several, each would import litellm again.
+TOKENIZER_GROUP = pytest.mark.xdist_group("tokenizer")
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What litellm's tokenizer was under each model configuration (see _TOKENIZER)."""
@@ -184,6 +188,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return dict(json.loads(line) for line in res.stdout.splitlines() if line.startswith("["))
 
 
+@TOKENIZER_GROUP
 def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_nothing(
         tokenizer: dict[str, Any]) -> None:
     """litellm passes its tokenizer to every provider; loading it costs more CPU than the rest of
@@ -201,6 +206,7 @@ def test_the_demo_model_never_loads_the_tokenizer_and_its_first_call_imports_not
     assert first_call_imported == []
 
 
+@TOKENIZER_GROUP
 def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tokenizer: dict[str, Any]) -> None:
     """A real provider may use the tokenizer on its first call: then it is loaded as part of the
     import (in the background), never inside a recorded step."""
@@ -208,6 +214,7 @@ def test_a_real_model_configured_loads_the_tokenizer_with_the_import(tokenizer: 
     assert deferred is False
 
 
+@TOKENIZER_GROUP
 def test_a_real_fallback_configured_loads_the_tokenizer_with_the_import(tokenizer: dict[str, Any]) -> None:
     deferred, *_ = tokenizer["a real fallback"]
     assert deferred is False
