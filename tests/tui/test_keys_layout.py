@@ -19,7 +19,7 @@ from workbench.tui.screens.human_input import HumanInputScreen
 from workbench.tui.widgets.graph_list import GraphList
 from workbench.tui.widgets.runs_table import RunsTable
 
-from .conftest import Project, busy, notes, run_row, settle, text_of
+from .conftest import Project, busy, notes, poll, run_row, settle, text_of
 from .test_pilot import BILLING, open_form, open_run, run_via_form, select_graph, wait_run
 
 pytestmark = pytest.mark.anyio
@@ -373,7 +373,10 @@ async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> Non
         await settle(pilot)
         answer = modal.query_one("#fork-answer", TextArea)
         assert modal.focused is answer
-        assert answer.region.height > 0 and answer.region.bottom <= SMALL[1]  # scrolled into view
+        # The dialog scrolls the box into view after its next frame: wait for that frame, not a
+        # fixed number of them (how many pass in a round depends on the frame rate).
+        await poll(pilot, lambda: answer.region.height > 0 and answer.region.bottom <= SMALL[1],
+                   what="the answer box scrolled into view")
 
 
 async def test_reload_after_fixing_a_syntax_error_keeps_the_changed_markers(project: Project) -> None:
