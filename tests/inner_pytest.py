@@ -12,7 +12,6 @@ the project's files as they are then.
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import os
 import subprocess
@@ -21,21 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-
-_modules_when_frozen = 0
-
-
-def _spare_the_collector() -> None:
-    """Move what this process holds (workbench, DuckDB, litellm... alive until it ends anyway)
-    out of the garbage collector's way, once per batch of new imports (as tests/tui/conftest.py
-    does): the inner session's clean-up runs five full collections (pytest's search for
-    unraisable exceptions), and each passed over every object of the outer process too, a third
-    of what an inner run cost. The inner session's own objects are collected as before."""
-    global _modules_when_frozen
-    if len(sys.modules) > _modules_when_frozen + 50:
-        gc.collect()
-        gc.freeze()
-        _modules_when_frozen = len(sys.modules)
+from collector import freeze_what_is_loaded
 
 
 def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,7 +38,9 @@ def run_pytest(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> s
         os.environ.pop("PYTEST_ADDOPTS", None)  # the outer run's options are not the project's
         os.environ.pop("PYTEST_XDIST_WORKER", None)
         os.chdir(cwd)
-        _spare_the_collector()
+        # Keep the outer process's objects out of the inner session's clean-up (pytest runs five
+        # full collections there, looking for unraisable exceptions: a third of an inner run).
+        freeze_what_is_loaded()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             # The outer session's basetemp must not be touched by the inner one's clean-up.
             # langsmith's plugin comes with the benchmarks' extra, not with a project's pytest:

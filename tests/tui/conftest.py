@@ -7,7 +7,6 @@ import gc
 import io
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collector import freeze_what_is_loaded
 from rich.console import Console
 from textual.lazy import Lazy
 from textual.pilot import Pilot
@@ -36,7 +36,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-_modules_when_frozen = 0
 FULL_COLLECTION_EVERY = 50
 """Young collections between full ones (Python's default: 10)."""
 YOUNG_COLLECTION_AFTER = 1_000_000
@@ -49,9 +48,7 @@ def _keep_the_collector_off_shared_objects() -> Iterator[None]:
     and collect what a test made once, when it ends.
 
     A full collection passes over every object in the process: with those libraries loaded, a
-    third of a TUI test's CPU went there. After a batch of new imports, collect once and move what
-    is left (modules, classes, caches: alive until the process ends anyway) out of the collector's
-    way for good, as ``workbench ui`` does after its first frame (tui/lifecycle.py).
+    third of a TUI test's CPU went there (``freeze_what_is_loaded``).
 
     While the test runs, the young generation is collected only after a million new objects
     (an app's widgets form reference cycles: at Python's default, every few hundred objects a
@@ -61,11 +58,7 @@ def _keep_the_collector_off_shared_objects() -> Iterator[None]:
     test makes is collected as before, only later: no test here depends on when garbage is
     collected.
     """
-    global _modules_when_frozen
-    if len(sys.modules) > _modules_when_frozen + 50:  # (graph files load as modules: not each test)
-        gc.collect()
-        gc.freeze()
-        _modules_when_frozen = len(sys.modules)
+    freeze_what_is_loaded()
     thresholds = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_AFTER, thresholds[1], FULL_COLLECTION_EVERY)
     try:
