@@ -33,6 +33,14 @@ MAX_POLLS = 480
 pytestmark = pytest.mark.xdist_group("tmux")
 
 
+# The tmux server is started with the terminal-resize signal blocked, and hands that mask on to
+# every pane: as under ``perf record``, which blocks it. The workbench must unblock it itself
+# (tui/lifecycle.py), or the split in test_a_run_from_another_terminal_appears_live shrinks its
+# pane without it noticing, and it keeps drawing at the old height.
+BLOCKING_RESIZES = [sys.executable, "-c", "import os, signal, sys; "
+                    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH}); os.execvp(sys.argv[1], sys.argv[1:])"]
+
+
 def _workbench() -> str:
     exe = Path(sys.executable).parent / "workbench"
     if not exe.exists():
@@ -95,8 +103,8 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     # The pane keeps showing the exit status if the app dies, so a failure message can show it.
     command = f"{exe}; echo WORKBENCH EXITED $?; sleep 600"
     try:
-        subprocess.run(["tmux", "-S", term.socket, "-f", "/dev/null", "new-session", "-d", "-s", term.session,
-                        "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(project), command],
+        subprocess.run([*BLOCKING_RESIZES, "tmux", "-S", term.socket, "-f", "/dev/null", "new-session", "-d",
+                        "-s", term.session, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(project), command],
                        env=env, check=True)
         yield term
     finally:

@@ -116,6 +116,29 @@ def test_help_lines_are_cut_or_filled_to_a_height_as_rich_does() -> None:
         assert console.render_lines(once, options) == console.render_lines(text, options)
 
 
+def test_the_workbench_hears_terminal_resizes_even_if_its_parent_blocked_them() -> None:
+    """run_tui unblocks SIGWINCH in its thread (a blocked mask is inherited: perf record, or a
+    tmux server started under it, blocks it); checked on a thread of its own, whose mask this
+    test may change. The tmux test proves the effect in a real terminal."""
+    import signal
+    import threading
+
+    from workbench.tui.lifecycle import hear_terminal_resizes
+
+    seen: dict[str, bool] = {}
+
+    def thread() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
+        seen["blocked before"] = signal.SIGWINCH in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        hear_terminal_resizes()
+        seen["blocked after"] = signal.SIGWINCH in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join()
+    assert seen == {"blocked before": True, "blocked after": False}
+
+
 def test_quitting_tells_the_terminal_input_thread_to_stop_without_waiting_for_it() -> None:
     import threading
 

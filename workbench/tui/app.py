@@ -34,6 +34,7 @@ from workbench.tui.key_order import KeyOrder
 from workbench.tui.keys import APP_BINDINGS, MAIN_ACTIONS, TAB_FOCUS, FittingFooter, focus_now
 from workbench.tui.lifecycle import (
     IDLE_WORK_AFTER_S,
+    hear_terminal_resizes,
     install_daemon_executor,
     resume_gc,
 )
@@ -547,6 +548,7 @@ def _NO_VALUE() -> Any:
 def run_tui(db: str | None = None, graphs: str | None = None, watch: bool = True) -> None:
     """Open the workbench in this terminal. A store that cannot be opened closes it again, and
     its error is raised here."""
+    hear_terminal_resizes()
     app = WorkbenchApp(db, graphs, watch=watch, exit_on_store_error=True)
     app.run()
     if app.store_error is not None:

@@ -15,6 +15,8 @@ that opens the store — exactly what happens when a recorder is killed.
 - :func:`quick_exit_driver`: restoring the terminal does not wait for Textual's input thread.
 - :func:`resume_gc`: the garbage collector, off while ``workbench ui`` starts, comes back on
   after the first frame.
+- :func:`hear_terminal_resizes`: a workbench started with the resize signal blocked still
+  redraws at the terminal's new size.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -100,6 +103,19 @@ def resume_gc() -> None:
     if not gc.isenabled():
         gc.freeze()
         gc.enable()
+
+
+def hear_terminal_resizes() -> None:
+    """Unblock SIGWINCH (the terminal changed size) in the calling thread, the main one.
+
+    A process inherits its parent's blocked signals through fork and exec. Started by a parent
+    that blocked SIGWINCH (``perf record`` does, and a tmux server started under it hands the
+    mask on to every pane), the workbench never heard that its terminal shrank: Textual installs
+    a handler but does not unblock the signal, so the app kept drawing at the old height, and a
+    smaller pane scrolled every frame into a garble of half-screens. Threads started later
+    inherit the unblocked mask."""
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGWINCH"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGWINCH})
 
 
 def install_daemon_executor() -> None:
