@@ -58,6 +58,17 @@ def test_a_value_over_the_limit_fails_the_step_naming_the_key_and_the_store_goes
     assert [r["status"] for r in store.list_runs()] == ["completed", "failed"]
 
 
+def test_the_limit_counts_bytes_not_characters(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASCII text is measured without encoding it (utf8_size); text with multi-byte characters
+    still counts its UTF-8 bytes: 600,000 × "é" is 1.2 MB, over a 1 MB limit."""
+    monkeypatch.setattr(codec, "MAX_BYTES", 1024 * 1024)
+    wide = Runner(_graph(lambda s: {"blob": "é" * 600_000, "log": ["wide"]}), store).run({})
+    assert wide.status == "failed" and "blob" in (wide.error or "") and "1.1 MB" in (wide.error or "")
+    narrow = Runner(_graph(lambda s: {"blob": "e" * 1_000_000, "log": ["narrow"]}, "trust2"), store).run({})
+    assert narrow.status == "completed"
+    assert [codec.utf8_size(t) for t in ("abc", "é", "x\ud800")] == [3, 2, 4]
+
+
 def test_values_beyond_the_old_16_mb_limit_are_stored(store: TraceStore) -> None:
     result = Runner(_graph(lambda s: {"blob": "z" * (20 * 1024 * 1024)}), store).run({})
     assert result.status == "completed"

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.codec import utf8_size
 from workbench.errors import StoreError
 from workbench.guard import note_store
 from workbench.redact import scrub
@@ -504,8 +505,7 @@ def _check_sizes(records: list[tuple[str, dict[str, Any]]]) -> None:
     """Refuse a record holding a value bigger than the store takes (before the journal write)."""
     for kind, row in records:
         for col, value in row.items():
-            if isinstance(value, str) and len(value) > MAX_VALUE_BYTES // 4 \
-                    and len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+            if isinstance(value, str) and len(value) > MAX_VALUE_BYTES // 4 and utf8_size(value) > MAX_VALUE_BYTES:
                 what = f"state key {row.get('key')!r}" if kind == "change" else f"{kind} column {col!r}"
                 raise StoreError(f"{what} of run {row.get('run_id')} is {len(value) / 1048576:.1f} MB; the trace store "
                                  f"holds values up to {MAX_VALUE_BYTES / 1048576:.0f} MB (set WORKBENCH_MAX_VALUE_MB)")
