@@ -69,6 +69,19 @@ def test_the_limit_counts_bytes_not_characters(store: TraceStore, monkeypatch: p
     assert [codec.utf8_size(t) for t in ("abc", "é", "x\ud800")] == [3, 2, 4]
 
 
+def test_the_store_refuses_a_record_over_the_limit_naming_its_size_in_bytes(
+        store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's own check (for values that did not come through the codec): refused before
+    the journal, the size given in UTF-8 bytes, not characters."""
+    from workbench.store import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_VALUE_BYTES", 1024 * 1024)
+    wide = json.dumps("é" * 600_000, ensure_ascii=False)
+    with pytest.raises(StoreError, match=r"state key 'blob' of run r-1 is 1\.1 MB; .* up to 1 MB"):
+        store.record("change", {"run_id": "r-1", "step": 1, "key": "blob", "value": wide})
+    assert _counts(store) == {"wb_runs": 0, "wb_tasks": 0, "wb_changes": 0}
+
+
 def test_values_beyond_the_old_16_mb_limit_are_stored(store: TraceStore) -> None:
     result = Runner(_graph(lambda s: {"blob": "z" * (20 * 1024 * 1024)}), store).run({})
     assert result.status == "completed"

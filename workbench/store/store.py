@@ -507,7 +507,8 @@ def _check_sizes(records: list[tuple[str, dict[str, Any]]]) -> None:
         for col, value in row.items():
             if isinstance(value, str) and len(value) > MAX_VALUE_BYTES // 4 and utf8_size(value) > MAX_VALUE_BYTES:
                 what = f"state key {row.get('key')!r}" if kind == "change" else f"{kind} column {col!r}"
-                raise StoreError(f"{what} of run {row.get('run_id')} is {len(value) / 1048576:.1f} MB; the trace store "
+                size_mb = utf8_size(value) / 1048576
+                raise StoreError(f"{what} of run {row.get('run_id')} is {size_mb:.1f} MB; the trace store "
                                  f"holds values up to {MAX_VALUE_BYTES / 1048576:.0f} MB (set WORKBENCH_MAX_VALUE_MB)")
 
 
