@@ -17,8 +17,10 @@ the usual ones for layered (Sugiyama-style) drawings, kept small because workflo
    ("track") of the channel between two layers, and enter the target's top through ``▼``.
    Crossing and merging lines are drawn with box-drawing junctions.
 
-No Textual here (the core never imports the UI): the result is rows of text plus, for every
-cell, what it belongs to, which the TUI turns into styles.
+Steps 1, 2, 4 and 5 (where the boxes go) are in :mod:`workbench.graph_layers`; this module
+finds the edges, lays out the long ones and draws. No Textual here (the core never imports the
+UI): the result is rows of text plus, for every cell, what it belongs to, which the TUI turns
+into styles.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from workbench.graph import END, START, Graph, Send
+from workbench.graph_layers import back_edges, longest_path_layers, order_layers, place_columns
 from workbench.render import policy_tags
 
-GAP = 3  # columns between two neighbours in a layer
 MARKERS = {"route": "?", "join": "&", "error": "!", "goto": "»", "send": "*"}
 """The character under a box where an edge of that kind leaves it (plain edges: ``│``)."""
 
@@ -168,142 +170,6 @@ def box_lines(graph: Graph, name: str) -> list[str]:
     return [name, " · ".join(tags)] if tags else [name]
 
 
-# ----------------------------------------------------------------------------- layering
-
-
-def _back_edges(names: Sequence[str], edges: Sequence[Edge]) -> set[tuple[str, str]]:
-    """Edges that close a loop, found by a depth-first walk from START in declaration order."""
-    succ: dict[str, list[str]] = {n: [] for n in names}
-    for e in edges:
-        succ[e.src].append(e.dst)
-    back: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}  # 1 on the walk's stack, 2 finished
-    for root in names:
-        if root in state:
-            continue
-        stack = [(root, iter(succ[root]))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                back.add((node, nxt))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
-    return back
-
-
-def _layers(names: Sequence[str], forward: Sequence[Edge]) -> dict[str, int]:
-    """Longest-path layer of every node over the loop-free edges; END alone at the bottom."""
-    preds: dict[str, list[str]] = {n: [] for n in names}
-    for e in forward:
-        preds[e.dst].append(e.src)
-    layer: dict[str, int] = {}
-
-    def depth(n: str) -> int:
-        # Iterative longest path (graphs are small, but recursion limits are not generous).
-        todo = [n]
-        while todo:
-            cur = todo[-1]
-            if cur in layer:
-                todo.pop()
-                continue
-            missing = [p for p in preds[cur] if p not in layer]
-            if missing:
-                todo.extend(missing)
-                continue
-            # A node nothing leads to (only START, in a valid graph) starts the drawing.
-            layer[cur] = 1 + max((layer[p] for p in preds[cur]), default=-1 if cur == START else 0)
-            todo.pop()
-        return layer[n]
-
-    for n in names:
-        depth(n)
-    if END in layer:
-        layer[END] = 1 + max((v for k, v in layer.items() if k != END), default=-1)
-    return layer
-
-
-def _crossings(order: list[list[str]], links: dict[str, list[str]]) -> int:
-    total = 0
-    for upper, lower in itertools.pairwise(order):
-        pos = {n: i for i, n in enumerate(lower)}
-        pairs = [(i, pos[d]) for i, n in enumerate(upper) for d in links.get(n, []) if d in pos]
-        total += sum(1 for a in range(len(pairs)) for b in range(a + 1, len(pairs))
-                     if (pairs[a][0] - pairs[b][0]) * (pairs[a][1] - pairs[b][1]) < 0)
-    return total
-
-
-def _order(order: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]]) -> list[list[str]]:
-    """Barycentre sweeps; returns the order with the fewest crossings seen."""
-    best, best_cross = [list(layer) for layer in order], _crossings(order, down)
-    current = [list(layer) for layer in order]
-    for sweep in range(8):
-        going_down = sweep % 2 == 0
-        indices = range(1, len(current)) if going_down else range(len(current) - 2, -1, -1)
-        for i in indices:
-            ref = current[i - 1] if going_down else current[i + 1]
-            pos = {n: k for k, n in enumerate(ref)}
-            nbrs = up if going_down else down
-
-            def key(item: tuple[int, str], pos: dict[str, int] = pos, nbrs: dict[str, list[str]] = nbrs) -> float:
-                k, n = item
-                near = [pos[m] for m in nbrs.get(n, []) if m in pos]
-                return sum(near) / len(near) if near else float(k)
-
-            current[i] = [n for _, n in sorted(enumerate(current[i]), key=key)]
-        cross = _crossings(current, down)
-        if cross < best_cross:
-            best, best_cross = [list(layer) for layer in current], cross
-    return best
-
-
-def _place(order: list[list[str]], widths: dict[str, int], down: dict[str, list[str]],
-           up: dict[str, list[str]]) -> dict[str, int]:
-    """Left column of every item: towards its neighbours' centres, never closer than GAP."""
-    x: dict[str, int] = {}
-    for layer in order:
-        pos = 0
-        for n in layer:
-            x[n] = pos
-            pos += widths[n] + GAP
-
-    def centre(n: str) -> int:
-        return x[n] + widths[n] // 2  # the column an edge enters or leaves through
-
-    def settle(layer: list[str], want: dict[str, float]) -> None:
-        # Two feasible packings (pushing right, pushing left); their mean is feasible too and
-        # does not drift to one side.
-        right: list[float] = []
-        for i, n in enumerate(layer):
-            lo = right[i - 1] + widths[layer[i - 1]] + GAP if i else -1e9
-            right.append(max(want[n], lo))
-        left: list[float] = [0.0] * len(layer)
-        for i in range(len(layer) - 1, -1, -1):
-            n = layer[i]
-            hi = left[i + 1] - widths[n] - GAP if i + 1 < len(layer) else 1e9
-            left[i] = min(want[n], hi)
-        for i, n in enumerate(layer):
-            x[n] = round((right[i] + left[i]) / 2)
-
-    for sweep in range(4):
-        going_down = sweep % 2 == 0
-        layers = order[1:] if going_down else list(reversed(order[:-1]))
-        nbrs = up if going_down else down
-        for layer in layers:
-            want = {}
-            for n in layer:
-                near = [centre(m) for m in nbrs.get(n, [])]
-                want[n] = float(round(sum(near) / len(near)) if near else centre(n)) - widths[n] // 2
-            settle(layer, want)
-    shift = min(x.values(), default=0)
-    return {n: v - shift for n, v in x.items()}
-
-
 # ----------------------------------------------------------------------------- drawing
 
 
@@ -382,9 +248,9 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
     kinds = kinds or {}
     names = list(dict.fromkeys(names))
     edges = list(dict.fromkeys(e for e in edges if e.src in names and e.dst in names))
-    back = _back_edges(names, edges)
+    back = back_edges(names, edges)
     forward = [e for e in edges if (e.src, e.dst) not in back]
-    layer = _layers(names, forward)
+    layer = longest_path_layers(names, forward)
     # A loop back to the first layer has no channel above it to arrive through (only START
     # is there, and nothing leads to START).
     back_list = [e for e in edges if (e.src, e.dst) in back and layer[e.dst] > 0]
@@ -419,8 +285,8 @@ def layout(names: Sequence[str], edges: Sequence[Edge], labels: dict[str, list[s
         for a, b in itertools.pairwise(chain):
             down.setdefault(a, []).append(b)
             up.setdefault(b, []).append(a)
-    order = _order(order, down, up)
-    xs = _place(order, widths, down, up)
+    order = order_layers(order, down, up)
+    xs = place_columns(order, widths, down, up)
 
     # Channels between layers: a stub row, one row per track, an arrow row.
     layer_h = [max((size[n][1] for n in lay if n in size), default=1) for lay in order]
