@@ -139,19 +139,20 @@ def check_text(text: str, value: Any, path: str) -> str:
     """Refuse encoded text the store cannot hold: invalid Unicode (a lone surrogate such as
     ``"\ud800"``, which no UTF-8 file can hold) or more than :data:`MAX_BYTES`. The message
     names the key that is at fault."""
+    size = len(text)  # ASCII: one byte a character
     if not text.isascii():
         try:
-            text.encode("utf-8")
+            size = len(text.encode("utf-8"))  # encoded once: the validity check and the size
         except UnicodeEncodeError as exc:
             where = _find(value, path, lambda v: isinstance(v, str) and not _valid_unicode(v)) or path or "value"
             raise SerializationError(
                 f"{where}: text holds an unpaired surrogate ({text[exc.start]!r}), which is not valid Unicode; "
                 "decode the text properly (e.g. bytes.decode('utf-8', 'replace'))"
             ) from None
-    if len(text) > MAX_BYTES // 4 and utf8_size(text) > MAX_BYTES:
+    if size > MAX_BYTES:
         where = _largest(value, path) or path or "value"
         raise SerializationError(
-            f"{where}: {utf8_size(text) / 1048576:.1f} MB is more than the trace store holds per value "
+            f"{where}: {size / 1048576:.1f} MB is more than the trace store holds per value "
             f"({MAX_BYTES / 1048576:.0f} MB, set WORKBENCH_MAX_VALUE_MB); store a reference (a file path or URL) "
             "instead of the data"
         )

@@ -1,16 +1,7 @@
-"""Where a layered drawing's boxes go: the layering half of workbench.graph_layout.
-
-Pure functions over node names and edges (anything with ``src`` and ``dst``), in the order
-graph_layout calls them:
-
-1. :func:`back_edges` finds the edges that close a loop (a depth-first walk from ``START``);
-   layering ignores them.
-2. :func:`longest_path_layers`: a node sits one layer below the lowest node that leads to it,
-   so a join sits below every branch it waits for, and ``END`` is always last.
-3. :func:`order_layers`: barycentre sweeps down and up, keeping the order with the fewest
-   :func:`crossings`.
-4. :func:`place_columns`: each item pulled towards the centre of its neighbours, pushed apart
-   to keep :data:`GAP`, every layer packed from the left.
+"""Where a layered drawing's boxes go: steps 1, 2, 4 and 5 of the pipeline that
+:mod:`workbench.graph_layout` describes, as pure functions over node names and edges (anything
+with ``src`` and ``dst``): :func:`back_edges` (1), :func:`longest_path_layers` (2),
+:func:`order_layers` with :func:`crossings` (4), :func:`place_columns` with :data:`GAP` (5).
 """
 
 from __future__ import annotations
