@@ -32,8 +32,27 @@ MAX_DEPTH = 256
 """Values nested deeper than this are refused (a deeper structure is almost surely a bug, and
 would exhaust the stack of whatever reads it back)."""
 
-MAX_BYTES = int(float(os.environ.get("WORKBENCH_MAX_VALUE_MB", "64")) * 1024 * 1024)
-"""The largest JSON text one value may take in the trace store (``$WORKBENCH_MAX_VALUE_MB``)."""
+
+
+def _max_value_setting() -> tuple[int, str | None]:
+    """``$WORKBENCH_MAX_VALUE_MB`` in bytes (default 64 MB), and what is wrong with it if it is not
+    a number of megabytes above 0 (then the default stands, and the CLI and TraceStore refuse to
+    go on: read at import, it must not raise a traceback out of ``import workbench``)."""
+    raw = os.environ.get("WORKBENCH_MAX_VALUE_MB", "").strip()
+    if not raw:
+        return 64 * 1024 * 1024, None
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = float("nan")
+    if not megabytes > 0 or megabytes == float("inf"):
+        return 64 * 1024 * 1024, f"WORKBENCH_MAX_VALUE_MB must be a number of megabytes above 0 (not {raw!r})"
+    return int(megabytes * 1024 * 1024), None
+
+
+MAX_BYTES, SETTING_ERROR = _max_value_setting()
+"""``MAX_BYTES``: the largest JSON text one value may take in the trace store
+(``$WORKBENCH_MAX_VALUE_MB``); ``SETTING_ERROR``: why that setting was refused, or ``None``."""
 
 
 def to_jsonable(value: Any, path: str = "", _depth: int = 0) -> Any:

@@ -88,6 +88,36 @@ class Event:
 Listener = Callable[[Event], None]
 
 
+class GuardedListener:
+    """A listener whose failure never reaches the run it watches.
+
+    What a listener does (print progress, update a screen) is display, not the run: a listener
+    that raises must not fail a node or leave the run recorded as still running. The first
+    failure is kept in ``error`` and the listener is not called again (a broken display would
+    fail on every event); whoever owns the display reports it once the run returns.
+    ``KeyboardInterrupt`` and other non-``Exception`` errors still propagate.
+    """
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.error: Exception | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.listener(event)
+        except Exception as exc:  # any display failure: the run goes on
+            self.error = exc
+
+
+def guarded(listener: Listener | None) -> GuardedListener | None:
+    """``listener`` wrapped in a :class:`GuardedListener` (once; ``None`` stays ``None``)."""
+    if listener is None or isinstance(listener, GuardedListener):
+        return listener
+    return GuardedListener(listener)
+
+
 @dataclass
 class RecordedCall:
     """A model or tool call recorded by an earlier execution of the same task (served on resume)."""

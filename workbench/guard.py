@@ -47,6 +47,10 @@ def main() -> None:
             code = cli_main()
         except SystemExit as exc:  # argparse's --help and usage errors
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        except BaseException:  # printed as the interpreter would: _exit below would drop it
+            import traceback
+
+            traceback.print_exc()
         finally:
             _exit(code)
     os.close(write_fd)

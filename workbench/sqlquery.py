@@ -172,6 +172,21 @@ _SCALAR_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT
                  "TIMESTAMP WITH TIME ZONE", "INTERVAL", "UUID", "JSON"}
 
 
+def new_export_path(folder: str, fmt: str, stamp: str) -> str:
+    """A file in ``folder`` for a new export, named after ``stamp`` (``query-STAMP.FMT``, then
+    ``query-STAMP-2.FMT``... when that is taken), created empty so that no other export takes it:
+    two exports within the same second never overwrite each other."""
+    os.makedirs(folder, exist_ok=True)
+    for n in range(1, 10_000):
+        path = os.path.join(folder, f"query-{stamp}{'' if n == 1 else f'-{n}'}.{fmt}")
+        try:
+            with open(path, "x", encoding="utf-8"):
+                return path
+        except FileExistsError:
+            continue
+    raise InputError(f"{folder} already holds 10,000 exports named query-{stamp}: clear some out")
+
+
 def export_parquet(store: TraceStore, sql: str, path: str) -> None:
     """Write the rows of one read-only query to a Parquet file at ``path``.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 from workbench import codec
@@ -60,20 +61,58 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
             for ancestor, _ in reversed(store.lineage(child)):
                 if ancestor not in wanted:
                     wanted.append(ancestor)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        header = {"format": FORMAT, "version": VERSION, "schema_version": SCHEMA_VERSION, "runs": wanted}
-        fh.write(json.dumps(header) + "\n")
-        for rid in wanted:
-            for table, kind in TABLE_KINDS.items():
-                _, cols = INSERTS[kind]
-                for values in store.query(_select(kind), [rid]):
-                    row = {}
-                    for (name, t), v in zip(cols, values, strict=True):
-                        row[name] = json.loads(v) if t == "JSON" and v is not None else v
-                    fh.write(json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"--to {path} is a folder; name the file to write, e.g. {os.path.join(path, 'runs.jsonl')}")
+    if not os.path.isdir(folder):
+        raise InputError(f"--to {path}: folder {folder} does not exist; create it first")
+    # Written beside the target under a name of its own, then moved into place: the target is
+    # whole or untouched, and a failed export leaves nothing behind.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"--to {path}: cannot write in {folder} ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            header = {"format": FORMAT, "version": VERSION, "schema_version": SCHEMA_VERSION, "runs": wanted}
+            fh.write(json.dumps(header) + "\n")
+            for rid in wanted:
+                for table, kind in TABLE_KINDS.items():
+                    _, cols = INSERTS[kind]
+                    for values in store.query(_select(kind), [rid]):
+                        row = {}
+                        for (name, t), v in zip(cols, values, strict=True):
+                            row[name] = json.loads(v) if t == "JSON" and v is not None else v
+                        fh.write(json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str) + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise InputError(f"--to {path}: cannot write it ({exc.strerror or exc}); nothing was written") from None
+    except BaseException:
+        _remove(tmp)
+        raise
     return wanted
+
+
+def _umask() -> int:
+    """This process's umask (mkstemp makes its file private; the export gets the usual mode).
+    Read, not set and put back: ``os.umask`` changes it for every thread meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # Timestamps travel as epoch microseconds; keep them within years 1970..9999.

@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in _MODEL_COMMANDS and os.environ.get("WORKBENCH_PREWARM", "1") != "0":
         _prewarm_litellm()  # first thing: the import overlaps parsing, loading and opening
+    from workbench.codec import SETTING_ERROR
+
+    if SETTING_ERROR:  # before anything, --help included: every command stores or reads values
+        error_line(f"workbench: error: {SETTING_ERROR}")
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -109,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_line(f"workbench: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        error_line("workbench: interrupted")
+        error_line("workbench: interrupted (a run it was recording is marked interrupted; continue it with: "
+                   "workbench resume RUN_ID)" if words and words[0] in _MODEL_COMMANDS else "workbench: interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK
@@ -118,7 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:  # a bug in workbench: still one line, with a way to see more
         if os.environ.get("WORKBENCH_DEBUG"):
-            raise
+            # Printed here, not re-raised: the console script's crash guard ends the process with
+            # os._exit, which would drop an exception still on its way out.
+            import traceback
+
+            from workbench.redact import scrub
+
+            print(scrub(traceback.format_exc()).rstrip("\n"), file=sys.stderr)
+            return EXIT_FAILED
         error_line(f"workbench: internal error: {type(exc).__name__}: {exc} (set WORKBENCH_DEBUG=1 for details)")
         return EXIT_FAILED
     finally:

@@ -52,10 +52,21 @@ def open_store(args: argparse.Namespace) -> Any:
 
 
 def make_console() -> Any:
+    """The console commands print with. Markup is off: what is printed is mostly recorded text
+    (inputs, errors, model answers, SQL results), and text such as ``[/INST]`` or ``[redacted]``
+    must print as it is, never be read as a style tag (or fail as a bad one). A line that styles
+    a word says ``markup=True`` and escapes what it interpolates (:func:`esc`)."""
     from rich.console import Console
 
     # Piped output (scripts, CI logs) is not cut to 80 columns.
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 160)
+
+
+def esc(value: Any) -> str:
+    """``value`` as text that prints literally inside a line printed with ``markup=True``."""
+    from rich.markup import escape
+
+    return escape(str(value))
 
 
 def short(value: Any, width: int = 60) -> str:
@@ -95,9 +106,9 @@ def progress_listener(console: Any, changed: list[str] | None = None, at: int | 
             mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]⏸[/]",
                     "cancelled": "[dim]⊘[/]", "closed": "[dim]⊘[/]"}.get(status, "·")
             attempt = f" (attempt {event.data['attempt']})" if event.data["attempt"] > 1 else ""
-            err = f"  [red]{short(event.data['error'], 70)}[/]" if event.data.get("error") else ""
-            console.print(f"  step {event.step:>3}  {mark} {event.node:<18} {event.data['duration_ms']:8.1f} ms"
-                          f"{attempt}{err}")
+            err = f"  [red]{esc(short(event.data['error'], 70))}[/]" if event.data.get("error") else ""
+            console.print(f"  step {event.step:>3}  {mark} {esc(f'{event.node:<18}')} "
+                          f"{event.data['duration_ms']:8.1f} ms{attempt}{err}", markup=True)
 
     return listen
 
@@ -110,31 +121,35 @@ def graph_option(ref: str | None) -> str:
     return f" --graph {ref}" if ref and is_path_ref(ref) else ""
 
 
-def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None) -> int:
+def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None, runner: Any = None) -> int:
+    """Print a run's outcome (``--json``: one object) and return the command's exit code.
+    ``runner``: the runner it came from, whose progress display may have failed on the way."""
+    failed = getattr(runner, "listener_error", None)
+    if failed is not None:
+        error_line(f"workbench: the progress display stopped ({type(failed).__name__}: {failed}); "
+                   "the run itself was recorded as usual")
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
         return STATUS_EXIT.get(result.status, EXIT_FAILED)
     console = make_console()
     rid = result.run_id
     if result.status == "completed":
-        console.print(f"[green]run {rid} completed[/] after step {result.step}")
+        console.print(f"[green]run {rid} completed[/] after step {result.step}", markup=True)
         print_json(console, result.to_json()["state"])
     elif result.status == "waiting":
         console.print(f"[yellow]run {rid} is waiting for input[/] at step {result.step}"
-                      + (f" (interrupt {result.interrupt_id}):" if result.interrupt_id else ":"))
+                      + (f" (interrupt {esc(result.interrupt_id)}):" if result.interrupt_id else ":"), markup=True)
         print_json(console, result.to_json()["interrupt"])
         for other in result.interrupts[1:]:
-            console.print(f"also open: interrupt {other['id']} at {other['node']}: {short(other['payload'], 60)}",
-                          markup=False)
+            console.print(f"also open: interrupt {other['id']} at {other['node']}: {short(other['payload'], 60)}")
         console.print(f"answer it with: workbench resume {rid}{graph_option(graph_ref)} --input 'JSON'")
         if len(result.interrupts) > 1:
-            console.print("or choose: --interrupt ID --input 'JSON', --answers '{\"ID\": JSON, ...}', --close ID",
-                          markup=False)
+            console.print("or choose: --interrupt ID --input 'JSON', --answers '{\"ID\": JSON, ...}', --close ID")
     elif result.status == "paused":
         p = result.paused or {}
         where = f"{p.get('when')} {p.get('node')}" if p.get("node") else "on the break condition"
-        console.print(f"[yellow]run {rid} paused[/] {where} (step {result.step}); "
-                      f"continue with: workbench resume {rid}{graph_option(graph_ref)}")
+        console.print(f"[yellow]run {rid} paused[/] {esc(where)} (step {result.step}); "
+                      f"continue with: workbench resume {rid}{esc(graph_option(graph_ref))}", markup=True)
     else:
         error_line(f"workbench: run {rid} failed: {result.error}")
     return STATUS_EXIT.get(result.status, EXIT_FAILED)

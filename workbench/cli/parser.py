@@ -10,6 +10,17 @@ from workbench.cli.replaying import cmd_export, cmd_import, cmd_replay, cmd_test
 from workbench.cli.running import cmd_demo, cmd_fork, cmd_resume, cmd_run
 
 
+def positive(text: str) -> int:
+    """A whole number of 1 or more (argparse turns the ValueError into a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="workbench",
@@ -64,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("runs", help="list recorded runs")
     db_opt(sp)
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--limit", type=positive, default=50)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_runs)
 

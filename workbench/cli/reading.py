@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, esc, make_console, open_store, short
 from workbench.errors import WorkbenchError
 
 
@@ -18,6 +18,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(runs, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     table.add_column("run_id", no_wrap=True, min_width=17)
@@ -32,7 +33,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         st = r["status"]
         if st == "running" and str(r.get("error") or "").startswith("interrupted"):
             st = "interrupted"  # its process died; 'workbench resume' continues it
-        table.add_row(r["run_id"], r["graph"], f"[{colors.get(st, 'white')}]{st}[/]",
+        table.add_row(r["run_id"], r["graph"], Text(st, style=colors.get(st, "white")),
                       str(r["started_at"])[5:19], str(r["duration_ms"]), str(r["steps"]), str(r["tokens"]),
                       f"{r['cost_usd']:.4f}", *([parent_label(r)] if forks else []))
     console = make_console()
@@ -92,16 +93,17 @@ def cmd_show(args: argparse.Namespace) -> int:
                           "subgraph_steps": subgraph_steps}, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
+    from rich.text import Text
 
     console = make_console()
-    console.print(f"[bold]run {run_id}[/]  graph {run['graph']}  status {run['status']}  "
-                  f"started {str(run['started_at'])[:19]}  code {run['code_version']}")
+    console.print(f"[bold]run {run_id}[/]  graph {esc(run['graph'])}  status {run['status']}  "
+                  f"started {str(run['started_at'])[:19]}  code {esc(run['code_version'])}", markup=True)
     if run["parent_run_id"] and run.get("relation") == "continuation":
         console.print(f"continues the conversation of {run['parent_run_id']} from step {run['fork_step'] + 1}")
     elif run["parent_run_id"]:
         console.print(f"forked from {run['parent_run_id']} at step {run['fork_step'] + 1}")
     if run["status"] == "superseded" and run["error"]:
-        console.print(run["error"], markup=False)
+        console.print(run["error"])
     console.print(f"input: {short(run['input'], 100)}")
     if len(turns) > 1:
         console.print(f"conversation: {len(turns)} turns")
@@ -110,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 f"steps {t['first_step']}-{t['last_step']}"
             this = " (this run)" if t["run_id"] == run_id else ""
             console.print(f"  turn {t['turn']}  {t['run_id']}{this}  {steps_of}  {t['status']}  "
-                          f"input {short(t['input'], 60)}", markup=False)
+                          f"input {short(t['input'], 60)}")
     table = Table(box=None, header_style="bold")
     for name in ("step", "node", "try", "status", "ms"):
         table.add_column(name, no_wrap=True)
@@ -122,7 +124,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         color = {"completed": "green", "failed": "red", "interrupted": "yellow"}.get(s["status"], "white")
         # A subgraph's steps are indented under the task that ran it, addressed as fork --at takes them.
         node = "  " * s["depth"] + s["path"]
-        table.add_row(s["address"], node, str(s["attempt"]), f"[{color}]{s['status']}[/]",
+        table.add_row(s["address"], node, str(s["attempt"]), Text(s["status"], style=color),
                       f"{s['duration_ms']:.1f}", detail, style="dim" if s["depth"] else None)
     console.print(table)
     tools = [c for c in calls if c["kind"] == "tool"]
@@ -137,7 +139,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             ct.add_row(str(c["step"]), c["node"], c["model"] or "",
                        f"{c['prompt_tokens'] or 0}/{c['completion_tokens'] or 0}",
                        f"{c['latency_ms'] or 0:.1f}", answer)
-        console.print("[bold]model calls[/]")
+        console.print("model calls", style="bold")
         console.print(ct)
     if tools:
         tt = Table(box=None, header_style="bold")
@@ -147,15 +149,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         for c in tools:
             tt.add_row(str(c["step"]), c["node"], c["model"] or "", f"{c['latency_ms'] or 0:.1f}",
                        f"{short(c['messages'], 40)} → {short(c['error'] or c['response'], 40)}")
-        console.print("[bold]tool calls[/]")
+        console.print("tool calls", style="bold")
         console.print(tt)
     for i in interrupts:
         answered = {"open": "[yellow]open[/]", "closed": "[dim]closed unanswered[/]"}.get(
-            i["status"], f"answered {short(i['response'], 50)}")
-        console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({i.get('path') or i['node']}): "
-                      f"{short(i['payload'], 60)} — {answered}")
+            i["status"], f"answered {esc(short(i['response'], 50))}")
+        console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({esc(i.get('path') or i['node'])}): "
+                      f"{esc(short(i['payload'], 60))} — {answered}", markup=True)
     if run["error"]:
-        console.print(f"[red]error:[/] {run['error']}")
+        console.print(f"[red]error:[/] {esc(run['error'])}", markup=True)
     return EXIT_OK
 
 
@@ -192,8 +194,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = make_console()
     ra, rb = cmp.run_a, cmp.run_b
-    console.print(f"[bold]A[/] {a} ({ra['status']}, code {ra['code_version']})   "
-                  f"[bold]B[/] {b} ({rb['status']}, code {rb['code_version']})")
+    console.print(f"[bold]A[/] {a} ({ra['status']}, code {esc(ra['code_version'])})   "
+                  f"[bold]B[/] {b} ({rb['status']}, code {esc(rb['code_version'])})", markup=True)
     for label, run, other in (("B", rb, a), ("A", ra, b)):
         if run["parent_run_id"] == other:
             what = "the next turn (continuation)" if run.get("relation") == "continuation" else "a fork"

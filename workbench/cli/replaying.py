@@ -6,7 +6,16 @@ import argparse
 import json
 from typing import Any
 
-from workbench.cli.common import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, UsageError, graph_for, make_console, open_store
+from workbench.cli.common import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    esc,
+    graph_for,
+    make_console,
+    open_store,
+)
 from workbench.errors import WorkbenchError
 
 
@@ -14,10 +23,10 @@ def print_replay(console: Any, report: Any) -> None:
     changed = f" (code changed since recording: {', '.join(report.changed_nodes)})" if report.changed_nodes else ""
     if report.identical:
         console.print(f"[green]run {report.run_id} replays identically[/] — {report.steps} steps, "
-                      f"ends {report.status}, no live calls{changed}")
+                      f"ends {report.status}, no live calls{esc(changed)}", markup=True)
     else:
-        console.print(f"[red]run {report.run_id} diverged[/]{changed}")
-        console.print(str(report.divergence), markup=False)
+        console.print(f"[red]run {report.run_id} diverged[/]{esc(changed)}", markup=True)
+        console.print(str(report.divergence))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -64,15 +73,15 @@ def cmd_test(args: argparse.Namespace) -> int:
             except WorkbenchError as exc:
                 results.append({"run_id": rid, "passed": False, "error": str(exc)})
                 if not args.json:
-                    console.print(f"[red]ERROR[/]    {rid}  {exc}", markup=True)
+                    console.print(f"[red]ERROR[/]    {rid}  {esc(exc)}", markup=True)
                 continue
             results.append({"run_id": rid, "passed": report.identical, **report.to_json()})
             if not args.json:
                 if report.identical:
-                    console.print(f"[green]passed[/]   {rid}  {report.graph}  {report.steps} steps")
+                    console.print(f"[green]passed[/]   {rid}  {esc(report.graph)}  {report.steps} steps", markup=True)
                 else:
-                    console.print(f"[red]diverged[/] {rid}  {report.graph}")
-                    console.print("    " + str(report.divergence).replace("\n", "\n    "), markup=False)
+                    console.print(f"[red]diverged[/] {rid}  {esc(report.graph)}", markup=True)
+                    console.print("    " + str(report.divergence).replace("\n", "\n    "))
     failed = [r for r in results if not r["passed"]]
     if args.json:
         print(json.dumps(results, ensure_ascii=False, default=str))

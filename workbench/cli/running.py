@@ -9,6 +9,7 @@ from workbench import codec
 from workbench.cli.common import (
     EXIT_OK,
     UsageError,
+    esc,
     graph_for,
     make_console,
     open_store,
@@ -38,10 +39,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         listener = None if args.json else progress_listener(make_console())
         if not args.json:
-            make_console().print(f"running [bold]{graph.name}[/] → {store.path}")
+            make_console().print(f"running [bold]{esc(graph.name)}[/] → {esc(store.path)}", markup=True)
         runner = Runner(graph, store, listener=listener)
         result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or ())
-        return report(args, result, args.graph)
+        return report(args, result, args.graph, runner)
 
 
 def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> int:
@@ -62,7 +63,7 @@ def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> in
         runner = Runner(graph, store, listener=listener)
         result = runner.continue_run(run_id, value, break_before=args.break_before or (),
                                      break_after=args.break_after or ())
-        return report(args, result, args.graph)
+        return report(args, result, args.graph, runner)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -78,10 +79,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(args.run_id)
         graph = graph_for(store, run_id, args.graph)
         listener = None if args.json else progress_listener(make_console())
-        result = Runner(graph, store, listener=listener).resume(
-            run_id, value, max_steps=args.max_steps, interrupt=args.interrupt, answers=answers,
-            close=args.close or ())
-        return report(args, result, args.graph)
+        runner = Runner(graph, store, listener=listener)
+        result = runner.resume(run_id, value, max_steps=args.max_steps, interrupt=args.interrupt, answers=answers,
+                               close=args.close or ())
+        return report(args, result, args.graph, runner)
 
 
 def parse_sets(items: list[str] | None, set_file: str | None) -> dict[str, Any]:
@@ -136,9 +137,10 @@ def cmd_fork(args: argparse.Namespace) -> int:
         graph = graph_for(store, run_id, args.graph)
         changed = graph.changed_since(parent.get("node_versions"))
         listener = None if args.json else progress_listener(make_console(), changed=changed, at=step)
-        result = Runner(graph, store, listener=listener).fork(run_id, at, set_state=edits, llm_responses=llm_edits,
-                                                              max_steps=args.max_steps, close=args.close or ())
-        return report(args, result, args.graph)
+        runner = Runner(graph, store, listener=listener)
+        result = runner.fork(run_id, at, set_state=edits, llm_responses=llm_edits, max_steps=args.max_steps,
+                             close=args.close or ())
+        return report(args, result, args.graph, runner)
 
 
 DEMO_INPUTS = [
@@ -157,11 +159,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         ids = []
         for value in DEMO_INPUTS:
-            console.rule(f"[bold]support[/] ← {value['message']!r}")
+            console.rule(f"[bold]support[/] ← {esc(repr(value['message']))}")
             result = Runner(graph, store, listener=progress_listener(console)).run(value)
             ids.append(result.run_id)
-            console.print(f"→ run {result.run_id}: [bold]{result.status}[/]"
-                          + (f", reply sent:\n{result.state.get('reply')}" if result.status == "completed" else ""))
+            sent = f", reply sent:\n{esc(result.state.get('reply'))}" if result.status == "completed" else ""
+            console.print(f"→ run {result.run_id}: [bold]{result.status}[/]{sent}", markup=True)
     from workbench.cli.reading import cmd_runs, cmd_show
 
     console.rule("recorded runs")

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, esc, make_console, open_store, short
 
 
 def cmd_show_step(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
     if where.path:
         title += f" (inner step {view.step} of subgraph {where.path}, run {where.run_id})"
     nodes = ", ".join(prefix + n for n in view.nodes) or "nothing"
-    console.print(f"[bold]{title}[/]{owner}: {nodes}", markup=True, highlight=False)
+    console.print(f"[bold]{esc(title)}[/]{esc(owner)}: {esc(nodes)}", markup=True, highlight=False)
     for t in view.tasks:
         extra = f" {t['error']}" if t["error"] else ""
         console.print(f"  task {t['task']} {prefix}{t['node']} attempt {t['attempt']}: {t['status']} "

@@ -24,7 +24,7 @@ from workbench.runtime.addresses import Hop, parse_address, task_of
 from workbench.runtime.continuing import seed_llm_edits
 from workbench.runtime.fork_close import closing_records
 from workbench.runtime.subgraph import SEP, child_run_id, graphs_under
-from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, new_run_id
+from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, check_planned_nodes, new_run_id
 
 if TYPE_CHECKING:
     from workbench.runtime.runner import Runner
@@ -39,6 +39,7 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
     plan = store.plan(parent_run_id, at)
     if plan is None:
         raise InputError(f"run {parent_run_id} has no recorded plan for step {at}")
+    check_planned_nodes(runner.graph, plan["tasks"], f"a fork of run {parent_run_id} at step {at} runs step {at}")
     fork_id = new_run_id()
     records: list[Record] = []
     graph: Graph = runner.graph
@@ -71,6 +72,8 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
         inner_plan = store.plan(child_old, hop.step)
         if inner_plan is None:
             raise InputError(f"--at: subgraph {path!r} has no recorded plan for its step {hop.step}")
+        check_planned_nodes(graph, inner_plan["tasks"], f"a fork of subgraph {path!r} at its step {hop.step} "
+                            f"runs that step")
         inner_config = {k: v for k, v in (old["config"] or {}).items()
                         if k not in ("paused", "break_before", "break_after")}
         # A fork's input is what it was given: its edits (the innermost child holds them).
@@ -193,6 +196,7 @@ async def fork_run(
     plan = store.plan(parent_run_id, at_step)
     if plan is None:
         raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
+    check_planned_nodes(runner.graph, plan["tasks"], f"a fork of run {parent_run_id} at step {at_step} runs that step")
     state = runner.schema.decode(store.state_at(parent_run_id, at_step - 1))
     edits = dict(set_state or {})
     try:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from workbench import codec
-from workbench.context import Context, Event, InterruptSignal, Listener, ReplayDivergence
+from workbench.context import Context, Event, InterruptSignal, Listener, ReplayDivergence, guarded
 from workbench.cow import reclaim
 from workbench.errors import (
     InputError,
@@ -50,7 +50,7 @@ from workbench.runtime.subgraph import (
     tree_interrupts,
 )
 from workbench.runtime.sync import run_sync as _run_sync
-from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskSpec, new_run_id
+from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskSpec, check_planned_nodes, new_run_id
 from workbench.state import Change, apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
 
@@ -86,7 +86,8 @@ class Runner:
         self.recorder = Recorder(store)
         self.planner = Planner(self.graph, self.schema)
         self.max_concurrency = max_concurrency
-        self.listener = listener
+        # A failing listener (a display) never fails the run: see GuardedListener.
+        self.listener = guarded(listener)
         # A subgraph's invocation is a child run of the task that called it (runtime/subgraph.py).
         self._child = _child
         # A replay session (workbench.replay) serves every call from a recording and checks
@@ -238,6 +239,11 @@ class Runner:
 
         config = self._with_options(rec["config"] or {}, break_before, break_after, max_steps)
         paused = config.pop("paused", None) or {}
+        # Code changed since the run stopped: refused before the run is claimed (its status stays).
+        next_step = store.last_committed_step(run_id) + 1
+        next_plan = store.plan(run_id, next_step)
+        if next_plan is not None:
+            check_planned_nodes(self.graph, next_plan["tasks"], f"run {run_id} continues at step {next_step}")
         # Exactly once: of two processes resuming (or answering) this run at once, one gets it.
         self.recorder.claim(run_id, status=status, answers=settled, config=config)
         committed = store.last_committed_step(run_id)
@@ -579,6 +585,11 @@ class Runner:
         if self.store is None:
             raise RunStateError("resuming needs a trace store: create the Runner with store=TraceStore(path)")
         return self.store
+
+    @property
+    def listener_error(self) -> Exception | None:
+        """Why the listener stopped being called (it raised), or ``None``."""
+        return self.listener.error if self.listener is not None else None
 
     def _emit(self, event: Event) -> None:
         if self.listener is not None:

@@ -130,3 +130,17 @@ class ActiveRun:
     deferred: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # While a parallel step runs: its branches' task rows, written in groups (runtime/branches.py).
     rows: Any = None
+
+
+def check_planned_nodes(graph: Any, tasks: list[dict[str, Any]], what: str) -> None:
+    """Refuse to go on with recorded tasks whose node ``graph`` no longer has (renamed or
+    removed since the run was recorded): checked before anything is claimed or recorded, so the
+    run keeps its status and no half-made fork is left behind. ``what``: the recorded step, for
+    the message ("run X continues at step 3")."""
+    missing = sorted({t["node"] for t in tasks if t["node"] not in graph.nodes})
+    if missing:
+        from workbench.errors import RunStateError
+
+        names = ", ".join(repr(n) for n in missing)
+        raise RunStateError(f"{what} with node{'s' if len(missing) > 1 else ''} {names}, which graph {graph.name!r} "
+                            "no longer has; put the node back (or fork the run at an earlier step)")

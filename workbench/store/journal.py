@@ -59,8 +59,10 @@ class ReadResult:
 def encode_frame(number: int, records: list[tuple[str, dict[str, Any]]]) -> bytes:
     """The bytes of one frame. Raises ValueError for text that is not valid Unicode (a lone
     surrogate) before anything is written."""
-    text = json.dumps({"f": number, "r": records}, separators=(",", ":"), ensure_ascii=False)
-    body = text.encode("utf-8")  # strict: a lone surrogate raises UnicodeEncodeError here
+    # The text is dropped as soon as it is encoded: for a frame holding a big value, the text, its
+    # bytes and the finished frame would otherwise all be alive at once (three copies, not two).
+    # strict: a lone surrogate raises UnicodeEncodeError here
+    body = json.dumps({"f": number, "r": records}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return body + b"\t" + f"{zlib.crc32(body):08x}".encode() + b"\n"
 
 

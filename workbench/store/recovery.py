@@ -43,6 +43,18 @@ def transient(exc: BaseException) -> bool:
     return classify(exc) in ("locked", "full", "invalidated", "readonly")
 
 
+
+def mark_interrupted(con: Any, owner: str) -> None:
+    """Mark the runs ``owner`` was recording and left unfinished as interrupted (resumable by any
+    process): its process died, or closed its store while a run was still going (Ctrl-C, quitting
+    the workbench during a run). Without this a run nobody records would show ``running`` forever."""
+    message = (f"interrupted: the process that recorded it (pid {owner_pid(owner)} on {owner_host(owner)}) "
+               "stopped before the run ended; continue it with 'workbench resume'")
+    # Looked for first: on a shared store (DuckLake) even an update of no row is a new snapshot.
+    if con.execute("SELECT count(*) FROM wb_runs WHERE owner = ? AND status = 'running'", [owner]).fetchone()[0]:
+        con.execute("UPDATE wb_runs SET owner = NULL, error = ? WHERE owner = ? AND status = 'running'",
+                    [message, owner])
+
 class Recovery:
     """The loading half of a trace store (mixed into TraceStore)."""
 
@@ -112,11 +124,7 @@ class Recovery:
             log.warning("journal %s is damaged after byte %d; the rest was set aside in %s (its runs can be "
                         "resumed from their last whole step)", path, result.end, kept)
         if not spool.is_alive(owner, besides=journal):
-            message = (f"interrupted: the process that recorded it (pid {owner_pid(owner)} on {owner_host(owner)}) "
-                       "stopped before the run ended; continue it with 'workbench resume'")
-            self._retrying(con, lambda: con.execute(
-                "UPDATE wb_runs SET owner = NULL, error = ? WHERE owner = ? AND status = 'running'",
-                [message, owner]))
+            self._retrying(con, lambda: mark_interrupted(con, owner))
         try:
             os.unlink(path)  # first the file, then its position: never a file without a position
         except FileNotFoundError:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.codec import utf8_size
+from workbench.codec import MAX_BYTES, SETTING_ERROR, utf8_size
 from workbench.errors import StoreError
 from workbench.guard import note_store
 from workbench.redact import scrub
@@ -44,7 +44,7 @@ from workbench.store.deletion import Deletion
 from workbench.store.ingest import apply_records, rollback
 from workbench.store.journal import Frame, Journal
 from workbench.store.reader import StoreReader
-from workbench.store.recovery import Recovery
+from workbench.store.recovery import Recovery, mark_interrupted
 from workbench.store.spool import new_owner_id
 
 log = logging.getLogger("workbench.store")
@@ -61,7 +61,7 @@ _BATCH_LINGER_CONTENDED_S = 0.25
 # grown past this size.
 _JOURNAL_ROLL_BYTES = 32 * 1024 * 1024
 # The largest JSON text one record may hold (a state value, an update, a model answer).
-MAX_VALUE_BYTES = int(float(os.environ.get("WORKBENCH_MAX_VALUE_MB", "64")) * 1024 * 1024)
+MAX_VALUE_BYTES = MAX_BYTES
 
 
 def default_db_path() -> str:
@@ -101,6 +101,8 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
     """
 
     def __init__(self, path: str | None = None, *, fsync: bool = False, busy_timeout: float = 60.0) -> None:
+        if SETTING_ERROR:
+            raise StoreError(SETTING_ERROR)
         self._tmpdir: str | None = None
         path = path or default_db_path()
         if path == ":memory:":
@@ -422,6 +424,13 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
                     "is next opened")
             elif self._journal is not None:
                 loaded = self._applied == self._appended and self._writer_error is None
+                if loaded:
+                    # A run still going when its store closes (Ctrl-C, quitting the workbench
+                    # mid-run) has no one recording it any more: say so, as recovery does for a
+                    # killed process's journal. If that cannot be written, the journal stays and
+                    # the next process to open the store does it (its recovery loads nothing
+                    # twice: the load position stays too).
+                    loaded = self._mark_unfinished_runs()
                 self._journal.close(remove=loaded)
                 if loaded:
                     try:
@@ -431,6 +440,17 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
                     except Exception:  # a stale position is harmless: the next sweep drops it
                         pass
             self._release()
+
+    def _mark_unfinished_runs(self) -> bool:
+        """Mark the runs this process left running as interrupted; False if the database could
+        not be updated."""
+        try:
+            with self.backend.connection(write=True, timeout=10) as con:
+                self._retrying(con, lambda: mark_interrupted(con, self.owner))
+        except Exception as exc:  # the journal stays; the next open marks them
+            log.warning("could not mark this process's unfinished runs interrupted: %s", first_line(exc))
+            return False
+        return True
 
     def __enter__(self) -> TraceStore:
         return self

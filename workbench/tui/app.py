@@ -8,6 +8,7 @@ notices their commits (a cheap change token) and refreshes the runs and the open
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -248,18 +249,22 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def export_sql(self, sql: str, fmt: str) -> None:
         import time as _time
 
-        from workbench.sqlquery import export_parquet, run_read_only
+        from workbench.sqlquery import export_parquet, new_export_path, run_read_only
 
         def job() -> None:
             folder = os.path.join(os.path.dirname(self.db_path) or ".", "exports")
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"query-{_time.strftime('%Y%m%d-%H%M%S')}.{fmt}")
-            with self.shared.lease() as store:
-                if fmt == "csv":
-                    with open(path, "w", encoding="utf-8") as fh:
-                        fh.write(run_read_only(store, sql).to_csv())
-                else:
-                    export_parquet(store, sql, path)
+            path = new_export_path(folder, fmt, _time.strftime("%Y%m%d-%H%M%S"))
+            try:
+                with self.shared.lease() as store:
+                    if fmt == "csv":
+                        with open(path, "w", encoding="utf-8") as fh:
+                            fh.write(run_read_only(store, sql).to_csv())
+                    else:
+                        export_parquet(store, sql, path)
+            except BaseException:  # a query that failed leaves no empty file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
             self.call_from_thread(self.notify, f"exported to {path}")
 
         self._guard("Export", job)

@@ -1,0 +1,296 @@
+"""The record says what happened, whatever the display does and however the process stops.
+
+* Recorded text is printed as it is: ``[/INST]`` or ``[redacted]`` in an input, an error or a
+  SQL result is never read as a style tag, and a tag-like text never fails a command or a run.
+* A display (the progress listener) that fails never fails the run it watches.
+* A run left going when its process stops cleanly (Ctrl-C, quitting the workbench mid-run) is
+  marked interrupted, as a killed process's run is, and resumes from any process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pytest
+from conftest import cli_env, run_cli
+
+from workbench import END, START, Graph
+from workbench.runtime import Runner
+from workbench.store import TraceStore
+
+BRACKETS = '''
+from typing import TypedDict
+from workbench import END, START, Graph
+
+
+class S(TypedDict):
+    text: str
+
+
+graph = Graph("brackets", S)
+
+
+@graph.node
+def boom(state: S) -> dict:
+    raise ValueError("bad token " + state["text"])
+
+
+graph.sequence(START, "boom", END)
+'''
+
+STOPS = '''
+import os
+from typing import TypedDict
+from workbench import END, START, Graph
+
+
+class S(TypedDict):
+    n: int
+
+
+graph = Graph("stops", S)
+
+
+@graph.node
+def first(state: S) -> dict:
+    return {"n": state["n"] + 1}
+
+
+@graph.node
+def second(state: S) -> dict:
+    if os.path.exists("stop-here"):
+        raise KeyboardInterrupt  # what Ctrl-C does in the middle of a node
+    return {"n": state["n"] + 10}
+
+
+graph.sequence(START, "first", "second", END)
+'''
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "graphs" / "brackets.py").write_text(BRACKETS)
+    (tmp_path / "graphs" / "stops.py").write_text(STOPS)
+    return tmp_path
+
+
+def status_of(proj: Path, run_id: str) -> tuple[str, str | None]:
+    with TraceStore(str(proj / "traces" / "workbench.duckdb")) as store:
+        run = store.get_run(run_id)
+    return run["status"], run["error"]
+
+
+# --------------------------------------------------------------------------- printed as recorded
+
+
+def test_a_tag_like_error_fails_the_run_and_is_printed_literally(proj: Path) -> None:
+    res = run_cli("run", "brackets", "--input", json.dumps({"text": "[/INST] [bold]hidden[/bold] [red]"}), cwd=proj)
+    assert res.returncode == 1, res.stderr  # the node failed: the run failed, nothing else did
+    assert "internal error" not in res.stderr and "MarkupError" not in res.stderr + res.stdout
+    assert "ValueError: bad token [/INST] [bold]hidden[/bold] [red]" in res.stdout  # the progress line
+    listed = json.loads(run_cli("runs", "--json", cwd=proj).stdout)
+    assert [r["status"] for r in listed] == ["failed"]
+
+    show = run_cli("show", "last", cwd=proj)
+    assert show.returncode == 0, show.stderr
+    assert "bad token [/INST] [bold]hidden[/bold] [red]" in show.stdout
+    assert 'input: {"text": "[/INST] [bold]hidden[/bold] [red]"}' in show.stdout
+
+
+def test_a_redacted_secret_shows_as_redacted_on_the_progress_line(proj: Path) -> None:
+    (proj / "graphs" / "leaky.py").write_text(BRACKETS.replace('"brackets"', '"leaky"').replace(
+        'raise ValueError("bad token " + state["text"])',
+        'import os\n    raise ValueError("auth failed with key " + os.environ["OPENAI_API_KEY"])'))
+    env = cli_env(OPENAI_API_KEY="sk-test-1234567890abcdef")
+    res = run_cli("run", "leaky", "--input", '{"text": "x"}', cwd=proj, env=env)
+    assert res.returncode == 1
+    assert "auth failed with key [redacted]" in res.stdout
+    assert "sk-test-1234567890abcdef" not in res.stdout + res.stderr
+
+
+def test_sql_results_are_printed_as_they_are(proj: Path) -> None:
+    res = run_cli("sql", "SELECT '[/x]' AS a, '[bold red]hi[/bold red]' AS b", cwd=proj)
+    assert res.returncode == 0, res.stderr
+    assert "[/x]" in res.stdout and "[bold red]hi[/bold red]" in res.stdout
+
+
+# --------------------------------------------------------------------------- a failing display
+
+
+class Counter(TypedDict):
+    n: int
+
+
+def counter_graph() -> Graph:
+    graph = Graph("counter", Counter)
+
+    @graph.node
+    def add(state: Counter) -> dict[str, Any]:
+        return {"n": state["n"] + 1}
+
+    graph.sequence(START, "add", END)
+    return graph
+
+
+def test_a_listener_that_raises_never_fails_the_run(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def broken(event: Any) -> None:
+        seen.append(event.kind)
+        raise RuntimeError("the screen went away")
+
+    with TraceStore(str(tmp_path / "t.duckdb")) as store:
+        runner = Runner(counter_graph(), store, listener=broken)
+        result = runner.run({"n": 0})
+        assert result.status == "completed" and result.state == {"n": 1}
+        assert store.get_run(result.run_id)["status"] == "completed"
+    assert len(seen) == 1  # not called again once it failed
+    assert isinstance(runner.listener_error, RuntimeError)
+
+
+# --------------------------------------------------------------------------- a process that stops
+
+
+def test_ctrl_c_during_a_run_leaves_it_interrupted_and_resumable(proj: Path) -> None:
+    (proj / "stop-here").write_text("")
+    res = run_cli("run", "stops", "--input", '{"n": 0}', "--json", cwd=proj)
+    assert res.returncode == 130
+    assert "continue it with: workbench resume RUN_ID" in res.stderr
+    assert " interrupted " in run_cli("runs", cwd=proj).stdout
+    (run_id,) = [r["run_id"] for r in json.loads(run_cli("runs", "--json", cwd=proj).stdout)]
+    status, error = status_of(proj, run_id)  # what docs/sql.md says a run whose process died has
+    assert status == "running" and error is not None and error.startswith("interrupted:")
+
+    (proj / "stop-here").unlink()
+    res = run_cli("resume", run_id, "--json", cwd=proj)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == {"n": 11}
+    assert status_of(proj, run_id) == ("completed", None)
+
+
+def test_closing_the_store_under_a_live_run_marks_it_interrupted(tmp_path: Path) -> None:
+    """What quitting the workbench during a run does: the store closes while the run's thread
+    is still inside a node."""
+    db = str(tmp_path / "t.duckdb")
+    inside, release = threading.Event(), threading.Event()
+    graph = Graph("held", Counter)
+
+    @graph.node
+    def wait(state: Counter) -> dict[str, Any]:
+        inside.set()
+        release.wait(30)
+        return {"n": state["n"] + 1}
+
+    graph.sequence(START, "wait", END)
+    store = TraceStore(db)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_run_catching(graph, store)), daemon=True)
+    thread.start()
+    assert inside.wait(30)
+    store.close()
+    release.set()
+    thread.join(30)
+    with TraceStore(db) as again:
+        (run,) = again.list_runs()
+        assert run["status"] == "running" and str(run["error"]).startswith("interrupted:")
+        result = Runner(graph, again).resume(run["run_id"])
+        assert result.status == "completed" and result.state == {"n": 1}
+    # The run's thread could not record the node's end: the store had closed under it.
+    assert outcome and isinstance(outcome[0], Exception) and "closed" in str(outcome[0])
+
+
+def _run_catching(graph: Graph, store: TraceStore) -> Any:
+    try:
+        return Runner(graph, store).run({"n": 0})
+    except Exception as exc:  # the store closed under it: it cannot record the end
+        return exc
+
+
+def test_a_finished_run_is_not_touched_at_close(tmp_path: Path) -> None:
+    db = str(tmp_path / "t.duckdb")
+    with TraceStore(db) as store:
+        done = Runner(counter_graph(), store).run({"n": 0})
+    with TraceStore(db) as store:
+        run = store.get_run(done.run_id)
+    assert run["status"] == "completed" and run["error"] is None
+
+
+# --------------------------------------------------------------------------- code changed since
+
+
+def test_resume_and_fork_refuse_a_node_the_graph_no_longer_has_and_change_nothing(proj: Path) -> None:
+    graph_file = proj / "graphs" / "stops.py"
+    res = run_cli("run", "stops", "--input", '{"n": 0}', "--break-before", "second", "--json", cwd=proj)
+    assert res.returncode == 3, res.stderr  # paused before `second`
+    run_id = json.loads(res.stdout)["run_id"]
+    graph_file.write_text(STOPS.replace("def second(", "def renamed(").replace('"second"', '"renamed"'))
+
+    res = run_cli("resume", run_id, cwd=proj)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "internal error" not in res.stderr
+    assert "'second'" in res.stderr and "no longer has" in res.stderr
+    assert status_of(proj, run_id)[0] == "paused"
+
+    res = run_cli("fork", run_id, "--at", "2", cwd=proj)
+    assert res.returncode == 2 and "'second'" in res.stderr and "internal error" not in res.stderr
+    listed = json.loads(run_cli("runs", "--json", cwd=proj).stdout)
+    assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "paused")]  # no fork left behind
+
+    graph_file.write_text(STOPS)  # the node is back: the run goes on
+    res = run_cli("resume", run_id, "--json", cwd=proj)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == {"n": 11}
+
+
+# --------------------------------------------------------------------------- one line, nothing left
+
+
+def test_export_to_a_folder_or_a_missing_folder_is_one_line_and_leaves_nothing(proj: Path) -> None:
+    assert run_cli("run", "stops", "--input", '{"n": 0}', cwd=proj).returncode == 0
+    before = sorted(p.name for p in proj.iterdir())
+    for target, words in ((proj, "is a folder"), (proj / "missing" / "x.jsonl", "does not exist")):
+        res = run_cli("export", "last", "--to", str(target), cwd=proj)
+        assert res.returncode == 2 and words in res.stderr, res.stderr
+        assert res.stderr.count("\n") == 1 and "internal error" not in res.stderr
+    assert sorted(p.name for p in proj.iterdir()) == before
+    assert not list(proj.parent.glob(f"{proj.name}*.tmp"))
+
+
+def test_a_bad_limit_is_a_usage_error(proj: Path) -> None:
+    for bad in ("-1", "0", "x"):
+        res = run_cli("runs", "--limit", bad, cwd=proj)
+        assert res.returncode == 2 and "--limit" in res.stderr and "internal error" not in res.stderr
+
+
+def test_a_bad_value_limit_setting_is_one_line_for_every_command(proj: Path) -> None:
+    for command in (["--help"], ["runs"]):
+        res = run_cli(*command, cwd=proj, env=cli_env(WORKBENCH_MAX_VALUE_MB="abc"))
+        assert res.returncode == 2
+        assert res.stderr == "workbench: error: WORKBENCH_MAX_VALUE_MB must be a number of megabytes above 0 " \
+                             "(not 'abc')\n"
+
+
+def test_debug_shows_the_traceback_of_an_internal_error(proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The traceback is printed by the command itself: under the console script's crash guard,
+    which ends the process with os._exit, an exception left to propagate was never shown."""
+    from workbench.store import reader
+
+    monkeypatch.setattr(reader.StoreReader, "list_runs", lambda self, limit=50: 1 / 0)
+    res = run_cli("runs", cwd=proj, env=cli_env(WORKBENCH_DEBUG="1"))
+    assert res.returncode == 1
+    assert "Traceback (most recent call last)" in res.stderr and "ZeroDivisionError" in res.stderr
+    res = run_cli("runs", cwd=proj)
+    assert res.returncode == 1 and res.stderr.startswith("workbench: internal error: ZeroDivisionError")
+
+
+def test_two_exports_in_the_same_second_get_files_of_their_own(tmp_path: Path) -> None:
+    from workbench.sqlquery import new_export_path
+
+    first = new_export_path(str(tmp_path / "exports"), "csv", "20261205-054211")
+    second = new_export_path(str(tmp_path / "exports"), "csv", "20261205-054211")
+    assert first != second and Path(first).exists() and Path(second).exists()
+    assert Path(second).name == "query-20261205-054211-2.csv"
