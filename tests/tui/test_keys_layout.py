@@ -131,6 +131,38 @@ async def test_keys_typed_right_after_tab_land_in_the_next_field(project: Projec
         assert form.query_one("#field-message", Input).value == "charged"
 
 
+async def test_ctrl_r_right_after_typing_runs_the_form_with_what_was_typed(project: Project) -> None:
+    """A burst ending in ``ctrl+r``: the run starts with the text typed before it. The priority
+    binding acted when the key reached the app, before the typed keys had reached the fields: the
+    run started with an empty input."""
+    from textual import events
+
+    async with opened(project) as (app, pilot):
+        await open_form(pilot, "support")
+        for key in [*"charged", "tab", *"C-1002", "ctrl+r"]:  # posted at once, as a terminal delivers them
+            app.post_message(events.Key(key, {"tab": "\t", "ctrl+r": None}.get(key, key)))
+        run = await wait_run(pilot, "completed")
+        assert run_row(app, run["run_id"])["input"] == {"message": "charged", "customer_id": "C-1002"}
+
+
+async def test_ctrl_r_right_after_typing_runs_the_whole_query(project: Project) -> None:
+    """The SQL console's keys wait for the text typed before them too (ctrl+r ran "SEL")."""
+    from textual import events
+
+    from workbench.tui.widgets.sql_console import SqlConsole
+
+    async with opened(project) as (app, pilot):
+        await pilot.press("5")
+        console = app.query_one("#sql", SqlConsole)
+        await settle(pilot, lambda: app.focused is console.query_one("#sql-editor", TextArea), what="the editor")
+        await pilot.press("ctrl+n")
+        for key in [*"SELECT", "space", *"42", "space", *"AS", "space", *"answer", "ctrl+r"]:
+            app.post_message(events.Key(key, {"space": " ", "ctrl+r": None}.get(key, key)))
+        await settle(pilot, lambda: console.result is not None, what="the query's result")
+        assert console.result is not None and console.result.columns == ["answer"]
+        assert console.result.rows == [(42,)]
+
+
 async def test_fork_dialog_esc_leaves_the_editor_first_and_tab_moves_focus(project: Project) -> None:
     async with opened(project) as (app, pilot):
         modal = await open_fork(pilot, project)

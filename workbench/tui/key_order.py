@@ -9,6 +9,10 @@ unchanged. (Dialogs take their first focus at once for the same reason: ``keys.f
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from textual import events
 from textual.app import App
 from textual.binding import Binding
@@ -38,3 +42,26 @@ class KeyOrder(App[None]):
             if binding is not None and await self.run_action(binding.action):
                 return
         await super().on_event(event)
+
+
+Action = TypeVar("Action", bound=Callable[..., Any])
+
+
+def after_typed_keys(action: Action) -> Action:
+    """Make a priority binding's action wait for the keys typed before it.
+
+    A priority binding acts when its key reaches the app, while the keys typed just before it
+    may still wait in the focused text box's queue: ``ctrl+r`` sent right after the text of a run
+    form ran the form with its fields still empty (and the SQL console ran half a query). The
+    action is queued behind them instead, on the focused widget, so it sees what was typed.
+    """
+
+    @functools.wraps(action)
+    def deferred(self: Any, *args: Any) -> None:
+        focused = self.app.focused
+        if focused is None:
+            action(self, *args)
+        else:
+            focused.call_later(action, self, *args)
+
+    return deferred  # type: ignore[return-value]

@@ -25,6 +25,7 @@ from textual.widgets import Button, Label, Select, Static, TextArea
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
 from workbench.history import StepView
+from workbench.tui.key_order import after_typed_keys
 from workbench.tui.keys import FittingFooter
 from workbench.tui.screens.dialog import Dialog, DialogEditor
 
@@ -114,6 +115,7 @@ class ForkScreen(Dialog[ForkRequest | None]):
             self.query_one("#fork-answer", TextArea).select_all()
         self.query_one(SECTIONS[key]).focus()
 
+    @after_typed_keys
     def action_submit(self) -> None:
         error = self.query_one("#fork-error", Static)
         try:

@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane
 
 from workbench.errors import InvalidUpdateError
 from workbench.graph import Graph
+from workbench.tui.key_order import after_typed_keys
 from workbench.tui.keys import FittingFooter, focus_now
 from workbench.tui.screens.dialog import Dialog, DialogEditor
 
@@ -92,6 +93,7 @@ class RunInputScreen(Dialog[dict[str, Any] | None]):
             out[key] = value
         return out
 
+    @after_typed_keys
     def action_submit(self) -> None:
         error = self.query_one("#input-error", Static)
         try:

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from workbench.sqlquery import QueryResult
+from workbench.tui.key_order import after_typed_keys
 from workbench.tui.widgets.schema_browser import SchemaBrowser
 from workbench.tui.widgets.sql_editor import SqlEditor
 
@@ -184,6 +185,7 @@ class SqlConsole(Vertical):
             editor.text = sql
             editor.focus()
 
+    @after_typed_keys
     def action_save_query(self) -> None:
         sql = self.query_one("#sql-editor", TextArea).text.strip()
         if not sql:
@@ -199,6 +201,7 @@ class SqlConsole(Vertical):
 
     # ----------------------------------------------------------------- running
 
+    @after_typed_keys
     def action_run_query(self) -> None:
         sql = self.query_one("#sql-editor", TextArea).text.strip()
         if sql:
@@ -216,12 +219,14 @@ class SqlConsole(Vertical):
         self.set_status(Text(f"fetching the first {self.limit:,} rows…", style="dim"))
         self.post_message(self.QuerySubmitted(self.last_sql, self.limit))
 
+    @after_typed_keys
     def action_export(self, fmt: str) -> None:
         if not self.last_sql:
             self.set_status(Text("run a query first, then export its results", style="yellow"))
             return
         self.post_message(self.ExportRequested(self.last_sql, fmt))
 
+    @after_typed_keys
     def action_new_query(self) -> None:
         editor = self.query_one("#sql-editor", TextArea)
         editor.text = ""
