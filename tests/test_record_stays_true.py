@@ -294,3 +294,49 @@ def test_two_exports_in_the_same_second_get_files_of_their_own(tmp_path: Path) -
     second = new_export_path(str(tmp_path / "exports"), "csv", "20261205-054211")
     assert first != second and Path(first).exists() and Path(second).exists()
     assert Path(second).name == "query-20261205-054211-2.csv"
+
+
+# --------------------------------------------------------------------------- machine output
+
+
+NOISY = '''
+print("noise from import")
+from typing import TypedDict
+from workbench import END, START, Graph
+
+
+class S(TypedDict):
+    a: str
+
+
+graph = Graph("noisy", S)
+
+
+@graph.node
+def n(state: S) -> dict:
+    print("noise from node")
+    return {"a": "x"}
+
+
+graph.sequence(START, "n", END)
+'''
+
+
+def test_json_output_stays_one_document_when_graph_code_prints(proj: Path) -> None:
+    (proj / "graphs" / "noisy.py").write_text(NOISY)
+    res = run_cli("run", "noisy", "--json", cwd=proj)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == {"a": "x"}
+    assert "noise from import" in res.stderr and "noise from node" in res.stderr
+    res = run_cli("graphs", "--json", cwd=proj)
+    assert "noisy" in {g["graph"] for g in json.loads(res.stdout)}
+    res = run_cli("run", "noisy", cwd=proj)  # without --json the prints stay where they were
+    assert "noise from node" in res.stdout
+
+
+def test_sql_json_writes_nan_and_infinities_as_null(proj: Path) -> None:
+    res = run_cli("sql", "SELECT 'nan'::DOUBLE AS x, '-inf'::DOUBLE AS y, [1.5, 'inf'::DOUBLE] AS z", "--format",
+                  "json", cwd=proj)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == \
+        [{"x": None, "y": None, "z": [1.5, None]}]

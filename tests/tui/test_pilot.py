@@ -1253,6 +1253,25 @@ async def test_quit_during_a_live_run_asks_for_a_second_press(project: Project) 
         await wait_run(pilot, "completed", app.open_run["run_id"] if app.open_run else None)
 
 
+async def test_quitting_during_a_live_run_leaves_it_interrupted(project: Project) -> None:
+    """``q`` twice while a run is in its node: the app exits, and the run shows as interrupted
+    (resumable), not ``running`` for ever with no process recording it."""
+    gate: dict[str, Any] = {}
+    try:
+        async with opened(project) as (app, pilot):
+            gate = await start_gate_run(pilot)
+            run_id = app.live["run_id"]
+            await pilot.press("q", "q")
+            await poll(pilot, lambda: not app.is_running, what="the app to quit")
+    finally:
+        if gate:
+            gate["RELEASE"].set()
+    with project.store() as store:
+        store.sweep()  # what a next process does first: load whatever the app's writer left
+        run = store.get_run(run_id)
+    assert run["status"] == "running" and str(run["error"]).startswith("interrupted:"), run
+
+
 async def test_a_run_recorded_by_another_process_shows_up_live(project: Project, tmp_path: Path) -> None:
     """The workbench is open; a CLI process records a run whose middle step waits on a FIFO. The
     run appears in the list, its first step in the timeline while it is still running, then the

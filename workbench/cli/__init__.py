@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from workbench.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error_line
+from workbench.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error_line, machine_output
 from workbench.cli.output import complete_writes
 from workbench.cli.parser import build_parser
 from workbench.errors import WorkbenchError
@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings = _setup_logging()
     failed = True
     try:
-        code = int(args.func(args))
+        machine = bool(getattr(args, "json", False)) or getattr(args, "format", None) in ("json", "csv")
+        with machine_output(machine):
+            code = int(args.func(args))
         sys.stdout.flush()  # (a failure to write the end of the output is the command's failure)
         failed = False
         return code

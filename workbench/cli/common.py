@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 from workbench.errors import WorkbenchError
@@ -49,6 +51,31 @@ def open_store(args: argparse.Namespace) -> Any:
     from workbench.store import TraceStore
 
     return TraceStore(args.db)
+
+
+_OUTPUT: list[Any] = []
+
+
+@contextmanager
+def machine_output(on: bool) -> Iterator[None]:
+    """While a command prints JSON or CSV (``on``), what graph code prints goes to stderr: a
+    ``print()`` in a graph module or node must not break the one JSON document on stdout that
+    scripts parse. The command itself writes through :func:`emit`."""
+    if not on:
+        yield
+        return
+    _OUTPUT.append(sys.stdout)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _OUTPUT.pop()
+
+
+def emit(text: str, end: str = "\n") -> None:
+    """Write the command's own output to its stdout (even while graph code's goes to stderr)."""
+    out = _OUTPUT[-1] if _OUTPUT else sys.stdout
+    out.write(text + end)
 
 
 def make_console() -> Any:
@@ -129,7 +156,7 @@ def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None, 
         error_line(f"workbench: the progress display stopped ({type(failed).__name__}: {failed}); "
                    "the run itself was recorded as usual")
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+        emit(json.dumps(result.to_json(), ensure_ascii=False, default=str))
         return STATUS_EXIT.get(result.status, EXIT_FAILED)
     console = make_console()
     rid = result.run_id

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, esc, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, emit, esc, make_console, open_store, short
 from workbench.errors import WorkbenchError
 
 
@@ -15,7 +15,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         runs = store.list_runs(args.limit)
     if args.json:
-        print(json.dumps(runs, default=str, ensure_ascii=False))
+        emit(json.dumps(runs, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
     from rich.text import Text
@@ -88,7 +88,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                       for i in store.tree_interrupts(run_id) if i["run_id"] in paths or i["run_id"] == run_id]
     if args.json:
         subgraph_steps = [{k: v for k, v in r.items() if k != "traceback"} for r in inner]
-        print(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
+        emit(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
                           "events": events, "state": final, "conversation": turns,
                           "subgraph_steps": subgraph_steps}, default=str, ensure_ascii=False))
         return EXIT_OK
@@ -169,9 +169,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         result = run_read_only(store, args.query)
     names, rows = result.columns, result.rows
     if args.format == "json":
-        print(json.dumps(result.to_dicts(), default=str, ensure_ascii=False))
+        emit(strict_json(result.to_dicts()))
     elif args.format == "csv":
-        sys.stdout.write(result.to_csv())
+        emit(result.to_csv(), end="")
     else:
         from rich.table import Table
 
@@ -190,7 +190,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         a, b = store.resolve_run_id(args.run_a), store.resolve_run_id(args.run_b)
         cmp = compare_runs(store, a, b)
     if args.json:
-        print(json.dumps(cmp.to_json(), ensure_ascii=False, default=str))
+        emit(json.dumps(cmp.to_json(), ensure_ascii=False, default=str))
         return EXIT_OK
     console = make_console()
     ra, rb = cmp.run_a, cmp.run_b
@@ -275,7 +275,7 @@ def cmd_graphs(args: argparse.Namespace) -> int:
         except WorkbenchError as exc:
             rows.append({"graph": None, "file": path, "error": str(exc)})
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        emit(json.dumps(rows, ensure_ascii=False))
         return EXIT_OK
     for r in rows:
         if r.get("error"):
@@ -283,3 +283,22 @@ def cmd_graphs(args: argparse.Namespace) -> int:
         else:
             print(f"{r['graph']:<12} {r['file']:<24} {r['description']}")
     return EXIT_OK
+
+
+def strict_json(value: Any) -> str:
+    """``value`` as JSON that every parser reads: NaN and the infinities, which JSON has no word
+    for (Python would write ``NaN``/``Infinity``), are written as ``null``."""
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), default=str, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -11,6 +11,7 @@ from workbench.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
+    emit,
     esc,
     graph_for,
     make_console,
@@ -36,7 +37,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(args.run_id)
         report = replay_run(store, run_id, graph_for(store, run_id, args.graph))
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+        emit(json.dumps(report.to_json(), ensure_ascii=False, default=str))
     else:
         print_replay(make_console(), report)
     return EXIT_OK if report.identical else EXIT_DIVERGED
@@ -84,7 +85,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                     console.print("    " + str(report.divergence).replace("\n", "\n    "))
     failed = [r for r in results if not r["passed"]]
     if args.json:
-        print(json.dumps(results, ensure_ascii=False, default=str))
+        emit(json.dumps(results, ensure_ascii=False, default=str))
     else:
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return EXIT_FAILED if failed else EXIT_OK
@@ -106,7 +107,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         result = import_files(store, args.files)
     if args.json:
-        print(json.dumps(result))
+        emit(json.dumps(result))
     else:
         print(f"imported {len(result['imported'])} run(s)" +
               (f": {', '.join(result['imported'])}" if result["imported"] else "") +

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, esc, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, emit, esc, make_console, open_store, short
 
 
 def cmd_show_step(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
                             for n, c in enumerate(llm_calls, start=1)]
     llm = [c for c in view.calls if c["kind"] == "llm"]
     if args.json:
-        print(json.dumps({
+        emit(json.dumps({
             "run_id": root_id, "step": view.step, "address": address, "path": where.path or None,
             "subgraph_run_id": where.run_id if where.run_id != root_id else None,
             "recorded_by": view.owner, "nodes": view.nodes,
