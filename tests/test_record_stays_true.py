@@ -340,3 +340,28 @@ def test_sql_json_writes_nan_and_infinities_as_null(proj: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == \
         [{"x": None, "y": None, "z": [1.5, None]}]
+
+
+# --------------------------------------------------------------------------- totals
+
+
+def test_diff_totals_count_the_model_calls_made_inside_subgraphs(proj: Path) -> None:
+    """warranty's model calls: ``review/assess`` inside its subgraph, then ``reply``. The totals
+    counted only the root run's own calls (1 of 2, 72 of its tokens), against what ``runs``
+    lists."""
+    import shutil
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "graphs" / "warranty.py", proj / "graphs")
+    res = run_cli("run", "warranty", "--input", json.dumps({"message": "Please refund $120 for the kettle"}),
+                  "--json", cwd=proj)
+    run_id = json.loads(res.stdout)["run_id"]
+    assert run_cli("resume", run_id, "--input", '"yes"', cwd=proj).returncode == 0
+    (listed,) = [r for r in json.loads(run_cli("runs", "--json", cwd=proj).stdout) if r["run_id"] == run_id]
+    totals = json.loads(run_cli("diff", run_id, run_id, "--json", cwd=proj).stdout)["totals"]["a"]
+    assert totals["llm_calls"] == 2 and totals["tokens"] == listed["tokens"] > 0
+
+    # A fork at the subgraph's step 2 shares its step 1 (the assessment) and waits for the human.
+    res = run_cli("fork", run_id, "--at", "2/review/2", "--json", cwd=proj)
+    fork = json.loads(res.stdout)["run_id"]
+    totals = json.loads(run_cli("diff", run_id, fork, "--json", cwd=proj).stdout)["totals"]
+    assert totals["b"]["llm_calls"] == 1 and 0 < totals["b"]["tokens"] < totals["a"]["tokens"]

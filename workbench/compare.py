@@ -80,6 +80,13 @@ def _answers(view: Any) -> list[tuple[str, str]]:
 
 
 def _totals(store: TraceStore, history: RunHistory) -> dict[str, float]:
+    """Steps, model calls, tokens and cost of a run's history: its own steps and the ones a fork
+    shares with its parent, with the model calls of the subgraph runs those steps ran."""
+    calls, tokens, cost = _call_totals(store, history)
+    return {"steps": float(history.last_step), "llm_calls": float(calls), "tokens": tokens, "cost_usd": cost}
+
+
+def _call_totals(store: TraceStore, history: RunHistory) -> tuple[int, float, float]:
     tokens = cost = 0.0
     calls = 0
     for view in history.steps():
@@ -87,7 +94,20 @@ def _totals(store: TraceStore, history: RunHistory) -> dict[str, float]:
             tokens += (c["prompt_tokens"] or 0) + (c["completion_tokens"] or 0)
             cost += c["cost_usd"] or 0.0
             calls += 1 if c["kind"] == "llm" else 0
-    return {"steps": float(history.last_step), "llm_calls": float(calls), "tokens": tokens, "cost_usd": cost}
+    # The subgraph runs called by those steps: by the run itself, and by the ancestors it shares
+    # steps with (up to the step it forked at), as the timeline nests them.
+    for (child,) in store.query(
+        """
+        SELECT r.run_id
+        FROM run_lineage l JOIN wb_runs r ON r.caller_run_id = l.ancestor_id
+        WHERE l.run_id = ? AND (l.depth = 0 OR r.caller_step <= l.upto_step)
+        ORDER BY r.caller_step, r.caller_task, r.run_id
+        """,
+        [history.run_id],
+    ):
+        inner_calls, inner_tokens, inner_cost = _call_totals(store, RunHistory(store, str(child)))
+        calls, tokens, cost = calls + inner_calls, tokens + inner_tokens, cost + inner_cost
+    return calls, tokens, cost
 
 
 def compare_runs(store: TraceStore, run_a: str, run_b: str) -> RunComparison:
