@@ -34,6 +34,8 @@ class ReloadResult:
     graphs: list[str]
     changed: dict[str, set[str]]  # graph name -> nodes whose code differs from the first load (or are new)
     error: str | None = None
+    added: list[str] = field(default_factory=list)  # graphs this load listed for the first time
+    removed: bool = False  # the file is gone (its graphs were taken off the list)
 
 
 class GraphRegistry:
@@ -43,6 +45,9 @@ class GraphRegistry:
         self.directory = directory or graphs_dir()
         self.entries: dict[str, GraphEntry] = {}
         self.errors: dict[str, str] = {}  # file -> last load error
+        # Files refused because a graph they define has the name of one another file defines:
+        # loaded again when a file goes away (the name may be free then).
+        self._clashing: set[str] = set()
         self._lock = threading.Lock()
 
     def load_all(self) -> list[ReloadResult]:
@@ -69,7 +74,11 @@ class GraphRegistry:
                 for n in gone:
                     del self.entries[n]
                 self.errors.pop(path, None)
-            return ReloadResult(path, [], {})
+                self._clashing.discard(path)
+                waiting = sorted(self._clashing)
+            for other in waiting:  # a name this file held may be free for them now
+                self.reload_file(other)
+            return ReloadResult(path, gone, {}, removed=True)
         try:
             graphs = list(load_module_graphs(path).values())
             for g in graphs:
@@ -85,7 +94,32 @@ class GraphRegistry:
             return ReloadResult(path, [], {}, error=msg)
         changed: dict[str, set[str]] = {}
         with self._lock:
+            # Runs find their graph by name: two files defining one name would make which file a
+            # run, a replay or a fork uses depend on load order. The file already listed keeps
+            # the name; this one is shown with the error until one of them is renamed.
+            # (The file named after the graph keeps it whatever the order, as the CLI finds it.)
+            for g in graphs:
+                holder = self.entries.get(g.name)
+                if holder is None or holder.file == path or not os.path.exists(holder.file):
+                    continue
+                if _named_after(path, g.name) and not _named_after(holder.file, g.name):
+                    loser, winner = holder.file, path
+                else:
+                    loser, winner = path, holder.file
+                msg = (f"{display_path(loser)}: defines graph {g.name!r}, which {display_path(winner)} "
+                       "defines already; rename one (runs find their graph by its name)")
+                self.errors[loser] = msg
+                self._clashing.add(loser)
+                if loser == path:
+                    return ReloadResult(path, [], {}, error=msg)
+                for n in [n for n, e in self.entries.items() if e.file == loser]:
+                    del self.entries[n]
+            self._clashing.discard(path)
             self.errors.pop(path, None)
+            names = {g.name for g in graphs}
+            for n in [n for n, e in self.entries.items() if e.file == path and n not in names]:
+                del self.entries[n]  # renamed or removed in this file
+            added = [g.name for g in graphs if g.name not in self.entries]
             for g in graphs:
                 old = self.entries.get(g.name)
                 after = g.node_versions()
@@ -95,7 +129,7 @@ class GraphRegistry:
                 diff = {n for n, v in after.items() if baseline.get(n) != v}
                 changed[g.name] = diff
                 self.entries[g.name] = GraphEntry(g, path, diff, baseline)
-        return ReloadResult(path, [g.name for g in graphs], changed)
+        return ReloadResult(path, [g.name for g in graphs], changed, added=added)
 
     def get(self, name: str) -> Graph | None:
         with self._lock:
@@ -105,3 +139,7 @@ class GraphRegistry:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self.entries)
+
+
+def _named_after(path: str, name: str) -> bool:
+    return os.path.splitext(os.path.basename(path))[0] == name

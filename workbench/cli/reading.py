@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, emit, esc, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, emit, error_line, esc, make_console, open_store, short
 from workbench.errors import WorkbenchError
 
 
@@ -274,6 +274,14 @@ def cmd_graphs(args: argparse.Namespace) -> int:
                 rows.append({"graph": g.name, "file": path, "nodes": list(g.nodes), "description": g.description})
         except WorkbenchError as exc:
             rows.append({"graph": None, "file": path, "error": str(exc)})
+    files: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("graph"):
+            files.setdefault(r["graph"], []).append(r["file"])
+    for name, defined_in in files.items():
+        if len(defined_in) > 1:  # runs find their graph by name: which file would be a guess
+            error_line(f"workbench: warning: graph {name!r} is defined by {' and '.join(defined_in)}; a run, "
+                       "replay or fork finds its graph by name: rename one")
     if args.json:
         emit(json.dumps(rows, ensure_ascii=False))
         return EXIT_OK

@@ -295,10 +295,17 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
 
     def on_graph_reloaded(self, message: GraphReloaded) -> None:
         r = message.result
+        if self.selected_graph is not None and self.registry.get(self.selected_graph) is None:
+            self.selected_graph = None  # its file went away
         self.query_one("#graphs", GraphList).show(self.registry, self.selected_graph)
         if r.error:
             self.notify(f"{r.error}\nthe last good version stays loaded", title="reload failed",
                         severity="error", timeout=8)
+        elif r.removed:
+            listed = f": {', '.join(r.graphs)} no longer listed" if r.graphs else ""
+            self.notify(f"{display_path(r.file)} was removed{listed}", title="graph file removed")
+        elif r.added and not any(r.changed.get(g) for g in r.graphs if g not in r.added):
+            self.notify(f"loaded {display_path(r.file)}: {', '.join(r.added)}", title="graph added")
         else:
             changed = {g: n for g, n in r.changed.items() if n}
             # changed = differs from the version loaded at start (registry.py), not from the last save

@@ -1,0 +1,85 @@
+"""The project's graphs as the workbench lists them (workbench/registry.py): a graph name is
+defined by one file; a second file defining it is shown with an error, never in its place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+
+from workbench.registry import GraphRegistry
+
+GRAPH = '''
+from typing import TypedDict
+from workbench import END, START, Graph
+
+
+class S(TypedDict):
+    n: int
+
+
+graph = Graph("{name}", S)
+
+
+@graph.node
+def {node}(state: S) -> dict:
+    return {{"n": state["n"] + 1}}
+
+
+graph.sequence(START, "{node}", END)
+'''
+
+
+def write(path: Path, name: str, node: str = "step") -> None:
+    path.write_text(GRAPH.format(name=name, node=node))
+
+
+def test_a_second_file_with_a_graphs_name_is_an_error_and_deleting_it_keeps_the_first(tmp_path: Path) -> None:
+    write(tmp_path / "chat.py", "chat")
+    write(tmp_path / "other.py", "other")
+    reg = GraphRegistry(str(tmp_path))
+    reg.load_all()
+    write(tmp_path / "dup.py", "chat", node="impostor")
+    result = reg.reload_file(str(tmp_path / "dup.py"))
+    assert result.error is not None and "'chat'" in result.error and "chat.py" in result.error
+    assert reg.names() == ["chat", "other"]
+    assert list(reg.get("chat").nodes) == ["step"]  # type: ignore[union-attr]
+
+    (tmp_path / "dup.py").unlink()
+    gone = reg.reload_file(str(tmp_path / "dup.py"))
+    assert gone.removed and gone.graphs == []
+    assert reg.names() == ["chat", "other"] and not reg.errors
+
+
+def test_the_file_named_after_the_graph_keeps_it_whatever_the_order(tmp_path: Path) -> None:
+    write(tmp_path / "a_copy.py", "chat", node="impostor")  # listed first
+    write(tmp_path / "chat.py", "chat")
+    reg = GraphRegistry(str(tmp_path))
+    reg.load_all()
+    assert list(reg.get("chat").nodes) == ["step"]  # type: ignore[union-attr]
+    assert str(tmp_path / "a_copy.py") in reg.errors
+
+    (tmp_path / "chat.py").unlink()  # the name is free: the other file takes it
+    reg.reload_file(str(tmp_path / "chat.py"))
+    assert list(reg.get("chat").nodes) == ["impostor"]  # type: ignore[union-attr]
+    assert not reg.errors
+
+
+def test_a_graph_renamed_in_its_file_leaves_the_list(tmp_path: Path) -> None:
+    write(tmp_path / "g.py", "first")
+    reg = GraphRegistry(str(tmp_path))
+    reg.load_all()
+    write(tmp_path / "g.py", "second")
+    result = reg.reload_file(str(tmp_path / "g.py"))
+    assert reg.names() == ["second"] and result.added == ["second"]
+
+
+def test_graphs_warns_about_a_name_two_files_define(tmp_path: Path) -> None:
+    (tmp_path / "graphs").mkdir()
+    write(tmp_path / "graphs" / "chat.py", "chat")
+    write(tmp_path / "graphs" / "dup.py", "chat")
+    res = run_cli("graphs", "--json", cwd=tmp_path)
+    assert res.returncode == 0
+    assert [r["graph"] for r in json.loads(res.stdout)] == ["chat", "chat"]
+    assert "graph 'chat' is defined by graphs/chat.py and graphs/dup.py" in res.stderr
