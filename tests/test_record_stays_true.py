@@ -365,3 +365,13 @@ def test_diff_totals_count_the_model_calls_made_inside_subgraphs(proj: Path) -> 
     fork = json.loads(res.stdout)["run_id"]
     totals = json.loads(run_cli("diff", run_id, fork, "--json", cwd=proj).stdout)["totals"]
     assert totals["b"]["llm_calls"] == 1 and 0 < totals["b"]["tokens"] < totals["a"]["tokens"]
+
+
+def test_a_run_whose_process_stopped_shows_as_interrupted_everywhere() -> None:
+    """One rule for the runs list, the lineage tree, the timeline heading and the CLI."""
+    from workbench.store.reader import shown_status
+
+    assert shown_status({"status": "running", "error": "interrupted: the process that recorded it ..."}) \
+        == "interrupted"
+    assert shown_status({"status": "running", "error": None}) == "running"
+    assert shown_status({"status": "failed", "error": "interrupted: no"}) == "failed"

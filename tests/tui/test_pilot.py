@@ -262,6 +262,20 @@ async def test_run_from_input_form_shows_live_step_events(project: Project) -> N
         assert "handoff" not in app.query_one("#graph-view", GraphView).executed
 
 
+async def test_the_live_log_keeps_to_its_end_when_the_terminal_shrinks(project: Project) -> None:
+    """Below 32 rows the Live log is a line or two tall: after the terminal shrank, it showed the
+    middle of the run it had written at full height, not its last line."""
+    from workbench.tui.widgets.live_log import LiveLog
+
+    async with opened(project) as (app, pilot):
+        await run_via_form(pilot, "support", message="my bill")
+        await wait_run(pilot, "completed")
+        log = app.query_one("#live-log", LiveLog)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot, lambda: log.size.height < 10 and log.max_scroll_y > 0, what="the shrunk log")
+        await settle(pilot, lambda: log.scroll_y == log.max_scroll_y, what="the log at its end")
+
+
 async def test_run_form_rejects_bad_input_inline(project: Project) -> None:
     async with opened(project) as (app, pilot):
         form = await open_form(pilot, "chain")
@@ -886,6 +900,12 @@ async def test_compare_a_fork_with_its_parent(project: Project) -> None:
         assert [r[0] for r in got] == ["1", "2", "3", "4"]
         assert got[0][2] == "shared history"
         assert got[2][2:] == ["value", "22", "200"]  # the edit (11 → 100) shows in the state after step 3
+        table.focus()
+        start = table.cursor_row
+        await pilot.press("j", "j")
+        assert table.cursor_row == start + 2  # j/k move as in the other tables
+        await pilot.press("k")
+        assert table.cursor_row == start + 1
 
 
 async def test_compare_a_marked_run_with_another(project: Project) -> None:

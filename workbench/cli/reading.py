@@ -20,6 +20,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from workbench.store.reader import shown_status
+
     table = Table(box=None, header_style="bold")
     table.add_column("run_id", no_wrap=True, min_width=17)
     for name in ("graph", "status", "started", "ms", "steps", "tokens", "cost $"):
@@ -30,9 +32,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     colors = {"completed": "green", "failed": "red", "waiting": "yellow", "paused": "yellow", "running": "cyan",
               "interrupted": "magenta", "superseded": "dim"}
     for r in runs:
-        st = r["status"]
-        if st == "running" and str(r.get("error") or "").startswith("interrupted"):
-            st = "interrupted"  # its process died; 'workbench resume' continues it
+        st = shown_status(r)  # interrupted: its process stopped; 'workbench resume' continues it
         table.add_row(r["run_id"], r["graph"], Text(st, style=colors.get(st, "white")),
                       str(r["started_at"])[5:19], str(r["duration_ms"]), str(r["steps"]), str(r["tokens"]),
                       f"{r['cost_usd']:.4f}", *([parent_label(r)] if forks else []))

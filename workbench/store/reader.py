@@ -14,6 +14,14 @@ from workbench.errors import RunNotFoundError
 from workbench.state import apply_changes
 
 
+def shown_status(run: dict[str, Any]) -> str:
+    """A run's status as the workbench and the CLI show it: a ``running`` run whose process
+    stopped before it ended (its ``error`` says ``interrupted: ...``) shows as ``interrupted``."""
+    status = str(run["status"])
+    if status == "running" and str(run.get("error") or "").startswith("interrupted"):
+        return "interrupted"
+    return status
+
 class StoreReader:
     """Read methods shared by every trace store backend."""
 

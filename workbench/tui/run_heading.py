@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
+from workbench.store.reader import shown_status
 from workbench.tui.stepping import pause_words
 
 
@@ -16,7 +17,8 @@ def run_heading(run: dict[str, Any], steps: int, graph: Any) -> Text:
     head = Text()
     head.append(f"run {run['run_id']}", style="bold")
     head.append(f"  {run['graph']}  ")
-    head.append(run["status"], style={"completed": "green", "failed": "red"}.get(run["status"], "yellow"))
+    status = shown_status(run)
+    head.append(status, style={"completed": "green", "failed": "red", "interrupted": "magenta"}.get(status, "yellow"))
     head.append(f"  {steps} steps")
     if run["parent_run_id"] and run.get("relation") == "continuation":
         head.append(f"  next turn of {run['parent_run_id']} (from step {run['fork_step'] + 1})", style="cyan")

@@ -73,6 +73,15 @@ def comparison_rows(steps: list[StepComparison], prefix: str = "") -> list[Compa
     return out
 
 
+
+class CompareTable(DataTable[Any]):
+    """The compared steps; ``j``/``k`` move like in the other tables."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
 class CompareView(Vertical):
     """A header naming the two runs and a table of their aligned differences."""
 
@@ -86,8 +95,7 @@ class CompareView(Vertical):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(Text("Mark a run with m (in Runs or Timeline), open another, and press d — "
                           "or press d on a fork to compare it with its parent.", style="dim"), id="compare-head")
-        table: DataTable[Any] = DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield CompareTable(id="compare-table", cursor_type="row", zebra_stripes=True)
 
     def _available(self) -> int:
         return self.size.width or (self.app.size.width - 40)  # (hidden until its tab shows)

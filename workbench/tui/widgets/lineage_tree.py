@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Tree
 
+from workbench.store.reader import shown_status
 from workbench.tui.messages import RunChosen
 from workbench.tui.widgets.runs_table import STATUS_STYLE
 
@@ -32,7 +33,8 @@ class LineageTree(Tree[str]):
         def label(r: dict[str, Any]) -> Text:
             t = Text(f"{r['run_id']} ", style="bold")
             t.append(r["graph"] + " ")
-            t.append(r["status"], style=STATUS_STYLE.get(r["status"], ""))
+            status = shown_status(r)
+            t.append(status, style=STATUS_STYLE.get(status, ""))
             if r["parent_run_id"] and r.get("relation") == "continuation":
                 t.append(f"  next turn from step {r['fork_step'] + 1}", style="cyan")
             elif r["parent_run_id"]:

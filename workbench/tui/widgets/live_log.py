@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from workbench.context import Event
@@ -21,6 +22,13 @@ class LiveLog(RichLog):
         self._tokens: list[str] = []
         # Empty (no run yet): a few rows only, so the graph above gets the room (app.tcss).
         self.add_class("-empty")
+
+    def on_resize(self, event: Resize) -> None:
+        # (Textual calls RichLog's own handler too: handlers run for each class that has one.)
+        # Shrunk (a short terminal keeps one line of it: app.tcss), the log kept its scroll
+        # position and showed the middle of the run; the end is what it is there for.
+        if self.auto_scroll:
+            self.call_after_refresh(self.scroll_end, animate=False)
 
     def write(self, *args: Any, **kwargs: Any) -> Any:
         self.remove_class("-empty")

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from workbench.store.reader import shown_status
 from workbench.tui.columns import RUNS_COLUMNS, Column, fit_columns
 from workbench.tui.messages import RunChosen
 
@@ -93,9 +94,7 @@ class RunsTable(DataTable[Any]):
 
     @staticmethod
     def _cells(r: dict[str, Any]) -> dict[str, Any]:
-        shown = r["status"]
-        if shown == "running" and str(r.get("error") or "").startswith("interrupted"):
-            shown = "interrupted"  # its process died; resuming continues it
+        shown = shown_status(r)  # interrupted: its process stopped; resuming continues it
         return {
             "run_id": r["run_id"], "graph": r["graph"], "status": Text(shown, style=STATUS_STYLE.get(shown, "")),
             "started": str(r["started_at"])[5:19], "ms": str(r["duration_ms"]), "steps": str(r["steps"]),
