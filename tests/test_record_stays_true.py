@@ -375,3 +375,29 @@ def test_a_run_whose_process_stopped_shows_as_interrupted_everywhere() -> None:
         == "interrupted"
     assert shown_status({"status": "running", "error": None}) == "running"
     assert shown_status({"status": "failed", "error": "interrupted: no"}) == "failed"
+
+
+def test_an_import_file_missing_a_steps_plan_is_refused_and_nothing_is_imported(proj: Path) -> None:
+    assert run_cli("run", "stops", "--input", '{"n": 0}', cwd=proj).returncode == 0
+    assert run_cli("export", "last", "--to", str(proj / "whole.jsonl"), cwd=proj).returncode == 0
+    lines = (proj / "whole.jsonl").read_text().splitlines()
+    cut = [ln for ln in lines if json.loads(ln).get("table") != "supersteps"]
+    assert len(cut) < len(lines)
+    (proj / "cut.jsonl").write_text("\n".join(cut) + "\n")
+    other = str(proj / "other.duckdb")
+    res = run_cli("import", str(proj / "cut.jsonl"), "--db", other, cwd=proj)
+    assert res.returncode == 2 and "no plan for that step" in res.stderr, res.stderr
+    assert json.loads(run_cli("runs", "--db", other, "--json", cwd=proj).stdout) == []
+    res = run_cli("import", str(proj / "whole.jsonl"), "--db", other, cwd=proj)
+    assert res.returncode == 0, res.stderr
+
+
+def test_graphs_says_when_there_is_no_graphs_folder(tmp_path: Path) -> None:
+    res = run_cli("graphs", cwd=tmp_path, env=cli_env(WORKBENCH_GRAPHS=str(tmp_path / "nowhere")))
+    assert res.returncode == 0 and res.stdout == ""
+    assert f"no graphs folder at {tmp_path / 'nowhere'}" in res.stderr
+
+
+def test_checkpoint_is_refused_by_name(proj: Path) -> None:
+    res = run_cli("sql", "CHECKPOINT", cwd=proj)
+    assert res.returncode == 2 and "CHECKPOINT statements are refused" in res.stderr

@@ -71,6 +71,8 @@ def check_read_only(sql: str) -> list[Any]:
             raise InputError("the SQL console is read-only: EXPLAIN ANALYZE runs its statement and is refused "
                              "(plain EXPLAIN is fine)")
         if kind not in READ_ONLY_TYPES:
+            # DuckDB parses CHECKPOINT as a CALL: name it, or the refusal reads as a non sequitur.
+            kind = "CALL and CHECKPOINT" if kind == "CALL" else kind
             raise InputError(f"the SQL console is read-only: {kind} statements are refused "
                              "(use SELECT, WITH … SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)")
     return list(statements)

@@ -212,6 +212,14 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     missing = [r for r in runs if r not in listed]
     if missing:
         raise InputError(f"{name}: run {missing[0]!r} is listed in the header but has no runs row")
+    # Every task ran in a planned step: a step's plan is recorded before its tasks run, and
+    # resuming, replaying and forking read it. A file missing one would import a run that
+    # cannot be continued and replays wrongly.
+    planned = {(r["run_id"], r["step"]) for k, r in rows if k == "plan"}
+    for k, r in rows:
+        if k == "task" and (r["run_id"], r["step"]) not in planned:
+            raise InputError(f"{name}: run {r['run_id']!r} has a task at step {r['step']} but no plan for that step "
+                             "(its 'supersteps' row is missing); the file is incomplete")
     parents = {r["run_id"]: r["parent_run_id"] for k, r in rows if k == "run"}
     for start in parents:
         seen = {start}

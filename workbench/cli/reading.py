@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from typing import Any
 
 from workbench.cli.common import EXIT_OK, emit, error_line, esc, make_console, open_store, short
@@ -264,9 +265,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_graphs(args: argparse.Namespace) -> int:
-    from workbench.loader import list_graph_files, load_module_graphs
+    from workbench.loader import graphs_dir, list_graph_files, load_module_graphs
 
     rows: list[dict[str, Any]] = []
+    if not os.path.isdir(graphs_dir()):  # said, not an empty list that looks like "no graphs"
+        error_line(f"workbench: no graphs folder at {graphs_dir()}; run from the project directory or set "
+                   "WORKBENCH_GRAPHS")
     for path in list_graph_files():
         try:
             for g in load_module_graphs(path).values():
