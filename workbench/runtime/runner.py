@@ -40,12 +40,12 @@ from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
 from workbench.runtime.continuing import load_step_progress, settled_detail
 from workbench.runtime.interrupts import open_interrupt, settle
+from workbench.runtime.options import check_limit, check_names, with_options
 from workbench.runtime.planner import Planner, loop_message
 from workbench.runtime.subgraph import (
     ChildLink,
     SubgraphStopped,
     calling_host,
-    check_path,
     split_break_when,
     tree_interrupts,
 )
@@ -169,9 +169,9 @@ class Runner:
         except InvalidUpdateError as exc:
             raise InputError(str(exc)) from None
         config = {
-            "break_before": self._check_names(break_before, "break_before"),
-            "break_after": self._check_names(break_after, "break_after"),
-            "max_steps": self._check_limit(max_steps) or self.graph.max_steps,
+            "break_before": check_names(self.graph, break_before, "break_before"),
+            "break_after": check_names(self.graph, break_after, "break_after"),
+            "max_steps": check_limit(max_steps) or self.graph.max_steps,
         }
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
         self.set_break_when(break_when)
@@ -551,13 +551,6 @@ class Runner:
 
     # ----------------------------------------------------------------- helpers
 
-    def _check_names(self, names: Iterable[str], what: str) -> list[str]:
-        """Breakpoint names: nodes of this graph, or paths into its subgraphs (``review/approve``)."""
-        out = list(names)
-        for n in out:
-            check_path(self.graph, n, what)
-        return out
-
     def set_break_when(self, break_when: Any) -> None:
         """The break condition: a predicate over the state, or ``{graph path: predicate}`` with
         ``""`` for this graph and ``"review"`` for the subgraph node review's inner steps."""
@@ -565,21 +558,7 @@ class Runner:
 
     def _with_options(self, config: dict[str, Any], break_before: Iterable[str] | None,
                       break_after: Iterable[str] | None, max_steps: int | None) -> dict[str, Any]:
-        """A run's config with the breakpoints and step limit given for this resume or fork."""
-        if break_before is not None:
-            config["break_before"] = self._check_names(break_before, "break_before")
-        if break_after is not None:
-            config["break_after"] = self._check_names(break_after, "break_after")
-        if max_steps is not None:
-            config["max_steps"] = self._check_limit(max_steps)
-        return config
-
-    @staticmethod
-    def _check_limit(max_steps: int | None) -> int | None:
-        if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool)
-                                      or max_steps < 1):
-            raise InputError(f"max_steps must be a positive whole number, got {max_steps!r}")
-        return max_steps
+        return with_options(self.graph, config, break_before, break_after, max_steps)
 
     def _require_store(self) -> TraceStore:
         if self.store is None:
