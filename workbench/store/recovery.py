@@ -43,7 +43,6 @@ def transient(exc: BaseException) -> bool:
     return classify(exc) in ("locked", "full", "invalidated", "readonly")
 
 
-
 def mark_interrupted(con: Any, owner: str) -> None:
     """Mark the runs ``owner`` was recording and left unfinished as interrupted (resumable by any
     process): its process died, or closed its store while a run was still going (Ctrl-C, quitting
@@ -54,6 +53,7 @@ def mark_interrupted(con: Any, owner: str) -> None:
     if con.execute("SELECT count(*) FROM wb_runs WHERE owner = ? AND status = 'running'", [owner]).fetchone()[0]:
         con.execute("UPDATE wb_runs SET owner = NULL, error = ? WHERE owner = ? AND status = 'running'",
                     [message, owner])
+
 
 class Recovery:
     """The loading half of a trace store (mixed into TraceStore)."""
