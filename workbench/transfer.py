@@ -12,6 +12,7 @@ reason and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -86,11 +87,11 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
                         fh.write(json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str) + "\n")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as exc:
-        _remove(tmp)
-        raise InputError(f"--to {path}: cannot write it ({exc.strerror or exc}); nothing was written") from None
-    except BaseException:
-        _remove(tmp)
+    except BaseException as exc:  # a failed export leaves nothing behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"--to {path}: cannot write it ({exc.strerror or exc}); nothing was written") from None
         raise
     return wanted
 
@@ -107,12 +108,6 @@ def _umask() -> int:
         pass
     return 0o022
 
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # Timestamps travel as epoch microseconds; keep them within years 1970..9999.
