@@ -83,3 +83,15 @@ def test_graphs_warns_about_a_name_two_files_define(tmp_path: Path) -> None:
     assert res.returncode == 0
     assert [r["graph"] for r in json.loads(res.stdout)] == ["chat", "chat"]
     assert "graph 'chat' is defined by graphs/chat.py and graphs/dup.py" in res.stderr
+
+
+def test_a_run_recorded_from_another_file_of_the_same_name_says_which_file_replays_it(tmp_path: Path) -> None:
+    (tmp_path / "graphs").mkdir()
+    write(tmp_path / "graphs" / "chat.py", "chat")
+    write(tmp_path / "graphs" / "dup.py", "chat", node="impostor")
+    assert run_cli("run", "graphs/dup.py", "--input", '{"n": 0}', cwd=tmp_path).returncode == 0
+    res = run_cli("replay", "last", cwd=tmp_path)
+    assert res.returncode == 4  # graphs/chat.py is not the code that ran
+    assert "run " in res.stderr and "was recorded from graphs/dup.py; this uses graphs/chat.py" in res.stderr
+    res = run_cli("replay", "last", "--graph", "graphs/dup.py", cwd=tmp_path)
+    assert res.returncode == 0 and "note:" not in res.stderr

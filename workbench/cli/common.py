@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -193,4 +194,14 @@ def graph_for(store: Any, run_id: str, ref: str | None = None) -> Any:
         root, node = rec["root_run_id"], rec["path"].split("/")[-1]
         raise UsageError(f"run {run_id} is subgraph {rec['path']!r} of run {root}; use that run (resume it, or "
                          f"fork that run at STEP/{node}/INNER_STEP)")
-    return load_for_run(rec["graph"], rec["graph_file"], ref)
+    graph = load_for_run(rec["graph"], rec["graph_file"], ref)
+    recorded = rec.get("graph_file")
+    if ref is None and recorded and os.path.basename(recorded) != os.path.basename(graph.file):
+        # Found by name, in another file than the one the run was recorded from (two files define
+        # the name): a replay's "diverged" would otherwise be the files' difference, unexplained.
+        from workbench.graph import display_path
+
+        error_line(f"workbench: note: run {run_id} was recorded from {recorded}; this uses "
+                   f"{display_path(graph.file)}, which defines graph {rec['graph']!r} too (--graph {recorded} "
+                   "uses the recorded file)")
+    return graph
