@@ -9,6 +9,7 @@ from typing import Any
 
 from workbench import codec
 from workbench.context import RecordedCall
+from workbench.errors import RunStateError
 
 NO_VALUE: Any = object()
 """Sentinel: resume without a value (a paused run, or a crashed one)."""
@@ -139,8 +140,6 @@ def check_planned_nodes(graph: Any, tasks: list[dict[str, Any]], what: str) -> N
     the message ("run X continues at step 3")."""
     missing = sorted({t["node"] for t in tasks if t["node"] not in graph.nodes})
     if missing:
-        from workbench.errors import RunStateError
-
         names = ", ".join(repr(n) for n in missing)
         raise RunStateError(f"{what} with node{'s' if len(missing) > 1 else ''} {names}, which graph {graph.name!r} "
                             "no longer has; put the node back (or fork the run at an earlier step)")
