@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from workbench.tui.columns import RUNS_COLUMNS, Column, fit_columns, timeline_widths
+from workbench.tui.columns import RUNS_COLUMNS, Column, cell_text, fit_columns, timeline_widths
 from workbench.tui.keys import fit_keys
 from workbench.tui.runs_filter import runs_filter_sql
 
@@ -46,3 +46,11 @@ def test_the_runs_filter_names_the_header_columns() -> None:
     sql = runs_filter_sql("steps > 3 AND ms < 10")
     assert sql.startswith("SELECT run_id FROM (SELECT r.*,") and sql.endswith("WHERE steps > 3 AND ms < 10")
     assert "AS steps" in sql and "AS tokens" in sql
+
+
+def test_a_cell_cut_to_its_column_ends_in_an_ellipsis() -> None:
+    """The Compare tab's step, nodes and what cells (capped at 20 or 12 cells) mark a cut."""
+    assert cell_text("classify_and_route_the_ticket", 12, "bold").plain == "classify_an…"
+    assert cell_text("draft", 12).plain == "draft"
+    assert cell_text("exactly_12ch", 12).plain == "exactly_12ch"
+    assert cell_text("2 › review 3", 12, "dim").style == "dim"

@@ -390,6 +390,12 @@ async def test_80x24_is_usable(project: Project) -> None:
         await pilot.press("ctrl+b")
         await pilot.pause()
         assert shown(app, "#graphs")
+        await pilot.press("ctrl+b")
+        # Shrunk far below 80x24, the timeline still shows a step, and so does the inspector.
+        await pilot.resize_terminal(40, 12)
+        await settle(pilot)
+        assert app.query_one("#timeline").content_region.height >= 1
+        assert app.query_one("#inspector").content_region.height >= 1
 
 
 async def test_graph_select_still_works_with_sidebar_hidden(project: Project) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
+
 
 @dataclass(frozen=True)
 class Column:
@@ -67,3 +69,11 @@ def timeline_widths(width: int) -> TimelineWidths:
     if room >= 22 + 6:
         return TimelineWidths(22, room - 22)
     return TimelineWidths(max(10, min(22, room)), 0)
+
+
+def cell_text(text: str, width: int, style: str = "") -> Text:
+    """``text`` for a cell ``width`` cells wide: cut with an ellipsis when longer, since a table
+    cuts without a mark and a cut name reads as the whole one."""
+    out = Text(text, style=style, no_wrap=True)
+    out.truncate(width, overflow="ellipsis")
+    return out

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 
 from workbench.compare import RunComparison, StepComparison
 from workbench.diffview import short_change
+from workbench.tui.columns import cell_text
 
 CAP = 20  # the widest the step, nodes and "what" columns get: the values need the room
 NARROW_CAP = 12  # the same below 110 columns
@@ -71,7 +72,6 @@ def comparison_rows(steps: list[StepComparison], prefix: str = "") -> list[Compa
             rows.append(CompareRow(label, na, nb, what, kind="nodes"))
         out += rows
     return out
-
 
 
 class CompareTable(DataTable[Any]):
@@ -133,9 +133,11 @@ class CompareView(Vertical):
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
         width, cap = self._value_width(), self._cap()
+        widths = {}
         for title, key in (("step", "step"), ("nodes", "nodes"), ("what", "what")):
             longest = max([len(title), *(len(getattr(r, key)) for r in self.rows)])
-            table.add_column(title, key=key, width=min(cap, longest))
+            widths[key] = min(cap, longest)
+            table.add_column(title, key=key, width=widths[key])
         table.add_column("A", key="a", width=width)
         table.add_column("B", key="b", width=width)
         for row in self.rows:
@@ -147,8 +149,8 @@ class CompareView(Vertical):
                 va, vb = Text(str(row.a), style="yellow"), Text(str(row.b), style="yellow")
             else:
                 va, vb = Text(""), Text("")
-            table.add_row(Text(row.step, style=dim), Text(row.nodes, style=nodes_style),
-                          Text(row.what, style="dim" if dim else "magenta"), va, vb)
+            table.add_row(cell_text(row.step, widths["step"], dim), cell_text(row.nodes, widths["nodes"], nodes_style),
+                          cell_text(row.what, widths["what"], "dim" if dim else "magenta"), va, vb)
 
     def on_resize(self) -> None:
         if self.rows:
