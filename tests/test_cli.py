@@ -255,6 +255,28 @@ def test_runs_on_empty_store(tmp_path: Path, db: str) -> None:
     assert wb("runs", "--db", db, cwd=tmp_path).returncode == 0
 
 
+def test_reading_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, db: str) -> None:
+    """A mistyped --db: listing commands answer for an empty store and say there is none;
+    commands that name a run refuse in one line; neither creates a file or folder."""
+    listed = wb("runs", "--db", db, "--json", cwd=tmp_path)
+    assert one_json(listed) == [] and listed.returncode == 0
+    assert listed.stderr.strip() == (f"workbench: note: no trace store at {db} yet, nothing is recorded there "
+                                     "(check --db)")
+    queried = wb("sql", "SELECT count(*) AS n FROM runs", "--db", db, "--format", "json", cwd=tmp_path)
+    assert one_json(queried) == [{"n": 0}] and "no trace store" in queried.stderr
+    refusal = f"workbench: error: no trace store at {db}: nothing is recorded there (check --db)"
+    for argv in (["show", "r-1"], ["show", "r-1", "--step", "1"], ["diff", "r-1", "r-2"],
+                 ["export", "r-1", "--to", str(tmp_path / "out.jsonl")], ["replay", "r-1"],
+                 ["test", "r-1"], ["rm", "r-1"], ["maintain"], ["resume", "r-1"],
+                 ["fork", "r-1", "--at", "1"], ["run", SIMPLE, "--continue", "r-1"]):
+        assert error_line(wb(*argv, "--db", db, cwd=tmp_path)) == refusal, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # The default store (no --db): traces/ is not made by reading it.
+    default = wb("runs", cwd=tmp_path, env={**cli_env(), "WORKBENCH_DB": ""})
+    assert default.returncode == 0 and "check --db or WORKBENCH_DB" in default.stderr
+    assert not (tmp_path / "traces").exists()
+
+
 def test_sql_formats(tmp_path: Path, filled_db: str) -> None:
     q = "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"
     as_json = one_json(wb("sql", q, "--db", filled_db, "--format", "json", cwd=tmp_path))

@@ -277,8 +277,9 @@ def test_a_bad_value_limit_setting_is_one_line_for_every_command(proj: Path) -> 
 def test_debug_shows_the_traceback_of_an_internal_error(proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The traceback is printed by the command itself: under the console script's crash guard,
     which ends the process with os._exit, an exception left to propagate was never shown."""
-    from workbench.store import reader
+    from workbench.store import TraceStore, reader
 
+    TraceStore(str(proj / "traces" / "workbench.duckdb")).close()
     monkeypatch.setattr(reader.StoreReader, "list_runs", lambda self, limit=50: 1 / 0)
     res = run_cli("runs", cwd=proj, env=cli_env(WORKBENCH_DEBUG="1"))
     assert res.returncode == 1

@@ -48,9 +48,40 @@ def parse_json(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON ({exc.msg} at {where}){hint}") from None
 
 
-def open_store(args: argparse.Namespace) -> Any:
+def missing_store(db: str | None) -> str | None:
+    """The path of the local store ``db`` names (``--db``, else the configured default) if
+    nothing exists there yet: no database file, no write-ahead log, no spool. A DuckLake
+    location is never missing here (its catalog is the one to ask)."""
+    from workbench.store.lake import is_lake_location
+    from workbench.store.store import default_db_path
+
+    path = db or default_db_path()
+    if path == ":memory:" or is_lake_location(path):
+        return None
+    if any(os.path.lexists(path + suffix) for suffix in ("", ".wal", ".spool", ".journal")):
+        return None
+    return path
+
+
+def open_store(args: argparse.Namespace, *, if_missing: str = "create") -> Any:
+    """The trace store the command works on. ``if_missing`` says what a command does when
+    nothing is recorded at ``--db`` yet (a typo in the path, most often):
+
+    * ``create``: make the store (``run``, ``import``, the workbench: they record);
+    * ``empty``: read an empty store and say so on stderr, creating nothing (``runs``, ``sql``:
+      their output for no runs is the same as for an empty store);
+    * ``refuse``: one-line error, exit 2 (commands that name a run: there is none to find).
+    """
     from workbench.store import TraceStore
 
+    if if_missing != "create":
+        path = missing_store(args.db)
+        if path is not None:
+            where = "check --db" if args.db else "check --db or WORKBENCH_DB"
+            if if_missing == "refuse":
+                raise UsageError(f"no trace store at {path}: nothing is recorded there ({where})")
+            error_line(f"workbench: note: no trace store at {path} yet, nothing is recorded there ({where})")
+            return TraceStore(":memory:")
     return TraceStore(args.db)
 
 

@@ -29,7 +29,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     """Delete runs (with --with-descendants, their forks and continuations too)."""
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in args.run_ids))
         deleted = store.delete_runs(ids, with_descendants=args.with_descendants)
     if args.json:
@@ -68,7 +68,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     small files, expire old snapshots and delete the files nothing refers to any more."""
     from workbench.store.maintenance import maintain
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         done = maintain(store, keep=args.keep)
     for line in done:
         print(line)

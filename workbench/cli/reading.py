@@ -13,7 +13,7 @@ from workbench.errors import WorkbenchError
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    with open_store(args) as store:
+    with open_store(args, if_missing="empty") as store:
         runs = store.list_runs(args.limit)
     if args.json:
         emit(json.dumps(runs, default=str, ensure_ascii=False))
@@ -62,7 +62,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         from workbench.cli.showing import cmd_show_step
 
         return cmd_show_step(args)
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         run = store.get_run(run_id)
         steps = store.tasks(run_id)
@@ -166,7 +166,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from workbench.sqlquery import check_read_only, run_read_only
 
     check_read_only(args.query)  # refuse writes before touching the database
-    with open_store(args) as store:
+    with open_store(args, if_missing="empty") as store:
         result = run_read_only(store, args.query)
     names, rows = result.columns, result.rows
     if args.format == "json":
@@ -187,7 +187,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from workbench.compare import compare_runs
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         a, b = store.resolve_run_id(args.run_a), store.resolve_run_id(args.run_b)
         cmp = compare_runs(store, a, b)
     if args.json:

@@ -33,7 +33,7 @@ def print_replay(console: Any, report: Any) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from workbench.replay import replay_run
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         report = replay_run(store, run_id, graph_for(store, run_id, args.graph))
     if args.json:
@@ -53,7 +53,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     # are replayed against it.
     file_ref = args.graph if args.graph and is_path_ref(args.graph) else None
     name = load_graph(file_ref).name if file_ref else args.graph
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
         if file_ref:
             for rid in ids:
@@ -94,7 +94,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.transfer import export_runs
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
         written = export_runs(store, ids, args.to)
     print(f"exported {len(written)} run(s) to {args.to}: {', '.join(written)}")

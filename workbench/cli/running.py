@@ -50,7 +50,7 @@ def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> in
     run of GRAPH)."""
     from workbench.runtime import Runner
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         if args.continue_run == "last":
             rows = store.query("SELECT run_id FROM wb_runs WHERE graph = ? ORDER BY started_at DESC, run_id DESC "
                                "LIMIT 1", [graph.name])
@@ -75,7 +75,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError('--answers must be a JSON object of interrupt ids and answers: {"ID": answer, ...}')
     if args.interrupt is not None and args.input is None:
         raise UsageError(f"--interrupt {args.interrupt}: give the answer with --input JSON")
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         graph = graph_for(store, run_id, args.graph)
         listener = None if args.json else progress_listener(make_console())
@@ -116,7 +116,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
     edits = parse_sets(args.set, args.set_file)
     llm_edits = parse_llm_edits(args.llm_response)
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         parent = store.get_run(run_id)
         if args.from_failure:

@@ -22,7 +22,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
     from workbench.runtime.addresses import locate
     from workbench.runtime.continuing import final_calls
 
-    with open_store(args) as store:
+    with open_store(args, if_missing="refuse") as store:
         root_id = store.resolve_run_id(args.run_id)
         where = locate(store, root_id, args.step)
         history = RunHistory(store, where.run_id)
