@@ -416,3 +416,38 @@ def test_llm_response_edits_one_call_of_a_node(store: TraceStore, monkeypatch: p
     for rid in (fork1.run_id, fork2.run_id):
         assert replay_run(store, rid, g).identical, rid
     assert live == []
+
+
+def test_llm_response_edit_reaches_the_attempt_that_made_the_call(store: TraceStore) -> None:
+    """Call N of a step is numbered among its last attempt's calls (as ``show --step`` lists
+    them): the fork continues that attempt, so the edited answer is what the node gets, and no
+    call is recorded for an attempt that made none."""
+    from typing import TypedDict
+
+    from workbench import END, START, Graph, RetryPolicy
+
+    class S(TypedDict):
+        answer: str
+        attempt: int
+
+    g = Graph("retry_then_ask", S)
+
+    @g.node(retry=RetryPolicy(attempts=2, initial_delay=0.0, jitter=False))
+    def ask(state: S, ctx: Any) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            raise ConnectionError("flaky service, try again")
+        return {"answer": ctx.llm("hello there", model="workbench-demo/echo").text, "attempt": ctx.attempt}
+
+    g.sequence(START, "ask", END)
+    runner = Runner(g, store)
+    parent = runner.run({})
+    assert parent.state == {"answer": "hello there", "attempt": 2}
+    fork = runner.fork(parent.run_id, 1, llm_responses={1: "EDITED"})
+    assert fork.status == "completed", fork.error
+    assert fork.state == {"answer": "EDITED", "attempt": 2}
+    calls = store.query("SELECT attempt, response->>'content' FROM llm_calls WHERE run_id = ? ORDER BY attempt, seq",
+                        [fork.run_id])
+    assert calls == [(2, "EDITED")]
+    tasks = store.query("SELECT attempt, status FROM steps WHERE run_id = ? AND step = 1", [fork.run_id])
+    assert tasks == [(2, "completed")]
+    assert replay_run(store, fork.run_id, g).identical

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 
-from workbench import END, START, Graph, RetryPolicy, Runner, append, interrupt
+from workbench import END, START, Graph, Overwrite, RetryPolicy, Runner, add, append, interrupt, merge
 from workbench.errors import InputError, RunStateError
 from workbench.replay import replay_run
 from workbench.store import TraceStore
@@ -382,3 +382,53 @@ def test_a_question_inside_a_subgraph_closed_unanswered(store: TraceStore) -> No
     r = Runner(g, store).resume(r.run_id, "Q", interrupt="1.0.0/1.1.1.0", close=["1.0.0/1.0.1.0"])
     assert r.status == "completed", r.error
     assert r.state["log"] == ["q=Q"]
+
+
+def _overwriting_graphs() -> Graph:
+    class S(TypedDict):
+        log: Annotated[list[str], append]
+        n: Annotated[int, add]
+        d: Annotated[dict[str, int], merge]
+        only_set: Annotated[list[str], append]
+
+    inner = Graph("overwrite_inner", S)
+
+    @inner.node
+    def trim(state: S) -> dict[str, Any]:
+        return {"log": Overwrite(["trimmed"]), "n": Overwrite(5), "d": Overwrite({"fresh": 1}),
+                "only_set": Overwrite(["just this"])}
+
+    @inner.node
+    def more(state: S) -> dict[str, Any]:
+        return {"log": ["after-trim"], "n": 1}
+
+    inner.sequence(START, "trim", "more", END)
+    outer = Graph("overwrite_outer", S)
+
+    @outer.node
+    def pre(state: S) -> dict[str, Any]:
+        return {"log": ["p1", "p2"], "n": 100, "d": {"stale": 1}, "only_set": ["old"]}
+
+    outer.add_node("sub", inner)
+    outer.sequence(START, "pre", "sub", END)
+    return outer
+
+
+def test_an_overwrite_inside_a_subgraph_reaches_the_caller(store: TraceStore) -> None:
+    """The caller's key ends as the subgraph left it: a trimmed append list is not appended to
+    the caller's, a merge key that lost entries loses them, a list only overwritten is not added
+    twice; an add key gets the difference (so a sibling's additions would still count)."""
+    g = _overwriting_graphs()
+    result = Runner(g, store).run({})
+    want = {"log": ["trimmed", "after-trim"], "n": 6, "d": {"fresh": 1}, "only_set": ["just this"]}
+    assert result.status == "completed", result.error
+    assert result.state == want
+    (child_output,) = store.query("SELECT output FROM subgraph_runs WHERE caller_run_id = ?", [result.run_id])[0]
+    assert store.state_at(result.run_id, store.last_committed_step(result.run_id)) == want
+    import json
+
+    assert json.loads(child_output) == want
+    assert replay_run(store, result.run_id, g).identical
+    # Resumed after the child completed (its recorded changes read back from the store).
+    resumed = Runner(g, store).fork(result.run_id, 2)
+    assert resumed.state == want

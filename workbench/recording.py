@@ -124,9 +124,9 @@ class Recorder:
     def copied_call(run_id: str, call: dict[str, Any], response: Any) -> Record:
         """A recorded call (as the store returns it) copied into another run, with ``response``
         as its answer — how a fork carries a parent's call with an edited model answer."""
-        row = {k: call[k] for k in ("step", "task", "node", "seq", "kind", "model", "prompt_tokens",
+        row = {k: call[k] for k in ("step", "task", "node", "attempt", "seq", "kind", "model", "prompt_tokens",
                                     "completion_tokens", "cost_usd", "latency_ms", "attempts", "fingerprint")}
-        row.update({"run_id": run_id, "attempt": 1, "error": None, "created_at": now_us(),
+        row.update({"run_id": run_id, "error": None, "created_at": now_us(),
                     "messages": codec.dumps(call["messages"]), "params": codec.dumps(call["params"]),
                     "response": codec.dumps(response)})
         return ("llm", row)

@@ -143,5 +143,8 @@ def seed_llm_edits(run: ActiveRun, store: StoreReader, parent_id: str, step: int
             record = Recorder.copied_call(run.run_id, c, response)
             records.append(record)
             served.append(RecordedCall(c["seq"], c["fingerprint"] or "", response, record[1]))
-        run.resume[task] = TaskResume(1, [], served, target["seq"] + 1)
+        # The fork's task continues the attempt that made these calls (a node may act on
+        # ctx.attempt: an earlier attempt may have failed before any call), and its retry
+        # budget stands where the parent's did at that attempt.
+        run.resume[task] = TaskResume(target["attempt"], [], served, target["seq"] + 1)
     return records

@@ -32,6 +32,7 @@ from workbench.errors import InputError, RunNotFoundError, WorkbenchError
 from workbench.graph import Graph, Node
 from workbench.runtime.continuing import load_step_progress
 from workbench.runtime.types import ActiveRun, RunResult, TaskSpec
+from workbench.state import Overwrite
 
 if TYPE_CHECKING:
     from workbench.runtime.runner import Runner
@@ -349,7 +350,11 @@ def _changed_keys(store: StoreReader, run_id: str) -> tuple[set[str], dict[str, 
 
 def _update_for(parent: Runner, inner: Runner, sub_input: dict[str, Any], result: RunResult) -> dict[str, Any] | None:
     """What the child changed, as an update in the caller's terms: items appended to an append
-    key, the amount added to an add key, the changed entries of a merge key, else the value."""
+    key, the amount added to an add key, the changed entries of a merge key, else the value.
+
+    A key the child overwrote (``Overwrite``: a trimmed list, a dict with entries gone) reaches
+    the caller as an ``Overwrite`` of its final value: appended or merged, the caller would keep
+    what the child dropped, and its record would disagree with the child's."""
     update: dict[str, Any] = {}
     start = inner.schema.initial(sub_input)[0]
     schema = parent.schema
@@ -358,13 +363,20 @@ def _update_for(parent: Runner, inner: Runner, sub_input: dict[str, Any], result
             continue
         kind = schema.rule(key).kind
         final = result.state.get(key)
-        if kind == "append" and key in inner.last_extended:
-            update[key] = inner.last_extended[key]
+        if kind == "append":
+            before = start.get(key) or []
+            added = inner.last_extended.get(key)
+            # Only appended to since the start: the items it added. Else it was overwritten.
+            grown = added is not None and isinstance(final, list) and final == [*before, *added]
+            update[key] = added if grown else Overwrite(final)
         elif kind == "add":
             update[key] = (final or 0) - (start.get(key) or 0)
         elif kind == "merge" and isinstance(final, dict):
             before = start.get(key) or {}
-            update[key] = {k: v for k, v in final.items() if before.get(k) != v}
+            if any(k not in final for k in before):  # a merge never removes an entry
+                update[key] = Overwrite(final)
+            else:
+                update[key] = {k: v for k, v in final.items() if before.get(k) != v}
         else:
             # replace (and custom rules: the subgraph's final value is handed over whole)
             update[key] = final
