@@ -102,6 +102,11 @@ def test_a_waiting_run_continued_is_superseded_visibly(store: TraceStore, talk: 
                             "step 2 was discarded")
     [question] = store.interrupts(first.run_id)
     assert question["resumed_at"] is not None and question["response"] is None  # closed, unanswered
+    assert question["closed"] and question["status"] == "closed"
+    assert store.query("SELECT status, response FROM interrupts WHERE run_id = ?", [first.run_id]) == [("closed", None)]
+    # Read, replayed: the superseded turn replays as recorded, up to its unanswered question.
+    replayed = replay_run(store, first.run_id, talk)
+    assert replayed.identical, replayed.divergence
     [event] = [e for e in store.events(first.run_id) if e["kind"] == "superseded"]
     assert event["step"] == 2
     assert event["detail"] == {"by": nxt.run_id, "from_status": "waiting", "discarded_step": 2,
@@ -130,6 +135,9 @@ def test_paused_and_failed_runs_are_superseded_too(store: TraceStore, talk: Grap
     # A failed run keeps its failure, with what superseded it.
     assert old["error"].startswith("node 'reply' failed") and f"by run {fixed.run_id}" in old["error"]
     assert fixed.state["messages"][-3:] == ["fail now", "ok then", "echo ok then"]
+    for superseded in (paused.run_id, failed.run_id):  # each replays as it stood when superseded
+        replayed = replay_run(store, superseded, talk)
+        assert replayed.identical, (superseded, replayed.divergence)
 
 
 def test_bad_input_or_a_taken_id_records_nothing(store: TraceStore, talk: Graph) -> None:

@@ -346,7 +346,7 @@ def test_db_threads_setting_is_applied_and_a_bad_value_is_one_line(tmp_path: Pat
     monkeypatch.setenv("WORKBENCH_DB_THREADS", "many")
     with pytest.raises(StoreError, match="WORKBENCH_DB_THREADS must be a whole number"):
         TraceStore(str(tmp_path / "two.duckdb"))
-    res = run_cli("runs", "--db", str(tmp_path / "three.duckdb"), cwd=tmp_path,
+    res = run_cli("runs", "--db", str(tmp_path / "one.duckdb"), cwd=tmp_path,
                   env=cli_env(WORKBENCH_DB_THREADS="0"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == ["workbench: error: WORKBENCH_DB_THREADS must be a whole number of "

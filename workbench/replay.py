@@ -94,6 +94,7 @@ class ReplaySession:
 
     def __init__(self, history: RunHistory) -> None:
         self.history = history
+        self.ended_as = recorded_end(history)
         self.steps_done = 0
         # In a conversation, the last step of the turn being replayed (the next turn is replayed
         # as the continuation it was; runtime/conversation.py).
@@ -121,7 +122,7 @@ class ReplaySession:
 
     def check_end(self, status: str, step: int) -> None:
         """A subgraph's replay ended: it must end as its recording did."""
-        divergence = _end_divergence(self.history, status, step)
+        divergence = _end_divergence(self.history, self.ended_as, status, step)
         if divergence is not None:
             raise _Diverged(divergence)
 
@@ -165,8 +166,9 @@ class ReplaySession:
             RecordedCall(c["seq"], c["fingerprint"] or "", c["response"], c)
             for c in view.calls if c["task"] == idx and c["attempt"] == attempt
         ]
-        answers = [i["response"] for i in view.interrupts
-                   if i["task"] == idx and i["attempt"] == attempt and i["resumed_at"] is not None]
+        answers = [i["response"] for i in view.interrupts  # a question closed unanswered has none
+                   if i["task"] == idx and i["attempt"] == attempt and i["resumed_at"] is not None
+                   and not i["closed"]]
         return calls, answers
 
     def before_step(self, step: int, plan: list[Any]) -> None:
@@ -202,7 +204,7 @@ class ReplaySession:
 
     def _recording_ends_before(self, step: int) -> bool:
         """True when ``step`` was planned but never started (the run paused or died before it)."""
-        if step != self.history.last_step or self.history.run["status"] not in ("paused", "running"):
+        if step != self.history.last_step or self.ended_as not in ("paused", "running"):
             return False
         return not self.history.step(step).tasks
 
@@ -273,7 +275,7 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
         result = replay_turns(runner, session, root_input, config.get("max_steps"))
     except _EndOfRecording as end:
         report.steps = end.step - 1
-        report.status = run["status"]
+        report.status = session.ended_as
         return report
     except _Diverged as d:
         report.divergence = d.divergence
@@ -285,20 +287,19 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
         return report
     report.steps = result.step
     report.status = result.status
-    report.divergence = _end_divergence(history, result.status, result.step)
-    if report.divergence is None and result.status == "completed" and run["status"] in ("paused", "running"):
-        report.status = run["status"]  # the recording stops after its last step (see _end_divergence)
+    report.divergence = _end_divergence(history, session.ended_as, result.status, result.step)
+    if report.divergence is None and result.status == "completed" and session.ended_as in ("paused", "running"):
+        report.status = session.ended_as  # the recording stops after its last step (see _end_divergence)
     return report
 
 
-def _end_divergence(history: RunHistory, status: str, step: int) -> Divergence | None:
+def _end_divergence(history: RunHistory, recorded: str, status: str, step: int) -> Divergence | None:
     """How the replayed run ended compared with how the recording ends, or None if they agree.
 
     Every step the replay ran matched the recording (the step checks passed), so what is left to
     compare is where and how the run stopped: a run that now ends earlier (the recording went on
     to another step), with another status, or at another step is a divergence.
     """
-    recorded = history.run["status"]
     last = history.last_step
     # A recording cut off by a crash (``running``) that stopped at an open question is "waiting".
     same_status = status == recorded or (recorded == "running" and status == "waiting")
@@ -314,6 +315,19 @@ def _end_divergence(history: RunHistory, status: str, step: int) -> Divergence |
         return Divergence(step, "end", None,
                           f"{ended}; the recording went on to step {step + 1} ({', '.join(went_on)})")
     return Divergence(step, "end", None, f"{ended}; the recording {_recorded_end(recorded)} at step {last}")
+
+
+def recorded_end(history: RunHistory) -> str:
+    """How the recording ends: the run's status, or for a superseded run the status it had when
+    its conversation was continued (its ``superseded`` event says), which is what a replay of
+    it reproduces."""
+    status = str(history.run["status"])
+    if status == "superseded":
+        for event in history.store.events(history.run_id):
+            detail = event["detail"]
+            if event["kind"] == "superseded" and isinstance(detail, dict) and detail.get("from_status"):
+                return str(detail["from_status"])
+    return status
 
 
 def _recorded_end(status: str) -> str:

@@ -117,7 +117,7 @@ class Continuations:
                     "ended_at = coalesce(ended_at, make_timestamp(?::BIGINT)), "
                     "error = CASE WHEN status = 'failed' THEN error || ' (' || ? || ')' ELSE ? END "
                     "WHERE run_id = ?", [now, error, error, parent])
-        con.execute("UPDATE wb_interrupts SET resumed_at = make_timestamp(?::BIGINT) "
+        con.execute("UPDATE wb_interrupts SET resumed_at = make_timestamp(?::BIGINT), closed = true "
                     "WHERE run_id = ? AND resumed_at IS NULL", [now, parent])
         apply_records(con, [("event", {
             "run_id": parent, "step": at + 1, "kind": "superseded", "node": None,

@@ -219,9 +219,11 @@ class StoreReader:
             "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, attempt, idx", [run_id]
         )
         for r in rows:
+            # Closed unanswered: no response at all (an answer of null is the JSON text 'null');
+            # older stores left ``closed`` unset on a superseded run's questions.
+            r["closed"] = bool(r.get("closed")) or (r["resumed_at"] is not None and r["response"] is None)
             for col in ("payload", "response"):
                 r[col] = json.loads(r[col]) if r[col] is not None else None
-            r["closed"] = bool(r.get("closed"))
             r["interrupt_id"] = interrupt_id(r)
             r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"
         return rows
@@ -239,9 +241,11 @@ class StoreReader:
             [run_id, run_id],
         )
         for r in rows:
+            # Closed unanswered: no response at all (an answer of null is the JSON text 'null');
+            # older stores left ``closed`` unset on a superseded run's questions.
+            r["closed"] = bool(r.get("closed")) or (r["resumed_at"] is not None and r["response"] is None)
             for col in ("payload", "response"):
                 r[col] = json.loads(r[col]) if r[col] is not None else None
-            r["closed"] = bool(r.get("closed"))
             # Unique in the tree: a subgraph run's id says where it hangs (2.0.0/1.0.1.0).
             r["interrupt_id"] = (f"{r['run_id'][len(run_id) + 1:]}/" if r["run_id"] != run_id else "") + interrupt_id(r)
             r["status"] = "open" if r["resumed_at"] is None else "closed" if r["closed"] else "answered"

@@ -179,7 +179,7 @@ CREATE OR REPLACE VIEW interrupts AS
 SELECT i.run_id, i.step, i.node, i.payload, i.response, i.created_at, i.resumed_at, i.task, i.attempt, i.idx,
        CASE WHEN r.root_run_id IS NULL THEN '' ELSE substr(i.run_id, length(r.root_run_id) + 2) || '/' END
            || concat(i.step, '.', i.task, '.', i.attempt, '.', i.idx) AS interrupt_id,
-       CASE WHEN i.resumed_at IS NULL THEN 'open' WHEN coalesce(i.closed, false) THEN 'closed'
+       CASE WHEN i.resumed_at IS NULL THEN 'open' WHEN coalesce(i.closed, false) OR i.response IS NULL THEN 'closed'
             ELSE 'answered' END AS status,
        coalesce(r.root_run_id, i.run_id) AS root_run_id,
        CASE WHEN r.path IS NULL THEN i.node ELSE r.path || '/' || i.node END AS path
