@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from conftest import cli_env, run_cli, workbench_cmd
 
-from workbench import END, START, Graph, Runner, append, codec
+from workbench import END, START, Graph, Runner, Send, append, codec
 from workbench.errors import InputError, LLMError, RunStateError, StoreError
 from workbench.runtime import forking as forking_module
 from workbench.store import TraceStore
@@ -293,6 +293,27 @@ def test_step_durations_leave_out_the_model_library_import(store: TraceStore,
     for run_id in (result.run_id, nested.run_id):
         rows = timeline(store, run_id)
         assert rows and all(r.duration_ms < 900 for r in rows), [(r.label, r.duration_ms) for r in rows]
+
+    # Three branches of a subgraph wait for the import at once: their caller waited for it once.
+    # (Subtracting each branch's wait left the caller with 0 ms.)
+    monkeypatch.setattr(client, "_litellm", None)
+
+    def branch(value: Any, ctx: Any) -> dict[str, Any]:
+        answer = ctx.llm(f"note on {value}").text
+        time.sleep(0.3)  # the branch's own work after its answer (simulated, not synchronisation)
+        return {"log": [answer]}
+
+    fan = Graph("trust-fan", S)
+    fan.node(name="branch")(branch)
+    fan.route(START, lambda state: [Send("branch", i) for i in range(3)], targets=["branch"])
+    fan.edge("branch", END)
+    caller = Graph("trust-fan-caller", S)
+    caller.add_node("sub", fan)
+    caller.sequence(START, "sub", END)
+    fanned = Runner(caller, store).run({})
+    assert fanned.status == "completed", fanned.error
+    [(ms,)] = store.query("SELECT duration_ms FROM steps WHERE run_id = ? AND node = 'sub'", [fanned.run_id])
+    assert 250 <= ms < 1250, ms  # its branches' 0.3 s of work, without the 1 s import
 
 
 # --------------------------------------------------------------------------- graph files

@@ -173,9 +173,9 @@ class Context:
         # In a replay every call must come from the recording: a miss is a divergence.
         self._strict = strict
         self._first_started = first_started
-        self.excluded_s = 0.0
-        """Seconds this task spent on workbench's own one-time set-up (importing the model
-        library): not counted in the task's recorded duration."""
+        self.excluded: list[tuple[float, float]] = []
+        """When (``perf_counter`` spans) this task waited for workbench's own one-time set-up
+        (importing the model library): not counted in the task's recorded duration."""
         self.subgraphs: Any = None
         """The runtime's host for subgraphs this task runs (workbench.runtime.subgraph)."""
 

@@ -385,7 +385,7 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
         t0 = time.perf_counter()
         litellm = await asyncio.to_thread(litellm_module)
         if ctx is not None:
-            ctx.excluded_s += time.perf_counter() - t0
+            ctx.excluded.append((t0, time.perf_counter()))
     else:
         litellm = _litellm
     call.started = time.perf_counter()
@@ -425,7 +425,7 @@ def _imported(ctx: Context | None) -> Any:
     t0 = time.perf_counter()
     module = litellm_module()
     if ctx is not None:
-        ctx.excluded_s += time.perf_counter() - t0
+        ctx.excluded.append((t0, time.perf_counter()))
     return module
 
 

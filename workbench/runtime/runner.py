@@ -50,6 +50,7 @@ from workbench.runtime.subgraph import (
     tree_interrupts,
 )
 from workbench.runtime.sync import run_sync as _run_sync
+from workbench.runtime.timing import covered
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskSpec, check_planned_nodes, new_run_id
 from workbench.state import Change, apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
@@ -465,10 +466,11 @@ class Runner:
                        tb: str | None = None, goto_json: str | None = None, defer: bool = False) -> None:
         # The node's own time: a one-time import of the model library is not the node's doing,
         # whether the node or a subgraph it ran paid for it.
-        excluded = ctx.excluded_s + (ctx.subgraphs.excluded_s if ctx.subgraphs is not None else 0.0)
+        spans = ctx.excluded + (ctx.subgraphs.excluded if ctx.subgraphs is not None else [])
         if self._child is not None and self._child.host is not None:
-            self._child.host.excluded_s += excluded
-        duration = max(0.0, (time.perf_counter() - t0 - excluded) * 1000)
+            self._child.host.excluded.extend(spans)
+        now = time.perf_counter()
+        duration = max(0.0, (now - t0 - covered(spans, t0, now)) * 1000)
         self.recorder.task_finished(run.run_id, run.step, idx, spec.node, attempt, status, started=started,
                                     duration_ms=duration, update_json=update_json, error=error, traceback=tb,
                                     arg=spec.arg, send=spec.send, goto_json=goto_json,

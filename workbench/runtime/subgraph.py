@@ -179,9 +179,9 @@ class SubgraphHost:
         # The task ran before (a resume, a retry, a fork at an inner step): its children may exist.
         self.continuing = continuing
         self.calls = 0
-        # Set-up time (the model library's import) spent inside this task's subgraphs: not the
-        # calling task's time either.
-        self.excluded_s = 0.0
+        # When this task's subgraphs' tasks waited for set-up (the model library's import): not
+        # the calling task's time either. Spans, not seconds: parallel inner tasks wait at once.
+        self.excluded: list[tuple[float, float]] = []
 
     # ------------------------------------------------------------------ entry points
 
