@@ -329,3 +329,24 @@ def test_litellm_uses_local_price_list() -> None:
 
     litellm_module()
     assert os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"
+
+
+def test_an_answer_served_from_the_recording_carries_its_attempts_and_latency(store: TraceStore) -> None:
+    """A node that keeps how many tries its answer took replays identically (a served answer
+    said 0 tries and 0 ms, so the replay diverged)."""
+    from workbench.replay import replay_run
+
+    g = Graph("tries", S)
+
+    @g.node
+    def ask(state: S, ctx: Any) -> dict[str, Any]:
+        r = ctx.llm("ping", model="workbench-demo/rate-limited", fallbacks=["workbench-demo/echo"], backoff=0.01)
+        return {"answer": f"{r.text}|{r.model}|{r.attempts}|{r.latency_ms > 0}"}
+
+    g.sequence(START, "ask", END)
+    result = Runner(g, store).run({})
+    assert result.status == "completed", result.error
+    tries = store.llm_calls(result.run_id)[0]["attempts"]
+    assert tries > 1 and result.state["answer"] == f"ping|workbench-demo/echo|{tries}|True"
+    report = replay_run(store, result.run_id, g)
+    assert report.identical, report.divergence

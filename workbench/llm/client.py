@@ -260,7 +260,8 @@ class _Call:
         return LLMReply(
             text=str(message.get("content") or ""), model=row.get("model") or self.model,
             prompt_tokens=row.get("prompt_tokens") or 0, completion_tokens=row.get("completion_tokens") or 0,
-            cost_usd=row.get("cost_usd") or 0.0, latency_ms=0.0, attempts=0, served=True, message=message,
+            cost_usd=row.get("cost_usd") or 0.0, latency_ms=row.get("latency_ms") or 0.0,
+            attempts=row.get("attempts") or 0, served=True, message=message,
         )
 
     def plan(self) -> list[str]:
