@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from conftest import cli_env, run_cli
 
-from workbench import END, START, Graph
+from workbench import END, START, Graph, Send, append
 from workbench.runtime import Runner
 from workbench.store import TraceStore
 
@@ -402,3 +403,68 @@ def test_graphs_says_when_there_is_no_graphs_folder(tmp_path: Path) -> None:
 def test_checkpoint_is_refused_by_name(proj: Path) -> None:
     res = run_cli("sql", "CHECKPOINT", cwd=proj)
     assert res.returncode == 2 and "CHECKPOINT statements are refused" in res.stderr
+
+
+# --------------------------------------------------------------------------- sys.exit in a node
+
+EXITS = '''
+import sys
+from typing import Annotated, TypedDict
+from workbench import END, START, Graph, RetryPolicy, Send, append
+
+class S(TypedDict):
+    log: Annotated[list[str], append]
+
+graph = Graph("exits", S)
+
+@graph.node
+def first(state: S) -> dict:
+    return {"log": ["first"]}
+
+@graph.node(retry=RetryPolicy(attempts=3, initial_delay=0.0))
+def leaves(state: S) -> dict:
+    sys.exit("bye from node leaves")
+
+graph.sequence(START, "first", "leaves", END)
+'''
+
+
+def test_sys_exit_in_a_node_fails_the_node_with_its_message(tmp_path: Path) -> None:
+    """``sys.exit()`` in a node's body (sync or async, alone or beside siblings) fails the node,
+    once (no retry), with what it said; the run is failed, not left running, and the CLI says
+    so in one line, exit 1 (it ended with exit 2 and no word, the run still 'running')."""
+    class S(TypedDict):
+        log: Annotated[list[str], append]
+
+    def sync_exit(value: Any) -> dict[str, Any]:
+        sys.exit(3)
+
+    async def async_exit(value: Any) -> dict[str, Any]:
+        sys.exit()
+
+    for name, body, fan in (("alone", sync_exit, False), ("beside", sync_exit, True), ("async", async_exit, False)):
+        g = Graph(f"exit-{name}", S)
+        g.node(name="leave")(body)
+        if fan:
+            g.route(START, lambda state: [Send("leave", i) for i in range(3)], targets=["leave"])
+            g.edge("leave", END)
+        else:
+            g.sequence(START, "leave", END)
+        with TraceStore(str(tmp_path / "lib.duckdb")) as store:
+            result = Runner(g, store).run({})
+            assert result.status == "failed", name
+            code = "3" if body is sync_exit else ""
+            assert f"node 'leave' called sys.exit({code})" in (result.error or ""), (name, result.error)
+            assert store.get_run(result.run_id)["status"] == "failed"
+
+    (tmp_path / "exits.py").write_text(EXITS)
+    res = run_cli("run", str(tmp_path / "exits.py"), "--db", str(tmp_path / "cli.duckdb"), cwd=tmp_path,
+                  env=cli_env())
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "node 'leaves' called sys.exit('bye from node leaves')" in errors[0], res.stderr
+    with TraceStore(str(tmp_path / "cli.duckdb")) as store:
+        [run] = store.list_runs()
+        assert run["status"] == "failed"
+        tries = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND node = 'leaves'", [run["run_id"]])
+        assert tries == [(1,)]

@@ -43,6 +43,10 @@ class NodeTimeoutError(WorkbenchError):
     """A node did not finish within its timeout."""
 
 
+class NodeExitError(WorkbenchError):
+    """A node called ``sys.exit()``: the node fails with its message, the process goes on."""
+
+
 class StoreError(WorkbenchError):
     """The trace store cannot be opened or used (locked, corrupt, too new)."""
 

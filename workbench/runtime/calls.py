@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from workbench.context import Context, reset_current, set_current
-from workbench.errors import NodeTimeoutError
+from workbench.errors import NodeExitError, NodeTimeoutError
 from workbench.graph import Node
 from workbench.redact import scrub
 
@@ -35,7 +35,7 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
             coro = node.fn(value, ctx) if node.takes_ctx else node.fn(value)
         finally:
             reset_current(token)
-        coro = _with_context(coro, ctx)
+        coro = _with_context(coro, ctx, node)
     elif node.timeout:
         coro = _in_daemon_thread(_call_sync, node, value, ctx)
     elif parallel and (node.threaded or node.quick_bodies < INLINE_AFTER):
@@ -57,8 +57,18 @@ def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
     token = set_current(ctx)
     try:
         return node.fn(value, ctx) if node.takes_ctx else node.fn(value)
+    except SystemExit as exc:
+        raise node_exit(node, exc) from None
     finally:
         reset_current(token)
+
+
+def node_exit(node: Node, exc: SystemExit) -> NodeExitError:
+    """``sys.exit()`` in a node's body as the node's failure. Left alone it would end the
+    recording process with the run still marked running and its message lost (a library
+    caller's process too, from a worker thread or not)."""
+    code = exc.code
+    return NodeExitError(f"node {node.name!r} called sys.exit({'' if code is None else repr(code)})")
 
 
 # A sync body beside siblings that took less than this (and called nothing out of process)
@@ -117,10 +127,12 @@ def _learn(node: Node, seconds: float, calls: int) -> None:
         node.quick_bodies = 0
 
 
-async def _with_context(coro: Any, ctx: Context) -> Any:
+async def _with_context(coro: Any, ctx: Context, node: Node) -> Any:
     token = set_current(ctx)
     try:
         return await coro
+    except SystemExit as exc:
+        raise node_exit(node, exc) from None
     finally:
         reset_current(token)
 
