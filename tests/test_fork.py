@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 
-from workbench import Runner
+from workbench import Runner, append
 from workbench.errors import InputError, RunStateError, WorkbenchError
 from workbench.history import RunHistory
 from workbench.loader import load_graph
@@ -451,3 +451,87 @@ def test_llm_response_edit_reaches_the_attempt_that_made_the_call(store: TraceSt
     tasks = store.query("SELECT attempt, status FROM steps WHERE run_id = ? AND step = 1", [fork.run_id])
     assert tasks == [(2, "completed")]
     assert replay_run(store, fork.run_id, g).identical
+
+
+class T(TypedDict):
+    category: str
+    items: list[str]
+    log: Annotated[list[str], append]
+
+
+def _routed_graph() -> Any:
+    from workbench import END, START, Graph, Send
+
+    g = Graph("routed", T)
+
+    @g.node
+    def triage(state: T, ctx: Any) -> dict[str, Any]:
+        return {"category": ctx.llm("technical", model="workbench-demo/echo").text, "log": ["triaged"]}
+
+    @g.node
+    def answer(state: T) -> dict[str, Any]:
+        return {"log": ["answered by the model"]}
+
+    @g.node
+    def ask_human(state: T) -> dict[str, Any]:
+        return {"log": ["asked a human"]}
+
+    @g.node
+    def work(item: str) -> dict[str, Any]:
+        return {"log": [f"worked on {item}"]}
+
+    g.edge(START, "triage")
+    g.route("triage", lambda s: "ask_human" if s["category"] == "billing" else "answer",
+            targets=["answer", "ask_human"])
+    g.route("answer", lambda s: [Send("work", i) for i in s["items"]] or END, targets=["work", END])
+    g.edge("ask_human", END)
+    g.edge("work", END)
+    return g
+
+
+def test_a_state_edit_routes_the_fork_step_again(store: TraceStore) -> None:
+    """``--set`` at step N edits the state the routers of step N-1 read: step N is planned
+    again from it (another branch, another fan-out width), and the fork replays identically."""
+    g = _routed_graph()
+    runner = Runner(g, store)
+    parent = runner.run({"items": ["a", "b"]})
+    assert parent.state["log"] == ["triaged", "answered by the model", "worked on a", "worked on b"]
+
+    billing = runner.fork(parent.run_id, 2, set_state={"category": "billing"})
+    assert billing.status == "completed", billing.error
+    assert billing.state["log"] == ["triaged", "asked a human"]
+    wider = runner.fork(parent.run_id, 3, set_state={"items": ["a", "b", "c"]})
+    assert wider.state["log"][-3:] == ["worked on a", "worked on b", "worked on c"]
+    for fork in (billing, wider):
+        assert replay_run(store, fork.run_id, g).identical, fork.run_id
+    [event] = [e for e in store.events(billing.run_id) if e["kind"] == "forked"]
+    assert event["detail"]["rerouted"] == {"from": ["answer"], "to": ["ask_human"]}
+    # An edit that routes the same way keeps the recorded plan (and says nothing).
+    same = runner.fork(parent.run_id, 2, set_state={"category": "technical"})
+    assert same.state["log"] == parent.state["log"]
+    assert "rerouted" not in next(e for e in store.events(same.run_id) if e["kind"] == "forked")["detail"]
+    # Edited answers name the recorded tasks: with a state edit that reroutes, refused.
+    with pytest.raises(InputError, match="step 2 runs ask_human, not the recorded answer"):
+        runner.fork(parent.run_id, 2, set_state={"category": "billing"}, llm_responses={1: "x"})
+    with pytest.raises(InputError, match="the run ends before step 3"):
+        runner.fork(parent.run_id, 3, set_state={"items": []})
+
+
+def test_a_fork_at_step_one_replays_from_its_edited_input(store: TraceStore) -> None:
+    """A fork at step 1 edits the input: its first step is routed from the edit, and its replay
+    starts from the edited input too (it started from the parent's and diverged)."""
+    from workbench import END, START, Graph
+
+    g = Graph("start_routed", T)
+    g.add_node("a", lambda s: {"log": ["a"]})
+    g.add_node("b", lambda s: {"log": ["b"]})
+    g.route(START, lambda s: "b" if s["category"] == "b" else "a", targets=["a", "b"])
+    g.edge("a", END)
+    g.edge("b", END)
+    runner = Runner(g, store)
+    parent = runner.run({"category": "a"})
+    rerouted = runner.fork(parent.run_id, 1, set_state={"category": "b"})
+    same_way = runner.fork(parent.run_id, 1, set_state={"category": "a2"})
+    assert rerouted.state["log"] == ["b"] and same_way.state["log"] == ["a"]
+    for fork in (rerouted, same_way):
+        assert replay_run(store, fork.run_id, g).identical, fork.run_id

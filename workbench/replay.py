@@ -240,6 +240,13 @@ class ReplaySession:
                                            text_diff((rec or {}).get("goto") or [], goto)))
         self.steps_done = step
 
+    def rerouted(self, step: int) -> bool:
+        """Whether the fork whose edits follow ``step`` planned its first step again from the
+        edited state (its ``forked`` event says so) rather than keeping the recorded plan."""
+        owner = self.history.owner(step + 1)
+        return any(e["kind"] == "forked" and e["step"] == step and (e["detail"] or {}).get("rerouted")
+                   for e in self.history.store.events(owner))
+
     def after_merge(self, step: int, state: dict[str, Any]) -> list[tuple[str, str, Any]]:
         view = self.history.step(step)
         if view.state_after is not None:
@@ -266,6 +273,11 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
     history = RunHistory(store, run_id)
     run = history.run
     root_input = store.get_run(history.lineage[-1][0])["input"] or {}
+    start_edits = history.step(0).edits_after if len(history.lineage) > 1 else []
+    if start_edits:  # a fork at step 1 edited the input: its first step starts (and is routed) from that
+        from workbench.state import apply_changes
+
+        root_input = apply_changes(dict(root_input), start_edits)
     changed = graph.changed_since(run.get("node_versions"))
     session = ReplaySession(history)
     config = run["config"] or {}

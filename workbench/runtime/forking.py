@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench import codec
 from workbench.context import Event
-from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError
+from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError, WorkbenchError
 from workbench.graph import Graph
 from workbench.recording import Record
 from workbench.runtime.addresses import Hop, parse_address, task_of
@@ -213,16 +213,19 @@ async def fork_run(
     except (InvalidUpdateError, SerializationError) as exc:
         raise InputError(str(exc)) from None
     state.update(runner.schema.decode(edits))
+    tasks, joins, rerouted = plan["tasks"], plan["joins"] or {}, None
+    if edits:
+        tasks, joins, rerouted = _route_again(runner, store, parent_run_id, at_step, state, plan,
+                                              bool(llm_responses or close))
 
     # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
     inherited = {k: v for k, v in (parent["config"] or {}).items()
                  if k not in ("paused", "break_before", "break_after")}
     config = runner._with_options(inherited, break_before, break_after, max_steps)
-    run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in plan["tasks"]],
-                    plan["joins"] or {}, config)
+    run = ActiveRun(new_run_id(), state, at_step, [TaskSpec.from_json(t) for t in tasks], joins, config)
     runner.set_break_when(break_when)
     seeded = seed_llm_edits(run, store, parent_run_id, at_step, llm_responses or {})
-    closing, dropped = closing_records(store, parent_run_id, at_step, run.run_id, plan["tasks"], close,
+    closing, dropped = closing_records(store, parent_run_id, at_step, run.run_id, tasks, close,
                                        f"step {at_step} of run {parent_run_id}")
     if dropped & set(run.resume):
         raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
@@ -233,7 +236,33 @@ async def fork_run(
     runner.recorder.fork_started(row, edit_changes, runner._plan_record(run, at_step), [*seeded, *closing], {
         "parent": parent_run_id, "at": at_step, "set": sorted(edits),
         "llm_responses": sorted(llm_responses or {}), **({"closed": list(dict.fromkeys(close))} if close else {}),
+        **({"rerouted": rerouted} if rerouted else {}),
     })
     runner._emit(Event("run_started", run.run_id, at_step - 1, None,
                      {"graph": runner.graph.name, "parent": parent_run_id}))
     return await runner._execute(run)
+
+
+def _route_again(runner: Runner, store: Any, parent_run_id: str, at_step: int, state: dict[str, Any],
+                 plan: dict[str, Any], answers_edited: bool
+                 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]], dict[str, Any] | None]:
+    """Step ``at_step`` planned from the edited state (runtime/fork_plan.py): its tasks, joins,
+    and what changed (``{"from": nodes, "to": nodes}``) when the routing now differs."""
+    from workbench.runtime.fork_plan import replanned
+
+    try:
+        again = replanned(runner, store, parent_run_id, at_step, state)
+    except WorkbenchError as exc:
+        raise InputError(f"--set: step {at_step} cannot be planned from the edited state: {exc}") from None
+    recorded = [TaskSpec.from_json(t).to_json() for t in plan["tasks"]]
+    if again is None or again[0] == recorded:
+        return plan["tasks"], plan["joins"] or {}, None
+    was, now = [t["node"] for t in recorded], [t["node"] for t in again[0]]
+    if answers_edited:
+        raise InputError(f"--set: from the edited state step {at_step} runs {', '.join(now) or 'nothing'}, not "
+                         f"the recorded {', '.join(was)}; --llm-response and --close name the recorded tasks: "
+                         f"edit the state alone here, or the answers at step {at_step} without --set")
+    if not again[0]:
+        raise InputError(f"--set: from the edited state the run ends before step {at_step} (no node is "
+                         f"routed to); fork at an earlier step, or set other values")
+    return again[0], again[1], {"from": was, "to": now}

@@ -365,8 +365,12 @@ class Runner:
             if self._replay is not None:
                 edits = self._replay.after_merge(run.step, new_state)
                 if edits:
-                    # A fork's edits, applied where the fork applied them.
+                    # A fork's edits, applied where the fork applied them; a fork that planned
+                    # its first step again from them (runtime/fork_plan.py) is replayed so.
                     new_state = self.schema.decode(apply_changes(dict(new_state), edits))
+                    if self._replay.rerouted(run.step):
+                        plan, joins = self.planner.next(list(zip(run.plan, outcomes, strict=True)), new_state,
+                                                        run.joins)
             finished = run.plan
             run.state, run.plan, run.joins = new_state, plan, joins
             run.history.append("+".join(sorted({t.node for t in finished})))
