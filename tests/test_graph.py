@@ -155,9 +155,58 @@ def test_no_path_to_end_is_refused() -> None:
 
 def test_duplicate_node() -> None:
     g = _graph_with("a")
+
+    def second(state: Any) -> None:
+        return None
+
     with pytest.raises(GraphDefinitionError) as info:
-        g.add_node("a", noop)
+        g.add_node("a", second)
     _check_message(str(info.value), "a", "already exists")
+    # Named where the second definition is, and where the first one was.
+    line = second.__code__.co_firstlineno
+    assert f"{THIS_FILE}:{line}:" in str(info.value)
+    assert f"first defined at line {noop.__code__.co_firstlineno}" in str(info.value)
+
+
+def test_an_edge_from_end_is_refused_by_name() -> None:
+    g = _graph_with("a")
+    g.sequence(START, "a", END)
+    g.edge(END, "a")
+    with pytest.raises(GraphDefinitionError, match=r"an edge from END .* is not allowed: END is where a run stops"):
+        g.validate()
+
+
+def test_a_node_function_that_cannot_be_called_so_is_refused_when_added() -> None:
+    """A node is called with the state (and the context, if it asks): a function that takes
+    nothing, or needs more, is refused when added, not when its step runs."""
+    g = Graph("v", S)
+    with pytest.raises(GraphDefinitionError, match=r"takes no parameter; .*def NAME\(state\)"):
+        g.add_node("a", lambda: None)
+    with pytest.raises(GraphDefinitionError, match=r"needs 3 arguments \(state, ctx, extra\)"):
+        g.add_node("b", lambda state, ctx, extra: None)
+    with pytest.raises(GraphDefinitionError, match=r"needs 3 arguments \(state, ctx, extra\)"):
+        g.add_node("b", lambda state, ctx, *, extra: None)
+    # A loop's closure idiom keeps its default; a parameter named ctx gets the context.
+    seen: list[Any] = []
+    for name in ("c1", "c2"):
+        g.add_node(name, lambda state, _n=name: seen.append(_n))
+    g.add_node("d", lambda state, ctx=None: seen.append(type(ctx).__name__))
+    g.add_node("e", lambda *args: seen.append(len(args)))
+    g.sequence(START, "c1", "c2", "d", "e", END)
+    assert Runner(g).run({}).status == "completed"
+    assert seen == ["c1", "c2", "Context", 1]
+
+
+@pytest.mark.parametrize(("annotation", "rule"), [("int", "append"), ("str", "merge"), ("list", "merge"),
+                                                 ("dict", "add"), ("int", "merge")])
+def test_a_merge_rule_on_a_type_it_cannot_hold_is_refused(annotation: str, rule: str) -> None:
+    from workbench import merge
+
+    hint = {"int": int, "str": str, "list": list, "dict": dict}[annotation]
+    rules = {"append": append, "merge": merge, "add": add}
+    schema = TypedDict("Wrong", {"k": Annotated[hint, rules[rule]]})  # type: ignore[misc]  # noqa: UP013 (built per case)
+    with pytest.raises(GraphDefinitionError, match=f"state key 'k' is declared {annotation} with the {rule} rule"):
+        Graph("wrong", schema)
 
 
 @pytest.mark.parametrize("name", [START, END, "", "__private"])

@@ -304,7 +304,12 @@ class Graph:
         if name in _RESERVED or not name or name.startswith("__"):
             raise GraphDefinitionError(self._where(name, "this node name is reserved; choose another"))
         if name in self.nodes:
-            raise GraphDefinitionError(self._where(name, "a node with this name already exists"))
+            first = self.nodes[name]
+            code = getattr(inspect.unwrap(fn), "__code__", None) if callable(fn) else None
+            here = f"{display_path(code.co_filename)}:{code.co_firstlineno}" if code else display_path(self.file)
+            defined = f" (first defined at line {first.line})" if first.line and first.file == self.file else ""
+            raise GraphDefinitionError(f"{here}: graph {self.name!r}, node {name!r}: a node with this name already "
+                                       f"exists{defined}; choose another name")
         retries = self._retry_policies(name, retry)
         destinations = self._goto_names(name, goto)
         if isinstance(fn, Graph):
@@ -314,20 +319,13 @@ class Graph:
             if not callable(fn):
                 raise GraphDefinitionError(self._where(name, f"{fn!r} is not a function"))
             target = inspect.unwrap(fn)
-            try:
-                params = [
-                    p for p in inspect.signature(fn).parameters.values()
-                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                ]
-            except (TypeError, ValueError):
-                params = []
             code = getattr(target, "__code__", None)
             node = Node(
                 name, fn, timeout=timeout, on_error=on_error,
                 file=code.co_filename if code else self.file,
                 line=code.co_firstlineno if code else 0,
                 is_async=inspect.iscoroutinefunction(target),
-                takes_ctx=len(params) >= 2,
+                takes_ctx=self._takes_context(name, fn),
             )
         node.retries, node.retry = retries, (retries[0] if retries else None)
         node.goto, node.defer = destinations, bool(defer)
@@ -336,6 +334,34 @@ class Graph:
         self.nodes[name] = node
         self._validated = False
         return self
+
+    def _takes_context(self, name: str, fn: Any) -> bool:
+        """Whether node ``name``'s function is called with the context as well as the state:
+        it has a second positional parameter without a default, or one named ``ctx`` or
+        ``context``. A signature that cannot be called so (no parameter, or more than two
+        without defaults) is refused here rather than failing the run's step with a TypeError."""
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return False  # a builtin or C function: called with the state alone
+        values = list(signature.parameters.values())
+        params = [p for p in values if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        spread = any(p.kind is p.VAR_POSITIONAL for p in values)
+        required = [p.name for p in params if p.default is p.empty]
+        required += [p.name for p in values if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        shape = "def NAME(state) or def NAME(state, ctx)"
+        if not params and not spread:
+            raise GraphDefinitionError(self._where(name, f"its function takes no parameter; a node is called with "
+                                                         f"the state: {shape}"))
+        if len(required) > 2:
+            raise GraphDefinitionError(self._where(
+                name, f"its function needs {len(required)} arguments ({', '.join(required)}); a node is called with "
+                      f"the state and, if it asks, the context: {shape} (give the others defaults)"))
+        if len(params) < 2:
+            return False
+        second = params[1]
+        # def f(state, _n=n) (a loop's closure idiom) keeps its default; def f(state, ctx=None) gets it.
+        return second.default is second.empty or second.name in ("ctx", "context")
 
     def _body_subgraphs(self, name: str, fn: Any, subgraphs: Any) -> tuple[Graph, ...]:
         """A function node's ``subgraphs=`` as a tuple of graphs (refused on a subgraph node,
@@ -504,10 +530,11 @@ class Graph:
                 )
 
         for src, dsts in self.edges.items():
+            if src == END:
+                raise GraphDefinitionError(self._where(None, f"an edge from END (to {', '.join(map(repr, dsts))}) is "
+                                                             "not allowed: END is where a run stops"))
             if src != START and src not in self.nodes:
                 raise GraphDefinitionError(self._where(None, f"edge from unknown node {src!r}"))
-            if src == END:
-                raise GraphDefinitionError(self._where(None, "edge from END is not allowed"))
             for dst in dsts:
                 check_target(src, dst, "edge")
         for src, route in self.routes.items():
@@ -535,7 +562,7 @@ class Graph:
             raise GraphDefinitionError(self._where(None, f"inputs names unknown state key {unknown_inputs[0]!r}"))
         if not self.edges.get(START) and START not in self.routes:
             raise GraphDefinitionError(
-                self._where(None, "no entry: add g.edge(START, 'first_node')")
+                self._where(None, "no entry: add an edge from START, e.g. graph.edge(START, 'first_node')")
             )
         for name in self.nodes:
             if not self.successors(name) or self.successors(name) == [self.nodes[name].on_error]:

@@ -155,6 +155,23 @@ def _rule_from_metadata(base: Any, metadata: Iterable[Any]) -> MergeRule:
     return replace
 
 
+# What each built-in rule's values must be: an append key holds a list, a merge key a dict, an
+# add key something that adds (a number, text, a list). Declared otherwise, a run would fail
+# later with a confusing message, or quietly store a list under an int key.
+_RULE_TYPES: dict[str, tuple[type, ...]] = {"append": (list,), "merge": (dict,), "add": (int, float, str, list)}
+
+
+def _check_rule_fits(key: str, annotation: Any, rule: MergeRule) -> None:
+    """Refuse a built-in merge rule on a key declared with a simple type it cannot hold."""
+    wanted = _RULE_TYPES.get(rule.kind)
+    simple = _simple_type(annotation)
+    if wanted is None or simple is None or simple in wanted:
+        return
+    shown = " or ".join(t.__name__ for t in wanted)
+    raise GraphDefinitionError(f"state key {key!r} is declared {simple.__name__} with the {rule.kind} rule, which "
+                               f"needs a {shown}: declare it e.g. Annotated[{wanted[0].__name__}, {rule.kind}]")
+
+
 def _const(value: Any) -> Callable[[], Any]:
     """A default factory returning a fresh copy of ``value`` (no sharing between runs)."""
     return lambda: copy.deepcopy(value)
@@ -213,6 +230,7 @@ class StateSchema:
             rule = _rule_from_metadata(base, metadata)
             if rule.fn is not None:
                 _check_arity(name, rule.fn)
+            _check_rule_fits(name, base, rule)
             default = field_defaults.get(name) or _default_for(base, rule)
             self.channels[name] = Channel(name, base, rule, default)
 
