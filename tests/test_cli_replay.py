@@ -459,3 +459,27 @@ def test_replay_and_test_fail_a_run_that_now_ends_earlier(project: Path, capsys:
     assert main(["test", rid, "--db", db]) == 1
     out = capsys.readouterr().out
     assert "diverged" in out and message in out and "0 passed, 1 failed" in out
+
+
+ROUTES = ENDS.replace('"b" if state["x"] > 0 else END', '"b" if state["x"] > 0 else "c"').replace(
+    'targets=["b", END]', 'targets=["b", "c"]').replace('graph.edge("b", END)', '''graph.edge("b", END)
+graph.edge("c", END)
+
+
+@graph.node
+def c(state):
+    return {"log": ["c"]}''').replace('Graph("ends", S)', 'Graph("routes", S)')
+
+
+def test_fork_with_a_state_edit_that_reroutes_says_so(project: Path) -> None:
+    path = project / "graphs" / "routes.py"
+    path.write_text(ROUTES)
+    db = str(project / "traces" / "routes.duckdb")
+    with TraceStore(db) as store:
+        rid = Runner(load_graph("routes"), store).run({"x": 1}).run_id
+    res = wb("fork", rid, "--at", "2", "--set", "x=0", "--db", db, "--json", cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"]["log"] == ["a", "c"]
+    assert res.stderr.strip() == f"workbench: note: from the edited state step 2 runs c (run {rid} ran b there)"
+    fork_id = json.loads(res.stdout)["run_id"]
+    assert wb("replay", fork_id, "--db", db, cwd=project).returncode == 0

@@ -9,6 +9,7 @@ from workbench import codec
 from workbench.cli.common import (
     EXIT_OK,
     UsageError,
+    error_line,
     esc,
     graph_for,
     make_console,
@@ -140,6 +141,11 @@ def cmd_fork(args: argparse.Namespace) -> int:
         runner = Runner(graph, store, listener=listener)
         result = runner.fork(run_id, at, set_state=edits, llm_responses=llm_edits, max_steps=args.max_steps,
                              close=args.close or ())
+        for event in store.events(result.run_id):
+            moved = (event["detail"] or {}).get("rerouted") if event["kind"] == "forked" else None
+            if moved:
+                error_line(f"workbench: note: from the edited state step {step} runs {', '.join(moved['to'])} "
+                           f"(run {run_id} ran {', '.join(moved['from'])} there)")
         return report(args, result, args.graph, runner)
 
 
