@@ -483,3 +483,7 @@ def test_fork_with_a_state_edit_that_reroutes_says_so(project: Path) -> None:
     assert res.stderr.strip() == f"workbench: note: from the edited state step 2 runs c (run {rid} ran b there)"
     fork_id = json.loads(res.stdout)["run_id"]
     assert wb("replay", fork_id, "--db", db, cwd=project).returncode == 0
+    shown = wb("fork", rid, "--at", "2", "--set", "x=0", "--db", db, cwd=project)
+    assert shown.returncode == 0 and not shown.stderr
+    assert shown.stdout.splitlines()[0].endswith(", running from step 2; from the edited state step 2 runs c "
+                                                 "(the parent ran b)")

@@ -141,7 +141,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         runner = Runner(graph, store, listener=listener)
         result = runner.fork(run_id, at, set_state=edits, llm_responses=llm_edits, max_steps=args.max_steps,
                              close=args.close or ())
-        for event in store.events(result.run_id):
+        for event in store.events(result.run_id) if args.json else ():  # else the progress line says it
             moved = (event["detail"] or {}).get("rerouted") if event["kind"] == "forked" else None
             if moved:
                 error_line(f"workbench: note: from the edited state step {step} runs {', '.join(moved['to'])} "

@@ -239,7 +239,8 @@ async def fork_run(
         **({"rerouted": rerouted} if rerouted else {}),
     })
     runner._emit(Event("run_started", run.run_id, at_step - 1, None,
-                     {"graph": runner.graph.name, "parent": parent_run_id}))
+                     {"graph": runner.graph.name, "parent": parent_run_id,
+                      **({"rerouted": rerouted} if rerouted else {})}))
     return await runner._execute(run)
 
 

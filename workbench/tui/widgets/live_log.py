@@ -53,6 +53,11 @@ class LiveLog(RichLog):
         self._flush_tokens()
         if kind == "run_started":
             self.write(Text(f"▶ run {event.run_id} ({data.get('graph')})", style="bold"))
+            moved = data.get("rerouted")
+            if moved:  # a fork whose state edit routed its first step elsewhere
+                self.write(Text(f"  step {(event.step or 0) + 1} routed from the edited state: "
+                                f"{', '.join(moved['to'])} (the parent ran {', '.join(moved['from'])})",
+                                style="yellow"))
         elif kind == "run_resumed":
             self.write(Text(f"▶ resumed {event.run_id} at step {event.step}", style="bold"))
         elif kind == "step_started":
