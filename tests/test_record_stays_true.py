@@ -89,7 +89,9 @@ def status_of(proj: Path, run_id: str) -> tuple[str, str | None]:
 
 
 def test_a_tag_like_error_fails_the_run_and_is_printed_literally(proj: Path) -> None:
-    res = run_cli("run", "brackets", "--input", json.dumps({"text": "[/INST] [bold]hidden[/bold] [red]"}), cwd=proj)
+    # Style tags, and emoji codes (":smile:", a tool tag like "2:a:b" read as ":a:").
+    text = "[/INST] [bold]hidden[/bold] [red] ratio 2:a:b :smile:"
+    res = run_cli("run", "brackets", "--input", json.dumps({"text": text}), cwd=proj)
     assert res.returncode == 1, res.stderr  # the node failed: the run failed, nothing else did
     assert "internal error" not in res.stderr and "MarkupError" not in res.stderr + res.stdout
     assert "ValueError: bad token [/INST] [bold]hidden[/bold] [red]" in res.stdout  # the progress line
@@ -98,8 +100,8 @@ def test_a_tag_like_error_fails_the_run_and_is_printed_literally(proj: Path) -> 
 
     show = run_cli("show", "last", cwd=proj)
     assert show.returncode == 0, show.stderr
-    assert "bad token [/INST] [bold]hidden[/bold] [red]" in show.stdout
-    assert 'input: {"text": "[/INST] [bold]hidden[/bold] [red]"}' in show.stdout
+    assert f"bad token {text}" in show.stdout
+    assert f'input: {{"text": "{text}"}}' in show.stdout
 
 
 def test_a_redacted_secret_shows_as_redacted_on_the_progress_line(proj: Path) -> None:

@@ -118,7 +118,8 @@ def make_console() -> Any:
     from rich.console import Console
 
     # Piped output (scripts, CI logs) is not cut to 80 columns.
-    return Console(highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
+                   width=None if sys.stdout.isatty() else 160)
 
 
 def esc(value: Any) -> str:
