@@ -535,3 +535,39 @@ def test_a_fork_at_step_one_replays_from_its_edited_input(store: TraceStore) -> 
     assert rerouted.state["log"] == ["b"] and same_way.state["log"] == ["a"]
     for fork in (rerouted, same_way):
         assert replay_run(store, fork.run_id, g).identical, fork.run_id
+
+
+def test_an_edited_answer_of_a_retried_node_whose_failed_attempt_called_the_model(tmp_path: Path) -> None:
+    """Calls are numbered over each task's last attempt, by ``show --step`` and by the fork
+    alike (show numbered every attempt's call); the fork replays identically (its replay
+    started at attempt 1, which the fork never ran)."""
+    from conftest import run_cli
+
+    source = (
+        "from typing import TypedDict\n"
+        "from workbench import END, START, Graph, RetryPolicy\n"
+        "class S(TypedDict):\n    out: str\n"
+        "graph = Graph('retry_calls', S)\n"
+        "@graph.node(retry=RetryPolicy(attempts=3, initial_delay=0.0, jitter=False))\n"
+        "def work(state, ctx):\n"
+        "    reply = ctx.llm('hello', model='workbench-demo/echo')\n"
+        "    if ctx.attempt < 2:\n        raise ValueError('flaky')\n"
+        "    return {'out': reply.text}\n"
+        "graph.sequence(START, 'work', END)\n"
+    )
+    (tmp_path / "retry_calls.py").write_text(source)
+    g = load_graph(str(tmp_path / "retry_calls.py"))
+    db = str(tmp_path / "calls.duckdb")
+    with TraceStore(db) as store:
+        parent = Runner(g, store).run({})
+    assert parent.state == {"out": "hello"}
+    shown = run_cli("show", parent.run_id, "--step", "1", "--db", db, cwd=tmp_path)
+    lines = [ln.strip() for ln in shown.stdout.splitlines() if "model call" in ln]
+    assert [ln.split(" (")[0] for ln in lines] == ["model call of attempt 1", "model call 1"], shown.stdout
+    with TraceStore(db) as store:
+        runner = Runner(g, store)
+        fork = runner.fork(parent.run_id, 1, llm_responses={1: "EDITED"})
+        assert fork.state == {"out": "EDITED"}
+        assert replay_run(store, fork.run_id, g).identical
+        with pytest.raises(InputError, match="has 1 model call"):
+            runner.fork(parent.run_id, 1, llm_responses={2: "no such call"})

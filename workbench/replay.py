@@ -144,6 +144,12 @@ class ReplaySession:
         detail["node"] = f"{node}/{detail['node']}" if detail.get("node") else node
         detail["step"] = step
 
+    def first_attempt(self, step: int, idx: int) -> int:
+        """The attempt the recording of task ``idx`` of ``step`` starts at: 1, unless a fork
+        edited a model answer of a retried node and so continued the attempt that made it."""
+        attempts = [t["attempt"] for t in self.history.step(step).tasks if t["task"] == idx]
+        return min(attempts) if attempts else 1
+
     def resumed_after_failure(self, step: int, idx: int, attempt: int) -> bool:
         """True when the recorded run failed at this attempt of the task and a resume gave the
         task a fresh retry budget from the next attempt (``resumed`` event, ``fresh_retries``):

@@ -41,6 +41,15 @@ def cmd_show_step(args: argparse.Namespace) -> int:
             inner_calls += [(address_of_step, n, {**c, "node": f"{prefix_of}/{c['node']}"})
                             for n, c in enumerate(llm_calls, start=1)]
     llm = [c for c in view.calls if c["kind"] == "llm"]
+    # Numbered as fork --llm-response takes them: the calls of each task's last attempt; an
+    # earlier attempt's (which failed) are listed without a number.
+    last_attempt: dict[int, int] = {}
+    for c in view.calls:
+        last_attempt[c["task"]] = max(last_attempt.get(c["task"], 0), c["attempt"])
+    numbers: dict[int, int] = {}
+    for c in llm:
+        if c["attempt"] == last_attempt[c["task"]]:
+            numbers[id(c)] = len(numbers) + 1
     if args.json:
         emit(json.dumps({
             "run_id": root_id, "step": view.step, "address": address, "path": where.path or None,
@@ -49,7 +58,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
             "tasks": view.tasks, "state_before": view.state_before, "state_after": view.state_after,
             "diff": [{"key": k, "before": a, "after": b} for k, a, b in view.diff()],
             "edits_after": [{"key": k, "op": op, "value": v} for k, op, v in view.edits_after],
-            "llm_calls": [{"number": i + 1, **c} for i, c in enumerate(llm)],
+            "llm_calls": [{"number": numbers.get(id(c)), **c} for c in llm],
             "tool_calls": [c for c in view.calls if c["kind"] == "tool"],
             "interrupts": view.interrupts,
             "subgraph_steps": [{k: v for k, v in r.items() if k != "traceback"} for r in inner],
@@ -83,9 +92,11 @@ def cmd_show_step(args: argparse.Namespace) -> int:
         console.print(f"  {k}: {short(before, 60)} → {short(after, 60)}", markup=False)
     for k, _op, v in view.edits_after:
         console.print(f"  edited by the fork: {k} = {short(v, 60)}", markup=False)
-    for i, c in enumerate(llm, start=1):
+    for c in llm:
         answer = c["error"] or (c["response"] or {}).get("content", "")
-        console.print(f"  model call {i} ({prefix}{c['node']}, {c['model']}, {c['prompt_tokens'] or 0}/"
+        n = numbers.get(id(c))
+        label = f"model call {n}" if n else f"model call of attempt {c['attempt']} (failed; not editable)"
+        console.print(f"  {label} ({prefix}{c['node']}, {c['model']}, {c['prompt_tokens'] or 0}/"
                       f"{c['completion_tokens'] or 0} tokens): {short(answer, 70)}", markup=False)
     for c in view.calls:
         if c["kind"] == "tool":

@@ -407,7 +407,10 @@ class Runner:
                                             send=spec.send)
             return Outcome("closed")
         node = self.graph.nodes[spec.node]
-        attempt = resume.attempt if resume else 1
+        if resume:
+            attempt = resume.attempt
+        else:  # a replay starts where the recording does (a fork may continue a later attempt)
+            attempt = self._replay.first_attempt(run.step, idx) if self._replay is not None else 1
         budget_from = resume.budget_from if resume else 1
         first_started = resume.first_started if resume else None
         while True:
