@@ -543,3 +543,70 @@ def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert done.status == "completed"
         assert [r[0] for r in st.query("SELECT status FROM interrupts WHERE run_id = ?", [first.run_id])] \
             == ["closed", "closed"]
+
+
+# ---------------------------------------------------------------- a failure handed to on_error
+
+
+def _handled_beside(sibling: Any, effects: list[str]) -> Graph:
+    """``pay`` charges, then fails into its handler, beside ``sibling`` in the same step."""
+    from workbench import tool
+
+    @tool
+    def charge(amount: int) -> str:
+        effects.append(f"charged {amount}")
+        return "ok"
+
+    g = Graph("handled", State)
+
+    @g.node(on_error="handler", retry=RetryPolicy(attempts=2, initial_delay=0.0, jitter=False))
+    def pay(state: State) -> dict[str, Any]:
+        charge(10)
+        raise RuntimeError("gateway down")
+
+    @g.node
+    def handler(state: State, ctx: Any) -> dict[str, Any]:
+        return {"log": [f"handled {ctx.error['type']}: {ctx.error['message']}"]}
+
+    g.add_node("sibling", sibling)
+    g.edge(START, "pay")
+    g.edge(START, "sibling")
+    for name in ("pay", "handler", "sibling"):
+        g.edge(name, END)
+    return g
+
+
+def test_a_failure_handed_to_its_handler_is_not_run_again_when_its_step_resumes(store: TraceStore) -> None:
+    """A node that failed for good into its on_error handler keeps that outcome when its step
+    is resumed (a sibling waited for a human, or failed and was fixed): its side effects are not
+    repeated, the handler gets the same failure, and the run replays identically."""
+    effects: list[str] = []
+    g = _handled_beside(lambda state: {"log": [f"human said {interrupt('ok?')}"]}, effects)
+    runner = Runner(g, store)
+    first = runner.run({})
+    assert first.status == "waiting" and effects == ["charged 10", "charged 10"]  # two attempts
+    done = runner.resume(first.run_id, "yes")
+    assert done.status == "completed", done.error
+    assert effects == ["charged 10", "charged 10"]  # pay did not run again
+    assert sorted(done.state["log"]) == ["handled RuntimeError: RuntimeError: gateway down after 2 attempts",
+                                         "human said yes"]
+    assert replay_run(store, first.run_id, g).identical
+
+    # The run failed beside it (a sibling failed for good); fixed and resumed, pay is not re-run.
+    effects.clear()
+    broken = {"on": True}
+
+    def flaky(state: State) -> dict[str, Any]:
+        if broken["on"]:
+            raise ValueError("bug")
+        return {"log": ["sibling ok"]}
+
+    g2 = _handled_beside(flaky, effects)
+    runner2 = Runner(g2, store)
+    failed = runner2.run({})
+    assert failed.status == "failed" and effects == ["charged 10", "charged 10"]
+    broken["on"] = False
+    fixed = runner2.resume(failed.run_id)
+    assert fixed.status == "completed", fixed.error
+    assert effects == ["charged 10", "charged 10"]
+    assert sorted(fixed.state["log"])[0].startswith("handled RuntimeError")

@@ -15,7 +15,7 @@ from workbench.context import RecordedCall
 from workbench.errors import InputError
 from workbench.recording import Record, Recorder
 from workbench.runtime.commands import recorded_outcome
-from workbench.runtime.types import ActiveRun, TaskResume
+from workbench.runtime.types import ActiveRun, Outcome, TaskResume
 from workbench.store.reader import StoreReader
 
 
@@ -33,12 +33,18 @@ def load_step_progress(run: ActiveRun, store: StoreReader, interrupts: list[dict
     for i in interrupts:
         run.known_interrupts.add((i["step"], i["task"], i["attempt"], i["idx"]))
     budgets = _budgets(store, run)
+    handled = _handled_failures(store, run)
     fresh: dict[int, int] = {}
     for idx in range(len(run.plan)):
         mine = [r for r in rows if r["task"] == idx]
         done = [r for r in mine if r["status"] == "completed"]
         if done:
             run.completed[idx] = recorded_outcome(done[0])
+            continue
+        final = handled.get(idx)
+        if final is not None and mine and mine[-1]["status"] == "failed" and mine[-1]["attempt"] == final["attempt"]:
+            # Failed for good into its on_error handler: that is the task's outcome, not run again.
+            run.completed[idx] = Outcome("failed", message=final["message"], error_type=final["type"])
             continue
         my_calls = [c for c in calls if c["task"] == idx]
         attempt = max([r["attempt"] for r in mine] + [c["attempt"] for c in my_calls] + [1])
@@ -64,6 +70,20 @@ def load_step_progress(run: ActiveRun, store: StoreReader, interrupts: list[dict
         ]
         run.resume[idx] = TaskResume(attempt, answers, recorded, next_seq, budgets.get(idx, 1), first)
     return fresh
+
+
+HANDLED = "handled_failure"
+"""The event recording that a task failed for good and its node's on_error handler takes over."""
+
+
+def _handled_failures(store: StoreReader, run: ActiveRun) -> dict[int, dict[str, Any]]:
+    """Tasks of the run's current step whose failure was final and handed to a handler."""
+    out: dict[int, dict[str, Any]] = {}
+    for event in store.events(run.run_id):
+        detail = event.get("detail") or {}
+        if event["kind"] == HANDLED and event["step"] == run.step and isinstance(detail, dict):
+            out[int(detail["task"])] = detail
+    return out
 
 
 def _budgets(store: StoreReader, run: ActiveRun) -> dict[int, int]:

@@ -57,7 +57,8 @@ class Planner:
             if outcome.status == "failed":
                 handler = self.graph.nodes[src].on_error
                 assert handler is not None
-                add(handler, {"node": src, "type": type(outcome.error).__name__, "message": outcome.message})
+                kind = outcome.error_type or type(outcome.error).__name__
+                add(handler, {"node": src, "type": kind, "message": outcome.message})
                 continue
             if outcome.status != "completed":  # a task closed unanswered: its branch ends here
                 continue

@@ -39,7 +39,7 @@ from workbench.redact import scrub
 from workbench.runtime.branches import run_step, task_context
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
-from workbench.runtime.continuing import load_step_progress, settled_detail
+from workbench.runtime.continuing import HANDLED, load_step_progress, settled_detail
 from workbench.runtime.interrupts import open_interrupt, settle
 from workbench.runtime.options import check_limit, check_names, with_options
 from workbench.runtime.planner import Planner, loop_message
@@ -457,6 +457,12 @@ class Runner:
                     attempt = budget_from = attempt + 1  # the run failed here and was resumed: so does its replay
                     continue
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
+                if node.on_error and self._replay is None:
+                    # Final, and handed to the handler: a resume of this step (a sibling waits,
+                    # the process dies) reads it back rather than running the node again.
+                    self.recorder.event(run.run_id, run.step, HANDLED, spec.node,
+                                        {"task": idx, "attempt": attempt, "type": type(exc).__name__,
+                                         "message": f"{message}{tries}"})
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
             finally:
                 if shared and not spec.send:

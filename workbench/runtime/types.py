@@ -57,6 +57,7 @@ class Outcome:
     where: str | None = None  # a subgraph's stop: the inner node's path (review/approve)
     paused: dict[str, Any] | None = None  # a subgraph paused at a breakpoint inside it
     asked_all: list[dict[str, Any]] | None = None  # a waiting subgraph's open interrupts, in the caller's terms
+    error_type: str | None = None  # a failure read back from the record: its exception's type name
 
 
 @dataclass
