@@ -608,3 +608,21 @@ def test_paused_and_crashed_recordings_still_replay(store: TraceStore) -> None:
     assert replay_run(store, at_end.run_id, ends_graph(end_after_a=True)).divergence is not None
     # A recording that stops before b: ending after a is not a divergence the recording can show.
     assert replay_run(store, paused.run_id, ends_graph(end_after_a=True)).divergence is not None
+
+
+def test_the_same_nodes_given_other_inputs_are_named_as_such(store: TraceStore) -> None:
+    """A divergence in what the planned nodes are given (a Send's argument) says so, rather
+    than 'takes [work, work]; the recording took [work, work]'."""
+    from workbench import Send
+
+    def fan(upper: bool) -> Graph:
+        g = Graph("fan_inputs", T)
+        g.add_node("work", lambda item: {"log": [item]})
+        g.route(START, lambda s: [Send("work", x.upper() if upper else x) for x in ("a", "b")], targets=["work"])
+        g.edge("work", END)
+        return g
+
+    rid = Runner(fan(False), store).run({}).run_id
+    report = replay_run(store, rid, fan(True))
+    assert report.divergence is not None and report.divergence.kind == "path"
+    assert report.divergence.message.startswith("the run now takes [work, work] with other inputs")

@@ -189,11 +189,12 @@ class ReplaySession:
         view = self.history.step(step)
         now = [t.to_json() for t in plan]
         if [t.get("node") for t in now] != view.nodes or _norm(now) != _norm(view.planned):
-            raise _Diverged(Divergence(
-                step, "path", None,
-                f"the run now takes {_names(now)}; the recording took {_names(view.planned)}",
-                text_diff(view.planned, now),
-            ))
+            if _names(now) == _names(view.planned):  # same nodes: what they are given differs
+                message = (f"the run now takes {_names(now)} with other inputs (a Send's argument, or the "
+                           "failure a handler gets) than the recording's")
+            else:
+                message = f"the run now takes {_names(now)}; the recording took {_names(view.planned)}"
+            raise _Diverged(Divergence(step, "path", None, message, text_diff(view.planned, now)))
 
     def end_turn(self, step: int, plan: list[Any]) -> None:
         """The turn ends before ``step``: it must have planned what its recording planned there
