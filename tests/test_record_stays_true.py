@@ -470,3 +470,23 @@ def test_sys_exit_in_a_node_fails_the_node_with_its_message(tmp_path: Path) -> N
         assert run["status"] == "failed"
         tries = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND node = 'leaves'", [run["run_id"]])
         assert tries == [(1,)]
+
+
+def test_a_run_id_a_user_gives_is_one_any_run_could_have(tmp_path: Path) -> None:
+    """'/' names subgraph runs, 'last' is the CLI's newest run, and an id is printed everywhere."""
+    from workbench.errors import InputError
+
+    class S(TypedDict):
+        log: Annotated[list[str], append]
+
+    g = Graph("ids", S)
+    g.add_node("a", lambda state: {"log": ["a"]})
+    g.sequence(START, "a", END)
+    with TraceStore(str(tmp_path / "ids.duckdb")) as store:
+        runner = Runner(g, store)
+        for bad in ("last", "a/1.0.0", "", "x\x1b[2J", " padded"):
+            with pytest.raises(InputError, match="run id"):
+                runner.run({}, run_id=bad)
+            with pytest.raises(InputError, match="run id"):
+                runner.continue_run(runner.run({}).run_id, {}, new_run_id=bad)
+        assert runner.run({}, run_id="order-42").run_id == "order-42"

@@ -20,6 +20,7 @@ from typing import Any
 
 from workbench import codec
 from workbench.errors import InputError, SerializationError
+from workbench.runtime.types import run_id_problem
 from workbench.store.schema import SCHEMA_VERSION
 from workbench.store.store import TraceStore
 from workbench.store.tables import INSERTS, NOT_NULL
@@ -227,6 +228,29 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     return runs, rows
 
 
+def _check_tree(versions: dict[str, tuple[str, dict[str, tuple[str, dict[str, Any]]]]], new: set[str]) -> None:
+    """Every run imported is a run a user started (an id any run could have) or the run of a
+    subgraph inside one imported with it: a file must not attach history, questions or calls to
+    a run already in the store (they would show as its own, and take the answers meant for it)."""
+    for rid in new:
+        path, run_rows = versions[rid]
+        name = os.path.basename(path)
+        head = next(row for kind, row in run_rows.values() if kind == "run")
+        root, caller = head.get("root_run_id"), head.get("caller_run_id")
+        if root is None and caller is None:
+            problem = run_id_problem(rid)
+            if problem:
+                raise InputError(f"{name}: {problem}; nothing was imported")
+            continue
+        if root not in new or caller not in new or not rid.startswith(f"{caller}/"):
+            raise InputError(f"{name}: run {rid!r} is a subgraph run of {caller!r} in {root!r}, which this import "
+                             "does not bring; a subgraph run is imported with its root run, never added to a "
+                             "run already in the store; nothing was imported")
+        tail = rid[len(caller) + 1:]
+        if not tail or not tail.isprintable() or "/" in tail:
+            raise InputError(f"{name}: subgraph run id {rid!r} is not CALLER/STEP.TASK.N; nothing was imported")
+
+
 def _row_key(kind: str, row: dict[str, Any]) -> str:
     """A row's identity for deduplication: its kind and every value (JSON columns as their text)."""
     return json.dumps([kind, [row[c] for c, _ in INSERTS[kind][1]]], ensure_ascii=False)
@@ -267,6 +291,7 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
                                  "file nor in this store; export the parent too")
     imported = [rid for rid in versions if rid not in existing]
     skipped = [rid for rid in versions if rid in existing]
+    _check_tree(versions, set(imported))
     batch: dict[str, list[dict[str, Any]]] = {}
     for rid in imported:
         for kind, row in versions[rid][1].values():

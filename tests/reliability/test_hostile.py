@@ -445,6 +445,19 @@ def _self_parent(lines: list[dict[str, Any]]) -> list[Any]:
     return _mutate(lines, "runs", lambda it: it["row"].update(parent_run_id=rid, fork_step=1))
 
 
+def _renamed(new_id: str, **run_fields: Any) -> Any:
+    """The file with its run's id changed everywhere (and its runs row's ``run_fields`` set)."""
+    def build(lines: list[dict[str, Any]]) -> list[Any]:
+        out = json.loads(json.dumps(lines))
+        out[0]["runs"] = [new_id]
+        for item in out[1:]:
+            item["row"]["run_id"] = new_id
+            if item["table"] == "runs":
+                item["row"].update(run_fields)
+        return out
+    return build
+
+
 def _set(table: str, **values: Any) -> Any:
     return lambda lines: _mutate(lines, table, lambda it: it["row"].update(values))
 
@@ -506,6 +519,13 @@ BAD_IMPORTS: dict[str, Any] = {
     "self-parent": _self_parent,
     "parent-missing": _set("runs", parent_run_id="nosuchparent", fork_step=1),
     "duplicate-key-rows-differ": _also("state_changes", value=["changed"]),
+    # run ids a user's run cannot have (printed everywhere; '/' names subgraph runs; 'last')
+    "run-id-last": _renamed("last"),
+    "run-id-blank": _renamed(" "),
+    "run-id-terminal-codes": _renamed("x\x1b]0;PWNED\x07\x1b[2J"),
+    "run-id-with-slash": _renamed("abc/3.0.0"),
+    "subgraph-run-without-its-root": _renamed("abc/3.0.0", root_run_id="abc", caller_run_id="abc", caller_step=3,
+                                              caller_task=0, path="review"),
 }
 RAW_TAILS = {"invalid-utf8": b'{"table": "steps", "row": {"node": "\xff\xfe"}}\n'}
 
@@ -520,6 +540,23 @@ def test_import_refuses_malformed_files_and_changes_nothing(export_file: tuple[l
     refused(capsys, "import", str(path), "--db", str(target))
     assert sha(target) == before
     assert _dir_listing(target.parent) == listing
+
+
+def test_import_never_adds_history_to_a_run_already_in_the_store(export_file: tuple[list[dict[str, Any]], str],
+                                                                  target: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A file holding a 'subgraph run' of a run the store already has (with a question of its
+    own) is refused: it would show as that run's history and take the answer meant for it."""
+    code, out, _ = cli(capsys, "runs", "--db", str(target), "--json")
+    victim = json.loads(out)[0]["run_id"]
+    lines, _ = export_file
+    forged = _renamed(f"{victim}/3.0.0", root_run_id=victim, caller_run_id=victim, caller_step=3, caller_task=0,
+                      path="handoff")(lines)
+    path = _write(tmp_path / "forged.jsonl", forged)
+    before = sha(target)
+    message = refused(capsys, "import", str(path), "--db", str(target))
+    assert f"subgraph run of {victim!r}" in message and "nothing was imported" in message
+    assert sha(target) == before
 
 
 def test_import_refuses_an_oversized_line(export_file: tuple[list[dict[str, Any]], str], target: Path,

@@ -27,7 +27,7 @@ from workbench import codec
 from workbench.context import Event
 from workbench.errors import InputError, InvalidUpdateError, RunStateError, SerializationError
 from workbench.graph import START
-from workbench.runtime.types import ActiveRun, Outcome, RunResult, TaskSpec, new_run_id
+from workbench.runtime.types import ActiveRun, Outcome, RunResult, TaskSpec, new_run_id, run_id_problem
 from workbench.store.store import now_us
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ async def continue_run(
 ) -> RunResult:
     """Start the next turn of the conversation that ``run_id`` belongs to (see the module
     docstring) and drive it until it completes, fails, waits or pauses."""
+    if new_run_id_ is not None and (problem := run_id_problem(new_run_id_)):
+        raise InputError(problem)
     store = runner._require_store()
     store.sweep()  # a run whose process died: load what its journal holds first
     parent = store.get_run(run_id)

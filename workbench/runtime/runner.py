@@ -52,7 +52,16 @@ from workbench.runtime.subgraph import (
 )
 from workbench.runtime.sync import run_sync as _run_sync
 from workbench.runtime.timing import covered
-from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, RunResult, TaskSpec, check_planned_nodes, new_run_id
+from workbench.runtime.types import (
+    NO_VALUE,
+    ActiveRun,
+    Outcome,
+    RunResult,
+    TaskSpec,
+    check_planned_nodes,
+    new_run_id,
+    run_id_problem,
+)
 from workbench.state import Change, apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
 
@@ -176,6 +185,8 @@ class Runner:
             "break_after": check_names(self.graph, break_after, "break_after"),
             "max_steps": check_limit(max_steps) or self.graph.max_steps,
         }
+        if run_id is not None and self._child is None and (problem := run_id_problem(run_id)):
+            raise InputError(problem)
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
         self.set_break_when(break_when)
         try:

@@ -20,6 +20,28 @@ def new_run_id() -> str:
     return f"{time.time_ns() // 1_000_000:011x}{random.getrandbits(24):06x}"
 
 
+MAX_RUN_ID = 200
+
+
+def run_id_problem(run_id: Any) -> str | None:
+    """Why ``run_id`` cannot name a run a user starts (or imports as one), or None.
+
+    ``/`` is reserved for the runs of subgraphs (``CALLER/STEP.TASK.N``), ``last`` is the CLI's
+    word for the newest run, and an id is printed everywhere: no control characters (a terminal
+    would act on them) and no blank."""
+    if not isinstance(run_id, str) or not run_id.strip():
+        return "a run id is a non-empty string"
+    if len(run_id) > MAX_RUN_ID:
+        return f"a run id has at most {MAX_RUN_ID} characters"
+    if not run_id.isprintable() or run_id != run_id.strip():
+        return f"run id {run_id!r} holds control characters or surrounding blanks"
+    if "/" in run_id:
+        return f"run id {run_id!r} holds '/', which names the runs of subgraphs"
+    if run_id == "last":
+        return "'last' names the newest run on the command line; it cannot be a run id"
+    return None
+
+
 @dataclass
 class TaskSpec:
     """One planned execution of a node within a superstep."""
