@@ -548,6 +548,7 @@ def test_import_never_adds_history_to_a_run_already_in_the_store(export_file: tu
     """A file holding a 'subgraph run' of a run the store already has (with a question of its
     own) is refused: it would show as that run's history and take the answer meant for it."""
     code, out, _ = cli(capsys, "runs", "--db", str(target), "--json")
+    assert code == 0
     victim = json.loads(out)[0]["run_id"]
     lines, _ = export_file
     forged = _renamed(f"{victim}/3.0.0", root_run_id=victim, caller_run_id=victim, caller_step=3, caller_task=0,
