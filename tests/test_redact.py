@@ -144,12 +144,16 @@ def test_remembered_secrets_are_scrubbed_from_text() -> None:
 
 def test_environment_secrets_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {name: _secret(name.lower()) for name in
-              ("FOO_API_KEY", "GITHUB_TOKEN", "APP_SECRET", "DB_PASSWORD", "SIGNING_KEY")}
+              ("FOO_API_KEY", "GITHUB_TOKEN", "APP_SECRET", "DB_PASSWORD", "SIGNING_KEY",
+               # PostgreSQL's and MySQL's own variables (fleet.md has users export PGPASSWORD),
+               # numbered keys, personal access tokens, SECRET_ as a word, a bare PASS
+               "PGPASSWORD", "MYSQL_PWD", "OPENAI_API_KEY_2", "GITHUB_PAT", "SECRET_KEY_BASE", "DB_PASS")}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PLAIN_SETTING", "not-a-secret-at-all")
-    text = " ".join(values.values()) + " not-a-secret-at-all"
-    assert scrub(text) == " ".join([REDACTED] * len(values)) + " not-a-secret-at-all"
+    monkeypatch.setenv("OLDPWD", "/home/someone/projects")  # the shell's directories are not secrets
+    text = " ".join(values.values()) + " not-a-secret-at-all /home/someone/projects"
+    assert scrub(text) == " ".join([REDACTED] * len(values)) + " not-a-secret-at-all /home/someone/projects"
     # Read at each use: a variable removed (or changed) is followed at once.
     monkeypatch.delenv("FOO_API_KEY")
     assert values["FOO_API_KEY"] in scrub(text)

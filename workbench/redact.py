@@ -59,7 +59,12 @@ _SEPARATORS = re.compile(r"[\-. ]+")
 
 # Environment variables whose value is a secret.
 _SECRET_ENV = re.compile(
-    r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE
+    # OPENAI_API_KEY, GITHUB_TOKEN, AWS_SECRET, MYSQL_PWD, DB_PASS, GITHUB_PAT, ..._KEY_2; any
+    # ...PASSWORD (PGPASSWORD); SECRET_ as a word (SECRET_KEY_BASE). Not PWD or OLDPWD: the
+    # working directory.
+    r"(?:(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|CREDENTIALS?|PASS|PAT)|_PWD|PASSWORD|PASSWD)(?:_?\d+)?$"
+    r"|(?:^|_)SECRET_",
+    re.IGNORECASE,
 )
 
 # ``scheme://userinfo@`` — the userinfo (``user:password`` or a bare token) is the credential.
