@@ -277,6 +277,16 @@ def test_reading_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, db:
     assert not (tmp_path / "traces").exists()
 
 
+def test_a_query_error_quoting_alarming_words_is_a_query_error(tmp_path: Path, filled_db: str) -> None:
+    """A query's own error that quotes data ('checksum', 'No space left on device') is reported
+    as the query's, not as a damaged or full store."""
+    for query in ("SELECT CAST('my checksum failed on the invoice' AS INTEGER)",
+                  "SELECT error('No space left on device: corrupt database file')"):
+        line = error_line(wb("sql", query, "--db", filled_db, cwd=tmp_path))
+        assert line.startswith("workbench: error: SQL error: "), line
+        assert "corrupt" not in line.split("SQL error:")[0] and "move it aside" not in line
+
+
 def test_sql_formats(tmp_path: Path, filled_db: str) -> None:
     q = "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"
     as_json = one_json(wb("sql", q, "--db", filled_db, "--format", "json", cwd=tmp_path))

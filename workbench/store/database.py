@@ -85,6 +85,14 @@ def classify(exc: BaseException) -> str:
     return "other"
 
 
+def _storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB reporting trouble with the database itself (reading, writing or
+    keeping its file), rather than with a query (a conversion, the ``error()`` function...)."""
+    import duckdb
+
+    return isinstance(exc, (duckdb.IOException, duckdb.FatalException, duckdb.InternalException))
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -224,7 +232,9 @@ class LocalDatabase:
         try:
             yield cur
         except BaseException as exc:
-            kind = classify(exc)
+            # Only the engine's storage errors say something about the file: a query's own
+            # error may quote recorded data ("...checksum failed...", error('No space left...')).
+            kind = classify(exc) if _storage_error(exc) else "other"
             if kind == "invalidated":
                 with self._cond:
                     self._broken = True
