@@ -24,6 +24,7 @@ from workbench.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error_line, m
 from workbench.cli.output import complete_writes
 from workbench.cli.parser import build_parser
 from workbench.errors import WorkbenchError
+from workbench.printable import printable
 
 __all__ = ["build_parser", "main"]
 
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from workbench.redact import scrub
 
-            print(scrub(traceback.format_exc()).rstrip("\n"), file=sys.stderr)
+            print(printable(scrub(traceback.format_exc())).rstrip("\n"), file=sys.stderr)
             return EXIT_FAILED
         error_line(f"workbench: internal error: {type(exc).__name__}: {exc} (set WORKBENCH_DEBUG=1 for details)")
         return EXIT_FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -110,16 +111,35 @@ def emit(text: str, end: str = "\n") -> None:
     out.write(text + end)
 
 
+@functools.cache
+def _console_class() -> Any:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from workbench.printable import has_control, printable
+
+    class PrintableConsole(Console):
+        """A console that shows control characters in what it prints instead of sending them
+        to the terminal (workbench/printable.py): recorded text may hold escape sequences."""
+
+        def render(self, renderable: Any, options: Any = None) -> Any:
+            for segment in super().render(renderable, options):
+                if segment.control is None and has_control(segment.text):
+                    yield Segment(printable(segment.text), segment.style)
+                else:
+                    yield segment
+
+    return PrintableConsole
+
+
 def make_console() -> Any:
     """The console commands print with. Markup is off: what is printed is mostly recorded text
     (inputs, errors, model answers, SQL results), and text such as ``[/INST]`` or ``[redacted]``
     must print as it is, never be read as a style tag (or fail as a bad one). A line that styles
     a word says ``markup=True`` and escapes what it interpolates (:func:`esc`)."""
-    from rich.console import Console
-
     # Piped output (scripts, CI logs) is not cut to 80 columns.
-    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
-                   width=None if sys.stdout.isatty() else 160)
+    return _console_class()(highlight=False, soft_wrap=True, markup=False, emoji=False,
+                            width=None if sys.stdout.isatty() else 160)
 
 
 def esc(value: Any) -> str:
@@ -146,7 +166,9 @@ def print_json(console: Any, value: Any) -> None:
 
 def error_line(message: str) -> None:
     """One line on stderr, known secrets scrubbed."""
-    text = scrub(" ".join(str(message).split("\n")))
+    from workbench.printable import printable
+
+    text = printable(scrub(" ".join(str(message).split("\n"))))
     print(text, file=sys.stderr)
 
 

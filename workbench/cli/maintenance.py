@@ -7,6 +7,7 @@ import json
 import sys
 
 from workbench.cli.common import EXIT_FAILED, EXIT_OK, UsageError, emit, open_store
+from workbench.printable import printable
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     else:
         extra = len(deleted) - len(ids)
         more = f" (and {extra} fork(s)/continuation(s))" if extra else ""
-        print(f"deleted {len(ids)} run(s){more}: {' '.join(deleted)}")
+        print(printable(f"deleted {len(ids)} run(s){more}: {' '.join(deleted)}"))
     return EXIT_OK
 
 
@@ -55,11 +56,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         emit(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         counts = ", ".join(f"{t} {n}" for t, n in report.tables.items())
-        print(f"{path}: {'healthy' if report.healthy else 'DAMAGED'}" + (f" ({counts})" if counts else ""))
+        print(printable(f"{path}: {'healthy' if report.healthy else 'DAMAGED'}" + (f" ({counts})" if counts else "")))
         for problem in report.problems:
-            print(f"  problem: {problem}")
+            print(printable(f"  problem: {problem}"))
         for note in report.notes:
-            print(f"  {note}")
+            print(printable(f"  {note}"))
     return EXIT_OK if report.healthy else EXIT_FAILED
 
 
@@ -71,5 +72,5 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="refuse") as store:
         done = maintain(store, keep=args.keep)
     for line in done:
-        print(line)
+        print(printable(line))
     return EXIT_OK

@@ -10,6 +10,7 @@ from typing import Any
 
 from workbench.cli.common import EXIT_OK, emit, error_line, esc, make_console, open_store, short
 from workbench.errors import WorkbenchError
+from workbench.printable import printable
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -291,7 +292,7 @@ def cmd_graphs(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         if r.get("error"):
-            print(f"{r['file']}: error: {r['error']}")
+            print(printable(f"{r['file']}: error: {r['error']}"))
         else:
             print(f"{r['graph']:<12} {r['file']:<24} {r['description']}")
     return EXIT_OK

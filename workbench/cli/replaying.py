@@ -18,6 +18,7 @@ from workbench.cli.common import (
     open_store,
 )
 from workbench.errors import WorkbenchError
+from workbench.printable import printable
 
 
 def print_replay(console: Any, report: Any) -> None:
@@ -97,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="refuse") as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
         written = export_runs(store, ids, args.to)
-    print(f"exported {len(written)} run(s) to {args.to}: {', '.join(written)}")
+    print(printable(f"exported {len(written)} run(s) to {args.to}: {', '.join(written)}"))
     return EXIT_OK
 
 
@@ -109,7 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         emit(json.dumps(result))
     else:
-        print(f"imported {len(result['imported'])} run(s)" +
+        print(printable(f"imported {len(result['imported'])} run(s)" +
               (f": {', '.join(result['imported'])}" if result["imported"] else "") +
-              (f"; {len(result['skipped'])} already present" if result["skipped"] else ""))
+              (f"; {len(result['skipped'])} already present" if result["skipped"] else "")))
     return EXIT_OK

@@ -83,6 +83,9 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                  exit_on_store_error: bool = False) -> None:
         super().__init__()
         from workbench.registry import GraphRegistry
+        from workbench.tui.printable_strips import install
+
+        install()  # recorded text never drives the terminal (tui/printable_strips.py)
 
         self.db_path = db or default_db_path()
         self.shared = SharedStore(self.db_path)
