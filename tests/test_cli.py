@@ -287,6 +287,40 @@ def test_a_query_error_quoting_alarming_words_is_a_query_error(tmp_path: Path, f
         assert "corrupt" not in line.split("SQL error:")[0] and "move it aside" not in line
 
 
+ENDLESS = "SELECT count(*) FROM range(1000000000000) a, range(1000) b"
+
+
+def test_a_query_that_runs_too_long_is_stopped_and_lets_go_of_the_store(tmp_path: Path, filled_db: str) -> None:
+    """While a query runs it holds the store (recording waits): past --timeout it is stopped,
+    in one line, and the store is free again at once."""
+    line = error_line(wb("sql", ENDLESS, "--db", filled_db, "--timeout", "0.3", cwd=tmp_path))
+    assert line.startswith("workbench: error: the query ran longer than 0.3 s and was stopped"), line
+    assert "--timeout SECONDS" in line
+    assert one_json(wb("runs", "--db", filled_db, "--json", cwd=tmp_path))  # nothing left holding the file
+    bad = wb("sql", "SELECT 1", "--db", filled_db, "--timeout", "-1", cwd=tmp_path)
+    assert bad.returncode == 2 and "argument --timeout: -1 is not 0 or more seconds" in bad.stderr
+
+
+def test_ctrl_c_stops_a_running_query_at_once(filled_db: str) -> None:
+    """Ctrl-C interrupts the database (it went on for minutes, the rollback waiting for it) and
+    the store is usable right after."""
+    import signal
+    import threading
+
+    from workbench.sqlquery import run_read_only
+    from workbench.store import TraceStore
+
+    with TraceStore(filled_db) as store:
+        timer = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_read_only(store, ENDLESS, timeout=None)
+        finally:
+            timer.cancel()
+        assert run_read_only(store, "SELECT count(*) FROM runs").rows == [(3,)]
+
+
 def test_sql_formats(tmp_path: Path, filled_db: str) -> None:
     q = "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"
     as_json = one_json(wb("sql", q, "--db", filled_db, "--format", "json", cwd=tmp_path))

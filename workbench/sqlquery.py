@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +79,27 @@ def check_read_only(sql: str) -> list[Any]:
     return list(statements)
 
 
-def run_read_only(store: TraceStore, sql: str, limit: int | None = None) -> QueryResult:
+QUERY_TIMEOUT_S = 30.0
+"""How long a query of the SQL console or ``workbench sql`` may run by default. While it runs it
+holds the store's file, and every process recording into it waits for it (they give up after a
+minute): a runaway query is stopped rather than stopping the recorders. ``--timeout`` changes it."""
+
+
+class QueryStopped(InputError):
+    """A query stopped before it finished: it ran out of time, or it was cancelled."""
+
+
+def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
+                  timeout: float | None = QUERY_TIMEOUT_S, cancel: threading.Event | None = None) -> QueryResult:
     """Run read statements (the last one's rows are returned) inside a rolled-back transaction.
 
     With ``limit``, the database produces at most ``limit + 1`` rows of the last statement when
     it is a ``SELECT`` (see :func:`limited_query`): the first ``limit`` are returned and
     ``truncated`` says whether there were more.
+
+    The query runs in a thread of its own while this one waits, so that it can be stopped: after
+    ``timeout`` seconds (None or 0: never), when ``cancel`` is set, or on Ctrl-C
+    (``KeyboardInterrupt`` is raised once the database has stopped and let go of the file).
     """
     import duckdb
 
@@ -91,15 +107,18 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None) -> Quer
     started = time.perf_counter()
     last = statements[-1].query
     wrapped = limited_query(statements[-1], limit) if limit is not None else None
-    # The database enforces read-only, not the check above: a read-only instance, a read-only
-    # transaction, no file access and a locked configuration (store/database.py).
-    with store.reading(strict=True) as cur:
+    out: dict[str, Any] = {}
+
+    def execute(cur: Any) -> None:
+        nonlocal wrapped
         try:
             for st in statements[:-1]:
                 cur.execute(st.query)
             if wrapped is not None:
                 try:
                     cur.execute(wrapped)
+                except duckdb.InterruptException:
+                    raise
                 except duckdb.Error:
                     # A read that cannot be a subquery: run it as it is, in a fresh read-only
                     # transaction (the failed one is aborted); its own error, if any, is the
@@ -111,15 +130,56 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None) -> Quer
                         cur.execute(st.query)
             if wrapped is None:
                 cur.execute(last)
-            columns = [d[0] for d in cur.description or []]
-            json_columns = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
-            rows = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
-        except duckdb.Error as exc:
-            raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
+            out["columns"] = [d[0] for d in cur.description or []]
+            out["json"] = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
+            out["rows"] = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+        except BaseException as exc:  # handed to the waiting thread
+            out["error"] = exc
+
+    # The database enforces read-only, not the check above: a read-only instance, a read-only
+    # transaction, no file access and a locked configuration (store/database.py).
+    with store.reading(strict=True) as cur:
+        worker = threading.Thread(target=execute, args=(cur,), name="workbench-query", daemon=True)
+        worker.start()
+        stopped = _wait_for_query(worker, cur, started, timeout, cancel)
+    error = out.get("error")
+    if stopped == "timeout":
+        raise QueryStopped(f"the query ran longer than {timeout:g} s and was stopped: while it runs it holds the "
+                           "store, and recording waits for it (pass --timeout SECONDS to allow longer, 0 for no "
+                           "limit)")
+    if stopped == "cancelled":
+        raise QueryStopped("the query was cancelled")
+    if error is not None:
+        if isinstance(error, duckdb.Error):
+            raise InputError(f"SQL error: {str(error).strip().splitlines()[0]}") from None
+        raise error
+    rows = out["rows"]
     fetched = len(rows)
     truncated = limit is not None and fetched > limit
-    return QueryResult(columns, rows[:limit] if truncated else rows, (time.perf_counter() - started) * 1000,
-                       json_columns, truncated, fetched)
+    return QueryResult(out["columns"], rows[:limit] if truncated else rows, (time.perf_counter() - started) * 1000,
+                       out["json"], truncated, fetched)
+
+
+def _wait_for_query(worker: threading.Thread, cur: Any, started: float, timeout: float | None,
+                    cancel: threading.Event | None) -> str | None:
+    """Wait for the query thread; interrupt the query when its time is up, when ``cancel`` is
+    set, or on Ctrl-C (re-raised once the query has stopped). Returns why it was stopped."""
+    stopped: str | None = None
+    while worker.is_alive():
+        try:
+            worker.join(0.05)
+        except KeyboardInterrupt:
+            cur.interrupt()
+            worker.join()
+            raise
+        if stopped is None:
+            if timeout and time.perf_counter() - started > timeout:
+                stopped = "timeout"
+            elif cancel is not None and cancel.is_set():
+                stopped = "cancelled"
+            if stopped is not None:
+                cur.interrupt()
+    return stopped
 
 
 def limited_query(statement: Any, limit: int) -> str | None:

@@ -961,8 +961,8 @@ async def sql(pilot: Any, query: str) -> SqlConsole:
     editor.focus()
     before = plain(console.query_one("#sql-status").content)
     await pilot.press("ctrl+r")
-    await settle(pilot, lambda: plain(console.query_one("#sql-status").content) not in (before, "running…\n"),
-                 what="the query")
+    await settle(pilot, lambda: (status := plain(console.query_one("#sql-status").content)) != before
+                 and not status.startswith("running…"), what="the query")
     return console
 
 
@@ -981,6 +981,14 @@ async def test_sql_console_runs_queries_read_only_with_inline_errors(project: Pr
         await sql(pilot, "SELECT * FROM no_such_table")
         assert "SQL error" in text_of(console, "#sql-status")
         assert "no_such_table" in text_of(console, "#sql-status")
+        assert db_query(app, "SELECT count(*) FROM runs")[0][0] == 1
+        # A query that would run for ever: ctrl+x (named while it runs) stops it, and the store
+        # is free again (it held the file, and recording waited for it).
+        app.query_one("#sql-editor", TextArea).text = "SELECT count(*) FROM range(1000000000000) a, range(1000) b"
+        await pilot.press("ctrl+r")
+        assert text_of(console, "#sql-status").startswith("running… (ctrl+x cancels)")
+        await pilot.press("ctrl+x")
+        await settle(pilot, lambda: "cancelled" in text_of(console, "#sql-status"), what="the cancel")
         assert db_query(app, "SELECT count(*) FROM runs")[0][0] == 1
         assert errors(app) == []
 

@@ -10,6 +10,17 @@ from workbench.cli.replaying import cmd_export, cmd_import, cmd_replay, cmd_test
 from workbench.cli.running import cmd_demo, cmd_fork, cmd_resume, cmd_run
 
 
+def seconds(text: str) -> float:
+    """A number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more seconds")
+    return value
+
+
 def positive(text: str) -> int:
     """A whole number of 1 or more (argparse turns the ValueError into a usage error, exit 2)."""
     try:
@@ -92,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("query", metavar="QUERY")
     db_opt(sp)
     sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sp.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
+                    help="stop the query after SECONDS (default 30; 0: no limit): while it runs, recording waits")
     sp.set_defaults(func=cmd_sql)
 
     sp = sub.add_parser("replay", help="re-execute a run with today's code, serving every recorded answer")

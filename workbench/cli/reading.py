@@ -164,11 +164,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from workbench.sqlquery import check_read_only, run_read_only
+    from workbench.sqlquery import QUERY_TIMEOUT_S, check_read_only, run_read_only
 
     check_read_only(args.query)  # refuse writes before touching the database
     with open_store(args, if_missing="empty") as store:
-        result = run_read_only(store, args.query)
+        result = run_read_only(store, args.query, timeout=QUERY_TIMEOUT_S if args.timeout is None else args.timeout)
     names, rows = result.columns, result.rows
     if args.format == "json":
         emit(strict_json(result.to_dicts()))

@@ -496,6 +496,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                         title="quit?", severity="warning")
             self.set_timer(5, self._disarm_quit)
             return
+        self.cancel_sql()  # a running query would keep the process (and the store) until it ends
         await super().action_quit()
 
     def _disarm_quit(self) -> None:

@@ -9,6 +9,7 @@ values, a SQL result cell.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +30,23 @@ class DataViews(App[None]):
     # Provided by WorkbenchApp.
     shared: Any
     _guard: Callable[[str, Callable[[], object]], None]
+    _sql_cancel: threading.Event | None = None  # the running console query's stop signal
     _tabs: Callable[[], TabbedContent]
 
     # ----------------------------------------------------------------- SQL console
 
     def on_sql_console_query_submitted(self, message: SqlConsole.QuerySubmitted) -> None:
-        self.run_sql(message.sql, message.limit)
+        self.cancel_sql()  # a new query replaces the one running
+        self._sql_cancel = threading.Event()  # made here, so a cancel pressed at once finds it
+        self.run_sql(message.sql, message.limit, self._sql_cancel)
+
+    def on_sql_console_cancel_requested(self, message: SqlConsole.CancelRequested) -> None:
+        self.cancel_sql()
+
+    def cancel_sql(self) -> None:
+        """Stop the console's running query, if any (it holds the store while it runs)."""
+        if self._sql_cancel is not None:
+            self._sql_cancel.set()
 
     def on_sql_console_schema_requested(self, message: SqlConsole.SchemaRequested) -> None:
         self.load_sql_schema()
@@ -47,13 +59,13 @@ class DataViews(App[None]):
                 console.about_to_show()
 
     @work(thread=True, exclusive=True, group="sql")
-    def run_sql(self, sql: str, limit: int | None = None) -> None:
+    def run_sql(self, sql: str, limit: int | None = None, cancel: threading.Event | None = None) -> None:
         from workbench.sqlquery import run_read_only
 
         console = self.query_one("#sql", SqlConsole)
         try:
             with self.shared.lease() as store:
-                result = run_read_only(store, sql, limit)
+                result = run_read_only(store, sql, limit, cancel=cancel)
         except WorkbenchError as exc:
             self.call_from_thread(console.show_error, str(exc))
             return

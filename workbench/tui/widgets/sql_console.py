@@ -54,6 +54,8 @@ class SqlConsole(Vertical):
                 priority=True),
         Binding("escape", "leave_editor", "Leave editor",
                 tooltip="Move focus to the results (then 1-5 switch tabs)", priority=True),
+        # Named by the status line while a query runs (the only time it does anything).
+        Binding("ctrl+x", "cancel_query", "Cancel query", show=False, priority=True),
     ]
 
     class QuerySubmitted(Message):
@@ -63,6 +65,9 @@ class SqlConsole(Vertical):
             super().__init__()
             self.sql = sql
             self.limit = limit
+
+    class CancelRequested(Message):
+        """The user asked to stop the query that is running."""
 
     class SchemaRequested(Message):
         """The console wants the store's views and columns (for the browser and completion)."""
@@ -206,8 +211,11 @@ class SqlConsole(Vertical):
         sql = self.query_one("#sql-editor", TextArea).text.strip()
         if sql:
             self.limit = PAGE_ROWS
-            self.set_status(Text("running…", style="dim"))
+            self.set_status(Text("running… (ctrl+x cancels)", style="dim"))
             self.post_message(self.QuerySubmitted(sql, self.limit))
+
+    def action_cancel_query(self) -> None:
+        self.post_message(self.CancelRequested())
 
     def action_fetch_more(self) -> None:
         """Run the last query again for more rows (the limit grows by a page)."""
