@@ -626,3 +626,33 @@ def test_the_same_nodes_given_other_inputs_are_named_as_such(store: TraceStore) 
     report = replay_run(store, rid, fan(True))
     assert report.divergence is not None and report.divergence.kind == "path"
     assert report.divergence.message.startswith("the run now takes [work, work] with other inputs")
+
+
+class N(TypedDict):
+    n: int
+
+
+def _looping(name: str, limit: int) -> Graph:
+    g = Graph(name, N, max_steps=limit)
+    g.add_node("inc", lambda s: {"n": s["n"] + 1})
+    g.edge(START, "inc")
+    g.route("inc", lambda s: "inc" if s["n"] < 5 else END, targets=["inc", END])
+    return g
+
+
+def test_a_run_stopped_by_its_step_limit_replays_identically(store: TraceStore) -> None:
+    """It stopped before a step it had planned, and so does its replay (which said 'the recording
+    went on to step 4'); inside a subgraph too, whose limit is its graph's own."""
+    g = _looping("limit", 3)
+    failed = Runner(g, store).run({"n": 0})
+    assert failed.status == "failed" and "step limit of 3" in (failed.error or "")
+    assert replay_run(store, failed.run_id, g).identical
+
+    outer = Graph("limit_outer", N)
+    outer.add_node("sub", _looping("limit_inner", 3))
+    outer.sequence(START, "sub", END)
+    nested = Runner(outer, store).run({"n": 0})
+    assert nested.status == "failed"
+    assert "the subgraph's run reached its step limit of 3" in (nested.error or "")
+    assert "--max-steps" not in (nested.error or "")  # resume --max-steps raises the root's limit only
+    assert replay_run(store, nested.run_id, outer).identical

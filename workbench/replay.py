@@ -328,6 +328,9 @@ def _end_divergence(history: RunHistory, recorded: str, status: str, step: int) 
             and not history.step(last + 1).nodes:
         # Paused (or cut off) after its last step, with nothing planned next: it would end here.
         return None
+    if recorded == status == "failed" and step == last - 1 and not history.step(last).tasks:
+        # Stopped before a step it had planned (its step limit), as the recording did.
+        return None
     ended = f"the run now ends {status} {'after' if status == 'completed' else 'at'} step {step}"
     went_on = history.step(step + 1).nodes if step < last else []
     if went_on:

@@ -156,9 +156,10 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(sorted("END" if n == END else "START" if n == START else n for n in names))
 
 
-def loop_message(graph: Graph, history: list[str], limit: int) -> str:
+def loop_message(graph: Graph, history: list[str], limit: int, *, subgraph: bool = False) -> str:
     """Why a run stopped at its step limit, naming the loop it was in (``history``: the nodes
-    of each step so far, ``"a+b"`` for a step of two)."""
+    of each step so far, ``"a+b"`` for a step of two). A subgraph's limit is its graph's own:
+    ``resume --max-steps`` raises the root run's, not that one."""
     loop = None
     for p in range(1, len(history) // 2 + 1):
         if history[-p:] == history[-2 * p:-p]:
@@ -166,5 +167,9 @@ def loop_message(graph: Graph, history: list[str], limit: int) -> str:
             break
     where = f"{display_path(graph.file)}: graph {graph.name!r}"
     desc = f"; loop {' → '.join(loop)}" if loop else ""
+    if subgraph:
+        return (f"{where}: the subgraph's run reached its step limit of {limit}{desc}; give the loop an exit "
+                f"condition, or raise the subgraph's own limit (Graph({graph.name!r}, ..., max_steps=N)), then "
+                "resume the run")
     return (f"{where}: run reached its step limit of {limit}{desc}; give the loop an exit "
             "condition, or raise max_steps (workbench resume RUN --max-steps N continues it)")

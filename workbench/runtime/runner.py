@@ -325,7 +325,7 @@ class Runner:
             if not run.plan:
                 return self._finish(run, "completed")
             if run.step - first_step + 1 > max_steps:
-                err = StepLimitError(loop_message(self.graph, run.history, max_steps))
+                err = StepLimitError(loop_message(self.graph, run.history, max_steps, subgraph=self._child is not None))
                 return self._finish(run, "failed", error=str(err), exc=err, ran=False)
             hit = [t.node for t in run.plan if t.node in break_before]
             if hit and not run.skip_before:
