@@ -333,6 +333,23 @@ def test_fork_at_an_inner_step_with_a_state_edit(store: TraceStore) -> None:
     assert replay_run(store, fork.run_id, outer_graph({})).identical
 
 
+def test_an_inner_fork_editing_a_key_the_subgraph_never_writes_replays_identically(store: TraceStore) -> None:
+    """The edit is a change of the subgraph's run, so its caller gets it, live and in the replay
+    (which left it out and diverged); at the subgraph's first step too (its edited input)."""
+    r = Runner(outer_graph({}), store).run({"topic": "kettle"})
+    done = Runner(outer_graph({}), store).resume(r.run_id, "yes")
+    assert done.status == "completed"
+    later = Runner(outer_graph({}), store).fork(r.run_id, "2/review/3", set_state={"topic": "toaster"})
+    assert later.status == "completed" and later.state["topic"] == "toaster"
+    assert replay_run(store, later.run_id, outer_graph({})).identical
+    first = Runner(outer_graph({}), store).fork(r.run_id, "2/review/1", set_state={"topic": "toaster"})
+    assert first.status == "waiting" and first.interrupt == {"approve": "toaster"}  # ran on the edited input
+    answered = Runner(outer_graph({}), store).resume(first.run_id, "no")
+    assert answered.state["topic"] == "toaster"
+    for fork in (first, answered):
+        assert replay_run(store, fork.run_id, outer_graph({})).identical, fork.run_id
+
+
 def test_fork_at_an_inner_step_with_a_model_answer(store: TraceStore) -> None:
     execs: dict[str, int] = {}
     r = Runner(outer_graph(execs), store).run({"topic": "kettle"})

@@ -144,6 +144,11 @@ class ReplaySession:
         detail["node"] = f"{node}/{detail['node']}" if detail.get("node") else node
         detail["step"] = step
 
+    def start_edits(self) -> list[tuple[str, str, Any]]:
+        """A fork's edits made before its first step (``--at 1``, or an inner ``--at N/node/1``):
+        what its replay starts from, as the fork did."""
+        return self.history.step(0).edits_after if len(self.history.lineage) > 1 else []
+
     def first_attempt(self, step: int, idx: int) -> int:
         """The attempt the recording of task ``idx`` of ``step`` starts at: 1, unless a fork
         edited a model answer of a retried node and so continued the attempt that made it."""
@@ -280,11 +285,6 @@ def replay_run(store: TraceStore, run_id: str, graph: Graph) -> ReplayReport:
     history = RunHistory(store, run_id)
     run = history.run
     root_input = store.get_run(history.lineage[-1][0])["input"] or {}
-    start_edits = history.step(0).edits_after if len(history.lineage) > 1 else []
-    if start_edits:  # a fork at step 1 edited the input: its first step starts (and is routed) from that
-        from workbench.state import apply_changes
-
-        root_input = apply_changes(dict(root_input), start_edits)
     changed = graph.changed_since(run.get("node_versions"))
     session = ReplaySession(history)
     config = run["config"] or {}

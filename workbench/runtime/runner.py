@@ -176,6 +176,11 @@ class Runner:
                 return (await host.call(self.graph, input, max_steps=max_steps))[0]
         if input is not None and not isinstance(input, dict):
             raise InputError(f"input must be a JSON object, got {type(input).__name__}")
+        # A replayed fork made at its first step (of the run, or of a subgraph's run) starts from
+        # its edited input, as the fork did; the edits count as the run's changes for its caller.
+        start_edits = self._replay.start_edits() if self._replay is not None else []
+        if start_edits:
+            input = apply_changes(dict(input or {}), start_edits)
         try:
             state, changes = self.schema.initial(input)
         except InvalidUpdateError as exc:
@@ -188,6 +193,7 @@ class Runner:
         if run_id is not None and self._child is None and (problem := run_id_problem(run_id)):
             raise InputError(problem)
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
+        self._track_inline_changes(run, start_edits)
         self.set_break_when(break_when)
         try:
             input_json = codec.dumps(input or {}, "input")
@@ -376,9 +382,11 @@ class Runner:
             if self._replay is not None:
                 edits = self._replay.after_merge(run.step, new_state)
                 if edits:
-                    # A fork's edits, applied where the fork applied them; a fork that planned
-                    # its first step again from them (runtime/fork_plan.py) is replayed so.
+                    # A fork's edits, applied where the fork applied them (changes of the run, as
+                    # a subgraph's caller gets them); a fork that planned its first step again
+                    # from them (runtime/fork_plan.py) is replayed so.
                     new_state = self.schema.decode(apply_changes(dict(new_state), edits))
+                    self._track_inline_changes(run, edits)
                     if self._replay.rerouted(run.step):
                         plan, joins = self.planner.next(list(zip(run.plan, outcomes, strict=True)), new_state,
                                                         run.joins)
