@@ -656,3 +656,32 @@ def test_a_run_stopped_by_its_step_limit_replays_identically(store: TraceStore) 
     assert "the subgraph's run reached its step limit of 3" in (nested.error or "")
     assert "--max-steps" not in (nested.error or "")  # resume --max-steps raises the root's limit only
     assert replay_run(store, nested.run_id, outer).identical
+
+
+def test_a_replayed_node_sees_the_run_id_it_was_recorded_under(store: TraceStore) -> None:
+    """ctx.run_id in a replay is the recorded one (the run's, a fork's parent's before the fork
+    step, a subgraph's child run's), so a request built from it (an idempotency key) matches."""
+    seen: list[str] = []
+
+    @tool
+    def effect(key: str) -> str:
+        seen.append(key)
+        return "done"
+
+    def node(name: str) -> Any:
+        return lambda state, ctx: {"log": [effect(f"{ctx.run_id}:{name}")]}
+
+    inner = Graph("ids_inner", T)
+    inner.add_node("deep", node("deep"))
+    inner.sequence(START, "deep", END)
+    g = Graph("ids", T)
+    g.add_node("a", node("a"))
+    g.add_node("sub", inner)
+    g.add_node("b", node("b"))
+    g.sequence(START, "a", "sub", "b", END)
+    runner = Runner(g, store)
+    parent = runner.run({})
+    fork = runner.fork(parent.run_id, 3)
+    assert seen[-1] == f"{fork.run_id}:b" and seen[1] == f"{parent.run_id}/2.0.0:deep"
+    for rid in (parent.run_id, fork.run_id):
+        assert replay_run(store, rid, g).identical, rid

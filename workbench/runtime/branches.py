@@ -126,7 +126,9 @@ def task_context(runner: Runner, run: ActiveRun, idx: int, spec: TaskSpec, attem
     if replay is not None:
         calls, answers = replay.task_inputs(run.step, idx, attempt)
         ctx = Context(
-            run_id=run.run_id, graph=runner.graph.name, step=run.step, node=spec.node, task=idx,
+            # The id the step was recorded under (a fork's parent's before its fork step, a
+            # subgraph's child run id): a node that uses it in a request asks the same again.
+            run_id=replay.history.owner(run.step), graph=runner.graph.name, step=run.step, node=spec.node, task=idx,
             attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
             next_seq=0, emit=runner.listener, error=spec.error, strict=True, first_started=first_started,
         )
