@@ -25,17 +25,24 @@ from workbench.store.database import classify, connect
 from workbench.store.spool import Spool
 path, tables = sys.argv[1], sys.argv[2:]
 spool = Spool(path + ".spool")
-spool.hold()  # a workbench process has the file open: others wait for it instead of giving up
 deadline = time.monotonic() + 60
+foreign_since = None
 with spool.waiting(reader=True):
     while True:
         try:
             con = connect(path, read_only=True)
             break
         except duckdb.Error as exc:
-            if classify(exc) != "locked" or time.monotonic() > deadline:
+            now = time.monotonic()
+            if classify(exc) != "locked":
                 raise
+            # A workbench process hands the file over soon; another program may keep it.
+            foreign_since = None if spool.held_by_workbench() else (foreign_since or now)
+            if now > deadline or (foreign_since is not None and now - foreign_since >= 2):
+                print(json.dumps({"locked": str(exc).strip().splitlines()[0]}), flush=True)
+                sys.exit(3)
             time.sleep(0.05)
+spool.hold()  # a workbench process has the file open: others wait for it instead of giving up
 for t in tables:
     print(json.dumps({"table": t}), flush=True)
     try:
@@ -90,6 +97,12 @@ def examine(path: str) -> Report:
             item = json.loads(line)
         except ValueError:
             continue
+        if "locked" in item:  # in use, not damaged: the same one line as any command
+            import duckdb
+
+            from workbench.store.database import explain_open_error
+
+            raise explain_open_error(path, duckdb.IOException(item["locked"]))
         current = item["table"]
         if "rows" in item:
             report.tables[current] = item["rows"]

@@ -697,7 +697,7 @@ def test_locked_by_a_foreign_duckdb_process(filled: tuple[Path, Path], monkeypat
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         before = sha(db)
-        for i, args in enumerate([*READS, *WRITES]):
+        for i, args in enumerate([*READS, ["doctor"], *WRITES]):  # doctor: in use, not "DAMAGED"
             if i == 1:
                 monkeypatch.setattr(database, "FOREIGN_TIMEOUT_S", 0.2)
             started = time.monotonic()
