@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import InputError
-from workbench.store.database import engine_config
+from workbench.store.database import classify, engine_config, explain_open_error, storage_error
 from workbench.store.store import TraceStore
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
@@ -150,6 +150,8 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
     if stopped == "cancelled":
         raise QueryStopped("the query was cancelled")
     if error is not None:
+        if storage_error(error) and classify(error) in ("corrupt", "full", "newer"):
+            raise explain_open_error(store.path, error) from None  # the file, not the query
         if isinstance(error, duckdb.Error):
             raise InputError(f"SQL error: {str(error).strip().splitlines()[0]}") from None
         raise error

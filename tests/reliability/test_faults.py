@@ -685,6 +685,20 @@ READS = [["runs"], ["show", "last"], ["sql", "SELECT count(*) FROM steps"]]
 WRITES = [["run", "ledger"], ["resume", "last", "--input", '"42"']]
 
 
+def test_a_cut_off_store_is_named_corrupt_by_every_reading_command(filled: tuple[Path, Path]) -> None:
+    """A store file missing its end (a copy cut short): one line naming the damage and doctor,
+    exit 2 (show gave an internal error, runs a bare engine message)."""
+    proj, db = filled
+    size = db.stat().st_size
+    with open(db, "r+b") as fh:
+        fh.truncate(size - 256 * 1024)
+    for args in (["show", "last"], ["sql", "SELECT count(*) FROM steps"]):
+        res = run_cli(*args, "--db", str(db), cwd=proj)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        line = one_clean_line(res.stderr, res.stdout)
+        assert "is corrupt" in line and "workbench doctor" in line, line
+
+
 def test_locked_by_a_foreign_duckdb_process(filled: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """One line naming the holder, for reads and writes. The first command waits the default
     time (it must be prompt: not the 60 s a workbench holder gets); the rest wait 0.2 s, which

@@ -74,8 +74,8 @@ def classify(exc: BaseException) -> str:
     if "database has been invalidated" in msg or "fatal error" in msg:
         return "invalidated"
     if "corrupt database file" in msg or "checksum" in msg or "not a valid duckdb database" in msg \
-            or re.search(r"\bmagic bytes\b", msg):
-        return "corrupt"
+            or re.search(r"\bmagic bytes\b", msg) or "could not read enough bytes" in msg:
+        return "corrupt"  # (the last: a block beyond the file's end, a cut-off file)
     if "trying to read a database file with version number" in msg or "newer version" in msg:
         return "newer"
     if "no space left on device" in msg or "disk quota" in msg or "file too large" in msg:
@@ -85,7 +85,7 @@ def classify(exc: BaseException) -> str:
     return "other"
 
 
-def _storage_error(exc: BaseException) -> bool:
+def storage_error(exc: BaseException) -> bool:
     """Whether ``exc`` is DuckDB reporting trouble with the database itself (reading, writing or
     keeping its file), rather than with a query (a conversion, the ``error()`` function...)."""
     import duckdb
@@ -234,7 +234,7 @@ class LocalDatabase:
         except BaseException as exc:
             # Only the engine's storage errors say something about the file: a query's own
             # error may quote recorded data ("...checksum failed...", error('No space left...')).
-            kind = classify(exc) if _storage_error(exc) else "other"
+            kind = classify(exc) if storage_error(exc) else "other"
             if kind == "invalidated":
                 with self._cond:
                     self._broken = True
