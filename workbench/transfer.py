@@ -156,6 +156,14 @@ def _check_value(where: str, name: str, sql_type: str, value: Any, required: boo
         raise InputError(f"{where}: {exc}") from None
 
 
+# What a row's status may be (what workbench writes): anything else would be shown as it is
+# and read by no rule.
+STATUSES = {
+    "run": frozenset({"running", "waiting", "paused", "completed", "failed", "superseded"}),
+    "task": frozenset({"completed", "failed", "interrupted", "cancelled", "closed"}),
+}
+
+
 def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
     """Parse and validate an export file completely; return (run ids, [(kind, row)])."""
     name = os.path.basename(path)
@@ -201,6 +209,10 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
             if unknown:
                 raise InputError(f"{name}:{lineno}: table {table!r} has no column {unknown[0]!r}")
             clean = {c: _check_value(f"{name}:{lineno}", c, t, row.get(c), c in NOT_NULL[kind]) for c, t in cols}
+            allowed = STATUSES.get(kind)
+            if allowed is not None and clean.get("status") not in allowed:
+                raise InputError(f"{name}:{lineno}: {table} status {clean.get('status')!r} is not one of "
+                                 f"{', '.join(sorted(allowed))}")
             if clean["run_id"] not in runs:
                 raise InputError(f"{name}:{lineno}: row of run {clean['run_id']!r}, which the header does not list")
             rows.append((kind, clean))
@@ -211,6 +223,13 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     # Every task ran in a planned step: a step's plan is recorded before its tasks run, and
     # resuming, replaying and forking read it. A file missing one would import a run that
     # cannot be continued and replays wrongly.
+    attempts: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for k, r in rows:
+        if k == "task":
+            key = (r["run_id"], r["step"], r["task"], r["attempt"])
+            if attempts.setdefault(key, r) != r:
+                raise InputError(f"{name}: run {r['run_id']!r} has two different rows for attempt {r['attempt']} of "
+                                 f"task {r['task']} at step {r['step']}; the file contradicts itself")
     planned = {(r["run_id"], r["step"]) for k, r in rows if k == "plan"}
     for k, r in rows:
         if k == "task" and (r["run_id"], r["step"]) not in planned:

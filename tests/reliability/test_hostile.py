@@ -519,6 +519,10 @@ BAD_IMPORTS: dict[str, Any] = {
     "self-parent": _self_parent,
     "parent-missing": _set("runs", parent_run_id="nosuchparent", fork_step=1),
     "duplicate-key-rows-differ": _also("state_changes", value=["changed"]),
+    # statuses workbench never writes, and a file that contradicts itself
+    "run-status-unknown": _set("runs", status="pwned"),
+    "task-status-unknown": _set("steps", status="pwned"),
+    "two-rows-for-one-attempt": _also("steps", status="failed"),
     # run ids a user's run cannot have (printed everywhere; '/' names subgraph runs; 'last')
     "run-id-last": _renamed("last"),
     "run-id-blank": _renamed(" "),
