@@ -223,13 +223,16 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     # Every task ran in a planned step: a step's plan is recorded before its tasks run, and
     # resuming, replaying and forking read it. A file missing one would import a run that
     # cannot be continued and replays wrongly.
-    attempts: dict[tuple[Any, ...], dict[str, Any]] = {}
+    # An attempt may be interrupted (or cancelled) and run on, but it ends once: completed,
+    # failed or closed.
+    ended: dict[tuple[Any, ...], dict[str, Any]] = {}
     for k, r in rows:
-        if k == "task":
+        if k == "task" and r["status"] in ("completed", "failed", "closed"):
             key = (r["run_id"], r["step"], r["task"], r["attempt"])
-            if attempts.setdefault(key, r) != r:
-                raise InputError(f"{name}: run {r['run_id']!r} has two different rows for attempt {r['attempt']} of "
-                                 f"task {r['task']} at step {r['step']}; the file contradicts itself")
+            if ended.setdefault(key, r) != r:
+                raise InputError(f"{name}: run {r['run_id']!r} has attempt {r['attempt']} of task {r['task']} at step "
+                                 f"{r['step']} ending twice ({ended[key]['status']} and {r['status']}); the file "
+                                 "contradicts itself")
     planned = {(r["run_id"], r["step"]) for k, r in rows if k == "plan"}
     for k, r in rows:
         if k == "task" and (r["run_id"], r["step"]) not in planned:
