@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -372,16 +373,22 @@ def test_node_and_tool_errors_record_no_secret(
         return key.upper()
 
     g = Graph("leaky_tools", S)
+    called = threading.Event()  # the sibling fails once both tools were called (else it may
+    # fail first and cancel this step's other task before its calls: a race, not the point)
 
     @g.node
     def look(state: S) -> dict[str, Any]:
-        assert lookup("customer:42", {"token": token}) == "CUSTOMER:42"
-        fetch_account(f"https://bob:{secrets.url}@crm.invalid/v1?token={secrets.body}", secrets.key,
-                      {"auth": {"password": secrets.meta}, "n": 1})
+        try:
+            assert lookup("customer:42", {"token": token}) == "CUSTOMER:42"
+            fetch_account(f"https://bob:{secrets.url}@crm.invalid/v1?token={secrets.body}", secrets.key,
+                          {"auth": {"password": secrets.meta}, "n": 1})
+        finally:
+            called.set()
         return {}
 
     @g.node
     def explode(state: S) -> dict[str, Any]:
+        assert called.wait(timeout=60)
         raise RuntimeError(f"config is broken: FOO_API_KEY={os.environ['FOO_API_KEY']}")
 
     g.edge(START, "look").edge(START, "explode").edge("look", END).edge("explode", END)
