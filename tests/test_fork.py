@@ -515,6 +515,13 @@ def test_a_state_edit_routes_the_fork_step_again(store: TraceStore) -> None:
         runner.fork(parent.run_id, 2, set_state={"category": "billing"}, llm_responses={1: "x"})
     with pytest.raises(InputError, match="the run ends before step 3"):
         runner.fork(parent.run_id, 3, set_state={"items": []})
+    # A router that fails on the edited value: refused in one line, nothing recorded.
+    picky = _routed_graph()
+    picky.routes["triage"].router = lambda s: {"technical": "answer"}[s["category"]]
+    before = store.query("SELECT count(*) FROM runs")
+    with pytest.raises(InputError, match="a router raised KeyError: 'sales'"):
+        Runner(picky, store).fork(parent.run_id, 2, set_state={"category": "sales"})
+    assert store.query("SELECT count(*) FROM runs") == before
 
 
 def test_a_fork_at_step_one_replays_from_its_edited_input(store: TraceStore) -> None:

@@ -255,6 +255,9 @@ def _route_again(runner: Runner, store: Any, parent_run_id: str, at_step: int, s
         again = replanned(runner, store, parent_run_id, at_step, state)
     except WorkbenchError as exc:
         raise InputError(f"--set: step {at_step} cannot be planned from the edited state: {exc}") from None
+    except Exception as exc:  # the graph's own router failed on the edited value
+        raise InputError(f"--set: step {at_step} cannot be planned from the edited state: a router raised "
+                         f"{type(exc).__name__}: {exc}") from None
     recorded = [TaskSpec.from_json(t).to_json() for t in plan["tasks"]]
     if again is None or again[0] == recorded:
         return plan["tasks"], plan["joins"] or {}, None
