@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import threading
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -593,16 +594,23 @@ def test_a_failure_handed_to_its_handler_is_not_run_again_when_its_step_resumes(
     assert replay_run(store, first.run_id, g).identical
 
     # The run failed beside it (a sibling failed for good); fixed and resumed, pay is not re-run.
+    # The sibling fails once pay's failure is final (failing first, it would cancel pay's retry).
     effects.clear()
     broken = {"on": True}
+    pay_final = threading.Event()
 
     def flaky(state: State) -> dict[str, Any]:
         if broken["on"]:
+            assert pay_final.wait(timeout=60)
             raise ValueError("bug")
         return {"log": ["sibling ok"]}
 
+    def listen(event: Any) -> None:
+        if event.kind == "task_finished" and event.node == "pay" and event.data.get("attempt") == 2:
+            pay_final.set()
+
     g2 = _handled_beside(flaky, effects)
-    runner2 = Runner(g2, store)
+    runner2 = Runner(g2, store, listener=listen)
     failed = runner2.run({})
     assert failed.status == "failed" and effects == ["charged 10", "charged 10"]
     broken["on"] = False
