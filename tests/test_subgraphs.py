@@ -449,3 +449,38 @@ def test_an_overwrite_inside_a_subgraph_reaches_the_caller(store: TraceStore) ->
     # Resumed after the child completed (its recorded changes read back from the store).
     resumed = Runner(g, store).fork(result.run_id, 2)
     assert resumed.state == want
+
+
+class Fan(TypedDict):
+    items: list[str]
+    log: Annotated[list[str], append]
+
+
+def _fan_inside() -> Graph:
+    from workbench import Send
+
+    inner = Graph("fan_inner", Fan)
+    inner.add_node("plan", lambda s: {"log": ["planned"]})
+    inner.add_node("w", lambda item: {"log": [f"w {item}"]})
+    inner.edge(START, "plan")
+    inner.route("plan", lambda s: [Send("w", i) for i in s["items"]], targets=["w"])
+    inner.edge("w", END)
+    outer = Graph("fan_outer", Fan)
+    outer.add_node("intake", lambda s: {"log": ["intake"]})
+    outer.add_node("sub", inner)
+    outer.sequence(START, "intake", "sub", END)
+    return outer
+
+
+def test_a_state_edit_at_an_inner_step_routes_that_step_again(store: TraceStore) -> None:
+    """As at a root step: --set at an inner step routes it again from the edited state (the
+    fork ran the recorded branches a and b with items ["c"]), and the fork replays identically."""
+    g = _fan_inside()
+    parent = Runner(g, store).run({"items": ["a", "b"]})
+    assert parent.state["log"] == ["intake", "planned", "w a", "w b"]
+    fork = Runner(g, store).fork(parent.run_id, "2/sub/2", set_state={"items": ["c"]})
+    assert fork.status == "completed", fork.error
+    assert fork.state["log"] == ["intake", "planned", "w c"]
+    [event] = [e for e in store.events(fork.run_id) if e["kind"] == "forked"]
+    assert event["detail"]["rerouted"] == {"from": ["w", "w"], "to": ["w"], "where": "2/sub/2"}
+    assert replay_run(store, fork.run_id, g).identical

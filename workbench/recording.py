@@ -185,6 +185,11 @@ class Recorder:
         self._write([self._event(run_id, step, kind, node, detail)])
 
     @staticmethod
+    def event_record(run_id: str, step: int | None, kind: str, node: str | None, detail: Any) -> Record:
+        """An event as a record, to be written with others in one frame (a fork's first)."""
+        return Recorder._event(run_id, step, kind, node, detail)
+
+    @staticmethod
     def _event(run_id: str, step: int | None, kind: str, node: str | None, detail: Any) -> Record:
         return ("event", {"run_id": run_id, "step": step, "kind": kind, "node": node,
                           "detail": codec.dumps(detail), "created_at": now_us()})

@@ -256,7 +256,8 @@ class ReplaySession:
         """Whether the fork whose edits follow ``step`` planned its first step again from the
         edited state (its ``forked`` event says so) rather than keeping the recorded plan."""
         owner = self.history.owner(step + 1)
-        return any(e["kind"] == "forked" and e["step"] == step and (e["detail"] or {}).get("rerouted")
+        return any(e["step"] == step and ((e["kind"] == "forked" and (e["detail"] or {}).get("rerouted"))
+                                          or e["kind"] == "rerouted")  # a subgraph's run forked inside
                    for e in self.history.store.events(owner))
 
     def after_merge(self, step: int, state: dict[str, Any]) -> list[tuple[str, str, Any]]:

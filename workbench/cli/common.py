@@ -181,7 +181,7 @@ def progress_listener(console: Any, changed: list[str] | None = None, at: int | 
             note = f"; code changed since the parent ran: {', '.join(changed)}" if changed else ""
             moved = event.data.get("rerouted")
             if moved:
-                note += (f"; from the edited state step {at} runs {', '.join(moved['to'])} "
+                note += (f"; from the edited state step {moved.get('where', at)} runs {', '.join(moved['to'])} "
                          f"(the parent ran {', '.join(moved['from'])})")
             console.print(f"fork {event.run_id} of {event.data['parent']}, running from step {at}{note}")
         if event.kind == "run_started" and event.data.get("continues"):

@@ -144,8 +144,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
         for event in store.events(result.run_id) if args.json else ():  # else the progress line says it
             moved = (event["detail"] or {}).get("rerouted") if event["kind"] == "forked" else None
             if moved:
-                error_line(f"workbench: note: from the edited state step {step} runs {', '.join(moved['to'])} "
-                           f"(run {run_id} ran {', '.join(moved['from'])} there)")
+                error_line(f"workbench: note: from the edited state step {moved.get('where', step)} runs "
+                           f"{', '.join(moved['to'])} (run {run_id} ran {', '.join(moved['from'])} there)")
         return report(args, result, args.graph, runner)
 
 

@@ -18,7 +18,7 @@ from workbench.runtime.types import Outcome, TaskSpec
 from workbench.store.reader import StoreReader
 
 if TYPE_CHECKING:
-    from workbench.runtime.runner import Runner
+    from workbench.runtime.planner import Planner
 
 
 def starts_a_turn(store: StoreReader, run_id: str, step: int) -> bool:
@@ -30,7 +30,7 @@ def starts_a_turn(store: StoreReader, run_id: str, step: int) -> bool:
     return int((owner.get("config") or {}).get("first_step") or 1) == step
 
 
-def replanned(runner: Runner, store: StoreReader, run_id: str, step: int,
+def replanned(planner: Planner, store: StoreReader, run_id: str, step: int,
               state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list[Any]]] | None:
     """The tasks and join bookkeeping of ``step`` planned from ``state`` (the state before it,
     edited), or None when the step before cannot be planned from again: one of its tasks failed
@@ -56,5 +56,5 @@ def replanned(runner: Runner, store: StoreReader, run_id: str, step: int,
                 return None
             finished.append((spec, Outcome(decided["status"], goto=decode_goto(decided.get("goto")) or None)))
         joins = before["joins"] or {}
-    plan, joins = runner.planner.next(finished, dict(state), joins)
+    plan, joins = planner.next(finished, dict(state), joins)
     return [t.to_json() for t in plan], joins

@@ -47,6 +47,7 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
     root_task = None
     path = ""
     child_new = ""
+    inner_rerouted: dict[str, Any] | None = None
     for depth, hop in enumerate(hops):
         where = f"step {caller_step} of run {caller_old}"
         idx = task_of(caller_plan, hop, where)
@@ -74,6 +75,17 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             raise InputError(f"--at: subgraph {path!r} has no recorded plan for its step {hop.step}")
         check_planned_nodes(graph, inner_plan["tasks"], f"a fork of subgraph {path!r} at its step {hop.step} "
                             f"runs that step")
+        inner_tasks, inner_joins, rerouted = inner_plan["tasks"], inner_plan["joins"] or {}, None
+        if depth == len(hops) - 1 and set_state:
+            # As at a root step: the inner step is routed again from the edited state.
+            from workbench.runtime.planner import Planner
+
+            _edits(runner, graph, child_new, hop.step - 1, set_state)  # checked before any routing
+            edited = graph.schema.decode(store.state_at(child_old, hop.step - 1))
+            edited.update(graph.schema.decode(set_state))
+            inner_tasks, inner_joins, rerouted = _route_again(Planner(graph, graph.schema), store, child_old,
+                                                              hop.step, edited, inner_plan,
+                                                              bool(llm_responses or close))
         inner_config = {k: v for k, v in (old["config"] or {}).items()
                         if k not in ("paused", "break_before", "break_after")}
         # A fork's input is what it was given: its edits (the innermost child holds them).
@@ -83,18 +95,20 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
         row.update(root_run_id=fork_id, caller_run_id=caller_new, caller_step=caller_step, caller_task=idx,
                    path=path)
         records.append(("run", row))
-        records.append(runner.recorder.plan(child_new, hop.step, inner_plan["tasks"], inner_plan["joins"] or {}))
+        records.append(runner.recorder.plan(child_new, hop.step, inner_tasks, inner_joins))
+        if rerouted:  # what the child's replay reads (ReplaySession.rerouted)
+            records.append(runner.recorder.event_record(child_new, hop.step - 1, "rerouted", None, rerouted))
+            inner_rerouted = {**rerouted, "where": label}
         if depth == len(hops) - 1:
             records += _edits(runner, graph, child_new, hop.step - 1, set_state or {})
-            scratch = ActiveRun(child_new, {}, hop.step, [TaskSpec.from_json(t) for t in inner_plan["tasks"]], {},
-                                {})
+            scratch = ActiveRun(child_new, {}, hop.step, [TaskSpec.from_json(t) for t in inner_tasks], {}, {})
             records += seed_llm_edits(scratch, store, child_old, hop.step, llm_responses or {})
-            closing, dropped = closing_records(store, child_old, hop.step, child_new, inner_plan["tasks"], close,
+            closing, dropped = closing_records(store, child_old, hop.step, child_new, inner_tasks, close,
                                                f"step {hop.step} of subgraph {path!r}")
             if dropped & set(scratch.resume):
                 raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
             records += closing
-        caller_old, caller_new, caller_plan, caller_step = child_old, child_new, inner_plan["tasks"], hop.step
+        caller_old, caller_new, caller_plan, caller_step = child_old, child_new, inner_tasks, hop.step
 
     state = runner.schema.decode(store.state_at(parent_run_id, at - 1))
     run = ActiveRun(fork_id, state, at, [TaskSpec.from_json(t) for t in plan["tasks"]], plan["joins"] or {},
@@ -107,11 +121,14 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
                                   config=config, parent=parent_run_id, fork_step=at - 1)
     detail = {"parent": parent_run_id, "at": label, "set": sorted(set_state or {}),
               "llm_responses": sorted(llm_responses or {}), "subgraph_run": child_new,
-              **({"closed": list(dict.fromkeys(close))} if close else {})}
+              **({"closed": list(dict.fromkeys(close))} if close else {}),
+              **({"rerouted": inner_rerouted} if inner_rerouted else {})}
     runner.recorder.fork_started(row, [], runner._plan_record(run, at), records, detail)
     from workbench.context import Event
 
-    runner._emit(Event("run_started", fork_id, at - 1, None, {"graph": runner.graph.name, "parent": parent_run_id}))
+    started = {"graph": runner.graph.name, "parent": parent_run_id,
+               **({"rerouted": inner_rerouted} if inner_rerouted else {})}
+    runner._emit(Event("run_started", fork_id, at - 1, None, started))
     return await runner._execute(run)
 
 
@@ -215,7 +232,7 @@ async def fork_run(
     state.update(runner.schema.decode(edits))
     tasks, joins, rerouted = plan["tasks"], plan["joins"] or {}, None
     if edits:
-        tasks, joins, rerouted = _route_again(runner, store, parent_run_id, at_step, state, plan,
+        tasks, joins, rerouted = _route_again(runner.planner, store, parent_run_id, at_step, state, plan,
                                               bool(llm_responses or close))
 
     # A fork is a fresh live run: it keeps the parent's step limit, not its breakpoints.
@@ -244,7 +261,7 @@ async def fork_run(
     return await runner._execute(run)
 
 
-def _route_again(runner: Runner, store: Any, parent_run_id: str, at_step: int, state: dict[str, Any],
+def _route_again(planner: Any, store: Any, parent_run_id: str, at_step: int, state: dict[str, Any],
                  plan: dict[str, Any], answers_edited: bool
                  ) -> tuple[list[dict[str, Any]], dict[str, list[Any]], dict[str, Any] | None]:
     """Step ``at_step`` planned from the edited state (runtime/fork_plan.py): its tasks, joins,
@@ -252,7 +269,7 @@ def _route_again(runner: Runner, store: Any, parent_run_id: str, at_step: int, s
     from workbench.runtime.fork_plan import replanned
 
     try:
-        again = replanned(runner, store, parent_run_id, at_step, state)
+        again = replanned(planner, store, parent_run_id, at_step, state)
     except WorkbenchError as exc:
         raise InputError(f"--set: step {at_step} cannot be planned from the edited state: {exc}") from None
     except Exception as exc:  # the graph's own router failed on the edited value

@@ -55,7 +55,7 @@ class LiveLog(RichLog):
             self.write(Text(f"▶ run {event.run_id} ({data.get('graph')})", style="bold"))
             moved = data.get("rerouted")
             if moved:  # a fork whose state edit routed its first step elsewhere
-                self.write(Text(f"  step {(event.step or 0) + 1} routed from the edited state: "
+                self.write(Text(f"  step {moved.get('where', (event.step or 0) + 1)} routed from the edited state: "
                                 f"{', '.join(moved['to'])} (the parent ran {', '.join(moved['from'])})",
                                 style="yellow"))
         elif kind == "run_resumed":
