@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import GraphDefinitionError
+from workbench.node_signature import takes_context
 from workbench.state import StateSchema
 
 START = "__start__"
@@ -336,32 +337,11 @@ class Graph:
         return self
 
     def _takes_context(self, name: str, fn: Any) -> bool:
-        """Whether node ``name``'s function is called with the context as well as the state:
-        it has a second positional parameter without a default, or one named ``ctx`` or
-        ``context``. A signature that cannot be called so (no parameter, or more than two
-        without defaults) is refused here rather than failing the run's step with a TypeError."""
-        try:
-            signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            return False  # a builtin or C function: called with the state alone
-        values = list(signature.parameters.values())
-        params = [p for p in values if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        spread = any(p.kind is p.VAR_POSITIONAL for p in values)
-        required = [p.name for p in params if p.default is p.empty]
-        required += [p.name for p in values if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
-        shape = "def NAME(state) or def NAME(state, ctx)"
-        if not params and not spread:
-            raise GraphDefinitionError(self._where(name, f"its function takes no parameter; a node is called with "
-                                                         f"the state: {shape}"))
-        if len(required) > 2:
-            raise GraphDefinitionError(self._where(
-                name, f"its function needs {len(required)} arguments ({', '.join(required)}); a node is called with "
-                      f"the state and, if it asks, the context: {shape} (give the others defaults)"))
-        if len(params) < 2:
-            return False
-        second = params[1]
-        # def f(state, _n=n) (a loop's closure idiom) keeps its default; def f(state, ctx=None) gets it.
-        return second.default is second.empty or second.name in ("ctx", "context")
+        """Whether node ``name``'s function gets the context (workbench/node_signature.py)."""
+        takes, problem = takes_context(fn)
+        if problem:
+            raise GraphDefinitionError(self._where(name, problem))
+        return takes
 
     def _body_subgraphs(self, name: str, fn: Any, subgraphs: Any) -> tuple[Graph, ...]:
         """A function node's ``subgraphs=`` as a tuple of graphs (refused on a subgraph node,

@@ -76,11 +76,13 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
         check_planned_nodes(graph, inner_plan["tasks"], f"a fork of subgraph {path!r} at its step {hop.step} "
                             f"runs that step")
         inner_tasks, inner_joins, rerouted = inner_plan["tasks"], inner_plan["joins"] or {}, None
-        if depth == len(hops) - 1 and set_state:
+        innermost = depth == len(hops) - 1
+        # The edits, checked before any routing reads them (the innermost child holds them).
+        edit_records = _edits(runner, graph, child_new, hop.step - 1, set_state or {}) if innermost else []
+        if innermost and set_state:
             # As at a root step: the inner step is routed again from the edited state.
             from workbench.runtime.planner import Planner
 
-            _edits(runner, graph, child_new, hop.step - 1, set_state)  # checked before any routing
             edited = graph.schema.decode(store.state_at(child_old, hop.step - 1))
             edited.update(graph.schema.decode(set_state))
             inner_tasks, inner_joins, rerouted = _route_again(Planner(graph, graph.schema), store, child_old,
@@ -89,7 +91,7 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
         inner_config = {k: v for k, v in (old["config"] or {}).items()
                         if k not in ("paused", "break_before", "break_after")}
         # A fork's input is what it was given: its edits (the innermost child holds them).
-        given = (set_state or {}) if depth == len(hops) - 1 else {}
+        given = (set_state or {}) if innermost else {}
         row = runner.recorder.run_row(child_new, graph, input_json=codec.dumps(given),
                                       config=inner_config, parent=child_old, fork_step=hop.step - 1)
         row.update(root_run_id=fork_id, caller_run_id=caller_new, caller_step=caller_step, caller_task=idx,
@@ -99,8 +101,8 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
         if rerouted:  # what the child's replay reads (ReplaySession.rerouted)
             records.append(runner.recorder.event_record(child_new, hop.step - 1, "rerouted", None, rerouted))
             inner_rerouted = {**rerouted, "where": label}
-        if depth == len(hops) - 1:
-            records += _edits(runner, graph, child_new, hop.step - 1, set_state or {})
+        if innermost:
+            records += edit_records
             scratch = ActiveRun(child_new, {}, hop.step, [TaskSpec.from_json(t) for t in inner_tasks], {}, {})
             records += seed_llm_edits(scratch, store, child_old, hop.step, llm_responses or {})
             closing, dropped = closing_records(store, child_old, hop.step, child_new, inner_tasks, close,

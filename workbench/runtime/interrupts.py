@@ -17,11 +17,15 @@ All of these are settled in the claim's transaction, so two processes cannot bot
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench import codec
 from workbench.errors import InputError, RunStateError, SerializationError
-from workbench.runtime.types import NO_VALUE
+from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, TaskSpec
+
+if TYPE_CHECKING:
+    from workbench.context import Context, InterruptSignal
+    from workbench.runtime.runner import Runner
 
 
 def settle(run_id: str, status: str, interrupts: list[dict[str, Any]], value: Any, *,
@@ -88,3 +92,29 @@ def _open_ids(interrupts: list[dict[str, Any]]) -> str:
 def open_interrupt(step: int, task: int, attempt: int, index: int, node: str, payload: Any) -> dict[str, Any]:
     """An open interrupt as a waiting run's result lists it."""
     return {"id": f"{step}.{task}.{attempt}.{index}", "node": node, "payload": payload}
+
+
+def record_interrupt(runner: Runner, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, started: int,
+                     t0: float, ctx: Context, sig: InterruptSignal) -> Outcome:
+    """A task stopped at ``interrupt()`` (or its subgraph stopped): record the attempt and its
+    question (once, however often a resume reaches it again) and say what the step waits for."""
+    from workbench.runtime.subgraph import SubgraphStopped
+
+    try:
+        payload = codec.dumps(sig.payload, "interrupt payload")
+    except SerializationError as exc:
+        runner._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=str(exc))
+        return Outcome("failed", error=exc, message=str(exc))
+    runner._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
+    if isinstance(sig, SubgraphStopped):
+        # The question (or breakpoint) is recorded by the child run that stopped.
+        return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused,
+                       asked_all=sig.asked)
+    key = (run.step, idx, attempt, sig.index)
+    if key not in run.known_interrupts:
+        if run.rows is not None:
+            run.rows.write()  # the task's row before its question, as in a one-task step
+        runner.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
+    run.known_interrupts.add(key)
+    return Outcome("interrupted", interrupt=sig.payload,
+                   asked=open_interrupt(run.step, idx, attempt, sig.index, spec.node, sig.payload))

@@ -40,12 +40,11 @@ from workbench.runtime.branches import run_step, task_context
 from workbench.runtime.calls import call_node, describe
 from workbench.runtime.commands import read_result
 from workbench.runtime.continuing import HANDLED, load_step_progress, settled_detail
-from workbench.runtime.interrupts import open_interrupt, settle
+from workbench.runtime.interrupts import record_interrupt, settle
 from workbench.runtime.options import check_limit, check_names, with_options
 from workbench.runtime.planner import Planner, loop_message
 from workbench.runtime.subgraph import (
     ChildLink,
-    SubgraphStopped,
     calling_host,
     split_break_when,
     tree_interrupts,
@@ -62,7 +61,7 @@ from workbench.runtime.types import (
     new_run_id,
     run_id_problem,
 )
-from workbench.state import Change, apply_changes, undo_growth
+from workbench.state import apply_changes, undo_growth
 from workbench.store.store import TraceStore, now_us
 
 # Errors that a retry cannot fix: the same code and input fail the same way (a model call every
@@ -193,7 +192,7 @@ class Runner:
         if run_id is not None and self._child is None and (problem := run_id_problem(run_id)):
             raise InputError(problem)
         run = ActiveRun(run_id or new_run_id(), state, 1, [], {}, config)
-        self._track_inline_changes(run, start_edits)
+        run.track(start_edits)
         self.set_break_when(break_when)
         try:
             input_json = codec.dumps(input or {}, "input")
@@ -378,7 +377,7 @@ class Runner:
                 undo_growth(run.state, grown)
                 return self._finish(run, "failed", error=f"router failed at step {run.step}: "
                                     f"{describe(exc)}", exc=exc)
-            self._track_inline_changes(run, changes)
+            run.track(changes)
             if self._replay is not None:
                 edits = self._replay.after_merge(run.step, new_state)
                 if edits:
@@ -386,7 +385,7 @@ class Runner:
                     # a subgraph's caller gets them); a fork that planned its first step again
                     # from them (runtime/fork_plan.py) is replayed so.
                     new_state = self.schema.decode(apply_changes(dict(new_state), edits))
-                    self._track_inline_changes(run, edits)
+                    run.track(edits)
                     if self._replay.rerouted(run.step):
                         plan, joins = self.planner.next(list(zip(run.plan, outcomes, strict=True)), new_state,
                                                         run.joins)
@@ -453,7 +452,7 @@ class Runner:
                 div.detail.setdefault("node", spec.node)
                 raise
             except InterruptSignal as sig:
-                return self._record_interrupt(run, idx, spec, attempt, started, t0, ctx, sig)
+                return record_interrupt(self, run, idx, spec, attempt, started, t0, ctx, sig)
             except asyncio.CancelledError:
                 # A sibling failed (or the run was stopped): this attempt is not completed, and
                 # runs again when the run is resumed.
@@ -512,35 +511,6 @@ class Runner:
         if self.listener is not None:
             self.listener(Event("task_finished", run.run_id, run.step, spec.node,
                                 {"status": status, "attempt": attempt, "duration_ms": duration, "error": error}))
-
-    def _record_interrupt(self, run: ActiveRun, idx: int, spec: TaskSpec, attempt: int, started: int,
-                          t0: float, ctx: Context, sig: InterruptSignal) -> Outcome:
-        try:
-            payload = codec.dumps(sig.payload, "interrupt payload")
-        except SerializationError as exc:
-            self._task_finished(run, idx, spec, attempt, "failed", started, t0, ctx, error=str(exc))
-            return Outcome("failed", error=exc, message=str(exc))
-        self._task_finished(run, idx, spec, attempt, "interrupted", started, t0, ctx)
-        if isinstance(sig, SubgraphStopped):
-            # The question (or breakpoint) is recorded by the child run that stopped.
-            return Outcome("interrupted", interrupt=sig.payload, where=sig.where, paused=sig.paused,
-                           asked_all=sig.asked)
-        key = (run.step, idx, attempt, sig.index)
-        if key not in run.known_interrupts:
-            if run.rows is not None:
-                run.rows.write()  # the task's row before its question, as in a one-task step
-            self.recorder.interrupt(run.run_id, run.step, idx, spec.node, attempt, sig.index, payload)
-        run.known_interrupts.add(key)
-        return Outcome("interrupted", interrupt=sig.payload,
-                       asked=open_interrupt(run.step, idx, attempt, sig.index, spec.node, sig.payload))
-
-    def _track_inline_changes(self, run: ActiveRun, changes: list[Change]) -> None:
-        for key, op, value in changes:
-            run.touched.add(key)
-            if op == "extend":
-                run.extended.setdefault(key, []).extend(value)
-            else:
-                run.extended.pop(key, None)
 
     # ----------------------------------------------------------------- endings
 

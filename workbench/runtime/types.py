@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +155,16 @@ class ActiveRun:
     deferred: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # While a parallel step runs: its branches' task rows, written in groups (runtime/branches.py).
     rows: Any = None
+
+    def track(self, changes: Iterable[tuple[str, str, Any]]) -> None:
+        """Note state changes ``(key, op, value)`` of the run: which keys it touched, and the items
+        appended to each since it was last set (what a subgraph's caller is handed)."""
+        for key, op, value in changes:
+            self.touched.add(key)
+            if op == "extend":
+                self.extended.setdefault(key, []).extend(value)
+            else:
+                self.extended.pop(key, None)
 
 
 def check_planned_nodes(graph: Any, tasks: list[dict[str, Any]], what: str) -> None:
