@@ -699,6 +699,21 @@ def test_a_cut_off_store_is_named_corrupt_by_every_reading_command(filled: tuple
         assert "is corrupt" in line and "workbench doctor" in line, line
 
 
+def test_maintain_on_a_cut_off_store_says_so_and_changes_nothing(filled: tuple[Path, Path]) -> None:
+    """``maintain`` on a store missing its last block: the checkpoint reads no block it leaves
+    alone, so it used to print "checkpointed" and exit 0 over a store `doctor` calls DAMAGED."""
+    proj, db = filled
+    with open(db, "r+b") as fh:
+        fh.truncate(db.stat().st_size - 256 * 1024)
+    before = sha(db)
+    res = run_cli("maintain", "--db", str(db), cwd=proj)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    line = one_clean_line(res.stderr, res.stdout)
+    assert "cut off" in line and "workbench doctor" in line, line
+    assert "checkpointed" not in res.stdout
+    assert sha(db) == before
+
+
 def test_locked_by_a_foreign_duckdb_process(filled: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """One line naming the holder, for reads and writes. The first command waits the default
     time (it must be prompt: not the 60 s a workbench holder gets); the rest wait 0.2 s, which

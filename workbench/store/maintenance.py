@@ -48,10 +48,31 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
                 done.append(f"expired snapshots and deleted unreferenced files older than {interval}")
             else:
                 con.execute("CHECKPOINT")
+                _check_file_whole(store.path, con)
                 done.append(f"checkpointed {store.path}")
     except duckdb.Error as exc:
         raise StoreError(f"maintaining {store.path} failed: {str(exc).strip().splitlines()[0]}") from None
     return done
+
+
+# A DuckDB file: three 4 KiB headers, then its blocks.
+_HEADER_BYTES = 3 * 4096
+
+
+def _check_file_whole(path: str, con: Any) -> None:
+    """Refuse a file shorter than the blocks DuckDB lists for it (a cut-off copy, a truncated
+    disk image). A checkpoint reads no block it does not change, so without this a cut-off store
+    was reported "checkpointed"; after one, every block the database has is in the file."""
+    import os
+
+    if not os.path.isfile(path):
+        return  # an in-memory store
+    _, _, block_size, total_blocks, *_ = con.execute("PRAGMA database_size").fetchone()
+    needed = _HEADER_BYTES + int(total_blocks) * int(block_size)
+    size = os.path.getsize(path)
+    if size < needed:
+        raise StoreError(f"trace store {path} is cut off: the file has {size} bytes, its blocks need {needed}; "
+                         f"move it aside and run 'workbench doctor --db {path}' on it")
 
 
 # Of each journal's rows, keep the newest (its heartbeat) and the newest at its highest frame
