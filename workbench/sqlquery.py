@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +43,47 @@ class QueryResult:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """Rows as dicts; JSON columns decoded, so they nest in JSON output."""
-        out = []
-        for r in self.rows:
-            row = dict(zip(self.columns, r, strict=True))
-            for c in self.json_columns:
-                if isinstance(row.get(c), str):
-                    try:
-                        row[c] = json.loads(row[c])
-                    except ValueError:
-                        pass
-            out.append(row)
-        return out
+        return [row_dict(self.columns, self.json_columns, r) for r in self.rows]
+
+
+def row_dict(columns: list[str], json_columns: frozenset[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    """One row as a dict, its JSON columns decoded (so they nest in JSON output)."""
+    out = dict(zip(columns, row, strict=True))
+    for c in json_columns:
+        if isinstance(out.get(c), str):
+            try:
+                out[c] = json.loads(out[c])
+            except ValueError:
+                pass
+    return out
+
+
+RowSink = Callable[[list[str], frozenset[str], list[tuple[Any, ...]]], None]
+"""Takes the rows of a streamed query a batch at a time: ``(columns, json_columns, rows)``; the
+first call has the query's first rows, or none when it has none."""
+
+STREAM_BATCH_ROWS = 1000
+
+
+def csv_sink(write: Callable[[str], Any]) -> RowSink:
+    """A sink writing CSV (a header line, then the rows, NULL as empty) through ``write``: the
+    same text as ``QueryResult.to_csv``, a batch at a time."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    started = False
+
+    def sink(columns: list[str], json_columns: frozenset[str], rows: list[tuple[Any, ...]]) -> None:
+        nonlocal started
+        if not started:
+            writer.writerow(columns)
+            started = True
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in row])
+        write(buf.getvalue())
+        buf.seek(0)
+        buf.truncate()
+
+    return sink
 
 
 def check_read_only(sql: str) -> list[Any]:
@@ -90,12 +121,17 @@ class QueryStopped(InputError):
 
 
 def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
-                  timeout: float | None = QUERY_TIMEOUT_S, cancel: threading.Event | None = None) -> QueryResult:
+                  timeout: float | None = QUERY_TIMEOUT_S, cancel: threading.Event | None = None,
+                  sink: RowSink | None = None) -> QueryResult:
     """Run read statements (the last one's rows are returned) inside a rolled-back transaction.
 
     With ``limit``, the database produces at most ``limit + 1`` rows of the last statement when
     it is a ``SELECT`` (see :func:`limited_query`): the first ``limit`` are returned and
     ``truncated`` says whether there were more.
+
+    With ``sink`` (and no ``limit``), the rows are not kept: they go to ``sink`` a batch at a
+    time as the database produces them, so a result of any size takes the memory of one batch
+    (``workbench sql``); the result's ``rows`` is empty and ``fetched`` counts them.
 
     The query runs in a thread of its own while this one waits, so that it can be stopped: after
     ``timeout`` seconds (None or 0: never), when ``cancel`` is set, or on Ctrl-C
@@ -132,7 +168,10 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
                 cur.execute(last)
             out["columns"] = [d[0] for d in cur.description or []]
             out["json"] = frozenset(d[0] for d in cur.description or [] if str(d[1]) == "JSON")
-            out["rows"] = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+            if sink is not None and limit is None:
+                out["rows"], out["fetched"] = [], _stream(cur, out["columns"], out["json"], sink)
+            else:
+                out["rows"] = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
         except BaseException as exc:  # handed to the waiting thread
             out["error"] = exc
 
@@ -156,10 +195,22 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
             raise InputError(f"SQL error: {str(error).strip().splitlines()[0]}") from None
         raise error
     rows = out["rows"]
-    fetched = len(rows)
+    fetched = out.get("fetched", len(rows))
     truncated = limit is not None and fetched > limit
     return QueryResult(out["columns"], rows[:limit] if truncated else rows, (time.perf_counter() - started) * 1000,
                        out["json"], truncated, fetched)
+
+
+def _stream(cur: Any, columns: list[str], json_columns: frozenset[str], sink: RowSink) -> int:
+    """Hand the query's rows to ``sink`` a batch at a time; returns how many there were."""
+    count = 0
+    while True:
+        batch = cur.fetchmany(STREAM_BATCH_ROWS)
+        if batch or count == 0:
+            sink(columns, json_columns, batch)
+        if not batch:
+            return count
+        count += len(batch)
 
 
 def _wait_for_query(worker: threading.Thread, cur: Any, started: float, timeout: float | None,

@@ -164,17 +164,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from workbench.sqlquery import QUERY_TIMEOUT_S, check_read_only, run_read_only
+    from workbench.sqlquery import QUERY_TIMEOUT_S, RowSink, check_read_only, csv_sink, run_read_only
 
     check_read_only(args.query)  # refuse writes before touching the database
+    # CSV and JSON are written as the database produces the rows (a result of any size takes
+    # one batch of memory); a table needs every row to size its columns.
+    sink: RowSink | None = None
+    if args.format == "csv":
+        sink = csv_sink(lambda text: emit(text, end=""))
+    elif args.format == "json":
+        sink = _json_array_sink()
     with open_store(args, if_missing="empty") as store:
-        result = run_read_only(store, args.query, timeout=QUERY_TIMEOUT_S if args.timeout is None else args.timeout)
+        result = run_read_only(store, args.query, timeout=QUERY_TIMEOUT_S if args.timeout is None else args.timeout,
+                               sink=sink)
     names, rows = result.columns, result.rows
     if args.format == "json":
-        emit(strict_json(result.to_dicts()))
-    elif args.format == "csv":
-        emit(result.to_csv(), end="")
-    else:
+        emit("]")
+    elif args.format == "table":
         from rich.table import Table
 
         table = Table(*names, header_style="bold")
@@ -296,6 +302,24 @@ def cmd_graphs(args: argparse.Namespace) -> int:
         else:
             print(f"{r['graph']:<12} {r['file']:<24} {r['description']}")
     return EXIT_OK
+
+
+def _json_array_sink() -> Any:
+    """A sink writing the rows as one JSON array of objects, ``[`` first (the caller writes the
+    closing ``]``): the text ``json.dumps`` gives for the whole list, a batch at a time."""
+    from workbench.sqlquery import row_dict
+
+    written = 0
+
+    def sink(columns: list[str], json_columns: frozenset[str], rows: list[tuple[Any, ...]]) -> None:
+        nonlocal written
+        parts = ["["] if written == 0 else []
+        for row in rows:
+            parts.append(("" if written == 0 else ", ") + strict_json(row_dict(columns, json_columns, row)))
+            written += 1
+        emit("".join(parts), end="")
+
+    return sink
 
 
 def strict_json(value: Any) -> str:

@@ -252,7 +252,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def export_sql(self, sql: str, fmt: str) -> None:
         import time as _time
 
-        from workbench.sqlquery import export_parquet, new_export_path, run_read_only
+        from workbench.sqlquery import csv_sink, export_parquet, new_export_path, run_read_only
 
         def job() -> None:
             folder = os.path.join(os.path.dirname(self.db_path) or ".", "exports")
@@ -261,7 +261,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
                 with self.shared.lease() as store:
                     if fmt == "csv":
                         with open(path, "w", encoding="utf-8") as fh:
-                            fh.write(run_read_only(store, sql).to_csv())
+                            run_read_only(store, sql, sink=csv_sink(fh.write))
                     else:
                         export_parquet(store, sql, path)
             except BaseException:  # a query that failed leaves no empty file behind
