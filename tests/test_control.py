@@ -204,7 +204,7 @@ def test_several_answers_at_once_and_bad_ids(store: TraceStore) -> None:
     with pytest.raises(RunStateError, match="already completed"):
         Runner(g, store).resume(first.run_id, answers={"1.0.1.0": "again"})
     paused = Runner(g, store).run({}, break_before=["p"])
-    with pytest.raises(RunStateError, match="paused, not waiting for input; resume it without --answers"):
+    with pytest.raises(RunStateError, match="paused, not waiting for input; resume it without answers"):
         Runner(g, store).resume(paused.run_id, answers={"1.0.1.0": "x"})
 
 

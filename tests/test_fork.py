@@ -321,17 +321,24 @@ def test_fork_records_the_current_code_version(store: TraceStore, orders_file: P
 
 
 @pytest.mark.parametrize(("at", "options", "match"), [
-    (2, {"set_state": {"nope": 1}}, "nope"),
+    (2, {"set_state": {"nope": 1}}, "set_state.*nope"),
     (2, {"set_state": {"total": "a lot"}}, "total"),
     (2, {"set_state": {"items": "apple"}}, "items"),
     (2, {"set_state": {"total": object()}}, "total"),
-    (2, {"llm_responses": {1: "no model call at this step"}}, "model call"),
-    (0, {}, "out of range"),
+    (2, {"llm_responses": {1: "no model call at this step"}}, "llm_responses: .*model call"),
+    (2, {"llm_responses": {"1": "a string key"}}, "llm_responses: number the model calls 1, 2, .* got '1'"),
+    (2, {"llm_responses": {True: "a bool key"}}, "got True"),
+    (2, {"llm_responses": {1: {"role": "assistant"}}}, "llm_responses 1: the answer is the model's text, got dict"),
+    (0, {}, "at_step 0 is out of range"),
     (6, {}, "out of range"),
     (-1, {}, "out of range"),
+    ("2/nope/1", {}, "at_step: step 2 of run .* does not run 'nope'"),
 ])
-def test_invalid_edits_are_refused_and_record_nothing(store: TraceStore, orders: Any, at: int,
+def test_invalid_edits_are_refused_and_record_nothing(store: TraceStore, orders: Any, at: int | str,
                                                       options: dict[str, Any], match: str) -> None:
+    """Through the Python API, errors name its keyword arguments (the CLI's name its flags:
+    test_cli_replay.py). A model answer keyed by the text "1", or not text, used to be a bare
+    TypeError deep in the recorder."""
     runner = Runner(orders, store)
     parent = runner.run({"items": ["apple"]})
     before = counts(store)

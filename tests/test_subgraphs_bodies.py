@@ -156,7 +156,7 @@ def test_fork_closes_an_interrupt_at_the_waiting_step(store: TraceStore) -> None
 def test_fork_close_refuses_what_was_not_asked_there(store: TraceStore) -> None:
     g = load_graph(f"{CONTROL}:questions")
     first = Runner(g, store).run({})
-    with pytest.raises(InputError, match=r"--close 9.9.9.9: step 1 of run .* asked no interrupt 9.9.9.9 "
+    with pytest.raises(InputError, match=r"close 9.9.9.9: step 1 of run .* asked no interrupt 9.9.9.9 "
                                          r"\(asked there: 1.0.1.0 \(p\), 1.1.1.0 \(q\)\)"):
         Runner(g, store).fork(first.run_id, 1, close=["9.9.9.9"])
     inner = Runner(outer_graph({}), store).run({"topic": "kettle"})

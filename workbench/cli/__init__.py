@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = True
     try:
         machine = bool(getattr(args, "json", False)) or getattr(args, "format", None) in ("json", "csv")
-        with machine_output(machine):
+        from workbench.runtime.option_names import as_flags
+
+        with machine_output(machine), as_flags():  # errors name --at, --set... (not at_step=)
             code = int(args.func(args))
         sys.stdout.flush()  # (a failure to write the end of the output is the command's failure)
         failed = False

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import InputError, RunNotFoundError
+from workbench.runtime.option_names import opt
 from workbench.runtime.subgraph import SEP, address_of, child_run_id
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ class Hop:
     call: int = 0
 
 
-def parse_address(text: str | int, option: str = "--at") -> tuple[int, list[Hop]]:
-    """``"3"`` → (3, []); ``"3/review/2"`` → (3, [Hop("review", None, 2)]); a one-line error else."""
+def parse_address(text: str | int, option: str | None = None) -> tuple[int, list[Hop]]:
+    """``"3"`` → (3, []); ``"3/review/2"`` → (3, [Hop("review", None, 2)]); a one-line error else.
+    ``option``: what errors call the address (a fork's ``--at`` by default)."""
+    option = option or opt("--at")
     raw = str(text).strip()
     parts = raw.split(SEP)
     bad = InputError(f"{option} {raw!r}: write STEP, or STEP/NODE/STEP for a step inside a subgraph "
@@ -55,8 +58,9 @@ def parse_address(text: str | int, option: str = "--at") -> tuple[int, list[Hop]
     return int(parts[0]), hops
 
 
-def task_of(plan: list[dict[str, Any]], hop: Hop, where: str, option: str = "--at") -> int:
+def task_of(plan: list[dict[str, Any]], hop: Hop, where: str, option: str | None = None) -> int:
     """The index of the task ``hop`` names among a step's planned tasks (one-line error else)."""
+    option = option or opt("--at")
     idxs = [i for i, t in enumerate(plan) if t.get("node") == hop.node]
     if not idxs:
         ran = ", ".join(str(t.get("node")) for t in plan) or "nothing"

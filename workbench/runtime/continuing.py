@@ -15,6 +15,7 @@ from workbench.context import RecordedCall
 from workbench.errors import InputError
 from workbench.recording import Record, Recorder
 from workbench.runtime.commands import recorded_outcome
+from workbench.runtime.option_names import opt
 from workbench.runtime.types import ActiveRun, Outcome, TaskResume
 from workbench.store.reader import StoreReader
 
@@ -143,16 +144,16 @@ def seed_llm_edits(run: ActiveRun, store: StoreReader, parent_id: str, step: int
     records: list[Record] = []
     for number, text in sorted(edits.items()):
         if not llm_only:
-            raise InputError(f"--llm-response: step {step} of run {parent_id} made no model call")
+            raise InputError(f"{opt('--llm-response')}: step {step} of run {parent_id} made no model call")
         if number < 1 or number > len(llm_only):
             raise InputError(
-                f"--llm-response {number}: step {step} of run {parent_id} has "
+                f"{opt('--llm-response')} {number}: step {step} of run {parent_id} has "
                 f"{len(llm_only)} model call(s); number them 1..{len(llm_only)}"
             )
         target = llm_only[number - 1]
         task = target["task"]
         if run.resume.get(task) is not None:
-            raise InputError("--llm-response: edit one model call per node")
+            raise InputError(f"{opt('--llm-response')}: edit one model call per node")
         served: list[RecordedCall] = []
         for c in calls:
             if c["task"] != task or c["seq"] > target["seq"]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import InputError
 from workbench.recording import Record
+from workbench.runtime.option_names import opt
 from workbench.runtime.subgraph import SEP
 from workbench.store.store import now_us
 
@@ -47,13 +48,13 @@ def closing_records(store: StoreReader, parent_run_id: str, step: int, fork_run_
         row = asked.get(ident)
         if row is None:
             if SEP in ident:
-                raise InputError(f"--close {ident}: that question was asked inside a subgraph; fork at the inner "
-                                 f"step that asked it (--at STEP/NODE/INNER_STEP) and close it there by its "
-                                 f"inner id (the part after the last '{SEP}')")
-            raise InputError(f"--close {ident}: {where} asked no interrupt {ident} (asked there: {known})")
+                raise InputError(f"{opt('--close')} {ident}: that question was asked inside a subgraph; fork at the "
+                                 f"inner step that asked it ({opt('--at')} STEP/NODE/INNER_STEP) and close it there "
+                                 f"by its inner id (the part after the last '{SEP}')")
+            raise InputError(f"{opt('--close')} {ident}: {where} asked no interrupt {ident} (asked there: {known})")
         idx = int(row["task"])
         if idx >= len(plan) or plan[idx].get("node") != row["node"]:
-            raise InputError(f"--close {ident}: task {idx} of {where} is not node {row['node']!r}")
+            raise InputError(f"{opt('--close')} {ident}: task {idx} of {where} is not node {row['node']!r}")
         if idx in tasks:
             continue  # two questions of one task: dropping the task closes both
         tasks.add(idx)

@@ -23,6 +23,7 @@ from workbench.recording import Record
 from workbench.runtime.addresses import Hop, parse_address, task_of
 from workbench.runtime.continuing import seed_llm_edits
 from workbench.runtime.fork_close import closing_records
+from workbench.runtime.option_names import opt
 from workbench.runtime.subgraph import SEP, child_run_id, graphs_under
 from workbench.runtime.types import ActiveRun, RunResult, TaskResume, TaskSpec, check_planned_nodes, new_run_id
 
@@ -55,7 +56,7 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             root_task = idx
         node = graph.nodes.get(hop.node)
         if node is None:
-            raise InputError(f"--at: graph {graph.name!r} has no node {hop.node!r}")
+            raise InputError(f"{opt('--at')}: graph {graph.name!r} has no node {hop.node!r}")
         owner = store.step_owner(caller_old, caller_step)
         child_old = child_run_id(owner, caller_step, idx, hop.call)
         child_new = child_run_id(caller_new, caller_step, idx, hop.call)
@@ -64,15 +65,15 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             old = store.get_run(child_old)
         except Exception:
             which = f"subgraph call {hop.call} of" if hop.call else "subgraph run for"
-            raise InputError(f"--at: {where} recorded no {which} {hop.node!r}") from None
+            raise InputError(f"{opt('--at')}: {where} recorded no {which} {hop.node!r}") from None
         graph = _child_graph(graph, node, old["graph"])
         last = store.last_step(child_old)
         if not 1 <= hop.step <= last:
-            raise InputError(f"--at: subgraph {path!r} ran steps 1..{last} in run {parent_run_id}; "
+            raise InputError(f"{opt('--at')}: subgraph {path!r} ran steps 1..{last} in run {parent_run_id}; "
                              f"step {hop.step} is out of range")
         inner_plan = store.plan(child_old, hop.step)
         if inner_plan is None:
-            raise InputError(f"--at: subgraph {path!r} has no recorded plan for its step {hop.step}")
+            raise InputError(f"{opt('--at')}: subgraph {path!r} has no recorded plan for its step {hop.step}")
         check_planned_nodes(graph, inner_plan["tasks"], f"a fork of subgraph {path!r} at its step {hop.step} "
                             f"runs that step")
         inner_tasks, inner_joins, rerouted = inner_plan["tasks"], inner_plan["joins"] or {}, None
@@ -108,7 +109,8 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
             closing, dropped = closing_records(store, child_old, hop.step, child_new, inner_tasks, close,
                                                f"step {hop.step} of subgraph {path!r}")
             if dropped & set(scratch.resume):
-                raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
+                raise InputError(f"{opt('--close')}: a closed task has no model call to edit; "
+                                 f"drop the {opt('--llm-response')}")
             records += closing
         caller_old, caller_new, caller_plan, caller_step = child_old, child_new, inner_tasks, hop.step
 
@@ -142,20 +144,20 @@ def _child_graph(graph: Graph, node: Any, recorded: str) -> Graph:
         if sub.name == recorded:
             return sub.validate()
     if node.subgraph is not None:
-        raise InputError(f"--at: node {node.name!r} now runs graph {node.subgraph.name!r}; the recorded subgraph "
-                         f"run is of graph {recorded!r}")
-    raise InputError(f"--at: node {node.name!r} of graph {graph.name!r} ran subgraph {recorded!r} from its body; "
-                     f"to fork inside it, declare that graph: add_node({node.name!r}, fn, subgraphs=[...])")
+        raise InputError(f"{opt('--at')}: node {node.name!r} now runs graph {node.subgraph.name!r}; the recorded "
+                         f"subgraph run is of graph {recorded!r}")
+    raise InputError(f"{opt('--at')}: node {node.name!r} of graph {graph.name!r} ran subgraph {recorded!r} from its "
+                     f"body; to fork inside it, declare that graph: add_node({node.name!r}, fn, subgraphs=[...])")
 
 
 def _edits(runner: Runner, graph: Graph, run_id: str, step: int, edits: dict[str, Any]) -> list[Record]:
     schema = graph.schema
     try:
-        schema.check_keys(edits, "--set")
+        schema.check_keys(edits, opt("--set"))
         for key, value in edits.items():
-            schema.check_type(key, value, "--set")
+            schema.check_type(key, value, opt("--set"))
             if schema.rule(key).kind == "append" and not isinstance(value, list):
-                raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
+                raise InvalidUpdateError(f"{opt('--set')}: state key {key!r} holds a list, got {type(value).__name__}")
         return runner.recorder.changes(run_id, step, [(k, "set", v) for k, v in edits.items()])
     except (InvalidUpdateError, SerializationError) as exc:
         raise InputError(str(exc)) from None
@@ -171,6 +173,17 @@ def refuse_child(rec: dict[str, Any]) -> None:
 # A fork shares its ancestors' history through a chain of parents; the store's lineage view
 # follows at most this many links.
 MAX_FORK_DEPTH = 1000
+
+
+def _check_answers(llm_responses: dict[int, str] | None) -> None:
+    """Model answers are numbered by int (1-based, as ``show --step`` lists the calls) and are text."""
+    for number, text in (llm_responses or {}).items():
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InputError(f"{opt('--llm-response')}: number the model calls 1, 2, ... as whole numbers "
+                             f"(as 'workbench show RUN --step N' lists them), got {number!r}")
+        if not isinstance(text, str):
+            raise InputError(f"{opt('--llm-response')} {number}: the answer is the model's text, "
+                             f"got {type(text).__name__}")
 
 
 async def fork_run(
@@ -189,6 +202,7 @@ async def fork_run(
     """:meth:`Runner.afork`: a new run sharing ``parent_run_id``'s history before ``at_step``,
     with the edits applied, run live from ``at_step`` (or from a step inside a subgraph)."""
     store = runner._require_store()
+    _check_answers(llm_responses)
     parent = store.get_run(parent_run_id)
     refuse_child(parent)
     label = str(at_step)
@@ -201,7 +215,7 @@ async def fork_run(
         )
     last = store.last_step(parent_run_id)
     if at_step < 1 or at_step > last:
-        raise InputError(f"run {parent_run_id} has steps 1..{last}; --at {at_step} is out of range")
+        raise InputError(f"run {parent_run_id} has steps 1..{last}; {opt('--at')} {at_step} is out of range")
     if len(store.lineage(parent_run_id)) >= MAX_FORK_DEPTH:
         raise InputError(f"run {parent_run_id} is already {MAX_FORK_DEPTH - 1} forks deep; fork one of its "
                          "ancestors instead (fork chains are limited to "
@@ -219,16 +233,16 @@ async def fork_run(
     state = runner.schema.decode(store.state_at(parent_run_id, at_step - 1))
     edits = dict(set_state or {})
     try:
-        runner.schema.check_keys(edits, "--set")
+        runner.schema.check_keys(edits, opt("--set"))
         for key, value in edits.items():
-            runner.schema.check_type(key, value, "--set")
+            runner.schema.check_type(key, value, opt("--set"))
             if runner.schema.rule(key).kind == "append" and not isinstance(value, list):
                 # An edit sets the whole value: an append key holds a list.
-                raise InvalidUpdateError(f"--set: state key {key!r} holds a list, got {type(value).__name__}")
+                raise InvalidUpdateError(f"{opt('--set')}: state key {key!r} holds a list, got {type(value).__name__}")
         edit_changes = runner.recorder.changes("", at_step - 1, [(k, "set", v) for k, v in edits.items()])
         # What the fork was given, not its parent's input: it starts from the parent's state
         # before the fork step with these edits applied (state_at(fork, fork_step)).
-        input_json = codec.dumps(edits, "--set")
+        input_json = codec.dumps(edits, opt("--set"))
     except (InvalidUpdateError, SerializationError) as exc:
         raise InputError(str(exc)) from None
     state.update(runner.schema.decode(edits))
@@ -247,7 +261,7 @@ async def fork_run(
     closing, dropped = closing_records(store, parent_run_id, at_step, run.run_id, tasks, close,
                                        f"step {at_step} of run {parent_run_id}")
     if dropped & set(run.resume):
-        raise InputError("--close: a closed task has no model call to edit; drop the --llm-response")
+        raise InputError(f"{opt('--close')}: a closed task has no model call to edit; drop the {opt('--llm-response')}")
     # Recorded in the fork's first frame (below): the task is dropped, not run, not asked again.
     run.closed.update({idx: False for idx in dropped})
     row = runner.recorder.run_row(run.run_id, runner.graph, input_json=input_json, config=config,
@@ -273,19 +287,20 @@ def _route_again(planner: Any, store: Any, parent_run_id: str, at_step: int, sta
     try:
         again = replanned(planner, store, parent_run_id, at_step, state)
     except WorkbenchError as exc:
-        raise InputError(f"--set: step {at_step} cannot be planned from the edited state: {exc}") from None
+        raise InputError(f"{opt('--set')}: step {at_step} cannot be planned from the edited state: {exc}") from None
     except Exception as exc:  # the graph's own router failed on the edited value
-        raise InputError(f"--set: step {at_step} cannot be planned from the edited state: a router raised "
+        raise InputError(f"{opt('--set')}: step {at_step} cannot be planned from the edited state: a router raised "
                          f"{type(exc).__name__}: {exc}") from None
     recorded = [TaskSpec.from_json(t).to_json() for t in plan["tasks"]]
     if again is None or again[0] == recorded:
         return plan["tasks"], plan["joins"] or {}, None
     was, now = [t["node"] for t in recorded], [t["node"] for t in again[0]]
     if answers_edited:
-        raise InputError(f"--set: from the edited state step {at_step} runs {', '.join(now) or 'nothing'}, not "
-                         f"the recorded {', '.join(was)}; --llm-response and --close name the recorded tasks: "
-                         f"edit the state alone here, or the answers at step {at_step} without --set")
+        raise InputError(f"{opt('--set')}: from the edited state step {at_step} runs {', '.join(now) or 'nothing'}, "
+                         f"not the recorded {', '.join(was)}; {opt('--llm-response')} and {opt('--close')} name the "
+                         f"recorded tasks: edit the state alone here, or the answers at step {at_step} without "
+                         f"{opt('--set')}")
     if not again[0]:
-        raise InputError(f"--set: from the edited state the run ends before step {at_step} (no node is "
+        raise InputError(f"{opt('--set')}: from the edited state the run ends before step {at_step} (no node is "
                          f"routed to); fork at an earlier step, or set other values")
     return again[0], again[1], {"from": was, "to": now}

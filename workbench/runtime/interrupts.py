@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench import codec
 from workbench.errors import InputError, RunStateError, SerializationError
+from workbench.runtime.option_names import opt
 from workbench.runtime.types import NO_VALUE, ActiveRun, Outcome, TaskSpec
 
 if TYPE_CHECKING:
@@ -39,25 +40,26 @@ def settle(run_id: str, status: str, interrupts: list[dict[str, Any]], value: An
     waiting = status == "waiting" and bool(open_ones)
     if not waiting:
         if value is not NO_VALUE or chosen or close or interrupt is not None:
-            what = "--input" if value is not NO_VALUE else "--answers" if chosen else \
-                "--close" if close else "--interrupt"
+            what = opt("--input") if value is not NO_VALUE else opt("--answers") if chosen else \
+                opt("--close") if close else opt("--interrupt")
             raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without {what}")
         return []
     if interrupt is not None:
         if value is NO_VALUE:
-            raise InputError(f"--interrupt {interrupt}: give the answer with --input JSON")
+            raise InputError(f"{opt('--interrupt')} {interrupt}: give the answer with {opt('--input', 'JSON')}")
         if chosen:
-            raise InputError("give --interrupt ID --input JSON or --answers, not both")
+            raise InputError(f"give {opt('--interrupt')} and {opt('--input')}, or {opt('--answers')}, not both")
         chosen[interrupt] = value
     elif value is not NO_VALUE:
         if chosen:
-            raise InputError("give --input (answers the oldest open interrupt) or --answers, not both")
+            raise InputError(f"give {opt('--input')} (answers the oldest open interrupt) or {opt('--answers')}, "
+                             "not both")
         chosen[open_ones[0]["interrupt_id"]] = value
     if not chosen and not close:
         first = open_ones[0]
         raise RunStateError(
             f"run {run_id} is waiting for input at node {first['node']!r} (interrupt {first['interrupt_id']}: "
-            f"{codec.dumps(first['payload'])[:120]}); resume it with --input JSON"
+            f"{codec.dumps(first['payload'])[:120]}); resume it with {opt('--input', 'JSON')}"
         )
     both = sorted(set(chosen) & set(close))
     if both:

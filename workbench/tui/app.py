@@ -211,6 +211,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         """Start, resume or fork a run; progress arrives as RunEventReceived messages, and the end
         (``live``: the app's record of this run) as one RunEnded message, whatever happens."""
         from workbench.runtime import Runner
+        from workbench.runtime.option_names import as_flags
 
         outcome: list[Any] = []
 
@@ -218,7 +219,8 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
             graph = self.registry.get(graph_name)
             if graph is None:
                 raise WorkbenchError(f"graph {graph_name!r} is not loaded (see the graph list for errors)")
-            with self.shared.lease() as store:
+            # Errors name the CLI's flags (--set, --at...), which the dialogs' help uses too.
+            with self.shared.lease() as store, as_flags():
                 def listen(event: Event) -> None:
                     self.post_message(RunEventReceived(event))
 
