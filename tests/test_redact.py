@@ -162,6 +162,30 @@ def test_environment_secrets_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> No
     assert scrub("sk-rotated-0123456789") == REDACTED
 
 
+def test_secrets_echoed_encoded_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider or library that echoes a key URL-encoded (a query string, a form body) or in
+    base64 (``Authorization: Basic`` of ``user:key``, at any offset in the encoded bytes)."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    key = "sk-live-ABCdef123/+=xyz"
+    remember_secret(key)
+    monkeypatch.setenv("SERVICE_API_KEY", "Zk29dkfj3kdkslQ")
+    for text in (key, "Zk29dkfj3kdkslQ"):
+        for prefix in ("", "u", "us", "user:"):
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                blob = encode(f"{prefix}{text} and more".encode()).decode()
+                out = scrub(f"Authorization: Basic {blob}")
+                assert REDACTED in out, (prefix, blob)
+                # What is left is what encodes the rest, and a few bits of the value at each end.
+                rest = len(out.removeprefix("Authorization: Basic ").replace(REDACTED, ""))
+                assert rest <= len(encode(f"{prefix} and more".encode())) + 4, (prefix, out)
+    assert scrub(f"GET /v1?q={quote(key, safe='')}&x=1") == f"GET /v1?q={REDACTED}&x=1"
+    assert scrub("body=" + quote_plus(f"a b {key}")) == f"body=a+b+{REDACTED}"
+    ordinary = base64.b64encode(b"an ordinary sentence of text").decode()
+    assert scrub(ordinary) == ordinary
+
+
 def test_short_values_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHORT_TOKEN", "abc123")
     remember_secret("short")

@@ -15,7 +15,8 @@ journal, the terminal):
   ``*_KEY`` count as known too (read at each use, so they follow the environment).
 * :func:`scrub` — a text with every known secret value and every URL credential replaced by
   ``"[redacted]"``. Meant for error messages and tracebacks, which may echo a key (a provider's
-  "invalid API key sk-…", a URL with a password in it).
+  "invalid API key sk-…", a URL with a password in it). A known value echoed URL-encoded or in
+  base64 (``Authorization: Basic …``) is found too.
 
 Values shorter than :data:`MIN_SECRET_LEN` characters are never treated as known secrets: they
 would match ordinary words.
@@ -246,9 +247,29 @@ def known_secrets() -> tuple[str, ...]:
     with _lock:
         values = set(_known)
     values.update(from_env)
+    values.update(form for v in list(values) for form in _encoded_forms(v))
     result = tuple(sorted(values, key=lambda s: (-len(s), s)))
     _cache = (key, result)
     return result
+
+
+@functools.lru_cache(maxsize=2048)
+def _encoded_forms(secret: str) -> tuple[str, ...]:
+    """How ``secret`` reads when a provider or a library echoes it encoded: URL-encoded (a query
+    string, a form body) and base64 (``Authorization: Basic``, a JSON web token's parts), standard
+    and URL-safe. In base64 a value's characters depend on where it starts in the encoded bytes:
+    one form for each of the three offsets, cut to the characters that encode the secret alone."""
+    from base64 import b64encode, urlsafe_b64encode
+    from urllib.parse import quote, quote_plus
+
+    forms = {quote(secret, safe=""), quote_plus(secret)}
+    raw = secret.encode("utf-8")
+    for offset in range(3):
+        first, end = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
+        for encode in (b64encode, urlsafe_b64encode):
+            forms.add(encode(b"\0" * offset + raw).decode("ascii")[first:end])
+    forms.discard(secret)
+    return tuple(f for f in forms if len(f) >= MIN_SECRET_LEN)
 
 
 # ---------------------------------------------------------------------------- scrub
