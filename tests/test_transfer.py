@@ -160,6 +160,33 @@ def test_import_is_idempotent(recorded: dict[str, Any], tmp_path: Path) -> None:
         assert again["imported"] == []
 
 
+def test_export_never_writes_over_the_store_or_a_file_that_is_not_an_export(recorded: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    """A mistyped ``--to`` naming the store replaced it with a JSON-lines file: every trace lost.
+    The store's file, write-ahead log and spool, and any file that is not an export (a graph
+    file, another store), are refused in one line and left as they were; an earlier export is
+    replaced."""
+    db, run_id = recorded["db"], recorded["ids"]["done"]
+    graph_file = tmp_path / "graph.py"
+    graph_file.write_text("print('a graph')\n")
+    (tmp_path / "link.duckdb").symlink_to(db)
+    before = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (db, graph_file)}
+    for target, needle in [(db, "the trace store's own file"), (f"{db}.wal", "the trace store's own file"),
+                           (str(tmp_path / "link.duckdb"), "the trace store's own file"),
+                           (f"{db}.spool/runs.jsonl", "inside the trace store's spool"),
+                           (str(graph_file), "is not a workbench export, so it is not replaced")]:
+        res = run_cli("export", run_id, "--to", target, "--db", db, cwd=tmp_path)
+        assert res.returncode == 2 and needle in res.stderr and len(res.stderr.splitlines()) == 1, (target, res)
+    assert before == {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (db, graph_file)}
+    assert not Path(f"{db}.wal").exists() and not Path(f"{db}.spool/runs.jsonl").exists()
+    out = tmp_path / "runs.jsonl"
+    for _ in range(2):  # an export is replaced by the next one
+        assert run_cli("export", run_id, "--to", str(out), "--db", db, cwd=tmp_path).returncode == 0
+    assert json.loads(out.read_text().splitlines()[0])["runs"] == [run_id]
+    with TraceStore(db) as store, pytest.raises(InputError, match=f"subgraph run of run {run_id}: export {run_id}"):
+        export_runs(store, [f"{run_id}/2.0.0"], str(tmp_path / "sub.jsonl"))  # import takes it only with its root
+
+
 # --------------------------------------------------------------------------- hostile and malformed files
 
 

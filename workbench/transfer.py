@@ -51,6 +51,11 @@ def _select(kind: str) -> str:
 
 def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
     """Write the runs (with the ancestors forks share history with) to ``path``; return the ids."""
+    for rid in run_ids:
+        if "/" in rid:  # a subgraph run is imported with its root run, never alone
+            root = rid.split("/", 1)[0]
+            raise InputError(f"{rid} is a subgraph run of run {root}: export {root} (its subgraph runs go with it)")
+    _check_target(store, path)
     wanted: list[str] = []
     for rid in run_ids:
         for ancestor, _ in reversed(store.lineage(rid)):
@@ -95,6 +100,30 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
             raise InputError(f"--to {path}: cannot write it ({exc.strerror or exc}); nothing was written") from None
         raise
     return wanted
+
+
+def _check_target(store: TraceStore, path: str) -> None:
+    """Refuse to write over the store itself (its file, write-ahead log or spool) or over a file
+    that is not an export: a mistyped ``--to`` must not destroy a trace store or a graph file.
+    An earlier export, or an empty file, is replaced."""
+    target = os.path.realpath(path)
+    spool = getattr(store.backend, "spool", None)
+    local = os.path.realpath(store.path) if os.path.exists(store.path) else None
+    if local is not None and target in (local, f"{local}.wal", f"{local}.journal"):
+        raise InputError(f"--to {path} is the trace store's own file; name a new file, e.g. runs.jsonl")
+    if spool is not None and (target + os.sep).startswith(os.path.realpath(spool.root) + os.sep):
+        raise InputError(f"--to {path} is inside the trace store's spool; name a file elsewhere, e.g. runs.jsonl")
+    if not os.path.isfile(target) or os.path.getsize(target) == 0:
+        return
+    try:
+        with open(target, "rb") as fh:
+            first = fh.readline(4096)
+        header = json.loads(first)
+    except (OSError, ValueError):
+        header = None
+    if not (isinstance(header, dict) and header.get("format") == FORMAT):
+        raise InputError(f"--to {path} exists and is not a workbench export, so it is not replaced; "
+                         "name a new file, or move that one away first")
 
 
 def _umask() -> int:
