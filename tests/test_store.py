@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, run_cli, workbench_cmd
 
 from workbench.errors import StoreError
 from workbench.loader import load_graph
@@ -351,3 +351,47 @@ def test_db_threads_setting_is_applied_and_a_bad_value_is_one_line(tmp_path: Pat
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == ["workbench: error: WORKBENCH_DB_THREADS must be a whole number of "
                                                "threads, 1 or more (not '0')"]
+
+
+def test_query_is_read_only_even_after_this_process_recorded(tmp_path: Path) -> None:
+    """``TraceStore.query`` is documented as a read: once this process had recorded (the open
+    instance may then write), ``DELETE FROM wb_runs`` deleted the runs, leaving their tasks,
+    and ``DROP VIEW steps`` broke ``workbench sql`` for good. Writes, and SQL the database
+    refuses, are now an ``InputError``; the store is unchanged."""
+    from workbench.errors import InputError
+
+    db = str(tmp_path / "t.duckdb")
+    with TraceStore(db) as st:
+        Runner(load_graph(f"{SIMPLE}:graph"), st).run({})
+        before = st.query("SELECT (SELECT count(*) FROM wb_runs), (SELECT count(*) FROM wb_tasks)")
+        for sql, params in [("DELETE FROM wb_runs", None), ("DROP VIEW steps", None),
+                            ("CREATE TABLE x (a INT)", None), ("UPDATE wb_runs SET status = 'failed'", None),
+                            ("SELEC 1", None), ("SELECT ?", [1, 2])]:
+            with pytest.raises(InputError, match="SQL error"):
+                st.query(sql, params)
+            with pytest.raises(InputError, match="SQL error"):
+                st.query_dicts(sql, params)
+        assert st.query("SELECT (SELECT count(*) FROM wb_runs), (SELECT count(*) FROM wb_tasks)") == before
+        assert st.query_dicts("SELECT count(*) AS n FROM steps") == [{"n": before[0][1]}]
+
+
+def test_views_dropped_by_another_program_are_named_by_doctor_and_made_again_by_maintain(tmp_path: Path) -> None:
+    """The data is whole; the views are definitions. ``doctor`` called such a store healthy and
+    ``workbench sql`` failed with no way out."""
+    db = str(tmp_path / "t.duckdb")
+    with TraceStore(db) as st:
+        Runner(load_graph(f"{SIMPLE}:graph"), st).run({})
+        steps = st.query("SELECT count(*) FROM steps")
+    con = duckdb.connect(db)
+    con.execute("DROP VIEW steps")
+    con.close()
+    doctor = run_cli("doctor", "--db", db, cwd=tmp_path)
+    assert doctor.returncode == 1 and "view steps cannot be read" in doctor.stdout, doctor.stdout
+    assert f"workbench maintain --db {db}" in doctor.stdout
+    sql = run_cli("sql", "SELECT count(*) FROM steps", "--db", db, cwd=tmp_path)
+    assert sql.returncode == 2 and "makes the views again" in sql.stderr, sql.stderr
+    maintain = run_cli("maintain", "--db", db, cwd=tmp_path)
+    assert maintain.returncode == 0 and "made the views again (steps could not be read)" in maintain.stdout
+    assert "healthy" in run_cli("doctor", "--db", db, cwd=tmp_path).stdout
+    with TraceStore(db) as st:
+        assert st.query("SELECT count(*) FROM steps") == steps

@@ -96,7 +96,7 @@ def _call_totals(store: TraceStore, history: RunHistory) -> tuple[int, float, fl
             calls += 1 if c["kind"] == "llm" else 0
     # The subgraph runs called by those steps: by the run itself, and by the ancestors it shares
     # steps with (up to the step it forked at), as the timeline nests them.
-    for (child,) in store.query(
+    for (child,) in store._query(
         """
         SELECT r.run_id
         FROM run_lineage l JOIN wb_runs r ON r.caller_run_id = l.ancestor_id

@@ -23,7 +23,8 @@ import json, sys, time
 import duckdb
 from workbench.store.database import classify, connect
 from workbench.store.spool import Spool
-path, tables = sys.argv[1], sys.argv[2:]
+path = sys.argv[1]
+tables, views = sys.argv[2:sys.argv.index("--views")], sys.argv[sys.argv.index("--views") + 1:]
 spool = Spool(path + ".spool")
 deadline = time.monotonic() + 60
 foreign_since = None
@@ -54,6 +55,11 @@ for t in tables:
         print(json.dumps({"table": t, "missing": True}), flush=True)
     except duckdb.Error as exc:
         print(json.dumps({"table": t, "error": str(exc).strip().splitlines()[0]}), flush=True)
+for v in views:
+    try:
+        con.execute(f"SELECT * FROM {v} LIMIT 0").fetchall()
+    except duckdb.Error as exc:
+        print(json.dumps({"view": v, "error": str(exc).strip().splitlines()[0]}), flush=True)
 """
 
 
@@ -88,9 +94,11 @@ def examine(path: str) -> Report:
     if len(head) < 12 or head[8:12] != b"DUCK":
         report.problems.append(f"{path} is not a DuckDB database (no DuckDB header)")
         return report
+    from workbench.sqlquery import DOCUMENTED_VIEWS
+
     env = {k: v for k, v in os.environ.items()}
-    res = subprocess.run([sys.executable, "-c", _PROBE, path, *TABLES], capture_output=True, text=True,
-                         env=env, timeout=3600)
+    res = subprocess.run([sys.executable, "-c", _PROBE, path, *TABLES, "--views", *DOCUMENTED_VIEWS],
+                         capture_output=True, text=True, env=env, timeout=3600)
     current = None
     for line in res.stdout.splitlines():
         try:
@@ -103,6 +111,10 @@ def examine(path: str) -> Report:
             from workbench.store.database import explain_open_error
 
             raise explain_open_error(path, duckdb.IOException(item["locked"]))
+        if "view" in item:  # the data is whole; the views are definitions, made again by maintain
+            report.problems.append(f"view {item['view']} cannot be read ({item['error']}): run "
+                                   f"'workbench maintain --db {path}' to make the views again")
+            continue
         current = item["table"]
         if "rows" in item:
             report.tables[current] = item["rows"]

@@ -140,7 +140,7 @@ class RunHistory:
         return view
 
     def _own_changes(self, run_id: str) -> list[tuple[int, str, str, Any]]:
-        rows = self.store.query("SELECT step, key, op, value FROM wb_changes WHERE run_id = ? ORDER BY step",
+        rows = self.store._query("SELECT step, key, op, value FROM wb_changes WHERE run_id = ? ORDER BY step",
                                 [run_id])
         return [(int(s), k, op, json.loads(v)) for s, k, op, v in rows]
 
@@ -203,7 +203,7 @@ def timeline_since(store: TraceStore, run_id: str, since: int = 0, base: Timelin
     if not nested:
         return rows
     children: dict[int, list[str]] = {}
-    for child, step in store.query(
+    for child, step in store._query(
         """
         SELECT r.run_id, r.caller_step
         FROM run_lineage l JOIN wb_runs r ON r.caller_run_id = l.ancestor_id
@@ -231,7 +231,7 @@ def timeline_since(store: TraceStore, run_id: str, since: int = 0, base: Timelin
 
 
 def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) -> list[TimelineRow]:
-    tasks = store.query(
+    tasks = store._query(
         """
         SELECT t.step, t.task, t.node, t.attempt, t.status, epoch_us(t.started_at), epoch_us(t.ended_at),
                t.duration_ms, t.error, l.depth
@@ -241,7 +241,7 @@ def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) ->
         """,
         [run_id, since],
     )
-    tokens = dict(store.query(
+    tokens = dict(store._query(
         """
         SELECT c.step, sum(coalesce(c.prompt_tokens, 0) + coalesce(c.completion_tokens, 0))
         FROM run_lineage l JOIN wb_llm_calls c ON c.run_id = l.ancestor_id

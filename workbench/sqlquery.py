@@ -192,7 +192,12 @@ def run_read_only(store: TraceStore, sql: str, limit: int | None = None, *,
         if storage_error(error) and classify(error) in ("corrupt", "full", "newer"):
             raise explain_open_error(store.path, error) from None  # the file, not the query
         if isinstance(error, duckdb.Error):
-            raise InputError(f"SQL error: {str(error).strip().splitlines()[0]}") from None
+            text = str(error).strip().splitlines()[0]
+            missing = re.search(r"Table with name (\w+) does not exist", text)
+            if isinstance(error, duckdb.CatalogException) and missing and missing[1] in DOCUMENTED_VIEWS:
+                text += (f" (the store's view {missing[1]} is gone: 'workbench maintain --db {store.path}' "
+                         "makes the views again)")
+            raise InputError(f"SQL error: {text}") from None
         raise error
     rows = out["rows"]
     fetched = out.get("fetched", len(rows))

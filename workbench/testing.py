@@ -63,4 +63,4 @@ def recorded_runs(db: str | None = None, graph: str | None = None, status: str |
         sql += " AND status = ?"
         params.append(status)
     with TraceStore(db) as store:
-        return [r[0] for r in store.query(sql + " ORDER BY started_at DESC", params)]
+        return [r[0] for r in store._query(sql + " ORDER BY started_at DESC", params)]

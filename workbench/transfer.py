@@ -63,7 +63,7 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
                 wanted.append(ancestor)
     # The subgraph runs under each (child ids extend their caller's), with what they share history with.
     for rid in list(wanted):
-        for (child,) in store.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ? || '/') "
+        for (child,) in store._query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ? || '/') "
                                     "ORDER BY length(run_id), run_id", [rid]):
             for ancestor, _ in reversed(store.lineage(child)):
                 if ancestor not in wanted:
@@ -86,7 +86,7 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
             for rid in wanted:
                 for table, kind in TABLE_KINDS.items():
                     _, cols = INSERTS[kind]
-                    for values in store.query(_select(kind), [rid]):
+                    for values in store._query(_select(kind), [rid]):
                         row = {}
                         for (name, t), v in zip(cols, values, strict=True):
                             row[name] = json.loads(v) if t == "JSON" and v is not None else v
@@ -332,7 +332,7 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
                 raise InputError(f"run {rid!r} differs between {versions[rid][0]} and {path}; nothing was "
                                  "imported (import the version you want on its own)")
     store.flush()
-    existing = {r[0] for r in store.query("SELECT run_id FROM wb_runs")}
+    existing = {r[0] for r in store._query("SELECT run_id FROM wb_runs")}
     for rid, (_, run_rows) in versions.items():
         for kind, row in run_rows.values():
             parent = row.get("parent_run_id") if kind == "run" else None

@@ -62,7 +62,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                 if recorded != name:
                     raise UsageError(f"run {rid} is a run of graph {recorded!r}; {args.graph} defines {name!r}")
         if name and not (file_ref and ids):
-            ids += [r[0] for r in store.query(
+            ids += [r[0] for r in store._query(
                 "SELECT run_id FROM runs WHERE graph = ? AND status <> 'running' ORDER BY started_at",
                 [name])]
         if not ids:

@@ -53,7 +53,7 @@ def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> in
 
     with open_store(args, if_missing="refuse") as store:
         if args.continue_run == "last":
-            rows = store.query("SELECT run_id FROM wb_runs WHERE graph = ? ORDER BY started_at DESC, run_id DESC "
+            rows = store._query("SELECT run_id FROM wb_runs WHERE graph = ? ORDER BY started_at DESC, run_id DESC "
                                "LIMIT 1", [graph.name])
             if not rows:
                 raise UsageError(f"--continue last: no run of graph {graph.name!r} in {store.path} yet")

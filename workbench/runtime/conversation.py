@@ -40,7 +40,7 @@ CONTINUABLE = ("completed", "failed", "paused", "waiting", "running")
 
 def continuation_of(store: StoreReader, run_id: str) -> str | None:
     """The run that continued ``run_id`` (the newest, when it was continued more than once)."""
-    rows = store.query("SELECT run_id FROM wb_runs WHERE parent_run_id = ? AND relation = 'continuation' "
+    rows = store._query("SELECT run_id FROM wb_runs WHERE parent_run_id = ? AND relation = 'continuation' "
                        "ORDER BY started_at DESC, run_id DESC LIMIT 1", [run_id])
     return str(rows[0][0]) if rows else None
 
@@ -139,7 +139,7 @@ def turn_starts(store: StoreReader, lineage: list[tuple[str, int]]) -> list[int]
     ids = [run for run, _ in lineage[:-1]]
     if not ids:
         return []
-    rows = {r[0]: (r[1], r[2]) for r in store.query(
+    rows = {r[0]: (r[1], r[2]) for r in store._query(
         "SELECT run_id, relation, fork_step FROM wb_runs WHERE list_contains(?, run_id)", [ids])}
     starts = set()
     for run, upto in lineage[:-1]:
@@ -191,7 +191,7 @@ def conversation_turns(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     started it, its steps, input and status (a run that continues nothing is one turn)."""
     lineage = store.lineage(run_id)
     ids = [run for run, _ in lineage]
-    rows = {r["run_id"]: r for r in store.query_dicts(
+    rows = {r["run_id"]: r for r in store._query_dicts(
         "SELECT run_id, relation, fork_step, input, status FROM wb_runs WHERE list_contains(?, run_id)", [ids])}
     turns: list[dict[str, Any]] = []
     for i, (run, upto) in enumerate(reversed(lineage)):

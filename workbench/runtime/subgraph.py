@@ -306,7 +306,7 @@ async def continue_child(inner: Runner, rec: dict[str, Any], link: ChildLink) ->
     touched, extended = _changed_keys(store, run_id)
     if rec.get("parent_run_id") is not None and rec.get("fork_step") == 0:
         # A fork at its first inner step: its edits (at step 0) are changes the caller must get.
-        for (key,) in store.query("SELECT key FROM wb_changes WHERE run_id = ? AND step = 0", [run_id]):
+        for (key,) in store._query("SELECT key FROM wb_changes WHERE run_id = ? AND step = 0", [run_id]):
             touched.add(key)
             extended.pop(key, None)
     if status == "completed":

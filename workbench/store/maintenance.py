@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import InputError, StoreError
+from workbench.store.schema import VIEWS
 
 if TYPE_CHECKING:
     from workbench.store.store import TraceStore
@@ -47,12 +48,31 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
                 con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
                 done.append(f"expired snapshots and deleted unreferenced files older than {interval}")
             else:
+                unreadable = _unreadable_views(con)
+                if unreadable:  # dropped or broken by another program: definitions, made again
+                    con.execute(VIEWS)
+                    done.append(f"made the views again ({', '.join(unreadable)} could not be read)")
                 con.execute("CHECKPOINT")
                 _check_file_whole(store.path, con)
                 done.append(f"checkpointed {store.path}")
     except duckdb.Error as exc:
         raise StoreError(f"maintaining {store.path} failed: {str(exc).strip().splitlines()[0]}") from None
     return done
+
+
+def _unreadable_views(con: Any) -> list[str]:
+    """The documented views (docs/sql.md) that cannot be read."""
+    import duckdb
+
+    from workbench.sqlquery import DOCUMENTED_VIEWS
+
+    unreadable = []
+    for view in DOCUMENTED_VIEWS:
+        try:
+            con.execute(f"SELECT * FROM {view} LIMIT 0").fetchall()
+        except duckdb.Error:
+            unreadable.append(view)
+    return unreadable
 
 
 # A DuckDB file: three 4 KiB headers, then its blocks.

@@ -33,6 +33,14 @@ class StoreReader:
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    # workbench's own reads (its SQL, never a user's): a store may serve them without the
+    # read-only transaction ``query`` puts around a caller's text.
+    def _query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)
+
+    def _query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        return self._query_dicts(sql, params)
+
     def resolve_run_id(self, ref: str) -> str:
         """A full run id from an id, a unique prefix of one, or ``last``.
 
@@ -40,14 +48,14 @@ class StoreReader:
         whole id (``ROOT/3.0.0``).
         """
         if ref == "last":
-            rows = self.query("SELECT run_id FROM wb_runs WHERE caller_run_id IS NULL "
+            rows = self._query("SELECT run_id FROM wb_runs WHERE caller_run_id IS NULL "
                               "ORDER BY started_at DESC, run_id DESC LIMIT 1")
             if not rows:
                 raise RunNotFoundError(f"no runs in {self.path} yet")
             return str(rows[0][0])
-        if self.query("SELECT 1 FROM wb_runs WHERE run_id = ?", [ref]):
+        if self._query("SELECT 1 FROM wb_runs WHERE run_id = ?", [ref]):
             return ref
-        rows = self.query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ?) AND caller_run_id IS NULL "
+        rows = self._query("SELECT run_id FROM wb_runs WHERE starts_with(run_id, ?) AND caller_run_id IS NULL "
                           "LIMIT 2", [ref])
         if not rows:
             raise RunNotFoundError(f"no run {ref!r} in {self.path} (see 'workbench runs')")
@@ -58,12 +66,12 @@ class StoreReader:
     def check_run(self, run_id: str) -> None:
         """Raise :class:`RunNotFoundError` unless run ``run_id`` is in the store (a cheap
         check: :meth:`get_run` also reads and decodes the run's input and final state)."""
-        if not self.query("SELECT 1 FROM wb_runs WHERE run_id = ?", [run_id]):
+        if not self._query("SELECT 1 FROM wb_runs WHERE run_id = ?", [run_id]):
             raise _not_found(self.path, run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row from ``wb_runs`` with JSON columns decoded."""
-        rows = self.query_dicts("SELECT * FROM wb_runs WHERE run_id = ?", [run_id])
+        rows = self._query_dicts("SELECT * FROM wb_runs WHERE run_id = ?", [run_id])
         if not rows:
             raise _not_found(self.path, run_id)
         run = rows[0]
@@ -73,7 +81,7 @@ class StoreReader:
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Recent runs with step count, tokens and cost."""
-        return self.query_dicts(
+        return self._query_dicts(
             """
             SELECT r.run_id, r.graph, r.status, r.started_at, r.ended_at,
                    date_diff('millisecond', r.started_at, coalesce(r.ended_at, r.started_at)) AS duration_ms,
@@ -99,7 +107,7 @@ class StoreReader:
         if step is not None:
             sql += " AND step = ?"
             params.append(step)
-        rows = self.query_dicts(sql + " ORDER BY step, task, attempt, started_at", params)
+        rows = self._query_dicts(sql + " ORDER BY step, task, attempt, started_at", params)
         for r in rows:
             r["update"] = json.loads(r["update"]) if r["update"] is not None else None
             r["arg"] = json.loads(r["arg"]) if r["arg"] is not None else None
@@ -112,7 +120,7 @@ class StoreReader:
         A fork shares its parent's history up to its fork step; the run itself owns every step
         after that (its own entry has no limit).
         """
-        rows = self.query(_LINEAGE_OF + " SELECT ancestor_id, upto_step FROM lin ORDER BY depth", [run_id])
+        rows = self._query(_LINEAGE_OF + " SELECT ancestor_id, upto_step FROM lin ORDER BY depth", [run_id])
         return [(str(a), int(u)) for a, u in rows]
 
     def step_owner(self, run_id: str, step: int) -> str:
@@ -127,7 +135,7 @@ class StoreReader:
         """Stored state changes ``(step, key, op, value)`` of a run and the history it shares
         with its ancestors, in the order they apply."""
         limit = 2**31 - 1 if upto is None else upto
-        rows = self.query(
+        rows = self._query(
             """
             SELECT c.step, c.key, c.op, c.value
             FROM run_lineage l JOIN wb_changes c ON c.run_id = l.ancestor_id
@@ -147,7 +155,7 @@ class StoreReader:
         so any step of a 10,000-step run is as quick to rebuild as the first.
         """
         state: dict[str, Any] = {}
-        for key, set_value, appended in self.query(_STATE_AT_SQL, [run_id, step]):
+        for key, set_value, appended in self._query(_STATE_AT_SQL, [run_id, step]):
             if set_value is not None:
                 state[key] = json.loads(set_value)
             if appended is not None:
@@ -171,7 +179,7 @@ class StoreReader:
     def plan(self, run_id: str, step: int) -> dict[str, Any] | None:
         """The tasks planned for ``step`` and the join bookkeeping at that point (a fork's
         plans before its fork step are its parent's)."""
-        rows = self.query(
+        rows = self._query(
             """
             SELECT p.tasks, p.joins
             FROM run_lineage l JOIN wb_supersteps p ON p.run_id = l.ancestor_id
@@ -186,7 +194,7 @@ class StoreReader:
 
     def last_committed_step(self, run_id: str) -> int:
         """The highest step whose state changes are recorded (0 once the run has started)."""
-        rows = self.query("SELECT max(step) FROM wb_supersteps WHERE run_id = ?", [run_id])
+        rows = self._query("SELECT max(step) FROM wb_supersteps WHERE run_id = ?", [run_id])
         planned = rows[0][0]
         return -1 if planned is None else int(planned) - 1
 
@@ -206,7 +214,7 @@ class StoreReader:
         if step is not None:
             sql += " AND step = ?"
             params.append(step)
-        rows = self.query_dicts(sql + " ORDER BY step, task, seq", params)
+        rows = self._query_dicts(sql + " ORDER BY step, task, seq", params)
         for r in rows:
             for col in ("messages", "params", "response"):
                 r[col] = json.loads(r[col]) if r[col] is not None else None
@@ -215,7 +223,7 @@ class StoreReader:
     def interrupts(self, run_id: str) -> list[dict[str, Any]]:
         """Interrupts of a run, decoded, oldest first, each with its ``interrupt_id`` and
         ``status`` (open, answered or closed), as the ``interrupts`` view has them."""
-        rows = self.query_dicts(
+        rows = self._query_dicts(
             "SELECT * FROM wb_interrupts WHERE run_id = ? ORDER BY step, task, attempt, idx", [run_id]
         )
         for r in rows:
@@ -231,7 +239,7 @@ class StoreReader:
     def tree_interrupts(self, run_id: str) -> list[dict[str, Any]]:
         """Interrupts of a run and of the subgraph runs under it, decoded, each with ``path``
         (the asking node's path from the run's graph, e.g. ``review/approve``)."""
-        rows = self.query_dicts(
+        rows = self._query_dicts(
             """
             SELECT i.*, CASE WHEN r.path IS NULL THEN i.node ELSE r.path || '/' || i.node END AS path
             FROM wb_interrupts i JOIN wb_runs r ON r.run_id = i.run_id
@@ -253,12 +261,12 @@ class StoreReader:
 
     def children(self, run_id: str) -> list[dict[str, Any]]:
         """The subgraph runs a run's tasks called (one level down), in step and task order."""
-        return self.query_dicts(
+        return self._query_dicts(
             "SELECT run_id, graph, status, caller_step, caller_task, path, last_step, parent_run_id, fork_step "
             "FROM wb_runs WHERE caller_run_id = ? ORDER BY caller_step, caller_task, run_id", [run_id])
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.query_dicts("SELECT * FROM wb_events WHERE run_id = ? ORDER BY created_at", [run_id])
+        rows = self._query_dicts("SELECT * FROM wb_events WHERE run_id = ? ORDER BY created_at", [run_id])
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r["detail"] is not None else None
         return rows

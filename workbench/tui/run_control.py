@@ -57,7 +57,7 @@ class RunControl(App[None]):
             with self.shared.lease() as store:
                 rid = run_id
                 if rid is None or store.get_run(rid)["status"] != "waiting":
-                    rows = store.query("SELECT run_id FROM runs WHERE status = 'waiting' ORDER BY started_at DESC "
+                    rows = store._query("SELECT run_id FROM runs WHERE status = 'waiting' ORDER BY started_at DESC "
                                        "LIMIT 1")
                     rid = rows[0][0] if rows else None
                 if rid is None:
