@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from conftest import cli_env, run_cli
 
-from workbench import END, START, Graph, Send, append
+from workbench import END, START, Graph, RetryPolicy, Send, append
 from workbench.runtime import Runner
 from workbench.store import TraceStore
 
@@ -470,6 +470,69 @@ def test_sys_exit_in_a_node_fails_the_node_with_its_message(tmp_path: Path) -> N
         assert run["status"] == "failed"
         tries = store.query("SELECT count(*) FROM steps WHERE run_id = ? AND node = 'leaves'", [run["run_id"]])
         assert tries == [(1,)]
+
+
+class _OwnBase(BaseException):
+    pass
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise ValueError("str() fails")
+
+
+def test_a_base_exception_or_an_unprintable_error_from_a_node_is_the_nodes_failure(tmp_path: Path) -> None:
+    """A node raising ``GeneratorExit``, a ``CancelledError`` of its own (a library leaking a
+    cancel) or a ``BaseException`` class of its own went past the runner: a raw traceback, the
+    run left interrupted, every resume failing the same way. An exception whose ``str()`` fails
+    crashed the runner ("internal error"). Each is now the node's failure, recorded, once (no
+    retry); a sibling it fails is cancelled as before, and a real cancellation (a timeout) is
+    still a timeout."""
+    import asyncio
+
+    class S(TypedDict):
+        log: Annotated[list[str], append]
+
+    raised: list[BaseException] = [GeneratorExit(), asyncio.CancelledError(), _OwnBase("mine"), _UnprintableError()]
+    expected = ["node 'leave' raised GeneratorExit: a BaseException",
+                "node 'leave' raised CancelledError of its own (the run did not cancel it)",
+                "node 'leave' raised _OwnBase: mine: a BaseException",
+                "_UnprintableError: <str() of the exception failed>"]
+    for exc, words in zip(raised, expected, strict=True):
+        def sync_body(value: Any, exc: BaseException = exc) -> dict[str, Any]:
+            raise exc
+
+        async def async_body(value: Any, exc: BaseException = exc) -> dict[str, Any]:
+            raise exc
+
+        for name, body, fan in (("alone", sync_body, False), ("beside", sync_body, True),
+                                ("async", async_body, False), ("async-beside", async_body, True)):
+            g = Graph(f"escape-{name}", S)
+            g.node(name="leave", retry=RetryPolicy(attempts=3, initial_delay=0.0))(body)
+            if fan:
+                g.route(START, lambda state: [Send("leave", i) for i in range(3)], targets=["leave"])
+                g.edge("leave", END)
+            else:
+                g.sequence(START, "leave", END)
+            with TraceStore(str(tmp_path / "lib.duckdb")) as store:
+                result = Runner(g, store).run({})
+                assert result.status == "failed", (name, exc)
+                assert words in (result.error or ""), (name, result.error)
+                assert store.get_run(result.run_id)["status"] == "failed"
+                tries = store.query("SELECT max(attempt) FROM steps WHERE run_id = ?", [result.run_id])
+                assert tries == [(1,)] or isinstance(exc, _UnprintableError), (name, tries)
+
+    slow = Graph("slow", S)
+
+    @slow.node(timeout=0.05)
+    async def wait(state: S) -> dict[str, Any]:
+        await asyncio.sleep(30)
+        return {}
+
+    slow.sequence(START, "wait", END)
+    with TraceStore(str(tmp_path / "lib.duckdb")) as store:
+        result = Runner(slow, store).run({})
+    assert result.status == "failed" and "timed out after 0.05s" in (result.error or ""), result.error
 
 
 def test_a_run_id_a_user_gives_is_one_any_run_could_have(tmp_path: Path) -> None:

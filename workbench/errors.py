@@ -47,6 +47,12 @@ class NodeExitError(WorkbenchError):
     """A node called ``sys.exit()``: the node fails with its message, the process goes on."""
 
 
+class NodeEscapeError(WorkbenchError):
+    """A node raised a ``BaseException`` that is not an ``Exception`` (``GeneratorExit``, an
+    ``asyncio.CancelledError`` the run did not cause, a class of its own): the node fails with
+    it, not retried; the run and the process go on."""
+
+
 class StoreError(WorkbenchError):
     """The trace store cannot be opened or used (locked, corrupt, too new)."""
 

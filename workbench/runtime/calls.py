@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from workbench.context import Context, reset_current, set_current
-from workbench.errors import NodeExitError, NodeTimeoutError
+from workbench.context import Context, InterruptSignal, ReplayDivergence, reset_current, set_current
+from workbench.errors import NodeEscapeError, NodeExitError, NodeTimeoutError
 from workbench.graph import Node
 from workbench.redact import scrub
 
@@ -57,10 +57,31 @@ def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
     token = set_current(ctx)
     try:
         return node.fn(value, ctx) if node.takes_ctx else node.fn(value)
+    except Exception:
+        raise
     except SystemExit as exc:
         raise node_exit(node, exc) from None
+    except _PASSED_ON:
+        raise
+    except BaseException as exc:  # nothing cancels a sync body: a CancelledError is its own
+        raise node_escape(node, exc) from None
     finally:
         reset_current(token)
+
+
+# What a node's body may raise that is not its failure: a pause for input, a replay that left its
+# recording (the runtime's own), Ctrl-C (the user's).
+_PASSED_ON = (InterruptSignal, ReplayDivergence, KeyboardInterrupt)
+
+
+def node_escape(node: Node, exc: BaseException) -> NodeEscapeError:
+    """Any other ``BaseException`` from a node's body as the node's failure. Left alone it went
+    past the runner's handling of node errors: a raw traceback, the run left interrupted and
+    every resume failing the same way."""
+    text = describe(exc)
+    own = " of its own (the run did not cancel it)" if isinstance(exc, asyncio.CancelledError) else ""
+    return NodeEscapeError(f"node {node.name!r} raised {text}{own}: a BaseException, not an Exception; "
+                           "raise an Exception to fail the node")
 
 
 def node_exit(node: Node, exc: SystemExit) -> NodeExitError:
@@ -131,8 +152,19 @@ async def _with_context(coro: Any, ctx: Context, node: Node) -> Any:
     token = set_current(ctx)
     try:
         return await coro
+    except Exception:
+        raise
     except SystemExit as exc:
         raise node_exit(node, exc) from None
+    except _PASSED_ON:
+        raise
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the run cancelled this task (a sibling failed, a timeout, a stop)
+        raise node_escape(node, exc) from None
+    except BaseException as exc:
+        raise node_escape(node, exc) from None
     finally:
         reset_current(token)
 
@@ -227,6 +259,11 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: A
 
 
 def describe(exc: BaseException) -> str:
-    """One line about a node's exception (recorded and shown): known secrets scrubbed."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """One line about a node's exception (recorded and shown): known secrets scrubbed. An
+    exception whose ``str()`` itself fails is named by its type (it crashed the runner)."""
+    try:
+        text = str(exc).strip()
+    except Exception:
+        text = "<str() of the exception failed>"
+    text = text.splitlines()[0] if text else ""
     return scrub(f"{type(exc).__name__}: {text}") if text else type(exc).__name__

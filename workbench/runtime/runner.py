@@ -25,6 +25,7 @@ from workbench.errors import (
     InputError,
     InvalidUpdateError,
     LLMRejectedError,
+    NodeEscapeError,
     NodeExitError,
     RoutingError,
     RunStateError,
@@ -67,7 +68,8 @@ from workbench.store.store import TraceStore, now_us
 # Errors that a retry cannot fix: the same code and input fail the same way (a model call every
 # provider refused — bad credentials, bad request — fails the same way too).
 # A node that exits on purpose (sys.exit) would exit again.
-_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError, RoutingError, NodeExitError)
+_NOT_RETRYABLE = (SerializationError, InvalidUpdateError, LLMRejectedError, RoutingError, NodeExitError,
+                  NodeEscapeError)
 
 
 
