@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Any
 
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 _note_fd = -1
@@ -35,12 +36,20 @@ def main() -> None:
 
     if os.environ.get("WORKBENCH_NO_GUARD") or not hasattr(os, "fork"):
         _exit(cli_main())
+    import tempfile
+
     read_fd, write_fd = os.pipe()
+    # Where the child was in Python when it crashed (faulthandler writes it there): DuckDB
+    # crashing on a damaged file, or a graph's own code (ctypes, a C extension, os.abort()).
+    crash_report = tempfile.TemporaryFile()
     pid = os.fork()
     if pid == 0:  # the child: the real command
         os.close(read_fd)
         global _note_fd
         _note_fd = write_fd
+        import faulthandler
+
+        faulthandler.enable(file=crash_report.fileno(), all_threads=True)
         _die_with_parent()
         code = 1
         try:
@@ -56,7 +65,7 @@ def main() -> None:
     os.close(write_fd)
     # _exit, not sys.exit: tearing down the modules this process imported (the CLI's, before
     # the fork) took a fifth of a second after every command, the workbench's quit included.
-    _exit(_watch(pid, read_fd))
+    _exit(_watch(pid, read_fd, crash_report))
 
 
 def _exit(code: int) -> None:
@@ -94,7 +103,7 @@ def _terminal_sends_to_both() -> bool:
         return False
 
 
-def _watch(pid: int, read_fd: int) -> int:
+def _watch(pid: int, read_fd: int, crash_report: Any) -> int:
     """Wait for the child; turn a crash into one line. Returns the exit code to use."""
     forwarded = [signal.SIGTERM, signal.SIGHUP]
     if _terminal_sends_to_both():
@@ -118,6 +127,15 @@ def _watch(pid: int, read_fd: int) -> int:
         return os.WEXITSTATUS(status)
     sig = signal.Signals(os.WTERMSIG(status))
     if sig in _CRASH_SIGNALS:
+        crash_report.seek(0)
+        site = code_site(crash_report.read().decode(errors="replace"))
+        if site is not None:
+            sys.stderr.write(
+                f"workbench: error: the process crashed ({sig.name}) in {site}, not in the database: the trace "
+                "store is not to blame; a run it was recording is marked interrupted and resumes from its last "
+                "step once that code is fixed\n"
+            )
+            return 1
         where = f"trace store {stores[-1]}" if stores else "the trace store"
         sys.stderr.write(
             f"workbench: error: the database engine crashed ({sig.name}) while reading {where}; "
@@ -125,7 +143,42 @@ def _watch(pid: int, read_fd: int) -> int:
             "and move it aside to go on with a fresh one\n"
         )
         return 2
-    # Killed from outside: end the same way, so whoever killed it sees the same status.
-    signal.signal(sig, signal.SIG_DFL)
+    # Killed from outside: end the same way, so whoever killed it sees the same status
+    # (SIGKILL and SIGSTOP cannot be caught, so they need no reset: they act as they are).
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
     return 128 + sig
+
+
+def code_site(report: str) -> str | None:
+    """From a faulthandler report, where the crashing thread was: ``"FILE:LINE (FUNCTION)"`` of
+    its innermost frame outside the standard library and installed packages, when that is not
+    workbench's database code; None when it is (DuckDB was running), or no Python frame shows."""
+    import re
+    import sysconfig
+
+    lines = report.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Current thread")), None)
+    if start is None:
+        return None
+    libraries = {os.path.realpath(p) for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "purelib",
+                                                                                     "platlib")) if p}
+    ours = os.path.dirname(os.path.realpath(__file__))
+    for line in lines[start + 1:]:
+        frame = re.match(r'\s+File "(.*)", line (\d+) in (.*)', line)
+        if frame is None:
+            break
+        path = os.path.realpath(frame[1])
+        if path.startswith(ours + os.sep):
+            # The store's and the SQL console's frames are where DuckDB runs; a crash under any
+            # other of workbench's own frames is not the file's doing either.
+            inside = os.path.relpath(path, ours)
+            if inside.startswith("store" + os.sep) or inside in ("sqlquery.py", "doctor.py"):
+                return None
+            return f"workbench/{inside}:{frame[2]} ({frame[3]})"
+        if any(path.startswith(lib + os.sep) for lib in libraries):
+            continue
+        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        return f"{shown}:{frame[2]} ({frame[3]})"
+    return None

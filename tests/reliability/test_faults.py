@@ -823,3 +823,72 @@ def test_schema_versions_are_refused_untouched(filled: tuple[Path, Path], versio
         assert needle in line, line
         assert sha(db) == before, args
     assert not Path(str(db) + ".wal").exists()
+
+
+# --------------------------------------------------------------------------- crashes that are not the store's
+
+CRASHING_GRAPH = textwrap.dedent('''
+    import ctypes, os, signal
+    from typing import TypedDict
+    from workbench import END, START, Graph
+
+    class S(TypedDict, total=False):
+        how: str
+
+    graph = Graph("crashing", S)
+
+    @graph.node
+    def boom(state: S) -> dict:
+        if state.get("how") == "segv":
+            ctypes.string_at(0)
+        if state.get("how") == "abort":
+            os.abort()
+        if state.get("how") == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+    graph.sequence(START, "boom", END)
+''')
+
+
+def test_a_crash_in_graph_code_is_not_blamed_on_the_store(tmp_path: Path) -> None:
+    """A node that crashes the process (ctypes, a C extension, ``os.abort()``) was reported as
+    "the database engine crashed ... the file is damaged ... move it aside": advice to throw
+    away a healthy store. The crash guard now names the code (faulthandler's report of the
+    crashing thread) and leaves the store alone, exit 1; the run resumes once the code is fixed.
+    A process killed by SIGKILL (the OOM killer, ``kill -9``) used to end in a traceback from the
+    guard (SIGKILL's handler cannot be set); it now ends as killed, silently."""
+    proj = make_project(tmp_path / "proj")
+    (proj / "graphs" / "crashing.py").write_text(CRASHING_GRAPH)
+    db = str(tmp_path / "t.duckdb")
+    for how, sig in (("segv", "SIGSEGV"), ("abort", "SIGABRT")):
+        res = wb("run", "crashing", "--input", json.dumps({"how": how}), "--db", db, cwd=proj)
+        assert res.returncode == 1, (how, res.stderr)
+        line = one_clean_line(res.stderr)
+        assert f"crashed ({sig}) in graphs/crashing.py:" in line and "(boom), not in the database" in line, line
+        assert "move it aside" not in line
+    killed = wb("run", "crashing", "--input", '{"how": "kill"}', "--db", db, cwd=proj)
+    assert killed.returncode == -signal.SIGKILL and killed.stderr == "", killed.stderr
+    doctor = wb("doctor", "--db", db, cwd=proj)
+    assert doctor.returncode == 0 and "healthy" in doctor.stdout, doctor.stdout
+    from workbench.store.reader import shown_status
+
+    runs = _json(wb("runs", "--db", db, "--json", cwd=proj))
+    assert [shown_status(r) for r in runs] == ["interrupted"] * 3
+
+
+def test_a_crash_under_the_store_s_code_is_still_the_database_s() -> None:
+    """What decides: the crashing thread's innermost frame outside the standard library and the
+    installed packages (where DuckDB itself has no Python frame)."""
+    from workbench import guard
+
+    here = os.path.dirname(guard.__file__)
+    report = ("Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call first):\n"
+              '  File "{}", line 80 in execute\n  File "/work/proj/graphs/g.py", line 9 in node\n')
+    assert guard.code_site(report.format(os.path.join(here, "store", "reader.py"))) is None
+    assert guard.code_site(report.format(os.path.join(here, "sqlquery.py"))) is None
+    assert guard.code_site(report.format("/work/proj/graphs/x.py")) == "/work/proj/graphs/x.py:80 (execute)"
+    stdlib_first = report.format(os.path.join(os.path.dirname(os.__file__), "ctypes", "__init__.py"))
+    assert guard.code_site(stdlib_first) == "/work/proj/graphs/g.py:9 (node)"
+    assert guard.code_site("Fatal Python error: Aborted\n\nCurrent thread 0x1 (most recent call first):\n"
+                           "  <no Python frame>\n") is None
