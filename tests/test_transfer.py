@@ -280,6 +280,17 @@ MALFORMED: dict[str, Any] = {
     "missing required column": (_drop("steps", "node"), "node"),
     "timestamp out of range": (_set("runs", "started_at", 2**63 - 1), "started_at"),
     "run is its own parent": (_self_parent, "parent"),
+    # Shapes the commands read (each imported and then crashed fork, replay, show or diff).
+    "config max_steps as text": (_set("runs", "config", {"max_steps": "lots"}), "max_steps 'lots'"),
+    "config breakpoints not a list": (_set("runs", "config", {"break_before": 5}), "break_before 5"),
+    "config not an object": (_set("runs", "config", [1]), "'config' must be an object"),
+    "node_versions as text": (_set("runs", "node_versions", "x"), "node_versions"),
+    "relation unknown": (_set("runs", "relation", "weird"), "'fork', 'continuation' or null"),
+    "plan tasks not a list": (_set("supersteps", "tasks", {"not": "list"}), "'tasks' must be a list"),
+    "plan task without a node": (_set("supersteps", "tasks", [{"arg": 1}]), "'tasks' must be a list"),
+    "change op unknown": (_set("state_changes", "op", "explode"), "'set' or 'extend'"),
+    "call kind unknown": (_set("llm_calls", "kind", "shell"), "'llm' or 'tool'"),
+    "header from a newer schema": (_header(schema_version=9), "schema 9"),
 }
 
 

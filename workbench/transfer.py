@@ -193,6 +193,58 @@ STATUSES = {
 }
 
 
+def _check_shape(where: str, table: str, kind: str, row: dict[str, Any]) -> None:
+    """What the commands read out of a row's JSON columns and names has the shape workbench
+    writes: a hand-edited file whose config says ``"max_steps": "lots"`` imported, then made
+    ``fork`` record a run and crash (an internal error), ``replay`` and ``show`` too."""
+    def bad(column: str, what: str) -> InputError:
+        return InputError(f"{where}: {table} column {column!r} {what}")
+
+    def load(column: str) -> Any:
+        text = row.get(column)
+        return None if text is None else json.loads(text)
+
+    if kind == "run":
+        versions = load("node_versions")
+        if versions is not None and not (isinstance(versions, dict)
+                                         and all(isinstance(v, str) for v in versions.values())):
+            raise bad("node_versions", "must be an object of node name to version text")
+        config = load("config")
+        if config is not None and not isinstance(config, dict):
+            raise bad("config", "must be an object")
+        config = config or {}
+        for key in ("max_steps", "first_step"):
+            value = config.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise bad("config", f"holds {key} {value!r}: a whole number of at least 1, or null")
+        for key in ("break_before", "break_after"):
+            value = config.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise bad("config", f"holds {key} {value!r}: a list of node names")
+        if config.get("paused") is not None and not isinstance(config["paused"], dict):
+            raise bad("config", "holds 'paused' that is not an object")
+        if row.get("relation") not in (None, "fork", "continuation"):
+            raise bad("relation", f"is {row['relation']!r}: 'fork', 'continuation' or null")
+    elif kind == "change":
+        if row["op"] not in ("set", "extend"):
+            raise bad("op", f"is {row['op']!r}: 'set' or 'extend'")
+        if row["op"] == "extend" and not isinstance(load("value"), list):
+            raise bad("value", "of an 'extend' change must be a list")
+    elif kind == "plan":
+        tasks, joins = load("tasks"), load("joins")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("node"), str)
+                                                  for t in tasks):
+            raise bad("tasks", 'must be a list of {"node": NAME, ...} objects')
+        if joins is not None and not isinstance(joins, dict):
+            raise bad("joins", "must be an object or null")
+    elif kind == "task":
+        goto = load("goto")
+        if goto is not None and not isinstance(goto, list):
+            raise bad("goto", "must be a list or null")
+    elif kind == "llm" and row["kind"] not in ("llm", "tool"):
+        raise bad("kind", f"is {row['kind']!r}: 'llm' or 'tool'")
+
+
 def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
     """Parse and validate an export file completely; return (run ids, [(kind, row)])."""
     name = os.path.basename(path)
@@ -215,6 +267,10 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
         runs = header.get("runs")
         if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
             raise InputError(f"{name}: header 'runs' must be a list of run ids")
+        schema = header.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= SCHEMA_VERSION:
+            raise InputError(f"{name}: written for trace store schema {schema!r}; this workbench reads schemas "
+                             f"1..{SCHEMA_VERSION} (a newer workbench made it: import it there)")
         for lineno, raw in enumerate(fh, start=2):
             if len(raw) > MAX_LINE_BYTES:
                 raise InputError(f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
@@ -242,6 +298,7 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
             if allowed is not None and clean.get("status") not in allowed:
                 raise InputError(f"{name}:{lineno}: {table} status {clean.get('status')!r} is not one of "
                                  f"{', '.join(sorted(allowed))}")
+            _check_shape(f"{name}:{lineno}", table, kind, clean)
             if clean["run_id"] not in runs:
                 raise InputError(f"{name}:{lineno}: row of run {clean['run_id']!r}, which the header does not list")
             rows.append((kind, clean))
