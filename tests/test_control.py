@@ -618,3 +618,17 @@ def test_a_failure_handed_to_its_handler_is_not_run_again_when_its_step_resumes(
     assert fixed.status == "completed", fixed.error
     assert effects == ["charged 10", "charged 10"]
     assert sorted(fixed.state["log"])[0].startswith("handled RuntimeError")
+
+
+def test_an_answer_to_a_run_another_process_is_recording_says_so() -> None:
+    """Four processes answering one waiting run at once: the three that lost were told to
+    "resume it without --input", which the live winner then refused. A run whose process died
+    (interrupted) is still told to resume without the answer."""
+    from workbench.runtime.interrupts import NO_VALUE, settle
+
+    with pytest.raises(RunStateError, match=r"run r-1 is being recorded right now by another process \(it may "
+                                            r"have just been answered from there\); see 'workbench show r-1'"):
+        settle("r-1", "running", [], "an answer")
+    with pytest.raises(RunStateError, match="run r-1 is interrupted, not waiting for input; resume it without value"):
+        settle("r-1", "interrupted", [], "an answer")
+    assert settle("r-1", "running", [], NO_VALUE) == []

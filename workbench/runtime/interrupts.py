@@ -40,6 +40,9 @@ def settle(run_id: str, status: str, interrupts: list[dict[str, Any]], value: An
     waiting = status == "waiting" and bool(open_ones)
     if not waiting:
         if value is not NO_VALUE or chosen or close or interrupt is not None:
+            if status == "running":  # a live process has it: most likely it just took this very answer
+                raise RunStateError(f"run {run_id} is being recorded right now by another process (it may have "
+                                    f"just been answered from there); see 'workbench show {run_id}'")
             what = opt("--input") if value is not NO_VALUE else opt("--answers") if chosen else \
                 opt("--close") if close else opt("--interrupt")
             raise RunStateError(f"run {run_id} is {status}, not waiting for input; resume it without {what}")

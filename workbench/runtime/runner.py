@@ -63,6 +63,7 @@ from workbench.runtime.types import (
     run_id_problem,
 )
 from workbench.state import apply_changes, undo_growth
+from workbench.store.reader import shown_status
 from workbench.store.store import TraceStore, now_us
 
 # Errors that a retry cannot fix: the same code and input fail the same way (a model call every
@@ -255,7 +256,8 @@ class Runner:
         if rec["graph"] != self.graph.name:
             raise RunStateError(f"run {run_id} belongs to graph {rec['graph']!r}, not {self.graph.name!r}")
         # The open questions of its subgraphs' runs too, oldest first (runtime/subgraph.py).
-        settled = settle(run_id, status, tree_interrupts(store, run_id), value, interrupt=interrupt,
+        # "interrupted" (its process died: resumed without an answer) apart from "running" (live).
+        settled = settle(run_id, shown_status(rec), tree_interrupts(store, run_id), value, interrupt=interrupt,
                          answers=answers, close=close)
 
         config = self._with_options(rec["config"] or {}, break_before, break_after, max_steps)
