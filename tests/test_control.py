@@ -197,6 +197,10 @@ def test_several_answers_at_once_and_bad_ids(store: TraceStore) -> None:
         Runner(g, store).resume(first.run_id, "x", answers={"1.0.1.0": "x"})
     with pytest.raises(InputError, match="both answered and closed"):
         Runner(g, store).resume(first.run_id, answers={"1.0.1.0": "x"}, close=["1.0.1.0"])
+    with pytest.raises(InputError, match="answers: give an object of interrupt id to answer, got list"):
+        Runner(g, store).resume(first.run_id, answers=[1])  # was a bare TypeError
+    with pytest.raises(InputError, match="both answered and closed"):  # one id, not its characters
+        Runner(g, store).resume(first.run_id, answers={"1.0.1.0": "x"}, close="1.0.1.0")
     assert store.get_run(first.run_id)["status"] == "waiting"  # nothing was claimed
     done = Runner(g, store).resume(first.run_id, answers={"1.1.1.0": "B", "1.0.1.0": "A"})
     assert done.status == "completed"

@@ -333,8 +333,11 @@ def test_fork_records_the_current_code_version(store: TraceStore, orders_file: P
     (6, {}, "out of range"),
     (-1, {}, "out of range"),
     ("2/nope/1", {}, "at_step: step 2 of run .* does not run 'nope'"),
+    (True, {}, "at_step: give a step number or an address like '3/review/2', got True"),
+    (2, {"set_state": [1]}, "set_state: give an object of state key to value, got list"),
+    (2, {"llm_responses": [(1, "x")]}, "llm_responses: give an object of call number to answer text, got list"),
 ])
-def test_invalid_edits_are_refused_and_record_nothing(store: TraceStore, orders: Any, at: int | str,
+def test_invalid_edits_are_refused_and_record_nothing(store: TraceStore, orders: Any, at: Any,
                                                       options: dict[str, Any], match: str) -> None:
     """Through the Python API, errors name its keyword arguments (the CLI's name its flags:
     test_cli_replay.py). A model answer keyed by the text "1", or not text, used to be a bare

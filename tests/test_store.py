@@ -395,3 +395,17 @@ def test_views_dropped_by_another_program_are_named_by_doctor_and_made_again_by_
     assert "healthy" in run_cli("doctor", "--db", db, cwd=tmp_path).stdout
     with TraceStore(db) as st:
         assert st.query("SELECT count(*) FROM steps") == steps
+
+
+def test_reading_an_unknown_run_or_a_bad_limit_is_a_clear_error(store: TraceStore) -> None:
+    """``state_at`` of an unknown run returned ``{}`` (``get_run`` refuses it); a limit below 1
+    gave the database's raw error, one beyond its integers an internal error from ``runs``."""
+    from workbench.errors import InputError, RunNotFoundError
+
+    with pytest.raises(RunNotFoundError, match="nope"):
+        store.state_at("nope", 1)
+    with pytest.raises(InputError, match="limit must be a whole number of 1 or more, got -1"):
+        store.list_runs(limit=-1)
+    assert store.list_runs(limit=10**30) == []
+    res = run_cli("runs", "--limit", str(10**20), "--db", store.path, "--json", cwd=Path(store.path).parent)
+    assert (res.returncode, res.stdout.strip()) == (0, "[]"), res.stderr

@@ -12,7 +12,7 @@ inner step 2, the way a resume does — nothing is copied, the lineage of each r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from workbench import codec
@@ -177,6 +177,9 @@ MAX_FORK_DEPTH = 1000
 
 def _check_answers(llm_responses: dict[int, str] | None) -> None:
     """Model answers are numbered by int (1-based, as ``show --step`` lists the calls) and are text."""
+    if llm_responses is not None and not isinstance(llm_responses, Mapping):
+        raise InputError(f"{opt('--llm-response')}: give an object of call number to answer text, got "
+                         f"{type(llm_responses).__name__}")
     for number, text in (llm_responses or {}).items():
         if isinstance(number, bool) or not isinstance(number, int):
             raise InputError(f"{opt('--llm-response')}: number the model calls 1, 2, ... as whole numbers "
@@ -203,6 +206,10 @@ async def fork_run(
     with the edits applied, run live from ``at_step`` (or from a step inside a subgraph)."""
     store = runner._require_store()
     _check_answers(llm_responses)
+    if isinstance(at_step, bool) or not isinstance(at_step, (int, str)):
+        raise InputError(f"{opt('--at')}: give a step number or an address like '3/review/2', got {at_step!r}")
+    if set_state is not None and not isinstance(set_state, Mapping):
+        raise InputError(f"{opt('--set')}: give an object of state key to value, got {type(set_state).__name__}")
     parent = store.get_run(parent_run_id)
     refuse_child(parent)
     label = str(at_step)

@@ -16,7 +16,7 @@ All of these are settled in the claim's transaction, so two processes cannot bot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from workbench import codec
@@ -34,7 +34,10 @@ def settle(run_id: str, status: str, interrupts: list[dict[str, Any]], value: An
            close: Iterable[str] = ()) -> list[tuple[dict[str, Any], str | None]]:
     """The open interrupts this resume answers or closes: ``[(interrupt row, reply JSON or None
     to close it)]``. Raises a one-line InputError/RunStateError for a request that cannot be met."""
-    close = list(close)
+    close = [close] if isinstance(close, str) else list(close)  # one id, not its characters
+    if answers is not None and not isinstance(answers, Mapping):
+        raise InputError(f"{opt('--answers')}: give an object of interrupt id to answer, got "
+                         f"{type(answers).__name__}")
     chosen = dict(answers or {})
     open_ones = [i for i in interrupts if i["resumed_at"] is None]
     waiting = status == "waiting" and bool(open_ones)

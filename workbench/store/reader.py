@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.errors import RunNotFoundError
+from workbench.errors import InputError, RunNotFoundError
 from workbench.state import apply_changes
 
 
@@ -80,7 +80,10 @@ class StoreReader:
         return run
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent runs with step count, tokens and cost."""
+        """Recent runs with step count, tokens and cost (the newest ``limit``: 1 or more)."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InputError(f"limit must be a whole number of 1 or more, got {limit!r}")
+        limit = min(limit, 2**62)  # beyond any store, and within what the database's LIMIT takes
         return self._query_dicts(
             """
             SELECT r.run_id, r.graph, r.status, r.started_at, r.ended_at,
@@ -160,6 +163,8 @@ class StoreReader:
                 state[key] = json.loads(set_value)
             if appended is not None:
                 state[key] = [*(state.get(key) or []), *json.loads(appended)]
+        if not state:  # an empty input, or no such run (which get_run refuses too)
+            self.check_run(run_id)
         return state
 
     def states(self, run_id: str) -> dict[int, dict[str, Any]]:
