@@ -409,3 +409,14 @@ def test_reading_an_unknown_run_or_a_bad_limit_is_a_clear_error(store: TraceStor
     assert store.list_runs(limit=10**30) == []
     res = run_cli("runs", "--limit", str(10**20), "--db", store.path, "--json", cwd=Path(store.path).parent)
     assert (res.returncode, res.stdout.strip()) == (0, "[]"), res.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a database\n"])
+def test_a_refused_file_is_left_as_it_was_with_no_spool_beside_it(tmp_path: Path, content: bytes) -> None:
+    """Opening a file that is not a trace store is refused, and leaves no ``.spool`` folder."""
+    path = tmp_path / "notes.duckdb"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match="corrupt"):
+        TraceStore(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.duckdb"]
+    assert path.read_bytes() == content

@@ -238,6 +238,9 @@ class LocalBackend(Backend):
                                  "writable; pass --db a writable location")
         self.writable = os.access(directory, os.W_OK) and (not self.exists or os.access(path, os.W_OK))
         self.spool = Spool(path + ".spool")
+        # Made here for a file that was there already: to be taken away again if the file is
+        # refused (not a database, damaged), so that a refusal leaves nothing behind.
+        self.new_spool = self.exists and not self.spool.exists()
         if self.writable:
             try:
                 self.spool.create()

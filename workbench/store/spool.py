@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import socket
 import struct
 import time
@@ -77,6 +78,16 @@ class Spool:
 
     def exists(self) -> bool:
         return os.path.isdir(self.journals)
+
+    def discard_if_unused(self) -> None:
+        """Take the spool away again when it holds no journal and nothing set aside (what
+        opening a file that was then refused made)."""
+        try:
+            if os.listdir(self.journals) or os.listdir(self.damaged):
+                return
+        except OSError:
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
 
     # ------------------------------------------------------------------ journals
 

@@ -138,6 +138,8 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
                 self._recover(path)
         except BaseException:
             self._release()
+            if getattr(self.backend, "new_spool", False):
+                self.backend.spool.discard_if_unused()
             raise
 
     @staticmethod
