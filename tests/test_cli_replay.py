@@ -163,6 +163,9 @@ def test_replay_diverges_after_a_prompt_change(project: Path, db: str, support_r
         assert r["passed"] is False and r["divergence"]["kind"] == "request", name
     res = wb("test", support_runs["tech"], support_runs["waited"], "--db", db, cwd=project, env=blocked_env)
     assert res.returncode == 1 and "1 passed, 1 failed" in res.stdout and "diverged" in res.stdout
+    # A graph with no finished run says so (it said to give --graph, which was given).
+    res = wb("test", "--graph", "nope", "--db", db, cwd=project, env=blocked_env)
+    assert res.returncode == 2 and f"no finished run of graph 'nope' in {db} to test" in res.stderr, res.stderr
 
 
 def test_replay_serves_tools_and_detects_a_routing_change(project: Path, db: str, tmp_path: Path) -> None:

@@ -162,9 +162,11 @@ def test_ctrl_c_during_a_run_leaves_it_interrupted_and_resumable(proj: Path) -> 
     (proj / "stop-here").write_text("")
     res = run_cli("run", "stops", "--input", '{"n": 0}', "--json", cwd=proj)
     assert res.returncode == 130
-    assert "continue it with: workbench resume RUN_ID" in res.stderr
     assert " interrupted " in run_cli("runs", cwd=proj).stdout
     (run_id,) = [r["run_id"] for r in json.loads(run_cli("runs", "--json", cwd=proj).stdout)]
+    # The message names the run (it said RUN_ID), with --json too.
+    assert res.stderr.strip() == (f"workbench: interrupted: run {run_id} is marked interrupted; continue it with: "
+                                  f"workbench resume {run_id}")
     status, error = status_of(proj, run_id)  # what docs/sql.md says a run whose process died has
     assert status == "running" and error is not None and error.startswith("interrupted:")
 

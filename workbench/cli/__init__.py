@@ -92,6 +92,9 @@ def _setup_logging() -> _Warnings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command (what the ``workbench`` console script calls, inside its crash guard)."""
     complete_writes()
+    from workbench.cli.common import RECORDING
+
+    RECORDING.clear()  # (one process may run several commands: the test suite does)
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in _MODEL_COMMANDS and os.environ.get("WORKBENCH_PREWARM", "1") != "0":
         _prewarm_litellm()  # first thing: the import overlaps parsing, loading and opening
@@ -119,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_line(f"workbench: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        error_line("workbench: interrupted (a run it was recording is marked interrupted; continue it with: "
-                   "workbench resume RUN_ID)" if words and words[0] in _MODEL_COMMANDS else "workbench: interrupted")
+        if RECORDING:
+            error_line(f"workbench: interrupted: run {RECORDING[0]} is marked interrupted; continue it with: "
+                       f"workbench resume {RECORDING[0]}")
+        else:
+            error_line("workbench: interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK

@@ -172,6 +172,22 @@ def error_line(message: str) -> None:
     print(text, file=sys.stderr)
 
 
+RECORDING: list[str] = []
+"""The run this command is recording, once it has started (what Ctrl-C's message names)."""
+
+
+def run_tracker(inner: Any = None) -> Any:
+    """A run listener that notes the run being recorded in :data:`RECORDING`, then passes each
+    event on to ``inner`` (the progress lines; None with --json)."""
+    def listen(event: Any) -> None:
+        if event.kind in ("run_started", "run_resumed") and "/" not in event.run_id:
+            RECORDING[:] = [event.run_id]
+        if inner is not None:
+            inner(event)
+
+    return listen
+
+
 def progress_listener(console: Any, changed: list[str] | None = None, at: int | None = None) -> Any:
     from workbench.context import Event
 

@@ -65,6 +65,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             ids += [r[0] for r in store._query(
                 "SELECT run_id FROM runs WHERE graph = ? AND status <> 'running' ORDER BY started_at",
                 [name])]
+        if not ids and name:
+            raise UsageError(f"no finished run of graph {name!r} in {store.path} to test (see 'workbench runs')")
         if not ids:
             raise UsageError("name the runs to test (RUN_ID ...) or a graph (--graph NAME)")
         results = []

@@ -17,6 +17,7 @@ from workbench.cli.common import (
     parse_json,
     progress_listener,
     report,
+    run_tracker,
 )
 from workbench.errors import WorkbenchError
 
@@ -38,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except WorkbenchError as exc:
         raise UsageError(str(exc)) from None
     with open_store(args) as store:
-        listener = None if args.json else progress_listener(make_console())
+        listener = run_tracker(None if args.json else progress_listener(make_console()))
         if not args.json:
             make_console().print(f"running [bold]{esc(graph.name)}[/] → {esc(store.path)}", markup=True)
         runner = Runner(graph, store, listener=listener)
@@ -60,7 +61,7 @@ def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> in
             run_id = str(rows[0][0])
         else:
             run_id = store.resolve_run_id(args.continue_run)
-        listener = None if args.json else progress_listener(make_console())
+        listener = run_tracker(None if args.json else progress_listener(make_console()))
         runner = Runner(graph, store, listener=listener)
         result = runner.continue_run(run_id, value, break_before=args.break_before or (),
                                      break_after=args.break_after or ())
@@ -79,7 +80,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         graph = graph_for(store, run_id, args.graph)
-        listener = None if args.json else progress_listener(make_console())
+        listener = run_tracker(None if args.json else progress_listener(make_console()))
         runner = Runner(graph, store, listener=listener)
         result = runner.resume(run_id, value, max_steps=args.max_steps, interrupt=args.interrupt, answers=answers,
                                close=args.close or ())
@@ -137,7 +138,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             raise UsageError(f"run {run_id} has steps 1..{last}; --at {at} is out of range")
         graph = graph_for(store, run_id, args.graph)
         changed = graph.changed_since(parent.get("node_versions"))
-        listener = None if args.json else progress_listener(make_console(), changed=changed, at=step)
+        listener = run_tracker(None if args.json else progress_listener(make_console(), changed=changed, at=step))
         runner = Runner(graph, store, listener=listener)
         result = runner.fork(run_id, at, set_state=edits, llm_responses=llm_edits, max_steps=args.max_steps,
                              close=args.close or ())
@@ -166,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ids = []
         for value in DEMO_INPUTS:
             console.rule(f"[bold]support[/] ← {esc(repr(value['message']))}")
-            result = Runner(graph, store, listener=progress_listener(console)).run(value)
+            result = Runner(graph, store, listener=run_tracker(progress_listener(console))).run(value)
             ids.append(result.run_id)
             sent = f", reply sent:\n{esc(result.state.get('reply'))}" if result.status == "completed" else ""
             console.print(f"→ run {result.run_id}: [bold]{result.status}[/]{sent}", markup=True)
