@@ -382,6 +382,21 @@ def test_sql_csv_and_json_stream_the_rows(tmp_path: Path, filled_db: str, monkey
         result = sqlquery.run_read_only(st, "SELECT * FROM range(7)", sink=lambda c, j, rows: seen.append(len(rows)))
     assert (seen, result.rows, result.fetched) == ([3, 3, 1], [], 7)
 
+
+def test_sql_output_keeps_repeated_columns_and_writes_blobs_and_intervals_as_duckdb_does(
+        tmp_path: Path, filled_db: str) -> None:
+    """A repeated column name (a join's ``*``) lost all but its last value in JSON; a BLOB and
+    an INTERVAL came out as Python wrote them (``b'abc'``, ``1 day, 2:00:00``)."""
+    q = ("SELECT 1 AS a, 2 AS a, 'x' AS a_1, 'ab\\x00\\xFF'::BLOB AS b, INTERVAL '1 day 2 hours' AS i, "
+         "INTERVAL 90 MINUTES AS k, INTERVAL 2 DAYS AS d")
+    as_json = one_json(wb("sql", q, "--db", filled_db, "--format", "json", cwd=tmp_path))
+    assert as_json == [{"a": 1, "a_2": 2, "a_1": "x", "b": "ab\\x00\\xFF", "i": "1 day 02:00:00", "k": "01:30:00",
+                        "d": "2 days"}]
+    as_csv = wb("sql", q, "--db", filled_db, "--format", "csv", cwd=tmp_path)
+    assert as_csv.stdout.splitlines() == ["a,a,a_1,b,i,k,d", "1,2,x,ab\\x00\\xFF,1 day 02:00:00,01:30:00,2 days"]
+    table = wb("sql", q, "--db", filled_db, cwd=tmp_path).stdout
+    assert "ab\\x00\\xFF" in table and "1 day 02:00:00" in table and "b'" not in table
+
 WRITES = {
     "INSERT": "INSERT INTO wb_meta VALUES ('x', 'y')",
     "UPDATE": "UPDATE wb_runs SET status = 'failed'",

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from workbench.errors import InputError
@@ -38,7 +39,7 @@ class QueryResult:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(self.columns)
         for row in self.rows:
-            writer.writerow(["" if v is None else v for v in row])
+            writer.writerow(["" if v is None else plain_value(v) for v in row])
         return buf.getvalue()
 
     def to_dicts(self) -> list[dict[str, Any]]:
@@ -47,15 +48,56 @@ class QueryResult:
 
 
 def row_dict(columns: list[str], json_columns: frozenset[str], row: tuple[Any, ...]) -> dict[str, Any]:
-    """One row as a dict, its JSON columns decoded (so they nest in JSON output)."""
-    out = dict(zip(columns, row, strict=True))
-    for c in json_columns:
-        if isinstance(out.get(c), str):
+    """One row as a dict, its JSON columns decoded (so they nest in JSON output). Columns of the
+    same name keep their values, as DuckDB names them in a table: ``a``, ``a_1``, ``a_2``."""
+    names = unique_names(columns)
+    out = dict(zip(names, row, strict=True))
+    for c, name in zip(columns, names, strict=True):
+        if c in json_columns and isinstance(out.get(name), str):
             try:
-                out[c] = json.loads(out[c])
+                out[name] = json.loads(out[name])
             except ValueError:
                 pass
     return out
+
+
+def unique_names(columns: list[str]) -> list[str]:
+    """``columns`` with each repeated name made unique (``a``, ``a_1``...), as a table of them
+    would be named (a join's ``*`` repeats its key)."""
+    if len(set(columns)) == len(columns):
+        return columns
+    taken, out = set(columns), []
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            n = 1
+            while f"{name}_{n}" in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def plain_value(value: Any) -> Any:
+    """A value as the SQL output formats write it: bytes (a BLOB) as DuckDB writes them, printable
+    ASCII as it is and other bytes as ``\\xAB``; a ``timedelta`` (an INTERVAL) as DuckDB writes
+    it (``1 day 02:00:00``); anything else as it is (Python's ``b'...'`` and ``1 day, 2:00:00``
+    leaked into CSV and JSON)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in bytes(value))
+    if isinstance(value, timedelta):
+        days, rest = value.days, value - timedelta(days=value.days)
+        seconds = rest.total_seconds()
+        clock = f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+        if rest.microseconds:
+            clock += f".{rest.microseconds:06d}"
+        if not days:
+            return clock
+        day_part = f"{days} day{'' if abs(days) == 1 else 's'}"
+        return day_part if not seconds else f"{day_part} {clock}"
+    return value
 
 
 RowSink = Callable[[list[str], frozenset[str], list[tuple[Any, ...]]], None]
@@ -78,7 +120,7 @@ def csv_sink(write: Callable[[str], Any]) -> RowSink:
             writer.writerow(columns)
             started = True
         for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
+            writer.writerow(["" if v is None else plain_value(v) for v in row])
         write(buf.getvalue())
         buf.seek(0)
         buf.truncate()

@@ -164,7 +164,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from workbench.sqlquery import QUERY_TIMEOUT_S, RowSink, check_read_only, csv_sink, run_read_only
+    from workbench.sqlquery import QUERY_TIMEOUT_S, RowSink, check_read_only, csv_sink, plain_value, run_read_only
 
     check_read_only(args.query)  # refuse writes before touching the database
     # CSV and JSON are written as the database produces the rows (a result of any size takes
@@ -185,7 +185,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
         table = Table(*names, header_style="bold")
         for r in rows:
-            table.add_row(*["" if v is None else str(v) for v in r])
+            table.add_row(*["" if v is None else str(plain_value(v)) for v in r])
         make_console().print(table)
         make_console().print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
@@ -326,9 +326,15 @@ def strict_json(value: Any) -> str:
     """``value`` as JSON that every parser reads: NaN and the infinities, which JSON has no word
     for (Python would write ``NaN``/``Infinity``), are written as ``null``."""
     try:
-        return json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)
+        return json.dumps(value, default=_as_text, ensure_ascii=False, allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(value), default=str, ensure_ascii=False, allow_nan=False)
+        return json.dumps(_finite(value), default=_as_text, ensure_ascii=False, allow_nan=False)
+
+
+def _as_text(value: Any) -> str:
+    from workbench.sqlquery import plain_value
+
+    return str(plain_value(value))
 
 
 def _finite(value: Any) -> Any:
