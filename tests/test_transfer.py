@@ -183,6 +183,9 @@ def test_export_never_writes_over_the_store_or_a_file_that_is_not_an_export(reco
     for _ in range(2):  # an export is replaced by the next one
         assert run_cli("export", run_id, "--to", str(out), "--db", db, cwd=tmp_path).returncode == 0
     assert json.loads(out.read_text().splitlines()[0])["runs"] == [run_id]
+    piped = run_cli("export", run_id, "--to", "-", "--db", db, cwd=tmp_path)  # stdout (it made a file "-")
+    assert piped.returncode == 0 and piped.stdout == out.read_text(encoding="utf-8"), piped.stderr
+    assert piped.stderr == f"exported 1 run(s) to stdout: {run_id}\n" and not (tmp_path / "-").exists()
     with TraceStore(db) as store, pytest.raises(InputError, match=f"subgraph run of run {run_id}: export {run_id}"):
         export_runs(store, [f"{run_id}/2.0.0"], str(tmp_path / "sub.jsonl"))  # import takes it only with its root
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from workbench.cli.common import (
@@ -12,6 +13,7 @@ from workbench.cli.common import (
     EXIT_OK,
     UsageError,
     emit,
+    error_line,
     esc,
     graph_for,
     make_console,
@@ -97,6 +99,18 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.transfer import export_runs
 
+    if args.to == "-":  # to stdout (the summary to stderr): written whole to a file first
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="workbench-export-") as folder:
+            path = os.path.join(folder, "runs.jsonl")
+            with open_store(args, if_missing="refuse") as store:
+                written = export_runs(store, [store.resolve_run_id(r) for r in args.run_ids], path)
+            with open(path, encoding="utf-8") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), ""):
+                    emit(chunk, end="")
+        error_line(printable(f"exported {len(written)} run(s) to stdout: {', '.join(written)}"))
+        return EXIT_OK
     with open_store(args, if_missing="refuse") as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
         written = export_runs(store, ids, args.to)
