@@ -156,6 +156,13 @@ async def test_moving_the_cursor_shows_each_step_once_read(project: Project) -> 
         # Back to a step read before: shown at once, from what was read.
         await pilot.press("g")
         assert "step 1:" in inspector(app)
+        # The cursor's row stays in sight, above the horizontal scroll bar (it went under it).
+        visible = timeline_widget.scrollable_content_region.height
+        assert timeline_widget.virtual_size.width > timeline_widget.size.width and visible < 40
+        for keys in (["G"], ["g", *["j"] * visible]):
+            await pilot.press(*keys)
+            top = timeline_widget.scroll_offset.y
+            assert top <= timeline_widget.cursor < top + visible, (keys, top, timeline_widget.cursor, visible)
 
 
 # ---------------------------------------------------------------------- subgraphs nest and fold

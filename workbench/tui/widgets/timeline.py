@@ -216,7 +216,8 @@ class Timeline(ScrollView, can_focus=True):
 
     def scroll_to_cursor(self) -> None:
         top = self.scroll_offset.y
-        height = max(1, self.size.height)
+        # The rows a scroll bar leaves (the horizontal one takes the last: the cursor went under it).
+        height = max(1, self.scrollable_content_region.height)
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)
         elif self.cursor >= top + height:
