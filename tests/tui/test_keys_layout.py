@@ -571,3 +571,21 @@ async def test_a_burst_of_next_graph_keys_settles_on_the_graph_it_counts_to(proj
         assert app.selected_graph == wanted
         graphs = app.query_one("#graphs", GraphList)
         assert graphs.highlighted == names.index(wanted)
+
+
+async def test_a_run_started_from_a_form_is_shown_on_the_graph_tab_with_the_focus_on_it(project: Project) -> None:
+    """Started from the Timeline the Graph tab came up with nothing focused (j, b, z did
+    nothing); from Runs the tab stayed and the focus went to the lineage tree."""
+    from workbench.tui.screens.run_input import RunInputScreen
+    from workbench.tui.widgets.graph_view import GraphView
+
+    async with opened(project) as (app, pilot):
+        await select_graph(pilot, "chain")
+        for tab in ("3", "2"):
+            await pilot.press(tab)
+            await pilot.press("r")
+            await settle(pilot, lambda: isinstance(app.screen, RunInputScreen), what="the run form")
+            await pilot.press("ctrl+r")
+            await settle(pilot, lambda: app.live is None and not busy(app), what="the run")
+            assert active(app) == "tab-graph", tab
+            assert isinstance(app.focused, GraphView), (tab, app.focused)

@@ -48,6 +48,7 @@ class RunControl(App[None]):
     execute: Callable[..., Any]
     _guard: Callable[[str, Callable[[], object]], None]
     _tabs: Callable[[], TabbedContent]
+    action_tab: Callable[[str], None]
     _current_run_id: Callable[[], str | None]
 
     @work(thread=True, exclusive=True, group="interrupt")
@@ -122,11 +123,18 @@ class RunControl(App[None]):
                 self.step_mode = False  # cancelled: the next run must not start in step mode
                 return
             self.last_inputs[name] = value
-            self._tabs().active = "tab-graph"
+            self._show_new_run()
             self._start("run", name, input=value)
 
         prewarm_llm()  # while the form is filled in
         self.push_screen(RunInputScreen(graph, self.last_inputs.get(name)), start)
+
+    def _show_new_run(self) -> None:
+        """A run started from a form is shown on the Graph tab (its nodes light up as they run)
+        with the focus on the drawing, once the form has gone and given the focus back: left to
+        that, it went to the pane the form was opened from (the Timeline, hidden now; or from the
+        Runs table to the lineage tree beside it), and keys did nothing."""
+        self.call_after_refresh(self.action_tab, "tab-graph")
 
     def _paused_run(self) -> dict[str, Any] | None:
         """The open run if it is paused; or the run being shown that has just paused and is not
@@ -181,7 +189,7 @@ class RunControl(App[None]):
         def start(value: dict[str, Any] | None) -> None:
             if value is None:
                 return
-            self._tabs().active = "tab-graph"
+            self._show_new_run()
             self._start("continue", graph_name, run_id=rid, input=value)
 
         self.push_screen(RunInputScreen(graph, None, title=f"Continue run {rid} with new input"), start)
