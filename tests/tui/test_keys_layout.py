@@ -481,6 +481,16 @@ async def test_live_log_keeps_one_line_in_a_short_terminal(project: Project) -> 
         await settle(pilot, lambda: live.region.height > 3, what="the Live log grown by a line")
         live.clear()
         await settle(pilot, lambda: live.region.height == 3, what="the cleared Live log small again")
+        # Shrunk by a resize, a terminal takes the short layout at once (it went by the height
+        # before the resize, and took it only at the next one).
+        live.write("step 1: classify")
+        await settle(pilot, lambda: live.region.height > 3, what="the Live log grown by a line")
+        await pilot.resize_terminal(*SMALL)
+        await settle(pilot)
+        assert app.layout_state.short and live.region.height == 3
+        await pilot.resize_terminal(*WIDE)
+        await settle(pilot)
+        assert not app.layout_state.short and live.region.height > 3
 
 
 async def test_keys_typed_right_after_a_focus_key_go_to_the_new_focus(project: Project) -> None:

@@ -479,7 +479,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self.layout_state.toggle_live()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.layout_state.resized(event.size.width)
+        self.layout_state.resized(event.size.width, event.size.height)  # (self.size is the old one yet)
 
     def action_search(self) -> None:
         tab = self._tabs().active
