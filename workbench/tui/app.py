@@ -320,6 +320,8 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         if self.selected_graph is None and self.registry.names():
             self.selected_graph = self.registry.names()[0]
         self._show_graph()
+        if self.open_run is not None and self.open_run["graph"] in {*r.graphs, *r.changed}:
+            self.refresh_heading()
 
     def _show_graph(self) -> None:
         view = self.query_one("#graph-view", GraphView)

@@ -49,6 +49,7 @@ class RunViewApp(App[None]):
         self.selected_step: int | None = None  # the highlighted step of the open run itself
         self.selected_inner: tuple[str, int] | None = None  # (subgraph run, step) when an inner step is
         self._schema_keys: list[str] = []
+        self._open_steps = 0  # the open run's step count, as its heading shows it
         self._follow: str | None = None  # a run whose timeline follows its newest step
         self._runs_loaded_at = 0.0  # when other processes' commits last reloaded the runs list
         self._runs_timer_set = False
@@ -115,6 +116,19 @@ class RunViewApp(App[None]):
 
         self.set_timer(wait, due)
 
+    def refresh_heading(self) -> None:
+        """Draw the open run's heading again (its graph was reloaded: the "code changed since
+        this run" note follows the code now loaded)."""
+        run = self.open_run
+        if run is None:
+            return
+        graph = self.registry.get(run["graph"])
+        self._schema_keys = graph.schema.keys if graph else []
+        try:
+            update_text(self.query_one("#timeline-head", Static), run_heading(run, self._open_steps, graph))
+        except NoMatches:  # not mounted yet, or closing
+            pass
+
     def on_timeline_loaded(self, message: TimelineLoaded) -> None:
         if message.seq != self.timeline_loader.seq:
             return  # superseded by a newer open
@@ -128,6 +142,7 @@ class RunViewApp(App[None]):
         self.open_run = run
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
+        self._open_steps = message.total
         update_text(head_widget, run_heading(run, message.total, graph))
         follow = self._follow == run["run_id"]
         if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
