@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from workbench.diffview import change_lines, full_side, short_change
@@ -96,6 +97,20 @@ def test_short_change_cuts_around_the_difference() -> None:
     assert "the full" in a.plain and "review your" in b.plain
     assert a.plain != b.plain
     assert any(span.style for span in a.spans)  # the changed words are highlighted
+
+
+@pytest.mark.parametrize("width", [60, 28, 12, 4])
+def test_short_change_never_overruns_its_width(width: int) -> None:
+    """Line ends became ``⏎ `` after the cut was measured, and a change near the end kept 8
+    characters whatever the room: a Compare cell overran its width by up to 6, the ellipsis cut
+    off with it."""
+    for a, b in [(GREETING_A, GREETING_B), ("line\n" * 20, "other\n" * 20),
+                 ("Hi Grace,\n\nThanks for getting in touch.", "Hi Grace,\n\nThanks for writing.")]:
+        for side_text in short_change(a, b, width=width):
+            assert len(side_text.plain) <= width, (width, side_text.plain)
+            assert "\n" not in side_text.plain
+    a, b = short_change("line\n" * 20, "other\n" * 20, width=28)
+    assert (a.plain, b.plain) == ("line⏎ line⏎ line⏎ line⏎ lin…", "other⏎ other⏎ other⏎ other⏎…")
 
 
 def test_full_side_keeps_real_newlines_and_highlights_changes() -> None:

@@ -51,7 +51,8 @@ def short_change(a: Any, b: Any, width: int = 60) -> tuple[Text, Text]:
     """Both values on one line each, cut around their first difference (not at a shared
     prefix), the changed words highlighted."""
     if isinstance(a, str) and isinstance(b, str):
-        pieces = excerpt(word_diff(a, b), width)
+        # Line ends shown as ⏎ before the cut is measured (after, a cell overran its width).
+        pieces = excerpt(word_diff(a.replace("\n", "⏎ "), b.replace("\n", "⏎ ")), width)
     else:
         pieces = excerpt(word_diff(one_line(a), one_line(b)), width)
     return side(pieces, "a"), side(pieces, "b")

@@ -211,8 +211,9 @@ def excerpt(pieces: list[Piece], width: int = 80, context: int = 16) -> list[Pie
         return pieces
     out: list[Piece] = []
     before = "".join(p.a for p in pieces[:first])
+    context = min(context, max(width // 2 - 1, 0))  # the change gets at least half of a narrow width
     if len(before) > context:
-        before = "…" + before[-context:]
+        before = "…" + before[-context:] if context else ""
     if before:
         out.append(Piece("equal", before, before))
     used = {"a": len(before), "b": len(before)}
@@ -222,7 +223,8 @@ def excerpt(pieces: list[Piece], width: int = 80, context: int = 16) -> list[Pie
         for which in ("a", "b"):
             text = "" if done[which] else (p.a if which == "a" else p.b)
             if used[which] + len(text) > width:
-                text = _cut(text, max(width - used[which], 8))
+                room = width - used[which]  # never more: a table cell cut the overflow without an ellipsis
+                text = _cut(text, room) if room > 0 else ""
                 done[which] = True
             used[which] += len(text)
             parts[which] = text
@@ -233,7 +235,7 @@ def excerpt(pieces: list[Piece], width: int = 80, context: int = 16) -> list[Pie
 
 
 def _cut(text: str, room: int) -> str:
-    return text if len(text) <= room else text[: room - 1] + "…"
+    return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
 
 
 def one_line(value: Any) -> str:
