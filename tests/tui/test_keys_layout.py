@@ -250,6 +250,22 @@ async def test_human_answer_json_error_keeps_the_typed_text(project: Project) ->
         assert box.value == '{"ok": etru}'  # the key went in; the answer was not wiped
 
 
+async def test_a_space_typed_right_after_tab_in_the_answer_dialog_ticks_json(project: Project) -> None:
+    """``tab space`` in one burst: the space went into the answer box (its tab binding acted
+    only once the key had bubbled up), and the JSON box stayed unticked."""
+    from textual import events
+
+    project.run("review", {"choose": False})
+    async with opened(project) as (app, pilot):
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen), what="the human-input modal")
+        modal = app.screen
+        for key, char in (("tab", "\t"), ("space", " ")):  # posted at once, as a terminal delivers them
+            app.post_message(events.Key(key, char))
+        await settle(pilot, lambda: modal.query_one("#as-json", Checkbox).value, what="the JSON box ticked")
+        assert modal.query_one("#answer", Input).value == ""
+
+
 async def test_reopened_condition_prompt_starts_selected(project: Project) -> None:
     async with opened(project) as (app, pilot):
         await pilot.press("w")

@@ -50,7 +50,12 @@ class HumanInputScreen(ModalScreen[Any]):
     oldest first; the first is shown, and another can be chosen when there are several.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+n", "close_interrupt", "Close unanswered")]
+    # tab/shift+tab are priority bindings, as in every dialog (screens/dialog.py): otherwise they
+    # act only once the key has bubbled up, and keys typed right after them (a space to tick JSON)
+    # went to the answer box.
+    BINDINGS = [Binding("escape", "cancel", "Later"), Binding("ctrl+n", "close_interrupt", "Close unanswered"),
+                Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+                Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True)]
 
     def __init__(self, run_id: str, node: str, payload: Any, *, interrupt_id: str | None = None,
                  interrupts: list[dict[str, Any]] | None = None) -> None:
