@@ -433,6 +433,19 @@ async def test_fork_answer_box_is_one_key_away_at_80x24(project: Project) -> Non
                    what="the answer box scrolled into view")
 
 
+async def test_fork_dialog_buttons_show_at_120x40(project: Project) -> None:
+    """At 120x40 only the top edge of the buttons showed: the dialog had to be scrolled."""
+    from textual.widgets import Button
+
+    async with opened(project, (120, 40)) as (_app, pilot):
+        modal = await open_fork(pilot, project)
+        dialog = modal.query_one("#dialog")
+        inside = dialog.scrollable_content_region
+        for button in modal.query(Button):
+            assert button.region.height == 3 and button.region.bottom <= inside.bottom, (button.region, inside)
+        assert dialog.max_scroll_y == 0
+
+
 async def test_reload_after_fixing_a_syntax_error_keeps_the_changed_markers(project: Project) -> None:
     from pathlib import Path
 
