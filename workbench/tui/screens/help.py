@@ -33,15 +33,16 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | s | step: run one superstep of the paused run (or start one paused after its first step) |
 | c | continue the paused run |
 | x | stop the live run after its current step (it stays paused) |
-| i | answer the run waiting for human input |
+| i | answer the run waiting for human input (enter sends, ctrl+n closes it unanswered, esc later) |
 | w | conditional breakpoint (an expression over the state) |
 | t | continue the selected run's conversation with new input (a new run: its next turn) |
-| f | fork the selected run at the selected step (edit state or a model answer) |
+| f | fork the open run at the selected step (edit state or a model answer) |
 | R | re-run from the selected step with the current code |
 | p | replay the open run with today's code, serving recorded answers (reports the first divergence) |
 | [ / ] | show the previous / next graph |
 | G | move to the graph list (↑ ↓ pick a graph) |
 | m / d | mark a run for comparison / compare with the marked run (or a fork with its parent) |
+| v | the value under the cursor in full (Runs, Timeline, Compare, SQL) |
 | / | search (runs, or steps in the timeline) |
 | z | zoom: the focused pane gets the whole screen (z again, or a tab key, restores) |
 | ctrl+b / L | show or hide the graph list / the Live log |
@@ -60,10 +61,15 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | enter | open the run | fold / unfold a subgraph's inner steps under the step |
 | ← → | — | fold / unfold (on an inner step, ← folds the step that called it) |
 | j k | move | move between steps |
+| pgup pgdn · g G | — | a page up / down · first / last step |
 | e | — | next error or retry |
 | space | — | play the run back step by step (space again stops) |
 | n | — | next search match |
 | esc | leave the filter or search box | leave the search box |
+
+| key | compare |
+|---|---|
+| enter | both values of the row in full, side by side, differences highlighted |
 
 | key | SQL console |
 |---|---|
@@ -72,6 +78,10 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | esc | leave the editor (then 1-5 switch tabs again) |
 | ctrl+s | save it (traces/queries.json) |
 | ctrl+e / ctrl+o | export results as CSV / Parquet (traces/exports/) |
+| tab | complete a view or column name |
+| ctrl+f / ctrl+g | fetch 1,000 more rows / go to the views |
+| ctrl+x | cancel a running query (it stops after 30 s anyway) |
+| enter | on a view or column: insert its name; on a result cell: open it in full |
 
 | key | in a dialog |
 |---|---|
