@@ -341,7 +341,8 @@ def test_failed_run_fixed_forked_and_kept_as_a_regression_test(project: Path, db
 def test_test_command_usage(project: Path, db: str) -> None:
     ok_json(wb("run", "orders", "--input", '{"items": ["apple"]}', "--db", db, "--json", cwd=project))
     assert "RUN_ID" in error_line(wb("test", "--db", db, cwd=project))
-    assert "RUN_ID" in error_line(wb("test", "--graph", "no-such-graph", "--db", db, cwd=project))
+    assert "no finished run of graph 'no-such-graph'" in error_line(wb("test", "--graph", "no-such-graph", "--db", db,
+                                                                        cwd=project))
     assert "nope" in error_line(wb("test", "nope", "--db", db, cwd=project))
     results = ok_json(wb("test", "--graph", "orders", "--db", db, "--json", cwd=project))
     assert [r["passed"] for r in results] == [True]

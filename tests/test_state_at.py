@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 
 from workbench import END, START, Graph, Overwrite, Runner, append
+from workbench.errors import RunNotFoundError
 from workbench.history import RunHistory
 from workbench.state import apply_changes
 from workbench.store.store import TraceStore
@@ -84,7 +85,8 @@ def test_the_lineage_of_one_run_is_the_run_lineage_views(store: Any) -> None:
     for step in range(fork2.step + 1):
         assert store.state_at(fork2.run_id, step) == _folded(store, fork2.run_id, step), step
     assert store.lineage("no-such-run") == []
-    assert store.state_at("no-such-run", 3) == {}
+    with pytest.raises(RunNotFoundError):  # as get_run: not an empty state
+        store.state_at("no-such-run", 3)
 
 
 def test_opening_a_history_checks_the_run_and_reads_the_rest_on_first_use(store: Any) -> None:

@@ -64,7 +64,7 @@ async def test_a_live_run_appends_to_the_timeline_reading_only_what_is_new(
     def counting(self: TimelineFeed, store: Any) -> Any:
         # Count every row the store hands this refresh (the work it does), in this thread only.
         me, fetched = threading.get_ident(), [0]
-        real_query, real_dicts = store.query, store.query_dicts
+        real_query, real_dicts = store._query, store._query_dicts
 
         def query(sql: str, params: Any = None) -> Any:
             rows = real_query(sql, params)
@@ -76,11 +76,11 @@ async def test_a_live_run_appends_to_the_timeline_reading_only_what_is_new(
             fetched[0] += len(rows) if threading.get_ident() == me else 0
             return rows
 
-        store.query, store.query_dicts = query, query_dicts
+        store._query, store._query_dicts = query, query_dicts
         try:
             update = real_refresh(self, store)
         finally:
-            del store.query, store.query_dicts
+            del store._query, store._query_dicts
         reads.append((update.keep, update.total, fetched[0]))
         return update
 
