@@ -192,7 +192,7 @@ def test_breakpoint_fork_with_an_edited_answer_compare_and_full_diff_in_tmux(ter
 
     # The timeline: up from the pending step 6 to the first draft (step 4), then fork there.
     t.keys("3")
-    t.wait_until(lambda screen: "paused  6 steps" in screen and "step 6: draft" in screen,
+    t.wait_until(lambda screen: "paused  5 steps" in screen and "step 6: draft" in screen,
                  "the paused run's timeline at its pending step")
     t.keys("k", "k")
     t.wait_for("step 4: draft")

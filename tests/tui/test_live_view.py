@@ -177,6 +177,7 @@ async def test_subgraph_steps_nest_under_their_step_and_fold(project: Project) -
         widget = app.query_one("#timeline", Timeline)
         lines = [(widget.rows[i].depth, widget.rows[i].label) for i in widget.shown]
         assert lines == [(0, "intake"), (0, "review"), (1, "assess"), (1, "approve"), (1, "record"), (0, "reply")]
+        assert "completed  3 steps" in text_of(app, "#timeline-head")  # as the Runs table counts (it said 6)
         widget.focus()
         await pilot.press("j", "j", "j")  # review/approve: an inner step
         await settle(pilot, lambda: app.selected_inner == (child, 2) and "step 2: approve" in inspector(app))

@@ -142,8 +142,6 @@ class RunViewApp(App[None]):
         self.open_run = run
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
-        self._open_steps = message.total
-        update_text(head_widget, run_heading(run, message.total, graph))
         follow = self._follow == run["run_id"]
         if follow and self.live is None and run["status"] in ("completed", "failed", "waiting", "paused"):
             self._follow = None  # the run stopped: this was its last update
@@ -152,6 +150,10 @@ class RunViewApp(App[None]):
             # inspector reads them afresh.
             self.step_loader.forget(run["run_id"], message.since)
         timeline.apply(run["run_id"], message.keep, message.rows, keep_cursor=same, follow=follow)
+        # The run's own steps, as the Runs table counts them: not a subgraph's inner steps (a
+        # warranty run's heading said 6 for 3), not the step still pending.
+        self._open_steps = sum(1 for row in timeline.rows if not row.depth and row.status != "pending")
+        update_text(head_widget, run_heading(run, self._open_steps, graph))
         if not message.total:
             self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
         self._highlight_path()
