@@ -983,6 +983,9 @@ async def test_sql_console_runs_queries_read_only_with_inline_errors(project: Pr
         await sql(pilot, "SELECT * FROM no_such_table")
         assert "SQL error" in text_of(console, "#sql-status")
         assert "no_such_table" in text_of(console, "#sql-status")
+        # The last results stay for a look, said to be the previous query's (they looked current).
+        assert "(the results below are the previous query's)" in text_of(console, "#sql-status", width=300)
+        assert rows(console.query_one("#sql-results", DataTable)) == [[run.run_id, "completed", "chain"]]
         assert db_query(app, "SELECT count(*) FROM runs")[0][0] == 1
         # A query that would run for ever: ctrl+x (named while it runs) stops it, and the store
         # is free again (it held the file, and recording waited for it).

@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from workbench.sqlquery import QueryResult
+from workbench.sqlquery import QueryResult, plain_value
 from workbench.tui.key_order import after_typed_keys
 from workbench.tui.widgets.schema_browser import SchemaBrowser
 from workbench.tui.widgets.sql_editor import SqlEditor
@@ -294,11 +294,15 @@ class SqlConsole(Vertical):
         return True
 
     def show_error(self, message: str) -> None:
-        self.set_status(Text(message, style="bold red"))
+        text = Text(message, style="bold red")
+        if self.query_one("#sql-results", DataTable).row_count:
+            # The table keeps the last results, for a look while the query is mended: say whose.
+            text.append("  (the results below are the previous query's)", style="dim")
+        self.set_status(text)
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "∅"
-    text = str(value).replace("\n", "⏎ ")
+    text = str(plain_value(value)).replace("\n", "⏎ ")  # a BLOB or INTERVAL as DuckDB writes it
     return text if len(text) <= 120 else text[:119] + "…"
