@@ -54,3 +54,17 @@ def test_a_cell_cut_to_its_column_ends_in_an_ellipsis() -> None:
     assert cell_text("draft", 12).plain == "draft"
     assert cell_text("exactly_12ch", 12).plain == "exactly_12ch"
     assert cell_text("2 › review 3", 12, "dim").style == "dim"
+
+
+def test_a_step_of_a_run_still_going_is_running_not_failed() -> None:
+    """The inspector said "did not commit (the run failed, waited or stopped here)" for the
+    step a live run was running."""
+    from workbench.history import StepView
+    from workbench.tui.widgets.inspector import render_step
+
+    from .conftest import plain
+
+    view = StepView(3, "r-1", [{"node": "draft"}], [], [], [], {"n": 1}, None)
+    assert "This step is running: it has not committed yet." in plain(render_step(view, "r-1", ["n"], going=True))
+    stopped = plain(render_step(view, "r-1", ["n"]))
+    assert "This step did not commit (the run failed, waited or stopped here)." in stopped

@@ -22,6 +22,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from workbench.graph_layout import path_edges
+from workbench.store.reader import shown_status
 from workbench.tui.loaders import StepLoader, TimelineLoader
 from workbench.tui.messages import StepHighlighted, StepLoaded, StoreChanged, TimelineLoaded
 from workbench.tui.run_heading import run_heading
@@ -190,10 +191,14 @@ class RunViewApp(App[None]):
         except NoMatches:
             return
         if view is not None:
-            inspector.show_step(view, message.run_id, self._schema_keys)
+            inspector.show_step(view, message.run_id, self._schema_keys, going=self._run_going())
         else:
             inspector.mark_loading(message.run_id, message.step)
         self._highlight_path()
+
+    def _run_going(self) -> bool:
+        """Whether the open run is being recorded right now (its last step is still running)."""
+        return self.open_run is not None and shown_status(self.open_run) == "running"
 
     def on_step_loaded(self, message: StepLoaded) -> None:
         if message.gen != self.step_loader.gen:
@@ -202,4 +207,4 @@ class RunViewApp(App[None]):
             inspector = self.query_one("#inspector", Inspector)
         except NoMatches:  # the app is closing: a late answer from a worker
             return
-        inspector.show_step(message.view, message.run_id, message.schema_keys)
+        inspector.show_step(message.view, message.run_id, message.schema_keys, going=self._run_going())

@@ -31,8 +31,8 @@ def _short(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> RenderableType:
-    """The inspector's content for one step."""
+def render_step(view: StepView, run_id: str, schema_keys: list[str], *, going: bool = False) -> RenderableType:
+    """The inspector's content for one step (``going``: the run is being recorded right now)."""
     parts: list[RenderableType] = []
     owner = f"  (shared history, recorded by {view.owner})" if view.owner != run_id else ""
     head = Text(f"step {view.step}: {', '.join(view.nodes) or 'nothing planned'}", style="bold")
@@ -40,7 +40,9 @@ def render_step(view: StepView, run_id: str, schema_keys: list[str]) -> Renderab
     parts.append(head)
 
     diff = view.diff()
-    if view.state_after is None:
+    if view.state_after is None and going:
+        parts.append(Text("This step is running: it has not committed yet.", style="yellow"))
+    elif view.state_after is None:
         parts.append(Text("This step did not commit (the run failed, waited or stopped here).", style="yellow"))
     if diff:
         table = Table(title="changed keys", title_justify="left", expand=True, show_lines=False)
@@ -143,9 +145,9 @@ class Inspector(VerticalScroll, can_focus=True):
     def compose(self):  # type: ignore[no-untyped-def]
         yield self.body
 
-    def show_step(self, view: StepView, run_id: str, schema_keys: list[str]) -> None:
+    def show_step(self, view: StepView, run_id: str, schema_keys: list[str], *, going: bool = False) -> None:
         self.view = view
-        self.body.update(render_step(view, run_id, schema_keys))
+        self.body.update(render_step(view, run_id, schema_keys, going=going))
         self.shown = (run_id, view.step)
         self.border_subtitle = ""
         self.remove_class("loading")
