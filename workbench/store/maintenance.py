@@ -80,19 +80,28 @@ _HEADER_BYTES = 3 * 4096
 
 
 def _check_file_whole(path: str, con: Any) -> None:
-    """Refuse a file shorter than the blocks DuckDB lists for it (a cut-off copy, a truncated
+    """Refuse a file that ends before a block the database uses (a cut-off copy, a truncated
     disk image). A checkpoint reads no block it does not change, so without this a cut-off store
-    was reported "checkpointed"; after one, every block the database has is in the file."""
+    was reported "checkpointed"; after one, every block in use is in the file. Blocks in use:
+    the tables' data and the catalog's metadata (DuckDB trims free blocks off the end of the
+    file, so its count of all blocks may exceed what the file holds, whole)."""
     import os
 
     if not os.path.isfile(path):
         return  # an in-memory store
-    _, _, block_size, total_blocks, *_ = con.execute("PRAGMA database_size").fetchone()
-    needed = _HEADER_BYTES + int(total_blocks) * int(block_size)
+    block_size = int(con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])
+    highest = con.execute("SELECT max(block_id) FROM pragma_metadata_info()").fetchone()[0] or 0
+    for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                                ).fetchall():
+        # (the table names are the store's own: the catalog's, quoted as a literal)
+        used = con.execute("SELECT max(block_id) FROM pragma_storage_info(?) WHERE persistent AND block_id >= 0",
+                           [table]).fetchone()[0]
+        highest = max(highest, used or 0)
+    needed = _HEADER_BYTES + (int(highest) + 1) * block_size
     size = os.path.getsize(path)
     if size < needed:
-        raise StoreError(f"trace store {path} is cut off: the file has {size} bytes, its blocks need {needed}; "
-                         f"move it aside and run 'workbench doctor --db {path}' on it")
+        raise StoreError(f"trace store {path} is cut off: the file has {size} bytes, the blocks it uses need "
+                         f"{needed}; move it aside and run 'workbench doctor --db {path}' on it")
 
 
 # Of each journal's rows, keep the newest (its heartbeat) and the newest at its highest frame
