@@ -197,6 +197,16 @@ def test_breakpoints_pause_and_resume(tmp_path: Path, db: str) -> None:
     error_line(wb("run", SIMPLE, "--break-before", "nosuchnode", "--db", db, "--json", cwd=tmp_path))
 
 
+def test_demo_runs_the_support_graph_and_prints_no_markup(project: Path) -> None:
+    """``workbench demo`` (the README's command for a machine without a UI): its rules printed
+    ``[bold]support[/]`` as it was."""
+    res = wb("demo", cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert "[bold]" not in res.stdout and "[/]" not in res.stdout
+    assert "support ← 'My login page shows an error 500 since this morning'" in res.stdout
+    assert res.stdout.count(": completed") + res.stdout.count(": waiting") == 2
+
+
 def test_support_demo_waits_for_a_human_and_resumes(project: Path) -> None:
     """The seed's scenario, offline: a large refund goes to a human, who answers later."""
     msg = {"message": "I was charged twice, I want a refund of $400", "customer_id": "C-1002"}

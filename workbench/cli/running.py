@@ -158,6 +158,8 @@ DEMO_INPUTS = [
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the support demo on a few messages, headless, and show what was recorded."""
+    from rich.text import Text
+
     from workbench.loader import load_graph
     from workbench.runtime import Runner
 
@@ -166,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         ids = []
         for value in DEMO_INPUTS:
-            console.rule(f"[bold]support[/] ← {esc(repr(value['message']))}")
+            console.rule(Text.assemble(("support", "bold"), f" ← {value['message']!r}"))  # (markup is off)
             result = Runner(graph, store, listener=run_tracker(progress_listener(console))).run(value)
             ids.append(result.run_id)
             sent = f", reply sent:\n{esc(result.state.get('reply'))}" if result.status == "completed" else ""
