@@ -169,6 +169,9 @@ def test_ctrl_c_during_a_run_leaves_it_interrupted_and_resumable(proj: Path) -> 
                                   f"workbench resume {run_id}")
     status, error = status_of(proj, run_id)  # what docs/sql.md says a run whose process died has
     assert status == "running" and error is not None and error.startswith("interrupted:")
+    # `show` and `replay` call it what `runs` does (they said "running").
+    assert f"run {run_id}  graph stops  status interrupted" in run_cli("show", run_id, cwd=proj).stdout
+    assert "ends interrupted, no live calls" in run_cli("replay", run_id, cwd=proj).stdout
 
     (proj / "stop-here").unlink()
     res = run_cli("resume", run_id, "--json", cwd=proj)

@@ -58,6 +58,7 @@ def parent_label(run: dict[str, Any]) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from workbench.history import nested_tasks
     from workbench.runtime.conversation import conversation_turns
+    from workbench.store.reader import shown_status
 
     if args.step is not None:
         from workbench.cli.showing import cmd_show_step
@@ -98,7 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     console = make_console()
-    console.print(f"[bold]run {run_id}[/]  graph {esc(run['graph'])}  status {run['status']}  "
+    console.print(f"[bold]run {run_id}[/]  graph {esc(run['graph'])}  status {shown_status(run)}  "
                   f"started {str(run['started_at'])[:19]}  code {esc(run['code_version'])}", markup=True)
     if run["parent_run_id"] and run.get("relation") == "continuation":
         console.print(f"continues the conversation of {run['parent_run_id']} from step {run['fork_step'] + 1}")

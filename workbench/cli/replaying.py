@@ -23,11 +23,12 @@ from workbench.errors import WorkbenchError
 from workbench.printable import printable
 
 
-def print_replay(console: Any, report: Any) -> None:
+def print_replay(console: Any, report: Any, *, interrupted: bool = False) -> None:
     changed = f" (code changed since recording: {', '.join(report.changed_nodes)})" if report.changed_nodes else ""
     if report.identical:
+        ends = "interrupted" if interrupted else report.status
         console.print(f"[green]run {report.run_id} replays identically[/] — {report.steps} steps, "
-                      f"ends {report.status}, no live calls{esc(changed)}", markup=True)
+                      f"ends {ends}, no live calls{esc(changed)}", markup=True)
     else:
         console.print(f"[red]run {report.run_id} diverged[/]{esc(changed)}", markup=True)
         console.print(str(report.divergence))
@@ -35,14 +36,18 @@ def print_replay(console: Any, report: Any) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from workbench.replay import replay_run
+    from workbench.store.reader import shown_status
 
     with open_store(args, if_missing="refuse") as store:
         run_id = store.resolve_run_id(args.run_id)
         report = replay_run(store, run_id, graph_for(store, run_id, args.graph))
+        shown = shown_status(store.get_run(run_id))
     if args.json:
         emit(json.dumps(report.to_json(), ensure_ascii=False, default=str))
     else:
-        print_replay(make_console(), report)
+        # A recording that stops mid-run because its process died ends "interrupted", as
+        # `runs` and `show` call that run (the JSON keeps the recorded status, "running").
+        print_replay(make_console(), report, interrupted=report.status == "running" and shown == "interrupted")
     return EXIT_OK if report.identical else EXIT_DIVERGED
 
 
