@@ -158,6 +158,67 @@ def test_a_listener_that_raises_never_fails_the_run(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- a process that stops
 
 
+PIPED = '''
+import os
+from typing import Annotated, TypedDict
+from workbench import END, START, Graph, append
+
+class S(TypedDict):
+    log: Annotated[list[str], append]
+
+graph = Graph("piped", S)
+
+@graph.node
+def first(state: S) -> dict:
+    return {"log": ["first"]}
+
+@graph.node
+def wait(state: S) -> dict:
+    with open(os.environ["PIPED_FIFO"]) as fh:  # until the test has closed its end of the output
+        fh.read()
+    return {"log": ["wait"]}
+
+@graph.node
+def last(state: S) -> dict:
+    return {"log": ["last"]}
+
+graph.sequence(START, "first", "wait", "last", END)
+'''
+
+
+def test_a_run_whose_output_reader_goes_away_runs_to_its_end(tmp_path: Path) -> None:
+    """``workbench run ... | head -2``: the progress line printed after ``head`` had gone made
+    Rich raise SystemExit(1), which went past the run: it was left interrupted midway, exit 1,
+    nothing said. The rest of the output now goes nowhere and the run ends as it would."""
+    import os
+    import subprocess
+
+    from conftest import workbench_cmd
+
+    (tmp_path / "piped.py").write_text(PIPED)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    db = str(tmp_path / "t.duckdb")
+    proc = subprocess.Popen([*workbench_cmd(), "run", str(tmp_path / "piped.py"), "--db", db], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(PIPED_FIFO=str(fifo)))
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"running piped")
+    proc.stdout.close()  # the reader goes away, as head does
+    # Now let the run go on (its next progress line meets a closed pipe): opening the FIFO waits
+    # for the node to open it. A process that died before (what the old code did) never does:
+    # then the wait is ended by opening it here, and the assertions below say what happened.
+    opener = threading.Thread(target=lambda: open(fifo, "w").close())
+    opener.start()
+    opener.join(timeout=60)
+    if opener.is_alive():
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        opener.join()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"", err
+    with TraceStore(db) as store:
+        [run] = store.list_runs()
+        assert run["status"] == "completed" and run["steps"] == 3
+
+
 def test_ctrl_c_during_a_run_leaves_it_interrupted_and_resumable(proj: Path) -> None:
     (proj / "stop-here").write_text("")
     res = run_cli("run", "stops", "--input", '{"n": 0}', "--json", cwd=proj)

@@ -129,6 +129,18 @@ def _console_class() -> Any:
                 else:
                     yield segment
 
+        def on_broken_pipe(self) -> None:
+            """The reader of the output went away (``| head``): what is printed from now on
+            goes nowhere, and the command goes on. Rich's own raised ``SystemExit(1)``, which
+            went past everything: a run being printed was left interrupted midway, exit 1."""
+            self.quiet = True
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):  # no real stdout (a test's buffer): nothing to redirect
+                pass
+
     return PrintableConsole
 
 
