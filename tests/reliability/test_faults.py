@@ -118,6 +118,7 @@ class DiskFull:
     replay: dict[str, Any] = field(default_factory=dict)
     output: Any = None
     duplicates: list[Any] = field(default_factory=list)
+    read_while_full: subprocess.CompletedProcess[str] | None = None
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,8 @@ def disk_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiskFull]:
         scenario = DiskFull("tmpfs" if mounted else "rlimit", reference, failed)
         steps = [int(m.group(1)) for m in re.finditer(r"^\s*step\s+(\d+)\s", failed.stdout, flags=re.M)]
         scenario.last_step_shown = max(steps, default=0)
-        if mounted:  # make room
+        if mounted:  # a read while the disk is still full, then make room
+            scenario.read_while_full = wb("runs", "--db", db, cwd=proj)
             subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)
 
         runs = _json(wb("runs", "--db", db, "--json", cwd=proj))
@@ -188,6 +190,19 @@ def test_disk_full_stops_with_one_clear_line(disk_full: DiskFull) -> None:
     assert any(w in line.lower() for w in words), line
     assert line.startswith("workbench: error:"), line
     assert "TransactionContext" not in res.stderr, res.stderr
+
+
+@pytest.mark.xdist_group("faults-disk-full")
+def test_a_command_on_the_still_full_disk_says_so_in_one_line(disk_full: DiskFull) -> None:
+    """The stopped run's journal is loaded by the next command to open the store, which needs
+    room too: every command, reads included, ended in an internal error (a raw DuckDB commit
+    error), exit 1. It says what is wrong and that the journal is kept, exit 2."""
+    res = disk_full.read_while_full
+    if res is None:
+        pytest.skip("the disk was a file size limit (no tmpfs here): a new process has room")
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    line = one_clean_line(res.stderr, res.stdout)
+    assert "no space left on the device to load what a stopped process left in its journal" in line, line
 
 
 @pytest.mark.xdist_group("faults-disk-full")

@@ -79,8 +79,19 @@ class Recovery:
         orphans = self.backend.spool.orphans()
         if not orphans:
             return 0
-        with self.backend.connection(write=True) as con:
-            self.load_orphans(con, orphans)
+        import duckdb
+
+        try:
+            with self.backend.connection(write=True) as con:
+                self.load_orphans(con, orphans)
+        except (duckdb.Error, StoreError) as exc:
+            if classify(exc) != "full":
+                raise
+            # The journal stays where it is (loaded up to its last committed frame), for the next
+            # process that has the room: nothing is lost, but nothing can be shown whole either.
+            raise StoreError(f"trace store {self.name}: no space left on the device to load what a stopped "
+                             "process left in its journal (kept, nothing is lost); free some space and run "
+                             "the command again") from None
         self.backend.spool.bump()
         return len(orphans)
 
