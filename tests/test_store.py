@@ -420,3 +420,40 @@ def test_a_refused_file_is_left_as_it_was_with_no_spool_beside_it(tmp_path: Path
         TraceStore(str(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.duckdb"]
     assert path.read_bytes() == content
+
+
+def test_a_lake_maintenance_step_that_lost_a_race_is_done_again(store: TraceStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``maintain`` on a DuckLake beside recording workers failed 2-3 times in 6 ("Failed to
+    commit DuckLake transaction", PostgreSQL's "could not serialize access"): each step is
+    DuckLake's own and may be done again, as the workers retry their commits. Anything else is
+    not retried."""
+    from workbench.store import maintenance
+
+    monkeypatch.setattr("time.sleep", lambda s: None)  # the backoff between attempts, not under test
+
+    class Racing:
+        def __init__(self, failures: list[BaseException]) -> None:
+            self.failures, self.calls = failures, 0
+
+        def execute(self, sql: str) -> Any:
+            self.calls += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            return duckdb.connect().execute("SELECT 7")
+
+    lost = [duckdb.TransactionException("TransactionContext Error: Failed to commit: Failed to commit DuckLake "
+                                        "transaction."),
+            duckdb.Error("Failed to delete flushed inlined data: ERROR: could not serialize access due to "
+                         "concurrent update")]
+    con = Racing(list(lost))
+    assert maintenance._again(store, con, "CALL ducklake_flush_inlined_data('lake')") == [(7,)]
+    assert con.calls == 3
+    other = Racing([duckdb.CatalogException("Catalog Error: no such table")])
+    with pytest.raises(duckdb.CatalogException):
+        maintenance._again(store, other, "CALL x()")
+    assert other.calls == 1
+    endless = Racing([lost[0]] * (maintenance.ATTEMPTS + 1))
+    with pytest.raises(duckdb.TransactionException):
+        maintenance._again(store, endless, "CALL x()")
+    assert endless.calls == maintenance.ATTEMPTS

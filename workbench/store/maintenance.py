@@ -11,6 +11,7 @@ from cron on one machine of a fleet (e.g. hourly); recording processes also run 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +39,17 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
             if isinstance(store.backend, LakeBackend):
                 pruned = _prune_positions(store, con)
                 done.append(f"pruned {pruned} old load positions and heartbeats")
-                con.execute(f"CALL {ALIAS}.set_option('expire_older_than', '{interval}')")
-                con.execute(f"CALL {ALIAS}.set_option('delete_older_than', '{interval}')")
-                flushed = con.execute(f"CALL ducklake_flush_inlined_data('{ALIAS}')").fetchall()
+                # Each step is DuckLake's own and may be done again: one that lost a race with
+                # a worker committing at the same moment is retried, as the workers retry theirs.
+                again = functools.partial(_again, store, con)
+                again(f"CALL {ALIAS}.set_option('expire_older_than', '{interval}')")
+                again(f"CALL {ALIAS}.set_option('delete_older_than', '{interval}')")
+                flushed = again(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
                 done.append(f"flushed {sum(int(r[-1]) for r in flushed)} inlined rows into data files")
-                merged = con.execute(f"CALL ducklake_merge_adjacent_files('{ALIAS}')").fetchall()
+                merged = again(f"CALL ducklake_merge_adjacent_files('{ALIAS}')")
                 done.append(f"merged {sum(int(r[2]) for r in merged if len(r) > 2)} small files")
-                con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
-                con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
+                again(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
+                again(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
                 done.append(f"expired snapshots and deleted unreferenced files older than {interval}")
             else:
                 unreadable = _unreadable_views(con)
@@ -117,7 +121,38 @@ WHERE updated_at < (SELECT max(k.updated_at) FROM wb_journals AS k WHERE k.journ
 
 
 def _prune_positions(store: TraceStore, con: Any) -> int:
-    before = con.execute("SELECT count(*) FROM wb_journals").fetchone()[0]
-    store._retrying(con, lambda: con.execute(_PRUNE))
-    after = con.execute("SELECT count(*) FROM wb_journals").fetchone()[0]
-    return int(before) - int(after)
+    deleted: list[int] = []
+
+    def prune() -> None:  # the count the DELETE reports (counting before and after raced workers)
+        deleted[:] = [int(con.execute(_PRUNE).fetchone()[0])]
+
+    store._retrying(con, prune)
+    return deleted[0] if deleted else 0
+
+
+ATTEMPTS = 12
+
+
+def lost_race(store: TraceStore, exc: BaseException) -> bool:
+    """Whether a DuckLake maintenance step failed because a worker committed at the same moment
+    (what a retry cures): a snapshot conflict, or PostgreSQL's serialization failure."""
+    import duckdb
+
+    text = str(exc)
+    return store.backend.is_conflict(exc) or (
+        isinstance(exc, duckdb.Error) and ("could not serialize access" in text
+                                           or "Failed to commit DuckLake transaction" in text))
+
+
+def _again(store: TraceStore, con: Any, sql: str) -> list[Any]:
+    """Run one maintenance statement, again after a lost race (a bounded number of times)."""
+    import time
+
+    for attempt in range(ATTEMPTS):
+        try:
+            return list(con.execute(sql).fetchall())
+        except Exception as exc:
+            if attempt == ATTEMPTS - 1 or not lost_race(store, exc):
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+    return []
