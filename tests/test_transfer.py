@@ -540,3 +540,34 @@ def test_an_imported_run_can_be_forked_and_resumed(recorded: dict[str, Any], tmp
         done = runner.resume(fork.run_id, {"reply": "A human answer."})
         assert done.status == "completed" and done.state["reply"] == "A human answer."
         assert RunHistory(laptop, fork.run_id).step(2).owner == ids["done"]
+
+
+def test_two_imports_of_one_file_at_once_import_it_once(recorded: dict[str, Any], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four ``workbench import`` of one file at once: the losers failed with the database's
+    "Duplicate key ... violates primary key constraint". Another import landing between this
+    one's look at the store and its insert now makes those runs skipped, as any run already
+    in the store is."""
+    from workbench import transfer
+
+    ids = recorded["ids"]
+    out = tmp_path / "done.jsonl"
+    with TraceStore(recorded["db"]) as store:
+        export_runs(store, [ids["done"]], str(out))
+    real_plan = transfer._plan_import
+    other: list[dict[str, list[str]]] = []
+
+    def meanwhile(versions: Any, existing: set[str]) -> Any:
+        planned = real_plan(versions, existing)
+        if not other:  # the other process's import lands now, once
+            other.append({})
+            other[0] = import_files(fresh, [str(out)])
+        return planned
+
+    monkeypatch.setattr(transfer, "_plan_import", meanwhile)
+    with TraceStore(str(tmp_path / "fresh.duckdb")) as fresh:
+        mine = import_files(fresh, [str(out)])
+        assert other == [{"imported": [ids["done"]], "skipped": []}]
+        assert mine == {"imported": [], "skipped": [ids["done"]]}
+        assert fresh.query("SELECT count(*) FROM wb_runs") == [(1,)]
+        assert playback(fresh, ids["done"]) == recorded["playback"]["done"]

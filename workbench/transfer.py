@@ -22,7 +22,7 @@ from workbench import codec
 from workbench.errors import InputError, SerializationError
 from workbench.runtime.types import run_id_problem
 from workbench.store.schema import SCHEMA_VERSION
-from workbench.store.store import TraceStore
+from workbench.store.store import RunsAddedMeanwhile, TraceStore
 from workbench.store.tables import INSERTS, NOT_NULL
 
 FORMAT = "workbench-trace"
@@ -364,6 +364,30 @@ def _row_key(kind: str, row: dict[str, Any]) -> str:
     return json.dumps([kind, [row[c] for c, _ in INSERTS[kind][1]]], ensure_ascii=False)
 
 
+_IMPORT_ATTEMPTS = 5
+
+
+def _plan_import(versions: dict[str, tuple[str, dict[str, tuple[str, dict[str, Any]]]]], existing: set[str]
+                 ) -> tuple[list[str], list[str], dict[str, list[dict[str, Any]]]]:
+    """Which runs to import (and their rows by kind) and which to skip, given the runs the store
+    has: a parent neither imported nor present, or a subgraph run without its root, is refused."""
+    for rid, (_, run_rows) in versions.items():
+        for kind, row in run_rows.values():
+            parent = row.get("parent_run_id") if kind == "run" else None
+            if parent is not None and parent not in versions and parent not in existing:
+                what = "continues" if row.get("relation") == "continuation" else "is a fork of"
+                raise InputError(f"run {rid!r} {what} {parent!r}, which is neither in the "
+                                 "file nor in this store; export the parent too")
+    imported = [rid for rid in versions if rid not in existing]
+    skipped = [rid for rid in versions if rid in existing]
+    _check_tree(versions, set(imported))
+    batch: dict[str, list[dict[str, Any]]] = {}
+    for rid in imported:
+        for kind, row in versions[rid][1].values():
+            batch.setdefault(kind, []).append(row)
+    return imported, skipped, batch
+
+
 def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
     """Import trace files; returns {"imported": [...], "skipped": [...]} run ids.
 
@@ -388,26 +412,21 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
             elif versions[rid][1].keys() != run_rows.keys():
                 raise InputError(f"run {rid!r} differs between {versions[rid][0]} and {path}; nothing was "
                                  "imported (import the version you want on its own)")
-    store.flush()
-    existing = {r[0] for r in store._query("SELECT run_id FROM wb_runs")}
-    for rid, (_, run_rows) in versions.items():
-        for kind, row in run_rows.values():
-            parent = row.get("parent_run_id") if kind == "run" else None
-            if parent is not None and parent not in versions and parent not in existing:
-                what = "continues" if row.get("relation") == "continuation" else "is a fork of"
-                raise InputError(f"run {rid!r} {what} {parent!r}, which is neither in the "
-                                 "file nor in this store; export the parent too")
-    imported = [rid for rid in versions if rid not in existing]
-    skipped = [rid for rid in versions if rid in existing]
-    _check_tree(versions, set(imported))
-    batch: dict[str, list[dict[str, Any]]] = {}
-    for rid in imported:
-        for kind, row in versions[rid][1].values():
-            batch.setdefault(kind, []).append(row)
     import duckdb
 
-    try:
-        store.insert_batch(batch)
-    except duckdb.Error as exc:  # the transaction was rolled back: nothing was imported
-        raise InputError(f"import refused, nothing was imported: {str(exc).strip().splitlines()[0]}") from None
+    store.flush()
+    for attempt in range(_IMPORT_ATTEMPTS):
+        existing = {r[0] for r in store._query("SELECT run_id FROM wb_runs")}
+        imported, skipped, batch = _plan_import(versions, existing)
+        try:
+            store.insert_batch(batch, new_runs=imported)
+            break
+        except (duckdb.Error, RunsAddedMeanwhile) as exc:  # rolled back: nothing was imported
+            # Another process imported some of these runs meanwhile (the same file, twice at
+            # once): look again; those are skipped now, as runs already in the store are.
+            raced = isinstance(exc, RunsAddedMeanwhile) or bool(
+                set(imported) & {r[0] for r in store._query("SELECT run_id FROM wb_runs")})
+            if not raced or attempt == _IMPORT_ATTEMPTS - 1:
+                first = str(exc).strip().splitlines()[0]
+                raise InputError(f"import refused, nothing was imported: {first}") from None
     return {"imported": imported, "skipped": skipped}

@@ -51,6 +51,11 @@ log = logging.getLogger("workbench.store")
 
 _T = TypeVar("_T")
 
+
+class RunsAddedMeanwhile(StoreError):
+    """:meth:`TraceStore.insert_batch` found runs it was to add already there (another process
+    added them meanwhile): nothing was inserted."""
+
 DEFAULT_DB = os.path.join("traces", "workbench.duckdb")
 
 # How long the writer gathers frames before loading a batch (frames are already durable in the
@@ -371,9 +376,11 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
 
     # ----------------------------------------------------------------- import
 
-    def insert_batch(self, rows: dict[str, list[dict[str, Any]]]) -> None:
+    def insert_batch(self, rows: dict[str, list[dict[str, Any]]], new_runs: Sequence[str] = ()) -> None:
         """Insert already-validated rows (by record kind) in one transaction (used by import).
 
+        ``new_runs``: runs that must not be in the store yet; when one is (another process
+        inserted it meanwhile), nothing is inserted and :class:`StoreError` says so.
         Importing a run that was deleted from this store brings it back (its tombstone goes).
         """
         self.flush()
@@ -381,6 +388,9 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         with self.backend.connection(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                if new_runs and con.execute("SELECT count(*) FROM wb_runs WHERE list_contains(?, run_id)",
+                                            [list(new_runs)]).fetchone()[0]:
+                    raise RunsAddedMeanwhile("another process has just added some of these runs")
                 runs = [r["run_id"] for r in rows.get("run", [])]
                 if runs:
                     con.execute("DELETE FROM wb_deleted WHERE list_contains(?, run_id)", [runs])
