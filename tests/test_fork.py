@@ -588,3 +588,22 @@ def test_an_edited_answer_of_a_retried_node_whose_failed_attempt_called_the_mode
         assert replay_run(store, fork.run_id, g).identical
         with pytest.raises(InputError, match="has 1 model call"):
             runner.fork(parent.run_id, 1, llm_responses={2: "no such call"})
+
+
+def test_a_fork_of_a_run_deleted_at_that_moment_says_it_is_gone(store: TraceStore, orders: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``workbench rm`` landing while a fork starts: the fork said "has no recorded plan for
+    step 3", as though the trace were incomplete; it names the run as gone, as resume does."""
+    from workbench.errors import RunNotFoundError
+
+    runner = Runner(orders, store)
+    parent = runner.run({"items": ["apple"]})
+    real_plan = TraceStore.plan
+
+    def plan_after_rm(self: TraceStore, run_id: str, step: int) -> Any:
+        self.delete_runs([run_id], with_descendants=True)  # the other process's rm, just now
+        return real_plan(self, run_id, step)
+
+    monkeypatch.setattr(TraceStore, "plan", plan_after_rm)
+    with pytest.raises(RunNotFoundError, match=f"no run '{parent.run_id}'"):
+        runner.fork(parent.run_id, 2)

@@ -92,6 +92,7 @@ async def continue_run(
         raise RunStateError(f"run {run_id} is {status}; it cannot be continued")
     at = store.last_committed_step(run_id)
     if at < 0:
+        store.check_run(run_id)  # deleted meanwhile (a `workbench rm` at the same moment): say that
         raise RunStateError(f"run {run_id} has no recorded state to continue from")
     state = runner.schema.decode(store.state_at(run_id, at))
     new_state, changes = turn_input(runner, state, input)

@@ -39,6 +39,7 @@ async def fork_inside(runner: Runner, parent_run_id: str, at: int, hops: list[Ho
     store.get_run(parent_run_id)  # a RunNotFoundError for an unknown run
     plan = store.plan(parent_run_id, at)
     if plan is None:
+        store.check_run(parent_run_id)  # deleted meanwhile: say that
         raise InputError(f"run {parent_run_id} has no recorded plan for step {at}")
     check_planned_nodes(runner.graph, plan["tasks"], f"a fork of run {parent_run_id} at step {at} runs step {at}")
     fork_id = new_run_id()
@@ -235,6 +236,7 @@ async def fork_run(
                                  config=runner._with_options(inherited, break_before, break_after, max_steps))
     plan = store.plan(parent_run_id, at_step)
     if plan is None:
+        store.check_run(parent_run_id)  # deleted meanwhile (a `workbench rm` at the same moment): say that
         raise InputError(f"run {parent_run_id} has no recorded plan for step {at_step}")
     check_planned_nodes(runner.graph, plan["tasks"], f"a fork of run {parent_run_id} at step {at_step} runs that step")
     state = runner.schema.decode(store.state_at(parent_run_id, at_step - 1))

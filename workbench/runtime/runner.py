@@ -273,6 +273,7 @@ class Runner:
         step = committed + 1
         plan = store.plan(run_id, step)
         if plan is None:
+            store.check_run(run_id)  # deleted meanwhile: say that
             raise StoreError(f"run {run_id} has no recorded plan for step {step}; the trace is incomplete")
         state = self.schema.decode(store.state_at(run_id, committed))
         run = ActiveRun(run_id, state, step, [TaskSpec.from_json(t) for t in plan["tasks"]],
