@@ -9,12 +9,12 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from conftest import copy_store, demo_project, run_cli
 
-from workbench import Runner
+from workbench import Runner, append
 from workbench.errors import InputError
 from workbench.history import RunHistory
 from workbench.loader import load_graph
@@ -571,3 +571,50 @@ def test_two_imports_of_one_file_at_once_import_it_once(recorded: dict[str, Any]
         assert mine == {"imported": [], "skipped": [ids["done"]]}
         assert fresh.query("SELECT count(*) FROM wb_runs") == [(1,)]
         assert playback(fresh, ids["done"]) == recorded["playback"]["done"]
+
+
+class SlowState(TypedDict):
+    log: Annotated[list[str], append]
+
+
+def test_a_run_exported_while_recorded_imports_as_interrupted(tmp_path: Path) -> None:
+    """A run exported while its process was still recording it imported as ``running`` with no
+    owner: shown running for ever in the other store. It imports interrupted (resumable from its
+    last committed step), and ``export`` says the run was unfinished."""
+    import threading
+
+    from workbench import END, START, Graph
+    from workbench.store.reader import shown_status
+
+    g = Graph("slowly", SlowState)
+    reached, release = threading.Event(), threading.Event()
+
+    @g.node
+    def first(state: SlowState) -> dict[str, Any]:
+        return {"log": ["first"]}
+
+    @g.node
+    def held(state: SlowState) -> dict[str, Any]:
+        reached.set()
+        release.wait(timeout=60)
+        return {"log": ["held"]}
+
+    g.sequence(START, "first", "held", END)
+    db, out = str(tmp_path / "src.duckdb"), tmp_path / "live.jsonl"
+    with TraceStore(db) as store:
+        worker = threading.Thread(target=lambda: Runner(g, store).run({}))
+        worker.start()
+        try:
+            assert reached.wait(timeout=60)
+            [run] = store.list_runs()
+            res = run_cli("export", run["run_id"], "--to", str(out), "--db", db, cwd=tmp_path)
+        finally:
+            release.set()
+            worker.join(timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"note: {run['run_id']} is still being recorded" in res.stderr
+    with TraceStore(str(tmp_path / "other.duckdb")) as other:
+        assert import_files(other, [str(out)])["imported"] == [run["run_id"]]
+        copy = other.get_run(run["run_id"])
+        assert shown_status(copy) == "interrupted" and copy["error"].startswith("interrupted: exported while")
+        assert other.last_committed_step(run["run_id"]) == 1

@@ -384,8 +384,17 @@ def _plan_import(versions: dict[str, tuple[str, dict[str, tuple[str, dict[str, A
     batch: dict[str, list[dict[str, Any]]] = {}
     for rid in imported:
         for kind, row in versions[rid][1].values():
+            if kind == "run" and row["status"] == "running" and not str(row.get("error") or "").startswith(
+                    "interrupted"):
+                # Exported while a process recorded it: here nobody does. Shown interrupted (it
+                # showed "running" for ever), resumable from its last committed step.
+                row = {**row, "error": EXPORTED_RUNNING}
             batch.setdefault(kind, []).append(row)
     return imported, skipped, batch
+
+
+EXPORTED_RUNNING = ("interrupted: exported while a process was recording it; this copy stops at its last "
+                    "committed step (continue it with 'workbench resume')")
 
 
 def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:

@@ -111,6 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             path = os.path.join(folder, "runs.jsonl")
             with open_store(args, if_missing="refuse") as store:
                 written = export_runs(store, [store.resolve_run_id(r) for r in args.run_ids], path)
+                _note_unfinished(store, written)
             with open(path, encoding="utf-8") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), ""):
                     emit(chunk, end="")
@@ -119,8 +120,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="refuse") as store:
         ids = [store.resolve_run_id(r) for r in args.run_ids]
         written = export_runs(store, ids, args.to)
+        _note_unfinished(store, written)
     print(printable(f"exported {len(written)} run(s) to {args.to}: {', '.join(written)}"))
     return EXIT_OK
+
+
+def _note_unfinished(store: Any, written: list[str]) -> None:
+    """Say on stderr which exported runs were being recorded: the copy holds what had been
+    committed, and an import shows it interrupted."""
+    from workbench.store.reader import shown_status
+
+    live = [rid for rid in written if shown_status(store.get_run(rid)) == "running"]
+    if live:
+        error_line(printable(f"workbench: note: {', '.join(live)} {'is' if len(live) == 1 else 'are'} still being "
+                             "recorded: the file holds the steps committed so far"))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
