@@ -269,8 +269,11 @@ def test_a_process_with_another_spool_on_this_machine_is_not_taken_for_dead(
         positions = other.query("SELECT count(*) FROM wb_journals WHERE starts_with(journal, ?)",
                                 [recorder.owner + "."])[0][0]
         assert positions >= 1
-        # The other spool holds no journal of the recorder: its heartbeat says it is alive.
-        with pytest.raises(RunStateError, match="being recorded right now"):
+        # The other spool holds no journal of the recorder: its heartbeat says it is alive (and
+        # the refusal says how long a process that stopped still counts).
+        with pytest.raises(RunStateError, match=r"being recorded right now by process \d+ on .* \(by its heartbeat: "
+                                                r"a process that stopped counts as recording until its heartbeat is 5 "
+                                                r"minutes old\)"):
             other.claim("R1", allowed=["running"])
         other.sweep()
         # ... and its load positions are kept (dropping them would load its journal twice).

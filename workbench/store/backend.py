@@ -16,7 +16,7 @@ from workbench.errors import StoreError
 from workbench.store.database import close_database, first_line, open_database
 from workbench.store.ingest import rollback
 from workbench.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS
-from workbench.store.spool import Spool, host_name, owner_host
+from workbench.store.spool import Spool, host_name, owner_host, owner_pid
 
 
 def views_hash() -> str:
@@ -211,6 +211,10 @@ class Backend:
         """Whether the process ``owner``, which this spool cannot judge, still records: on a
         local file, a process on another machine is assumed alive."""
         return True
+
+    def who_records(self, owner: str) -> str:
+        """How a refusal names the process recording a run."""
+        return f"process {owner_pid(owner)} on {owner_host(owner)}"
 
     def note_alive(self, con: Any, journal: str) -> None:
         """Mark this process alive inside the caller's transaction (a claim), for stores whose

@@ -15,7 +15,6 @@ from typing import Any
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
 from workbench.store.ingest import apply_records, rollback
-from workbench.store.spool import owner_host, owner_pid
 from workbench.store.tables import KEYS
 
 
@@ -65,8 +64,8 @@ class Claims:
                     break
                 if self.owner_alive(con, owner, grace=1.0):
                     raise RunStateError(
-                        f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                        f"{owner_host(owner)}; wait for it to stop, then try again"
+                        f"run {run_id} is being recorded right now by "
+                        f"{self.backend.who_records(owner)}; wait for it to stop, then try again"
                     )
             for attempt in range(50):
                 con.execute("BEGIN TRANSACTION")
@@ -93,8 +92,8 @@ class Claims:
             raise RunNotFoundError(f"no run {run_id!r} in {self.backend.name} (see 'workbench runs')")
         status, owner = row
         if status == "running" and owner is not None and owner != self.owner and self.owner_alive(con, owner):
-            raise RunStateError(f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                                f"{owner_host(owner)}; wait for it to stop, then try again")
+            raise RunStateError(f"run {run_id} is being recorded right now by "
+                                f"{self.backend.who_records(owner)}; wait for it to stop, then try again")
         if status not in allowed:
             raise RunStateError(f"run {run_id} is {status} now (another process may have just continued it); "
                                 "see 'workbench show'")

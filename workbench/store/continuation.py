@@ -24,7 +24,6 @@ from workbench import codec
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
 from workbench.store.ingest import apply_records, rollback
-from workbench.store.spool import owner_host, owner_pid
 
 
 class Continuations:
@@ -93,8 +92,8 @@ class Continuations:
             raise RunNotFoundError(f"no run {parent!r} in {self.backend.name} (it was just deleted?)")
         status, owner = row
         if status == "running" and owner is not None and (owner == self.owner or self.owner_alive(con, owner)):
-            raise RunStateError(f"run {parent} is being recorded right now by process {owner_pid(owner)} on "
-                                f"{owner_host(owner)}; wait for it to stop, then continue it")
+            raise RunStateError(f"run {parent} is being recorded right now by "
+                                f"{self.backend.who_records(owner)}; wait for it to stop, then continue it")
         planned = con.execute("SELECT max(step) FROM wb_supersteps WHERE run_id = ?", [parent]).fetchone()
         if status != parent_status or planned is None or planned[0] is None or int(planned[0]) - 1 != at:
             raise RunStateError(f"run {parent} is {status} now (another process may have just resumed or continued "

@@ -20,7 +20,6 @@ from typing import Any
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
 from workbench.store.ingest import rollback
-from workbench.store.spool import owner_host, owner_pid
 from workbench.store.tables import INSERTS
 
 # A fork or continuation chain is at most this deep (runtime.forking.MAX_FORK_DEPTH).
@@ -108,8 +107,8 @@ class Deletion:
         for run_id, _, status, owner, _, _ in rows:
             if status == "running" and owner is not None and (owner == self.owner or self.owner_alive(con, owner)):
                 raise RunStateError(
-                    f"run {run_id} is being recorded right now by process {owner_pid(owner)} on "
-                    f"{owner_host(owner)}; stop it (or wait for it to end), then delete it"
+                    f"run {run_id} is being recorded right now by "
+                    f"{self.backend.who_records(owner)}; stop it (or wait for it to end), then delete it"
                 )
         doomed = [*wanted, *[r[0] for r in extra]]
         # The runs of their subgraphs (child runs, any depth) go with them.

@@ -272,6 +272,14 @@ class LakeBackend(Backend):
         # Frame 0: no frame is loaded by this row; the newest timestamp is the heartbeat.
         con.execute("INSERT INTO wb_journals VALUES (?, 0, 0, now())", [journal])
 
+    def who_records(self, owner: str) -> str:
+        who = super().who_records(owner)
+        if self.judged_by_lock(owner):
+            return who
+        # Known only by its heartbeat: a process killed a moment ago still counts for a while.
+        return (f"{who} (by its heartbeat: a process that stopped counts as recording until its heartbeat "
+                f"is {self.owner_timeout / 60:g} minutes old)")
+
     def owner_alive(self, con: Any | None, owner: str) -> bool:
         """A process this spool cannot judge (another machine, or another spool on this one)
         is alive while its heartbeat is fresh."""
