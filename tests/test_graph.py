@@ -78,13 +78,26 @@ def test_edge_to_unknown_node() -> None:
 
 
 def test_route_to_unknown_node() -> None:
+    """The message names the line that declared the route, where the typo is (it named the
+    node's definition)."""
+    import inspect
+
     g = _graph_with("a", "b")
     g.edge(START, "a")
+    route_line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
     g.route("a", lambda s: "b", targets=["b", "ghost"])
     g.edge("b", END)
+    g.edge("a", "gohst")
+    edge_line = route_line + 2
+    with pytest.raises(GraphDefinitionError) as info:
+        g.validate()
+    _check_message(str(info.value), "a", r"edge to unknown node 'gohst'")
+    assert f"{THIS_FILE}:{edge_line}:" in str(info.value)
+    g.edges["a"].remove("gohst")
     with pytest.raises(GraphDefinitionError) as info:
         g.validate()
     _check_message(str(info.value), "a", r"route to unknown node 'ghost'")
+    assert f"{THIS_FILE}:{route_line}:" in str(info.value)
 
 
 def test_edge_from_unknown_node() -> None:

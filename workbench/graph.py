@@ -244,6 +244,8 @@ class Graph:
         self.edges: dict[str, list[str]] = {}
         self.routes: dict[str, Route] = {}
         self.joins: list[Join] = []
+        # Where each edge, router and join was declared: an error about one names that line.
+        self._declared: dict[tuple[str, ...], int] = {}
         self._validated = False
         self._code_version = self._hash_file()
 
@@ -390,7 +392,7 @@ class Graph:
     def edge(self, source: str, target: str) -> Graph:
         """After ``source`` finishes, run ``target`` (``START`` and ``END`` allowed)."""
         self.edges.setdefault(source, []).append(target)
-        self._validated = False
+        self._declare(("edge", source, target))
         return self
 
     def sequence(self, *names: str) -> Graph:
@@ -415,14 +417,20 @@ class Graph:
             raise GraphDefinitionError(self._where(source, "already has a router; combine the two functions"))
         mapping = dict(targets) if isinstance(targets, dict) else {t: t for t in targets}
         self.routes[source] = Route(source, router, mapping)
-        self._validated = False
+        self._declare(("route", source))
         return self
 
     def join(self, sources: Iterable[str], target: str) -> Graph:
         """Run ``target`` once all of ``sources`` have finished (a wait-for-all join)."""
         self.joins.append(Join(tuple(sources), target))
-        self._validated = False
+        self._declare(("join", target))
         return self
+
+    def _declare(self, what: tuple[str, ...]) -> None:
+        file, line = _caller_file()
+        if file == self.file:
+            self._declared.setdefault(what, line)
+        self._validated = False
 
     # ----------------------------------------------------------------- reading
 
@@ -484,10 +492,14 @@ class Graph:
 
     # ----------------------------------------------------------------- validation
 
-    def _where(self, node: str | None, problem: str) -> str:
+    def _where(self, node: str | None, problem: str, declared: tuple[str, ...] = ()) -> str:
+        """``problem`` prefixed with where to fix it: the line that declared the edge, router or
+        join (``declared``), else the node's definition."""
         loc = display_path(self.file)
         n = self.nodes.get(node or "")
-        if n is not None and n.line and n.file == self.file:
+        if self._declared.get(declared):
+            loc = f"{loc}:{self._declared[declared]}"
+        elif n is not None and n.line and n.file == self.file:
             loc = f"{loc}:{n.line}"
         subject = f"graph {self.name!r}" + (f", node {node!r}" if node else "")
         return f"{loc}: {subject}: {problem}"
@@ -498,35 +510,38 @@ class Graph:
             return self
         known = set(self.nodes) | {END}
 
-        def check_target(src: str, dst: str, kind: str) -> None:
+        def check_target(src: str, dst: str, kind: str, declared: tuple[str, ...] = ()) -> None:
             if dst == START:
                 where = src if src != START else None
-                raise GraphDefinitionError(self._where(where, f"{kind} to START is not allowed"))
+                raise GraphDefinitionError(self._where(where, f"{kind} to START is not allowed", declared))
             if dst not in known:
                 hint = _closest(dst, self.nodes)
                 raise GraphDefinitionError(
                     self._where(src if src in self.nodes else None,
-                                f"{kind} to unknown node {dst!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                                f"{kind} to unknown node {dst!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                                declared)
                 )
 
         for src, dsts in self.edges.items():
             if src == END:
                 raise GraphDefinitionError(self._where(None, f"an edge from END (to {', '.join(map(repr, dsts))}) is "
-                                                             "not allowed: END is where a run stops"))
+                                                             "not allowed: END is where a run stops",
+                                                       ("edge", src, dsts[0])))
             if src != START and src not in self.nodes:
-                raise GraphDefinitionError(self._where(None, f"edge from unknown node {src!r}"))
+                raise GraphDefinitionError(self._where(None, f"edge from unknown node {src!r}", ("edge", src, dsts[0])))
             for dst in dsts:
-                check_target(src, dst, "edge")
+                check_target(src, dst, "edge", ("edge", src, dst))
         for src, route in self.routes.items():
             if src != START and src not in self.nodes:
-                raise GraphDefinitionError(self._where(None, f"router after unknown node {src!r}"))
+                raise GraphDefinitionError(self._where(None, f"router after unknown node {src!r}", ("route", src)))
             for dst in route.targets.values():
-                check_target(src, dst, "route")
+                check_target(src, dst, "route", ("route", src))
         for join in self.joins:
             for s in join.sources:
                 if s not in self.nodes:
-                    raise GraphDefinitionError(self._where(None, f"join from unknown node {s!r}"))
-            check_target(join.sources[0], join.target, "join")
+                    raise GraphDefinitionError(self._where(None, f"join from unknown node {s!r}",
+                                                           ("join", join.target)))
+            check_target(join.sources[0], join.target, "join", ("join", join.target))
         for node in self.nodes.values():
             if node.on_error:
                 check_target(node.name, node.on_error, "on_error route")
