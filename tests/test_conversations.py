@@ -113,6 +113,10 @@ def test_a_waiting_run_continued_is_superseded_visibly(store: TraceStore, talk: 
                                "open_interrupts": 1}
     with pytest.raises(RunStateError, match=f"superseded by run {nxt.run_id}.*resume or continue {nxt.run_id}"):
         runner.resume(first.run_id, "yes")
+    # Compare counts its steps as the Runs table does: the discarded step 2 never ran (it said 2).
+    listed = {r["run_id"]: r["steps"] for r in store.list_runs()}
+    totals = compare_runs(store, first.run_id, nxt.run_id).totals
+    assert (totals["a"]["steps"], totals["b"]["steps"]) == (listed[first.run_id], listed[nxt.run_id]) == (1, 2)
     with pytest.raises(RunStateError, match="superseded"):
         runner.continue_run(first.run_id, {"messages": "again"})
 

@@ -83,7 +83,10 @@ def _totals(store: TraceStore, history: RunHistory) -> dict[str, float]:
     """Steps, model calls, tokens and cost of a run's history: its own steps and the ones a fork
     shares with its parent, with the model calls of the subgraph runs those steps ran."""
     calls, tokens, cost = _call_totals(store, history)
-    return {"steps": float(history.last_step), "llm_calls": float(calls), "tokens": tokens, "cost_usd": cost}
+    # Counted as the Runs table counts them: a superseded run's pending step never ran.
+    (steps,) = store._query("SELECT coalesce(r.last_step, (SELECT max(step) - 1 FROM wb_supersteps s "
+                            "WHERE s.run_id = r.run_id), 0) FROM wb_runs r WHERE r.run_id = ?", [history.run_id])[0]
+    return {"steps": float(steps), "llm_calls": float(calls), "tokens": tokens, "cost_usd": cost}
 
 
 def _call_totals(store: TraceStore, history: RunHistory) -> tuple[int, float, float]:
