@@ -484,3 +484,41 @@ def test_a_state_edit_at_an_inner_step_routes_that_step_again(store: TraceStore)
     [event] = [e for e in store.events(fork.run_id) if e["kind"] == "forked"]
     assert event["detail"]["rerouted"] == {"from": ["w", "w"], "to": ["w"], "where": "2/sub/2"}
     assert replay_run(store, fork.run_id, g).identical
+
+
+class Notes(TypedDict):
+    notes: Annotated[list[str], append]
+
+
+def test_a_sync_node_inside_a_subgraph_never_holds_up_the_callers_siblings(store: TraceStore) -> None:
+    """A plain (sync) node alone in its subgraph's step ran on the event loop, as a node alone
+    in a root run's step does; but the subgraph's caller had siblings in its step, and they all
+    stopped until it returned (a sibling's timeout was then charged the subgraph's time). Here
+    the inner node waits for the sibling: it is given a worker thread, so the sibling runs."""
+    import threading
+
+    sibling_ran = threading.Event()
+    inner = Graph("waits_inner", Notes)
+
+    @inner.node
+    def wait_for_sibling(state: Notes) -> dict[str, Any]:
+        return {"notes": ["inner saw the sibling" if sibling_ran.wait(timeout=5) else "inner held the loop"]}
+
+    inner.sequence(START, "wait_for_sibling", END)
+    outer = Graph("waits", Notes)
+    outer.add_node("sub", inner)
+
+    @outer.node(timeout=3)
+    async def sibling(state: Notes) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        sibling_ran.set()
+        return {"notes": ["sibling"]}
+
+    outer.edge(START, "sub")
+    outer.edge(START, "sibling")
+    outer.edge("sub", END)
+    outer.edge("sibling", END)
+    result = Runner(outer, store).run({})
+    assert result.status == "completed", result.error
+    assert sorted(result.state["notes"]) == ["inner saw the sibling", "sibling"]
+    assert replay_run(store, result.run_id, outer).identical

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.context import Context
 from workbench.runtime.calls import never_waits
 from workbench.runtime.concurrency import run_all
-from workbench.runtime.subgraph import SubgraphHost
+from workbench.runtime.subgraph import SubgraphHost, runs_alone
 from workbench.runtime.types import ActiveRun, Outcome, TaskResume, TaskSpec
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class RowGroup:
 async def run_step(runner: Runner, run: ActiveRun) -> list[Outcome]:
     """Run the tasks planned for ``run.step``; their outcomes, in plan order."""
     if len(run.plan) == 1:
-        return [await runner._run_task(run, 0, run.plan[0], parallel=False)]
+        return [await runner._run_task(run, 0, run.plan[0], parallel=not runs_alone(runner))]
     sem = asyncio.Semaphore(runner.max_concurrency)
     group = run.rows = RowGroup(runner.recorder)
     doomed, entered = False, 0

@@ -47,6 +47,7 @@ from workbench.runtime.planner import Planner, loop_message
 from workbench.runtime.subgraph import (
     ChildLink,
     calling_host,
+    runs_alone,
     split_break_when,
     tree_interrupts,
 )
@@ -440,6 +441,8 @@ class Runner:
             started, t0 = now_us(), time.perf_counter()
             first_started = first_started or started
             ctx = task_context(self, run, idx, spec, attempt, resume, first_started)
+            if ctx.subgraphs is not None:  # what its child runs may hold the event loop for
+                ctx.subgraphs.alone = not parallel and runs_alone(self)
             resume = None  # a retry starts fresh: new model calls, no served answers
             # A task alone in its step reads the state's copy-on-write containers (no copy per
             # step); reclaimed below, before anyone else reads the state. Siblings, and a node

@@ -168,6 +168,15 @@ def inner_break_when(inner: dict[str, Any], node: str) -> Any:
 # ----------------------------------------------------------------------------- the host
 
 
+def runs_alone(runner: Runner) -> bool:
+    """Whether nothing else runs on the event loop while a one-task step of ``runner``'s run
+    does: a root run, or a child run whose calling task was alone in its step, all the way up.
+    A sync node may then run on the loop itself; otherwise (a subgraph beside siblings) it would
+    hold them up, and their timeouts would blame them for its time."""
+    host = runner._child.host if runner._child is not None else None
+    return host is None or bool(host.alone)
+
+
 class SubgraphHost:
     """Runs the subgraph calls of one task attempt (a node's context carries it)."""
 
@@ -179,6 +188,8 @@ class SubgraphHost:
         # The task ran before (a resume, a retry, a fork at an inner step): its children may exist.
         self.continuing = continuing
         self.calls = 0
+        # Whether the calling task runs alone on the event loop (Runner.alone_in_process).
+        self.alone = True
         # When this task's subgraphs' tasks waited for set-up (the model library's import): not
         # the calling task's time either. Spans, not seconds: parallel inner tasks wait at once.
         self.excluded: list[tuple[float, float]] = []
