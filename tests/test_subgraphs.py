@@ -522,3 +522,41 @@ def test_a_sync_node_inside_a_subgraph_never_holds_up_the_callers_siblings(store
     assert result.status == "completed", result.error
     assert sorted(result.state["notes"]) == ["inner saw the sibling", "sibling"]
     assert replay_run(store, result.run_id, outer).identical
+
+
+def test_a_subgraph_node_that_failed_for_good_then_resumed_replays_identically(store: TraceStore) -> None:
+    """A retried node inside a subgraph that ran out of attempts failed its caller; a resume
+    continued the child run with a fresh budget and it succeeded. Replay said "diverged: node now
+    failed; the recording has it completed" (it started the child's budget over on the caller's
+    second attempt); the same node at the top level replayed identically."""
+    inner = Graph("pays_inner", Notes)
+
+    @inner.node(retry=RetryPolicy(attempts=2, initial_delay=0.0))
+    def pay(state: Notes, ctx: Any) -> dict[str, Any]:
+        if ctx.attempt < 3:
+            raise RuntimeError(f"pay failed on attempt {ctx.attempt}")
+        return {"notes": [f"paid on attempt {ctx.attempt}"]}
+
+    inner.sequence(START, "pay", END)
+    outer = Graph("pays", Notes)
+    outer.add_node("inner", inner)
+    outer.sequence(START, "inner", END)
+    runner = Runner(outer, store)
+    failed = runner.run({})
+    assert failed.status == "failed" and "pay failed on attempt 2" in (failed.error or "")
+    done = runner.resume(failed.run_id)
+    assert done.status == "completed" and done.state["notes"] == ["paid on attempt 3"]
+    report = replay_run(store, done.run_id, outer)
+    assert report.identical, report.divergence
+    # A child replayed for the caller's failed attempt still has to fail where it failed then.
+    broken = Graph("pays_inner", Notes)
+
+    @broken.node(retry=RetryPolicy(attempts=2, initial_delay=0.0))
+    def pay(state: Notes, ctx: Any) -> dict[str, Any]:  # noqa: F811 (the same node, changed)
+        return {"notes": ["paid at once"]}
+
+    broken.sequence(START, "pay", END)
+    changed = Graph("pays", Notes)
+    changed.add_node("inner", broken)
+    changed.sequence(START, "inner", END)
+    assert not replay_run(store, done.run_id, changed).identical

@@ -94,6 +94,8 @@ class ReplaySession:
 
     def __init__(self, history: RunHistory) -> None:
         self.history = history
+        self.continued = False  # a child run replayed for its caller's later attempt (child_session)
+        self.fails_here = False  # ... or for the caller's recorded attempt that failed with it
         self.ended_as = recorded_end(history)
         self.steps_done = 0
         # In a conversation, the last step of the turn being replayed (the next turn is replayed
@@ -104,8 +106,11 @@ class ReplaySession:
 
     # ------------------------------------------------------------------ subgraphs
 
-    def child_session(self, step: int, idx: int, call: int, node: str, graph: str) -> ReplaySession:
-        """The replay of the subgraph run that task ``idx`` of ``step`` started as its ``call``-th."""
+    def child_session(self, step: int, idx: int, call: int, node: str, graph: str, *,
+                      continued: bool = False, fails_here: bool = False) -> ReplaySession:
+        """The replay of the subgraph run that task ``idx`` of ``step`` started as its ``call``-th.
+        ``continued``: replayed for a later attempt of the task than the first, which continued
+        the child run past a failure (see :meth:`resumed_after_failure`)."""
         from workbench.errors import RunNotFoundError
         from workbench.runtime.subgraph import child_run_id
 
@@ -118,10 +123,20 @@ class ReplaySession:
         if child.run["graph"] != graph:
             raise _Diverged(Divergence(step, "path", node, f"the node now runs subgraph {graph!r}; the "
                                        f"recording ran {child.run['graph']!r}"))
-        return ReplaySession(child)
+        session = ReplaySession(child)
+        session.continued, session.fails_here = continued, fails_here
+        return session
 
-    def check_end(self, status: str, step: int) -> None:
-        """A subgraph's replay ended: it must end as its recording did."""
+    def attempt_status(self, step: int, idx: int, attempt: int) -> str | None:
+        """How the recording has this attempt of the task end (None: not recorded)."""
+        rows = [t["status"] for t in self.history.step(step).tasks if t["task"] == idx and t["attempt"] == attempt]
+        return rows[-1] if rows else None
+
+    def check_end(self, status: str, step: int, *, failed_there: bool = False) -> None:
+        """A subgraph's replay ended: it must end as its recording did (``failed_there``: it
+        failed where its caller's recorded attempt failed, before a resume continued it)."""
+        if failed_there:
+            return
         divergence = _end_divergence(self.history, self.ended_as, status, step)
         if divergence is not None:
             raise _Diverged(divergence)
@@ -167,7 +182,11 @@ class ReplaySession:
                 if event["kind"] == "resumed" and event["step"] == step and isinstance(detail, dict):
                     fresh |= {(int(k), int(v)) for k, v in (detail.get("fresh_retries") or {}).items()}
             self._fresh[step] = fresh
-        return (idx, attempt + 1) in self._fresh[step]
+        if (idx, attempt + 1) in self._fresh[step]:
+            return True
+        # A child run continued by its caller's resume records no fresh budget of its own: its
+        # later recorded attempt is the resume's.
+        return self.continued and self.attempt_status(step, idx, attempt + 1) is not None
 
     def task_inputs(self, step: int, idx: int, attempt: int) -> tuple[list[RecordedCall], list[Any]]:
         """The calls and answers recorded for this attempt of the task (a retried node is served
@@ -235,7 +254,10 @@ class ReplaySession:
                 # A sibling failed: whether this task finished first is a matter of timing, and
                 # the failure is what the step is compared on.
                 continue
-            if rec_status != out.status:
+            # (A child run replayed for its caller's failed attempt fails where it failed then.)
+            failed_then = self.fails_here and out.status == "failed" and any(
+                t["task"] == idx and t["status"] == "failed" for t in view.tasks)
+            if rec_status != out.status and not failed_then:
                 detail = out.message or ""
                 raise _Diverged(Divergence(step, "status", spec.node,
                                            f"node now {out.status}; the recording has it {rec_status}"

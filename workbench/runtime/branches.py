@@ -147,5 +147,6 @@ def task_context(runner: Runner, run: ActiveRun, idx: int, spec: TaskSpec, attem
             emit=runner.listener, error=spec.error, first_started=first_started,
         )
     # Subgraphs this task runs are child runs; a task that ran before may find them recorded.
-    ctx.subgraphs = SubgraphHost(runner, run, idx, spec, continuing=resume is not None or attempt > 1)
+    ctx.subgraphs = SubgraphHost(runner, run, idx, spec, continuing=resume is not None or attempt > 1,
+                                 attempt=attempt)
     return ctx

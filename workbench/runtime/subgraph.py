@@ -180,11 +180,13 @@ def runs_alone(runner: Runner) -> bool:
 class SubgraphHost:
     """Runs the subgraph calls of one task attempt (a node's context carries it)."""
 
-    def __init__(self, parent: Runner, run: ActiveRun, idx: int, spec: TaskSpec, continuing: bool) -> None:
+    def __init__(self, parent: Runner, run: ActiveRun, idx: int, spec: TaskSpec, continuing: bool,
+                 attempt: int = 1) -> None:
         self.parent = parent
         self.run = run
         self.idx = idx
         self.spec = spec
+        self.attempt = attempt
         # The task ran before (a resume, a retry, a fork at an inner step): its children may exist.
         self.continuing = continuing
         self.calls = 0
@@ -285,12 +287,19 @@ class SubgraphHost:
                             listener: Listener | None) -> tuple[RunResult, Runner]:
         from workbench.runtime.runner import Runner
 
-        session = self.parent._replay.child_session(self.run.step, self.idx, n, self.spec.node, graph.name)
+        outer = self.parent._replay
+        # A child run that failed with its caller's attempt and was continued by the resume that
+        # gave the caller another: replayed for the first attempt it fails there, as recorded;
+        # for the later one it goes on past that failure, as the resumed child did.
+        continued = self.attempt > outer.first_attempt(self.run.step, self.idx)
+        stopped = outer.attempt_status(self.run.step, self.idx, self.attempt) == "failed"
+        session = outer.child_session(self.run.step, self.idx, n, self.spec.node, graph.name, continued=continued,
+                                      fails_here=stopped)
         inner = Runner(graph, None, max_concurrency=self.parent.max_concurrency, listener=listener,
                        replay=session, _child=link)
         try:
             result = await inner.arun(input, max_steps=session.max_steps)
-            session.check_end(result.status, result.step)
+            session.check_end(result.status, result.step, failed_there=stopped and result.status == "failed")
         except ReplayDivergence as div:
             self.parent._replay.lift(div, self.run.step, self.spec.node)
             raise
