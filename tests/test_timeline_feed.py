@@ -28,7 +28,7 @@ def counter() -> Graph:
 def apply(shown: list[TimelineRow], feed: TimelineFeed, store: TraceStore) -> tuple[list[TimelineRow], int]:
     """Refresh the feed and apply it as the workbench does; also count the rows it read."""
     read = 0
-    real_query = store.query
+    real_query, real_dicts = store._query, store._query_dicts  # (workbench's own reads)
 
     def counting(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         nonlocal read
@@ -36,11 +36,17 @@ def apply(shown: list[TimelineRow], feed: TimelineFeed, store: TraceStore) -> tu
         read += len(rows)
         return rows
 
-    store.query = counting  # type: ignore[method-assign]
+    def counting_dicts(sql: str, params: Any = None) -> list[dict[str, Any]]:
+        nonlocal read
+        rows = real_dicts(sql, params)
+        read += len(rows)
+        return rows
+
+    store._query, store._query_dicts = counting, counting_dicts  # type: ignore[method-assign]
     try:
         update = feed.refresh(store)
     finally:
-        del store.query
+        del store._query, store._query_dicts
     return shown[: update.keep] + update.rows, read
 
 
@@ -98,3 +104,44 @@ def test_inner_steps_follow_the_step_that_called_them(tmp_path: Path) -> None:
         assert [(r.depth, r.label, r.status) for r in shown] == [
             (0, "intake", "completed"), (0, "review", "completed"), (1, "check", "completed"),
             (1, "ask", "completed"), (0, "reply", "completed")]
+
+
+def test_steps_committed_while_a_refresh_reads_are_never_skipped(tmp_path: Path) -> None:
+    """A refresh reads the tasks, then the step after the last committed one (shown pending).
+    Steps committed between the two made that pending step lie beyond the tasks read, and the
+    feed, following from it, never read the steps between (a live research run showed steps 1,
+    4, 5, 6). Here the refresh's first query sees the run at step 1 and the rest at step 3 (a
+    copy of the store taken at step 1 answers it). The committed step is read first now."""
+    import shutil
+
+    db, early_db = str(tmp_path / "t.duckdb"), str(tmp_path / "early.duckdb")
+    with TraceStore(db) as store:
+        runner = Runner(counter(), store)
+        first = runner.run({"limit": 6}, break_after=["tick"])
+        assert first.status == "paused" and first.step == 1
+    shutil.copyfile(db, early_db)
+    with TraceStore(db) as store:
+        moved = Runner(counter(), store).resume(first.run_id, break_after=[],
+                                                break_when=lambda s: s["count"] >= 3)
+        assert moved.status == "paused" and moved.step == 3
+    with TraceStore(db) as late, TraceStore(early_db) as early:
+        queries = 0
+        real_query = late._query
+
+        def first_query_early(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+            nonlocal queries
+            queries += 1
+            return early._query(sql, params) if queries == 1 else real_query(sql, params)
+
+        feed: TimelineFeed = TimelineFeed(first.run_id)
+        late._query = first_query_early  # type: ignore[method-assign]
+        try:
+            update = feed.refresh(late)
+        finally:
+            del late._query
+        shown = update.rows
+        update = feed.refresh(late)
+        shown = shown[: update.keep] + update.rows
+        assert [(r.step, r.status) for r in shown] == [(1, "completed"), (2, "completed"), (3, "completed"),
+                                                       (4, "pending")]
+        assert shown == timeline(late, first.run_id)

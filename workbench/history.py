@@ -231,6 +231,12 @@ def timeline_since(store: TraceStore, run_id: str, since: int = 0, base: Timelin
 
 
 def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) -> list[TimelineRow]:
+    # The step after the last committed one, read before the tasks: each query sees the store as
+    # it is when it runs, and a run recorded meanwhile (in this process, or another) may commit
+    # steps between two of them. Read after, it could name a step beyond the tasks read, and a
+    # live view following from that step skipped the ones between for good.
+    nxt = store.last_committed_step(run_id) + 1
+    plan = store.plan(run_id, nxt)
     tasks = store._query(
         """
         SELECT t.step, t.task, t.node, t.attempt, t.status, epoch_us(t.started_at), epoch_us(t.ended_at),
@@ -299,11 +305,10 @@ def _timeline(store: TraceStore, run_id: str, since: int, base: TimelineBase) ->
                             - min((t["excluded_ms"] for t in r["tasks"].values()), default=0.0)),
             attempts=r["attempts"], error=r["error"], tokens=int(tokens.get(step, 0) or 0), shared=r["shared"],
         ))
-    # A step planned but not started (paused before it): show it as pending.
-    nxt = store.last_committed_step(run_id) + 1
-    plan = store.plan(run_id, nxt)
+    # A step planned but not started (paused before it): show it as pending. (One that started
+    # meanwhile has its tasks among those read: it is not pending, and not beyond them.)
     base.end_ms = max([base.end_ms] + [r.start_ms + r.duration_ms for r in out])
-    if plan and plan["tasks"] and nxt not in rows:
+    if plan and plan["tasks"] and nxt not in rows and (not rows or nxt > max(rows)):
         end_ms = base.end_ms
         out.append(TimelineRow(nxt, [t["node"] for t in plan["tasks"]], "pending", end_ms, 0.0, 0, None, 0, False))
     return out
