@@ -68,3 +68,17 @@ def test_a_step_of_a_run_still_going_is_running_not_failed() -> None:
     assert "This step is running: it has not committed yet." in plain(render_step(view, "r-1", ["n"], going=True))
     stopped = plain(render_step(view, "r-1", ["n"]))
     assert "This step did not commit (the run failed, waited or stopped here)." in stopped
+
+
+def test_forgetting_a_runs_steps_forgets_its_subgraph_runs_steps_too() -> None:
+    """After a resume, the refresh forgot the run's steps but not its subgraph runs' (``RUN/2.0.0``):
+    an inner step read while it was in flight kept saying "did not commit" once it had."""
+    from workbench.tui.loaders import StepLoader
+
+    loader = StepLoader(app=None)  # type: ignore[arg-type]
+    for key in [("r-1", 1), ("r-1", 2), ("r-1/2.0.0", 1), ("r-1/2.0.0", 2), ("r-10", 2), ("r-2/1.0.0", 1)]:
+        loader.views[key] = object()  # type: ignore[assignment]
+    loader.histories.update({"r-1": object(), "r-1/2.0.0": object(), "r-10": object()})  # type: ignore[dict-item]
+    loader.forget("r-1", 2)
+    assert sorted(loader.views) == [("r-1", 1), ("r-10", 2), ("r-2/1.0.0", 1)]
+    assert sorted(loader.histories) == ["r-10"]

@@ -139,9 +139,13 @@ class StepLoader:
             self._wanted = None
 
     def forget(self, run_id: str, from_step: int = 0) -> None:
-        """Drop what was read of a run's steps from ``from_step`` on (they may have changed)."""
-        self.histories.pop(run_id, None)
-        for key in [k for k in list(self.views) if k[0] == run_id and k[1] >= from_step]:
+        """Drop what was read of a run's steps from ``from_step`` on (they may have changed), and
+        of its subgraphs' runs (``RUN/2.0.0``: a resumed subgraph step commits later too; its
+        inspector kept saying "did not commit")."""
+        inner = f"{run_id}/"
+        for rid in [r for r in list(self.histories) if r == run_id or r.startswith(inner)]:
+            self.histories.pop(rid, None)
+        for key in [k for k in list(self.views) if (k[0] == run_id and k[1] >= from_step) or k[0].startswith(inner)]:
             self.views.pop(key, None)
 
     def _work(self) -> None:
