@@ -1279,8 +1279,9 @@ async def test_quit_during_a_live_run_asks_for_a_second_press(project: Project) 
         try:
             await pilot.press("q")
             await pilot.pause()
-            assert app.is_running  # the first q only warns
-            assert "press q again to quit" in "\n".join(notes(app))
+            assert app.is_running  # the first q only warns, naming the run to resume (it said RUN_ID)
+            warning = f"press q again to quit (workbench resume {app.live['run_id']} continues it)"
+            assert warning in "\n".join(notes(app))
         finally:
             gate["RELEASE"].set()
         await wait_run(pilot, "completed", app.open_run["run_id"] if app.open_run else None)

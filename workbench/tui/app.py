@@ -496,7 +496,8 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         """Quit; with a run in progress, only on a second press (the run stays resumable)."""
         if self.live is not None and not self._quit_armed:
             self._quit_armed = True
-            self.notify("a run is in progress: press q again to quit (workbench resume RUN_ID continues it)",
+            rid = self.live.get("run_id") or "RUN_ID"  # (known once the run has started)
+            self.notify(f"a run is in progress: press q again to quit (workbench resume {rid} continues it)",
                         title="quit?", severity="warning")
             self.set_timer(5, self._disarm_quit)
             return
