@@ -685,3 +685,50 @@ def test_a_replayed_node_sees_the_run_id_it_was_recorded_under(store: TraceStore
     assert seen[-1] == f"{fork.run_id}:b" and seen[1] == f"{parent.run_id}/2.0.0:deep"
     for rid in (parent.run_id, fork.run_id):
         assert replay_run(store, rid, g).identical, rid
+
+
+class Both(TypedDict):
+    notes: Annotated[list[str], append]
+
+
+def _both(b_body: Any, c_body: Any) -> Graph:
+    g = Graph("both", Both)
+    g.add_node("a", lambda s: {"notes": ["a"]})
+    g.add_node("b", b_body)
+    g.add_node("c", c_body)
+    g.edge(START, "a")
+    for n in ("b", "c"):
+        g.edge("a", n)
+        g.edge(n, END)
+    return g
+
+
+def test_a_run_that_died_inside_a_step_a_branch_finished_replays_to_there(tmp_path: Path) -> None:
+    """The process died in step 2 after branch c had finished, branch b in flight. Replay said
+    "diverged: node now completed; the recording has it not recorded" for b; the recording ends
+    inside the step, and so does the replay ("ends running": interrupted), once c agrees."""
+    import threading
+
+    c_done = threading.Event()
+
+    def c(state: Both) -> dict[str, Any]:
+        c_done.set()
+        return {"notes": ["c"]}
+
+    def b_dies(state: Both) -> dict[str, Any]:
+        assert c_done.wait(timeout=30)
+        raise KeyboardInterrupt  # the process stops here, c recorded, b not
+
+    db = str(tmp_path / "t.duckdb")
+    with TraceStore(db) as store, pytest.raises(KeyboardInterrupt):
+        Runner(_both(b_dies, c), store).run({})
+    with TraceStore(db) as store:
+        [run] = store.list_runs()
+        assert store.query("SELECT node, status FROM steps WHERE run_id = ? AND step = 2",
+                           [run["run_id"]]) == [("c", "completed")]
+        today = _both(lambda s: {"notes": ["b"]}, c)
+        report = replay_run(store, run["run_id"], today)
+        assert report.identical and report.status == "running" and report.steps == 1, report.divergence
+        # What c recorded is still checked: a c that now does otherwise diverges.
+        other = replay_run(store, run["run_id"], _both(lambda s: {"notes": ["b"]}, lambda s: {"notes": ["C!"]}))
+        assert not other.identical and other.divergence.node == "c"

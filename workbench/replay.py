@@ -247,8 +247,15 @@ class ReplaySession:
     def check_outcomes(self, step: int, plan: list[Any], outcomes: list[Any]) -> None:
         view = self.history.step(step)
         final = view.final_tasks()
+        # The process died inside this step (the run's last): a task with no row was in flight.
+        # The recording ends inside the step, so does the replay, once what did finish agrees.
+        in_flight = self.ended_as == "running" and step == self.history.last_step
+        ended_inside = False
         for idx, (spec, out) in enumerate(zip(plan, outcomes, strict=True)):
             rec = final.get(idx)
+            if rec is None and in_flight:
+                ended_inside = True
+                continue
             rec_status = rec["status"] if rec else "not recorded"
             if "cancelled" in (rec_status, out.status):
                 # A sibling failed: whether this task finished first is a matter of timing, and
@@ -272,6 +279,8 @@ class ReplaySession:
             if _norm(goto) != _norm((rec or {}).get("goto") or []):
                 raise _Diverged(Divergence(step, "path", spec.node, "the node's Command goes elsewhere",
                                            text_diff((rec or {}).get("goto") or [], goto)))
+        if ended_inside:
+            raise _EndOfRecording(step)
         self.steps_done = step
 
     def rerouted(self, step: int) -> bool:
