@@ -131,3 +131,17 @@ def test_diff_usage_errors_stay_one_line(project: Path, db: str, support_fork: t
     res = wb("diff", support_fork[0], "nope", "--db", db, cwd=project)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_diff_names_a_tool_calls_result_as_the_tools(project: Path, db: str) -> None:
+    """A recorded tool call's result that differs was listed as a "model answer" (the totals
+    beside it said 0 model calls)."""
+    with TraceStore(db) as store:
+        runner = Runner(load_graph("support"), store)
+        a = runner.run({"message": "My login page shows an error 500", "customer_id": "C-1002"})
+        b = runner.run({"message": "My login page shows an error 500", "customer_id": "C-1003"})
+    out = wb("diff", a.run_id, b.run_id, "--db", db, cwd=project).stdout
+    assert "tool crm_lookup result in fetch_account:" in out and "model answer in fetch_account" not in out
+    as_json = json.loads(wb("diff", a.run_id, b.run_id, "--db", db, "--json", cwd=project).stdout)
+    kinds = {(x["node"], x["kind"]) for s in as_json["steps"] for x in s["answers"]}
+    assert ("fetch_account", "tool crm_lookup") in kinds

@@ -20,7 +20,8 @@ class StepComparison:
     nodes_b: list[str]
     shared: bool  # the same recorded step (a fork's shared history)
     state: list[tuple[str, Any, Any]] = field(default_factory=list)  # key, value in A, value in B
-    answers: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # node, A, B
+    # node, A, B, and what answered: "model", or "tool NAME" (a recorded tool call's result)
+    answers: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)
     carried: list[str] = field(default_factory=list)  # keys still different from an earlier step
     subgraphs: list[SubgraphComparison] = field(default_factory=list)  # the step's subgraph runs
 
@@ -34,8 +35,9 @@ class StepComparison:
                 "nodes_b": self.nodes_b,
                 "state": [{"key": k, "a": a, "b": b, "changes": [c.to_json() for c in json_changes(a, b)]}
                           for k, a, b in self.state],
-                "answers": [{"node": n, "a": a, "b": b, "changes": [c.to_json() for c in json_changes(a, b)]}
-                            for n, a, b in self.answers],
+                "answers": [{"node": n, "kind": kind, "a": a, "b": b,
+                             "changes": [c.to_json() for c in json_changes(a, b)]}
+                            for n, a, b, kind in self.answers],
                 "still_different": self.carried,
                 "subgraphs": [g.to_json() for g in self.subgraphs]}
 
@@ -74,8 +76,10 @@ class RunComparison:
                 "steps": [s.to_json() for s in self.steps], "totals": self.totals}
 
 
-def _answers(view: Any) -> list[tuple[str, str]]:
-    return [(c["node"], str((c["response"] or {}).get("content", "")) if c["kind"] == "llm" else str(c["response"]))
+def _answers(view: Any) -> list[tuple[str, str, str]]:
+    """Each successful call of the step: node, what it answered, and who ("model" or "tool NAME")."""
+    return [(c["node"], str((c["response"] or {}).get("content", "")) if c["kind"] == "llm" else str(c["response"]),
+             "model" if c["kind"] == "llm" else f"tool {c['model']}")
             for c in view.calls if c["error"] is None]
 
 
@@ -146,7 +150,9 @@ def _compare_steps(store: TraceStore, ha: RunHistory, hb: RunHistory, depth: int
                 na = aa[i] if i < len(aa) else None
                 nb = ab[i] if i < len(ab) else None
                 if (na and na[1]) != (nb and nb[1]):
-                    cmp.answers.append(((na or nb)[0], na[1] if na else None, nb[1] if nb else None))  # type: ignore[index]
+                    first = na or nb
+                    assert first is not None
+                    cmp.answers.append((first[0], na[1] if na else None, nb[1] if nb else None, first[2]))
             if depth < _MAX_DEPTH:
                 cmp.subgraphs = _compare_subgraphs(store, va, vb, depth)
         steps.append(cmp)

@@ -246,8 +246,9 @@ def _print_steps(console: Any, steps: list[Any], indent: str) -> None:
         for key, va, vb in s.state:
             for text in change_lines(key, va, vb, indent + "    "):
                 console.print(text)
-        for node, answer_a, answer_b in s.answers:
-            for text in change_lines(f"model answer in {node}", answer_a, answer_b, indent + "    "):
+        for node, answer_a, answer_b, kind in s.answers:
+            what = "model answer" if kind == "model" else f"{kind} result"
+            for text in change_lines(f"{what} in {node}", answer_a, answer_b, indent + "    "):
                 console.print(text)
         for sub in s.subgraphs:
             if sub.same:

@@ -58,7 +58,8 @@ def comparison_rows(steps: list[StepComparison], prefix: str = "") -> list[Compa
             out.append(CompareRow(label, na, nb, "same", kind="same"))
             continue
         rows = [CompareRow(label, na, nb, key, a, b) for key, a, b in s.state]
-        rows += [CompareRow(label, na, nb, f"answer in {node}", a, b) for node, a, b in s.answers]
+        rows += [CompareRow(label, na, nb, f"{'answer' if kind == 'model' else kind + ' result'} in {node}", a, b)
+                 for node, a, b, kind in s.answers]
         for sub in s.subgraphs:
             if sub.same:
                 continue
