@@ -619,3 +619,35 @@ def test_a_run_id_a_user_gives_is_one_any_run_could_have(tmp_path: Path) -> None
             with pytest.raises(InputError, match="run id"):
                 runner.continue_run(runner.run({}).run_id, {}, new_run_id=bad)
         assert runner.run({}, run_id="order-42").run_id == "order-42"
+
+
+def test_a_run_interrupted_after_a_resume_lists_the_steps_it_committed(tmp_path: Path) -> None:
+    """A run waited at step 1 (``last_step`` 0 recorded at that stop), was answered (step 1
+    committed) and its process died in step 2: ``runs`` listed it with 0 steps, the stop before's
+    figure. A run that is running, or died running, counts what it has committed."""
+    from workbench import interrupt
+
+    class S(TypedDict):
+        log: Annotated[list[str], append]
+
+    def ask(state: Any) -> dict[str, Any]:
+        return {"log": [str(interrupt("go on?"))]}
+
+    def dies(state: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt  # the process stops in step 2
+
+    g = Graph("asks", S)
+    g.node(name="ask")(ask)
+    g.node(name="dies")(dies)
+    g.sequence(START, "ask", "dies", END)
+    db = str(tmp_path / "t.duckdb")
+    with TraceStore(db) as store:
+        first = Runner(g, store).run({})
+        assert first.status == "waiting" and store.list_runs()[0]["steps"] == 0
+        with pytest.raises(KeyboardInterrupt):
+            Runner(g, store).resume(first.run_id, "yes")
+    with TraceStore(db) as store:
+        [run] = store.list_runs()
+        assert run["steps"] == 1 and store.last_committed_step(first.run_id) == 1
+        res = run_cli("runs", "--db", db, "--json", cwd=tmp_path)
+        assert json.loads(res.stdout)[0]["steps"] == 1

@@ -88,8 +88,9 @@ def _totals(store: TraceStore, history: RunHistory) -> dict[str, float]:
     shares with its parent, with the model calls of the subgraph runs those steps ran."""
     calls, tokens, cost = _call_totals(store, history)
     # Counted as the Runs table counts them: a superseded run's pending step never ran.
-    (steps,) = store._query("SELECT coalesce(r.last_step, (SELECT max(step) - 1 FROM wb_supersteps s "
-                            "WHERE s.run_id = r.run_id), 0) FROM wb_runs r WHERE r.run_id = ?", [history.run_id])[0]
+    (steps,) = store._query("SELECT coalesce(CASE WHEN r.status <> 'running' THEN r.last_step END, "
+                            "(SELECT max(step) - 1 FROM wb_supersteps s WHERE s.run_id = r.run_id), 0) "
+                            "FROM wb_runs r WHERE r.run_id = ?", [history.run_id])[0]
     return {"steps": float(steps), "llm_calls": float(calls), "tokens": tokens, "cost_usd": cost}
 
 

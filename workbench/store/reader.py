@@ -88,7 +88,8 @@ class StoreReader:
             """
             SELECT r.run_id, r.graph, r.status, r.started_at, r.ended_at,
                    date_diff('millisecond', r.started_at, coalesce(r.ended_at, r.started_at)) AS duration_ms,
-                   coalesce(r.last_step, s.planned - 1, 0) AS steps, r.parent_run_id, r.fork_step,
+                   coalesce(CASE WHEN r.status <> 'running' THEN r.last_step END, s.planned - 1, 0) AS steps,
+                   r.parent_run_id, r.fork_step,
                    coalesce(l.tokens, 0) AS tokens, coalesce(l.cost, 0) AS cost_usd, r.error, r.relation
             FROM wb_runs r
             LEFT JOIN (SELECT run_id, max(step) AS planned FROM wb_supersteps GROUP BY run_id) s USING (run_id)
