@@ -27,30 +27,28 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from workbench.codec import MAX_BYTES, SETTING_ERROR, utf8_size
-from workbench.errors import InputError, StoreError
+from workbench.errors import StoreError
 from workbench.guard import note_store
 from workbench.redact import scrub
 from workbench.store.backend import Backend, LocalBackend
 from workbench.store.claims import Claims
 from workbench.store.continuation import Continuations
-from workbench.store.database import classify, first_line, storage_error
+from workbench.store.database import classify, first_line
 from workbench.store.deletion import Deletion
 from workbench.store.ingest import apply_records, rollback
 from workbench.store.journal import Frame, Journal
 from workbench.store.reader import StoreReader
+from workbench.store.reads import as_dicts, read_only
 from workbench.store.recovery import Recovery, mark_interrupted
 from workbench.store.spool import new_owner_id
 
 log = logging.getLogger("workbench.store")
-
-_T = TypeVar("_T")
-
 
 class RunsAddedMeanwhile(StoreError):
     """:meth:`TraceStore.insert_batch` found runs it was to add already there (another process
@@ -504,12 +502,12 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         recorded, the open instance may write). SQL the database refuses, a write included,
         raises :class:`InputError`."""
         with self.reading() as con:
-            return _read_only(con, sql, params, lambda: list(con.fetchall()))
+            return read_only(con, sql, params, lambda: list(con.fetchall()))
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Like :meth:`query`, rows as dicts keyed by column name."""
         with self.reading() as con:
-            return _read_only(con, sql, params, lambda: _dicts(con))
+            return read_only(con, sql, params, lambda: as_dicts(con))
 
     def _query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.reading() as con:
@@ -518,32 +516,11 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
     def _query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         with self.reading() as con:
             con.execute(sql, params or [])
-            return _dicts(con)
+            return as_dicts(con)
 
     def change_token(self) -> Any:
         """A value that changes whenever any process commits to this store (cheap to call)."""
         return self.backend.change_token()
-
-
-def _dicts(con: Any) -> list[dict[str, Any]]:
-    names = [d[0] for d in con.description or []]
-    return [dict(zip(names, row, strict=True)) for row in con.fetchall()]
-
-
-def _read_only(con: Any, sql: str, params: Sequence[Any] | None, fetch: Callable[[], _T]) -> _T:
-    """``sql`` run on ``con`` in a read-only transaction, its rows taken by ``fetch``."""
-    import duckdb
-
-    con.execute("BEGIN TRANSACTION READ ONLY")
-    try:
-        con.execute(sql, params or [])
-        return fetch()
-    except duckdb.Error as exc:
-        if storage_error(exc) or isinstance(exc, duckdb.InterruptException):
-            raise  # the file's condition, or a stop: named by connection()
-        raise InputError(f"SQL error: {first_line(exc)}") from None
-    finally:
-        rollback(con)
 
 
 def _reason(exc: BaseException) -> str:
