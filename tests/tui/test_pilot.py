@@ -561,9 +561,12 @@ async def test_parallel_questions_are_chosen_by_id_answered_and_closed(tmp_path:
         which = modal.query_one("#which", OptionList)
         assert [o.split("  ")[0] for o in options(which)] == ["1.0.1.0", "1.1.1.0"]
         which.focus()
-        await pilot.press("home", "down", "enter")  # the second question: design's
-        await settle(pilot, lambda: modal.interrupt_id == "1.1.1.0", what="the second question")
-        assert "design" in plain(modal.query_one("#payload").content)
+        await pilot.press("home", "down")  # moving to the second question shows it (it took enter)
+        await settle(pilot, lambda: modal.interrupt_id == "1.1.1.0" and modal.query("#payload")
+                     and "design" in plain(modal.query_one("#payload").content), what="the second question")
+        assert modal.query_one("#which", OptionList).highlighted == 1 and modal.focused.id == "which"
+        await pilot.press("enter")  # to the answer box
+        await settle(pilot, lambda: modal.focused is not None and modal.focused.id == "answer", what="the box")
         await pilot.press(*"yes", "enter")
         # The run waits again, for legal's question only: the dialog comes back for it.
         await settle(pilot, lambda: isinstance(app.screen, HumanInputScreen) and app.screen is not modal

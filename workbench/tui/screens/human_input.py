@@ -79,8 +79,7 @@ class HumanInputScreen(ModalScreen[Any]):
     def compose(self):  # type: ignore[no-untyped-def]
         yield FittingFooter()  # this dialog's keys (the main screen's are off while it is open)
         with VerticalScroll(id="dialog", classes="dialog"):  # scrolls in a short terminal
-            ident = f" (interrupt {self.interrupt_id})" if self.interrupt_id else ""
-            yield Label(Text(f"Run {self.run_id} is waiting for you at {self.node}{ident}", style="bold yellow"))
+            yield Label(self._title(), id="title")
             if len(self.interrupts) > 1:
                 yield Label(f"{len(self.interrupts)} questions are open; answer or close one:")
                 yield OptionList(*[
@@ -88,8 +87,7 @@ class HumanInputScreen(ModalScreen[Any]):
                            id=f"which-{n}")
                     for n, i in enumerate(self.interrupts)
                 ], id="which")
-            pretty = json.dumps(self.payload, indent=2, ensure_ascii=False, default=str)
-            yield Static(Syntax(pretty, "json", word_wrap=True, background_color="default"), id="payload")
+            yield Static(self._payload_view(), id="payload")
             options = choices_of(self.payload)
             if options:
                 yield Label("Choose:")
@@ -106,6 +104,14 @@ class HumanInputScreen(ModalScreen[Any]):
                 yield Button("Send (enter)", variant="primary", id="send")
                 yield Button("Close unanswered (^n)", id="close-interrupt")
                 yield Button("Later (esc)", id="cancel")
+
+    def _title(self) -> Text:
+        ident = f" (interrupt {self.interrupt_id})" if self.interrupt_id else ""
+        return Text(f"Run {self.run_id} is waiting for you at {self.node}{ident}", style="bold yellow")
+
+    def _payload_view(self) -> Syntax:
+        pretty = json.dumps(self.payload, indent=2, ensure_ascii=False, default=str)
+        return Syntax(pretty, "json", word_wrap=True, background_color="default")
 
     def on_mount(self) -> None:
         focus_now(self.query_one("#answer", Input))
@@ -132,6 +138,33 @@ class HumanInputScreen(ModalScreen[Any]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._submit()
+
+    async def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Moving in the list of open questions shows the one highlighted: what is sent answers
+        the question shown (it stayed on the first until ``enter``). A typed answer is kept."""
+        # Only the user's moves: a list just mounted (by the redraw below) announces its first row.
+        if event.option_list.id != "which" or event.option.id is None or not event.option_list.has_focus:
+            return
+        event.stop()
+        n = int(str(event.option.id).removeprefix("which-"))
+        if n == self.current:
+            return
+        had_choices = bool(choices_of(self.payload))
+        self.current = n
+        options = choices_of(self.payload)
+        if bool(options) == had_choices:  # the same parts: shown in place, the list keeps the focus
+            self.query_one("#title", Label).update(self._title())
+            self.query_one("#payload", Static).update(self._payload_view())
+            if options:
+                choices = self.query_one("#choices", OptionList)
+                choices.clear_options()
+                choices.add_options([Option(str(o), id=str(i)) for i, o in enumerate(options)])
+            return
+        typed = self.query_one("#answer", Input).value  # a choice list comes or goes: drawn again
+        await self.recompose()
+        self.query_one("#answer", Input).value = typed
+        self.query_one("#which", OptionList).highlighted = n
+        self.query_one("#answer", Input).focus()
 
     async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
