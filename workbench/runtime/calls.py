@@ -59,12 +59,11 @@ def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
         return node.fn(value, ctx) if node.takes_ctx else node.fn(value)
     except Exception:
         raise
-    except SystemExit as exc:
-        raise node_exit(node, exc) from None
-    except _PASSED_ON:
-        raise
     except BaseException as exc:  # nothing cancels a sync body: a CancelledError is its own
-        raise node_escape(node, exc) from None
+        failure = body_failure(node, exc)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         reset_current(token)
 
@@ -72,6 +71,17 @@ def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
 # What a node's body may raise that is not its failure: a pause for input, a replay that left its
 # recording (the runtime's own), Ctrl-C (the user's).
 _PASSED_ON = (InterruptSignal, ReplayDivergence, KeyboardInterrupt)
+
+
+def body_failure(node: Node, exc: BaseException) -> BaseException:
+    """What a ``BaseException`` that is not an ``Exception`` out of a node's body becomes: the
+    node's failure (``sys.exit()``, anything else of its own), or itself when it is not the
+    node's to fail with (:data:`_PASSED_ON`)."""
+    if isinstance(exc, SystemExit):
+        return node_exit(node, exc)
+    if isinstance(exc, _PASSED_ON):
+        return exc
+    return node_escape(node, exc)
 
 
 def node_escape(node: Node, exc: BaseException) -> NodeEscapeError:
@@ -154,17 +164,14 @@ async def _with_context(coro: Any, ctx: Context, node: Node) -> Any:
         return await coro
     except Exception:
         raise
-    except SystemExit as exc:
-        raise node_exit(node, exc) from None
-    except _PASSED_ON:
-        raise
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise  # the run cancelled this task (a sibling failed, a timeout, a stop)
-        raise node_escape(node, exc) from None
     except BaseException as exc:
-        raise node_escape(node, exc) from None
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+            raise  # the run cancelled this task (a sibling failed, a timeout, a stop)
+        failure = body_failure(node, exc)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         reset_current(token)
 
