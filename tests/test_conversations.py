@@ -229,6 +229,35 @@ def test_replay_fork_at_any_turn_and_diff(store: TraceStore, talk: Graph) -> Non
     assert [s.step for s in cmp.steps if not s.same][-1] == 3
 
 
+def test_a_fork_inside_a_turn_is_credited_with_that_turns_steps_and_outcome(store: TraceStore, talk: Graph,
+                                                                           tmp_path: Path) -> None:
+    """The turns of a fork made at a turn's first step or inside it: the turn keeps the input of
+    the run that started it, but its steps from the fork on and how it ended are the fork's
+    (the turn's starter used to be listed with its own status, the fork nowhere)."""
+    runner = Runner(talk, store)
+    a, b, c = chat(runner, "hi", "second", "third")
+    # Turn 3 (c) starts at step 3; a fork there that fails redoes the whole turn.
+    failed = runner.fork(c.run_id, 3, set_state={"messages": ["fail now"]})
+    assert failed.status == "failed"
+    turns = conversation_turns(store, failed.run_id)
+    assert [(t["run_id"], t["first_step"], t["last_step"]) for t in turns] == [
+        (a.run_id, 1, 1), (b.run_id, 2, 2), (c.run_id, 3, 3)]
+    assert turns[-1]["status"] == "failed" and turns[-1]["input"] == {"messages": "third"}
+    assert turns[-1]["redone_by"] == {"run_id": failed.run_id, "from_step": 3}
+    assert "redone_by" not in turns[1] and turns[1]["status"] == "completed"
+    # A fork at turn 2's first step of the last run: two turns, the second one this fork's.
+    waiting = runner.fork(c.run_id, 2, set_state={"messages": ["ask again"]})
+    assert waiting.status == "waiting"
+    turns = conversation_turns(store, waiting.run_id)
+    assert [(t["run_id"], t["status"]) for t in turns] == [(a.run_id, "completed"), (b.run_id, "waiting")]
+    assert turns[-1]["redone_by"] == {"run_id": waiting.run_id, "from_step": 2}
+    # The turn's own run is unchanged by any of this, and shown as itself.
+    assert [t.get("redone_by") for t in conversation_turns(store, c.run_id)] == [None, None, None]
+    store.close()
+    shown = run_cli("show", failed.run_id, "--db", str(tmp_path / "trace.duckdb"), cwd=tmp_path)
+    assert f"turn 3  {c.run_id}, redone by this run from step 3  step 3  failed" in shown.stdout, shown.stdout
+
+
 def test_replay_finds_a_divergence_in_an_earlier_turn(store: TraceStore, talk: Graph) -> None:
     runner = Runner(talk, store)
     _, _, c = chat(runner, "hi", "ask now", "bye")

@@ -114,6 +114,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             steps_of = f"step {t['first_step']}" if t["first_step"] == t["last_step"] else \
                 f"steps {t['first_step']}-{t['last_step']}"
             this = " (this run)" if t["run_id"] == run_id else ""
+            if t.get("redone_by"):
+                this = f", redone by this run from step {t['redone_by']['from_step']}"
             console.print(f"  turn {t['turn']}  {t['run_id']}{this}  {steps_of}  {t['status']}  "
                           f"input {short(t['input'], 60)}")
     table = Table(box=None, header_style="bold")

@@ -206,4 +206,12 @@ def conversation_turns(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     last = store.last_step(run_id)
     for this, nxt in zip(turns, [*turns[1:], None], strict=True):
         this["last_step"] = nxt["first_step"] - 1 if nxt else last
+    final = turns[-1]
+    if final["run_id"] != run_id:
+        # run_id is a fork made inside (or at the first step of) the last turn: the turn's input
+        # is its starter's, but its steps from the fork on, and how it ended, are this run's.
+        own = rows.get(run_id) or store.get_run(run_id) or {}
+        first_own = int(lineage[1][1]) + 1 if len(lineage) > 1 else final["first_step"]
+        final["status"] = own.get("status")
+        final["redone_by"] = {"run_id": run_id, "from_step": max(first_own, final["first_step"])}
     return turns
