@@ -426,3 +426,62 @@ def test_a_process_reopening_a_lake_reuses_its_attached_instance(lake: Lake,
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     with lake.store() as last:
         assert last.backend._instances[False] is instance
+
+
+def test_two_imports_of_one_file_committing_at_once_import_each_run_once(
+        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckLake has no key constraints and two inserting transactions never conflict: an import
+    that checked for its runs before another import of the same file committed inserted them a
+    second time. The two commits conflict now; the loser retries and skips what is there. Two
+    imports of different runs at once both import theirs."""
+    import threading
+
+    from workbench.store import store as store_module
+    from workbench.transfer import export_runs, import_files
+
+    files = {}
+    with TraceStore(str(lake.root / "local.duckdb")) as src:
+        for rid in ("IMP1", "IMP2", "IMP3"):
+            src.record_many([("run", _row(rid, "completed")), *_step(rid, 1)])
+            src.flush()
+            files[rid] = str(lake.root / f"{rid}.jsonl")
+            export_runs(src, [rid], files[rid])
+
+    applied, other_done = threading.Event(), threading.Event()
+    real = store_module.apply_records
+
+    def held(con: Any, records: Any, *args: Any) -> Any:
+        out = real(con, records, *args)
+        if threading.current_thread().name == "first-import" and not applied.is_set():
+            applied.set()  # inserted, not committed: let the other import commit first
+            assert other_done.wait(TIMEOUT)
+        return out
+
+    monkeypatch.setattr(store_module, "apply_records", held)
+
+    def at_once(first_file: str, second_file: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        with _store_with_spool(lake, "spool-a") as a, _store_with_spool(lake, "spool-b") as b:
+            applied.clear()
+            other_done.clear()
+            result: dict[str, Any] = {}
+            first = threading.Thread(target=lambda: result.update(import_files(a, [first_file])),
+                                     name="first-import")
+            first.start()
+            try:
+                assert applied.wait(TIMEOUT)
+                second = import_files(b, [second_file])
+            finally:
+                other_done.set()
+                first.join(TIMEOUT)
+            return result, second
+
+    first, second = at_once(files["IMP1"], files["IMP1"])
+    assert second == {"imported": ["IMP1"], "skipped": []}
+    assert first == {"imported": [], "skipped": ["IMP1"]}
+    first, second = at_once(files["IMP2"], files["IMP3"])
+    assert (first["imported"], second["imported"]) == (["IMP2"], ["IMP3"])
+    with lake.store() as store:
+        assert store.query("SELECT run_id, count(*) FROM wb_runs GROUP BY run_id ORDER BY run_id") == [
+            ("IMP1", 1), ("IMP2", 1), ("IMP3", 1)]
+        assert store.query("SELECT run_id, count(*) FROM wb_changes GROUP BY run_id ORDER BY run_id") == [
+            ("IMP1", 1), ("IMP2", 1), ("IMP3", 1)]

@@ -433,7 +433,9 @@ def import_files(store: TraceStore, paths: list[str]) -> dict[str, list[str]]:
         except (duckdb.Error, RunsAddedMeanwhile) as exc:  # rolled back: nothing was imported
             # Another process imported some of these runs meanwhile (the same file, twice at
             # once): look again; those are skipped now, as runs already in the store are.
-            raced = isinstance(exc, RunsAddedMeanwhile) or bool(
+            # On a shared lake, two imports committing at once conflict even when their runs
+            # differ (store.backend.serialize_import): the loser simply tries again.
+            raced = isinstance(exc, RunsAddedMeanwhile) or store.backend.is_conflict(exc) or bool(
                 set(imported) & {r[0] for r in store._query("SELECT run_id FROM wb_runs")})
             if not raced or attempt == _IMPORT_ATTEMPTS - 1:
                 first = str(exc).strip().splitlines()[0]

@@ -59,6 +59,14 @@ class Backend:
         """True for a commit that lost a race with another writer and may simply be retried."""
         return False
 
+    def prepare_import(self, con: Any) -> None:
+        """Before an import's transaction: what :meth:`serialize_import` needs to exist."""
+
+    def serialize_import(self, con: Any) -> None:
+        """Inside an import's transaction: make two imports committing at once conflict, so that
+        the one that loses sees the other's runs on its retry. A local file needs nothing: it
+        admits one writing process at a time, so the import's check of its runs is a real one."""
+
     # ------------------------------------------------------------------ schema
 
     def schema_state(self, con: Any) -> str:

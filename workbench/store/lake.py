@@ -248,6 +248,19 @@ class LakeBackend(Backend):
         return isinstance(exc, duckdb.TransactionException) and (
             "Transaction conflict" in text or "ducklake_snapshot_pkey" in text)
 
+    def prepare_import(self, con: Any) -> None:
+        if con.execute("SELECT count(*) FROM wb_meta WHERE key = 'import'").fetchone()[0] == 0:
+            # Two of these at once leave two rows: harmless, serialize_import deletes every one.
+            con.execute("INSERT INTO wb_meta VALUES ('import', '')")
+
+    def serialize_import(self, con: Any) -> None:
+        # DuckLake has no key constraints, and two transactions that only insert never conflict:
+        # two imports of one file at once would both find its runs absent and both insert them.
+        # Both replacing the same wb_meta row does conflict (each deletes what the other
+        # deletes), so the later commit fails and its retry finds the runs there.
+        con.execute("DELETE FROM wb_meta WHERE key = 'import'")
+        con.execute("INSERT INTO wb_meta VALUES ('import', ?)", [str(os.getpid())])
+
     # ------------------------------------------------------------------ schema
 
     def tables_sql(self) -> str:

@@ -384,8 +384,10 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
         self.flush()
         records = [(kind, r) for kind in sorted(rows, key=lambda k: k != "run") for r in rows[kind]]
         with self.backend.connection(write=True) as con:
+            self.backend.prepare_import(con)
             con.execute("BEGIN TRANSACTION")
             try:
+                self.backend.serialize_import(con)
                 if new_runs and con.execute("SELECT count(*) FROM wb_runs WHERE list_contains(?, run_id)",
                                             [list(new_runs)]).fetchone()[0]:
                     raise RunsAddedMeanwhile("another process has just added some of these runs")
