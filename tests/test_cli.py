@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 from conftest import cli_env, process_cli, run_cli
+from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 GRAPHS = HERE / "graphs"
@@ -391,6 +392,39 @@ def test_sql_csv_and_json_stream_the_rows(tmp_path: Path, filled_db: str, monkey
         seen: list[int] = []
         result = sqlquery.run_read_only(st, "SELECT * FROM range(7)", sink=lambda c, j, rows: seen.append(len(rows)))
     assert (seen, result.rows, result.fetched) == ([3, 3, 1], [], 7)
+
+
+def test_sql_table_keeps_only_the_rows_it_shows_and_counts_the_rest(tmp_path: Path, filled_db: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table format held every row of the result to size its columns (20 million rows:
+    gigabytes): it keeps the first --max-rows (default 1,000; 0: all) and counts the others."""
+    from workbench import sqlquery
+
+    monkeypatch.setattr(sqlquery, "STREAM_BATCH_ROWS", 7)
+    kept: list[int] = []
+    real = Table.add_row
+
+    def counting(self: Table, *cells: Any, **kw: Any) -> None:
+        kept.append(1)
+        real(self, *cells, **kw)
+
+    monkeypatch.setattr(Table, "add_row", counting)
+    q = "SELECT i, i * 2 AS double FROM range(2500) t(i) ORDER BY i"
+    out = wb("sql", q, "--db", filled_db, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == ("(the first 1,000 of 2,500 rows: --max-rows 0 shows every row, --format csv or json "
+                         "writes them as they come)")
+    body = [line for line in lines if line.startswith("│")]
+    assert (len(body), body[-1], len(kept)) == (1000, "│ 999 │ 1998   │", 1000)
+    kept.clear()
+    three = wb("sql", q, "--db", filled_db, "--max-rows", "3", cwd=tmp_path).stdout
+    assert len(kept) == 3 and three.splitlines()[-1].startswith("(the first 3 of 2,500 rows")
+    every = wb("sql", q, "--db", filled_db, "--max-rows", "0", cwd=tmp_path).stdout
+    assert every.splitlines()[-1] == "(2500 rows)" and "│ 2499 │ 4998   │" in every
+    assert wb("sql", "SELECT 1 AS x", "--db", filled_db, cwd=tmp_path).stdout.splitlines()[-1] == "(1 row)"
+    bad = wb("sql", q, "--db", filled_db, "--max-rows", "-1", cwd=tmp_path)
+    assert bad.returncode == 2 and "-1 is not 0 or more" in bad.stderr
 
 
 def test_sql_output_keeps_repeated_columns_and_writes_blobs_and_intervals_as_duckdb_does(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli.maintenance import cmd_doctor, cmd_maintain, cmd_rm, cmd_ui
-from workbench.cli.reading import cmd_diff, cmd_graph, cmd_graphs, cmd_runs, cmd_show, cmd_sql
+from workbench.cli.reading import TABLE_ROWS, cmd_diff, cmd_graph, cmd_graphs, cmd_runs, cmd_show, cmd_sql
 from workbench.cli.replaying import cmd_export, cmd_import, cmd_replay, cmd_test
 from workbench.cli.running import cmd_demo, cmd_fork, cmd_resume, cmd_run
 
@@ -29,6 +29,17 @@ def positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return value
+
+
+def whole(text: str) -> int:
+    """A whole number of 0 or more (argparse turns the ValueError into a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more")
     return value
 
 
@@ -105,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sp.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                     help="stop the query after SECONDS (default 30; 0: no limit): while it runs, recording waits")
+    sp.add_argument("--max-rows", type=whole, default=TABLE_ROWS, metavar="N",
+                    help=f"the table shows the first N rows and counts the rest (default {TABLE_ROWS:,}; 0: all); "
+                         "csv and json always write every row")
     sp.set_defaults(func=cmd_sql)
 
     sp = sub.add_parser("replay", help="re-execute a run with today's code, serving every recorded answer")

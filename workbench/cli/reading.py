@@ -166,13 +166,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+TABLE_ROWS = 1000
+"""How many rows ``workbench sql`` shows as a table unless ``--max-rows`` says otherwise."""
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from workbench.sqlquery import QUERY_TIMEOUT_S, RowSink, check_read_only, csv_sink, plain_value, run_read_only
 
     check_read_only(args.query)  # refuse writes before touching the database
     # CSV and JSON are written as the database produces the rows (a result of any size takes
-    # one batch of memory); a table needs every row to size its columns.
-    sink: RowSink | None = None
+    # one batch of memory). A table needs its rows to size its columns: it keeps the first
+    # --max-rows and counts the others as they go by.
+    kept: list[tuple[Any, ...]] = []
+    limit = args.max_rows or None
+
+    def keep(columns: list[str], json_columns: frozenset[str], rows: list[tuple[Any, ...]]) -> None:
+        room = len(rows) if limit is None else max(0, limit - len(kept))
+        kept.extend(rows[:room])
+
+    sink: RowSink = keep
     if args.format == "csv":
         sink = csv_sink(lambda text: emit(text, end=""))
     elif args.format == "json":
@@ -180,17 +192,21 @@ def cmd_sql(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="empty") as store:
         result = run_read_only(store, args.query, timeout=QUERY_TIMEOUT_S if args.timeout is None else args.timeout,
                                sink=sink)
-    names, rows = result.columns, result.rows
     if args.format == "json":
         emit("]")
     elif args.format == "table":
         from rich.table import Table
 
-        table = Table(*names, header_style="bold")
-        for r in rows:
+        table = Table(*result.columns, header_style="bold")
+        for r in kept:
             table.add_row(*["" if v is None else str(plain_value(v)) for v in r])
         make_console().print(table)
-        make_console().print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+        total = result.fetched
+        if len(kept) < total:
+            make_console().print(f"(the first {len(kept):,} of {total:,} rows: --max-rows 0 shows every row, "
+                                 "--format csv or json writes them as they come)")
+        else:
+            make_console().print(f"({total} row{'s' if total != 1 else ''})")
     return EXIT_OK
 
 
