@@ -211,6 +211,29 @@ def test_fallbacks_from_environment(store: TraceStore, monkeypatch: pytest.Monke
     assert store.llm_calls(result.run_id)[0]["attempts"] == 3
 
 
+def test_a_model_failure_handed_to_on_error_replays_identically(store: TraceStore) -> None:
+    """The handler of a node whose model call failed read ctx.error["type"] == "LLMError" live
+    and "RecordedLLMError" in the replay, so the replay diverged on unchanged code."""
+    from workbench.replay import replay_run
+
+    g = Graph("llm_handled", S)
+
+    @g.node(on_error="apologise")
+    def ask(state: S, ctx: Any) -> dict[str, Any]:
+        return {"answer": ctx.llm("hello", model="workbench-demo/broken", backoff=0, retries=0).text}
+
+    @g.node
+    def apologise(state: S, ctx: Any) -> dict[str, Any]:
+        return {"answer": f"sorry: {ctx.error['type']}"}
+
+    g.sequence(START, "ask", END)
+    g.edge("apologise", END)
+    result = Runner(g, store).run({})
+    assert result.status == "completed" and result.state["answer"] == "sorry: LLMError"
+    report = replay_run(store, result.run_id, g)
+    assert report.identical, str(report.divergence)
+
+
 def test_model_that_always_fails_raises_llm_error(store: TraceStore) -> None:
     seen: list[BaseException] = []
     g = Graph("llm_broken", S)

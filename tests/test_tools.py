@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -352,3 +353,122 @@ def test_resume_and_replay_raise_the_same_error_instead_of_calling_the_tool_agai
     report = replay_run(store, waiting.run_id, g)
     assert report.identical, str(report.divergence)
     assert executed == ["card"] and seen[2] == seen[0]
+
+
+# --------------------------------------------------------------------------- a tool's own exception type, served
+
+
+class CrmDown(Exception):
+    """A tool's own exception type, with an attribute a retry policy reads."""
+
+    def __init__(self, message: str, status_code: int = 503) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def test_a_tools_own_exception_type_is_served_again_on_resume_and_replay(store: TraceStore) -> None:
+    """A node catching a tool's own exception type, a retry policy testing it and a handler
+    reading ctx.error["type"] saw a RecordedCallError when the failed call was served (replay
+    diverged); a node run again after an interrupt called the failed tool a second time."""
+    calls: list[str] = []
+
+    @tool
+    def crm(cid: str) -> dict[str, Any]:
+        calls.append(cid)
+        if cid == "flaky" and calls.count(cid) > 1:
+            return {"cid": cid}
+        raise CrmDown(f"crm down for {cid}", status_code=429 if cid == "flaky" else 503)
+
+    g = Graph("own_exception", S)
+
+    @g.node
+    def fetch(state: S) -> dict[str, Any]:
+        try:
+            account: Any = crm(state["item"])
+        except CrmDown as exc:
+            account = {"fallback": exc.status_code}
+        return {"value": account, "answer": interrupt({"q": "go on?", "account": account})}
+
+    g.sequence(START, "fetch", END)
+    runner = Runner(g, store)
+    first = runner.run({"item": "C-2"})
+    assert first.status == "waiting" and calls == ["C-2"]
+    done = runner.resume(first.run_id, "yes")
+    assert done.status == "completed" and done.state["value"] == {"fallback": 503}
+    assert calls == ["C-2"]  # served from the record, not called again
+    [row] = tool_rows(store, first.run_id)
+    assert row["error"] == "CrmDown: crm down for C-2"
+    assert replay_run(store, first.run_id, g).identical
+
+    g2 = Graph("own_exception_retried", S)
+
+    @g2.node(retry=RetryPolicy(attempts=3, initial_delay=0, retry_on=lambda e: getattr(e, "status_code", 0) == 429))
+    def look(state: S) -> dict[str, Any]:
+        return {"value": crm(state["item"])}
+
+    @g2.node(on_error="handle")
+    def strict(state: S) -> dict[str, Any]:
+        return {"value": crm("down")}
+
+    @g2.node
+    def handle(state: S, ctx: Any) -> dict[str, Any]:
+        return {"log": [f"{ctx.error['type']}: {ctx.error['message']}"]}
+
+    g2.sequence(START, "look", "strict", END)
+    g2.edge("handle", END)
+    calls.clear()
+    result = Runner(g2, store).run({"item": "flaky"})
+    assert result.status == "completed" and calls == ["flaky", "flaky", "down"]
+    assert result.state["log"] == ["CrmDown: CrmDown: crm down for down"]
+    report = replay_run(store, result.run_id, g2)
+    assert report.identical, str(report.divergence)
+    assert calls == ["flaky", "flaky", "down"]  # the replay called nothing
+
+
+def test_a_served_failure_never_imports_or_constructs_what_the_record_names() -> None:
+    """The record names a type by module and name: only modules already loaded are searched,
+    nothing but an exception type is made, and never through its constructor."""
+    import sys
+
+    from workbench.context import RecordedCallError, recorded_failure
+
+    def served(error_type: str, error: str = "Boom: it broke") -> Exception:
+        return recorded_failure({"kind": "tool", "error": error,
+                                 "params": json.dumps({"error_type": error_type, "error_args": ["it broke"],
+                                                       "error_attrs": {"status_code": 429}})})
+
+    assert "xml.dom.minidom" not in sys.modules
+    for name in ("xml.dom.minidom:Node", "os:system", "builtins:print", "json:loads", f"{__name__}:S",
+                 "tests.nowhere:Boom", f"{__name__}:test_tools.<locals>.X"):
+        exc = served(name)
+        assert type(exc) is RecordedCallError and exc.recorded_type == "Boom" and str(exc) == "it broke", name
+    assert "xml.dom.minidom" not in sys.modules
+    made = served(f"{__name__}:CrmDown", "CrmDown: it broke")
+    assert type(made) is CrmDown and str(made) == "it broke" and made.status_code == 429  # type: ignore[attr-defined]
+    import subprocess
+
+    # A type whose constructor needs other arguments is made without calling it.
+    called = served("subprocess:CalledProcessError", "CalledProcessError: it broke")
+    assert type(called) is subprocess.CalledProcessError and called.args == ("it broke",)
+    assert type(served("builtins:KeyError", "KeyError: 'k'")) is KeyError
+
+
+def test_a_graph_files_exception_type_is_found_by_other_processes(tmp_path: Path) -> None:
+    """A graph file's module name carries a per-process digest: the record leaves it out, so a
+    resume and a replay in other processes serve the failure as the file's own type (the resume
+    failed the node with the uncaught stand-in; the replay diverged)."""
+    from conftest import process_cli
+
+    graph = str(Path(__file__).parent / "graphs" / "crm_down.py")
+    db = str(tmp_path / "t.duckdb")
+    first = process_cli("run", graph, "--db", db, "--json", cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    done = process_cli("resume", run_id, "--input", '"yes"', "--graph", graph, "--db", db, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["state"] == {"account": {"fallback": True}, "answer": "yes"}
+    replayed = process_cli("replay", run_id, "--graph", graph, "--db", db, cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    with TraceStore(db) as store:
+        [row] = tool_rows(store, run_id)
+    assert row["error"] == "CrmDown: crm down for C-2"

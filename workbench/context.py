@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,37 +18,58 @@ if TYPE_CHECKING:
 
 
 class RecordedCallError(WorkbenchError):
-    """A replayed model or tool call whose recording is a failure raises this."""
+    """A served model or tool call whose recording is a failure raises this when the recorded
+    exception type cannot be made again; ``recorded_type`` names that type (workbench.failures)."""
+
+    recorded_type: str | None = None
 
 
 class RecordedLLMError(LLMError, RecordedCallError):
     """A replayed model call that failed when recorded (an LLMError, as it was live)."""
 
+    recorded_type = "LLMError"
+
 
 class RecordedLLMRejectedError(LLMRejectedError, RecordedLLMError):
     """A replayed model call every model refused when recorded (not retried, as it was live)."""
 
+    recorded_type = "LLMRejectedError"
 
-def recorded_failure(row: dict[str, Any]) -> Exception:
+
+def recorded_failure(row: dict[str, Any], namespace: dict[str, Any] | None = None) -> Exception:
     """The exception a replay raises for a call recorded as failed.
 
     A model call raises an LLMError, as it did live (an LLMRejectedError, which a node's retry
     policy does not retry, when the recorded error says the request was refused). A tool call
-    raises the recorded exception type when it is a Python built-in (looked up by name among the
-    builtins: nothing is imported on a trace's say), else a RecordedCallError.
+    raises the recorded exception type when this process has it loaded (workbench.failures:
+    nothing is imported on a trace's say), else a RecordedCallError reporting that type's name
+    and the recorded message.
     """
+    from workbench.failures import rebuild
+
     error = str(row.get("error") or "recorded call failed")
     if row.get("kind") == "llm":
         refused = error.startswith(LLMRejectedError.PREFIX)
         return RecordedLLMRejectedError(error) if refused else RecordedLLMError(error)
     name, _, message = error.partition(": ")
+    params = row.get("params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            params = None
+    made = rebuild(params, message, namespace)
+    if made is not None:
+        return made
     kind = getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, Exception):
+    if isinstance(kind, type) and issubclass(kind, Exception):  # recorded before types were kept
         try:
             return kind(message)
         except Exception:  # an exception type with a constructor of its own: fall through
             pass
-    return RecordedCallError(f"recorded tool call failed: {error}")
+    served = RecordedCallError(message if message else error)
+    served.recorded_type = name if message else None
+    return served
 
 
 class ReplayDivergence(BaseException):
@@ -220,21 +242,24 @@ class Context:
 
         return await acall_llm(self, messages, model=model, **params)
 
-    def take_recorded(self, fingerprint: str) -> RecordedCall | None:
-        """The next recorded call of this task if there is one (used by the LLM layer).
+    def take_recorded(self, fingerprint: str, namespace: dict[str, Any] | None = None) -> RecordedCall | None:
+        """The next recorded call of this task if there is one (used by the LLM layer and tools).
 
         Calls are matched by order; a different request fingerprint means the code now asks
-        something else, so the recording is abandoned from here on and calls go live.
+        something else, so the recording is abandoned from here on and calls go live. A call
+        recorded as failed raises its failure again (``namespace``: the globals of the tool's
+        module, where its exception types are looked up first).
         """
         if self._served < len(self._recorded):
             rec = self._recorded[self._served]
             if rec.fingerprint == fingerprint and rec.row.get("error") is None:
                 self._served += 1
                 return rec
-            if self._strict and rec.fingerprint == fingerprint:
-                # The recorded call failed: a replay fails the same way.
+            if rec.fingerprint == fingerprint:
+                # The recorded call failed: a replay, or this attempt run again after an
+                # interrupt or a crash, fails the same way (the call is not made again).
                 self._served += 1
-                raise recorded_failure(rec.row)
+                raise recorded_failure(rec.row, namespace)
             if self._strict:
                 raise ReplayDivergence("request", {"call": self._served, "recorded": rec.row})
             self._recorded = self._recorded[: self._served]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench import codec
 from workbench.errors import SerializationError
+from workbench.failures import identity, type_name
 from workbench.redact import maybe_secret, redact, remember_secrets_in, scrub
 from workbench.store.store import now_us
 
@@ -107,7 +108,7 @@ def _served(ctx: Context, name: str, fn: Callable[..., Any], args_json: str, fp:
     from workbench.context import ReplayDivergence
 
     try:
-        rec = ctx.take_recorded(fp)
+        rec = ctx.take_recorded(fp, getattr(inspect.unwrap(fn), "__globals__", None))
     except ReplayDivergence as div:
         div.detail["request"] = {"kind": "tool", "tool": name, "args": json.loads(args_json)}
         raise
@@ -129,7 +130,8 @@ def _record(ctx: Context, name: str, args_json: str, fp: str, started: float, re
     err = None
     unstored = None
     if error is not None:
-        err = scrub(f"{type(error).__name__}: {error}")
+        err = scrub(f"{type_name(error)}: {error}")
+        params = json.dumps(identity(error), ensure_ascii=False)
     else:
         try:
             result_json = codec.dumps(result, "result")

@@ -12,6 +12,7 @@ from typing import Any
 
 from workbench.context import Context, InterruptSignal, ReplayDivergence, reset_current, set_current
 from workbench.errors import NodeEscapeError, NodeExitError, NodeTimeoutError
+from workbench.failures import type_name
 from workbench.graph import Node
 from workbench.redact import scrub
 
@@ -273,4 +274,5 @@ def describe(exc: BaseException) -> str:
     except Exception:
         text = "<str() of the exception failed>"
     text = text.splitlines()[0] if text else ""
-    return scrub(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
+    name = type_name(exc)
+    return scrub(f"{name}: {text}") if text else name

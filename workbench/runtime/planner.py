@@ -8,6 +8,7 @@ from typing import Any
 from workbench import codec
 from workbench.cow import reclaim
 from workbench.errors import RoutingError, SerializationError
+from workbench.failures import type_name
 from workbench.graph import END, START, Graph, Send, display_path
 from workbench.runtime.types import Outcome, TaskSpec
 from workbench.state import StateSchema
@@ -57,7 +58,7 @@ class Planner:
             if outcome.status == "failed":
                 handler = self.graph.nodes[src].on_error
                 assert handler is not None
-                kind = outcome.error_type or type(outcome.error).__name__
+                kind = outcome.error_type or (type_name(outcome.error) if outcome.error else "Exception")
                 add(handler, {"node": src, "type": kind, "message": outcome.message})
                 continue
             if outcome.status != "completed":  # a task closed unanswered: its branch ends here

@@ -38,7 +38,7 @@ from workbench.graph import START, Graph, policy_for
 from workbench.recording import Recorder
 from workbench.redact import scrub
 from workbench.runtime.branches import run_step, task_context
-from workbench.runtime.calls import call_node, describe
+from workbench.runtime.calls import call_node, describe, type_name
 from workbench.runtime.commands import read_result
 from workbench.runtime.continuing import HANDLED, load_step_progress, settled_detail
 from workbench.runtime.interrupts import record_interrupt, settle
@@ -487,7 +487,7 @@ class Runner:
                     # Final, and handed to the handler: a resume of this step (a sibling waits,
                     # the process dies) reads it back rather than running the node again.
                     self.recorder.event(run.run_id, run.step, HANDLED, spec.node,
-                                        {"task": idx, "attempt": attempt, "type": type(exc).__name__,
+                                        {"task": idx, "attempt": attempt, "type": type_name(exc),
                                          "message": f"{message}{tries}"})
                 return Outcome("failed", error=exc, message=f"{message}{tries}")
             finally:
