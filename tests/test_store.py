@@ -353,24 +353,35 @@ def test_db_threads_setting_is_applied_and_a_bad_value_is_one_line(tmp_path: Pat
                                                "threads, 1 or more (not '0')"]
 
 
-def test_query_is_read_only_even_after_this_process_recorded(tmp_path: Path) -> None:
+def test_query_is_read_only_even_after_this_process_recorded(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """``TraceStore.query`` is documented as a read: once this process had recorded (the open
     instance may then write), ``DELETE FROM wb_runs`` deleted the runs, leaving their tasks,
     and ``DROP VIEW steps`` broke ``workbench sql`` for good. Writes, and SQL the database
-    refuses, are now an ``InputError``; the store is unchanged."""
+    refuses, are now an ``InputError``; the store is unchanged — refused by name first, as the
+    SQL console refuses them, and by the database's read-only transaction without that check."""
     from workbench.errors import InputError
+    from workbench.store import reads
 
     db = str(tmp_path / "t.duckdb")
     with TraceStore(db) as st:
         Runner(load_graph(f"{SIMPLE}:graph"), st).run({})
         before = st.query("SELECT (SELECT count(*) FROM wb_runs), (SELECT count(*) FROM wb_tasks)")
-        for sql, params in [("DELETE FROM wb_runs", None), ("DROP VIEW steps", None),
-                            ("CREATE TABLE x (a INT)", None), ("UPDATE wb_runs SET status = 'failed'", None),
-                            ("SELEC 1", None), ("SELECT ?", [1, 2])]:
-            with pytest.raises(InputError, match="SQL error"):
-                st.query(sql, params)
-            with pytest.raises(InputError, match="SQL error"):
-                st.query_dicts(sql, params)
+        writes = [("DELETE FROM wb_runs", None), ("DROP VIEW steps", None), ("CREATE TABLE x (a INT)", None),
+                  ("UPDATE wb_runs SET status = 'failed'", None)]
+        for sql, params in writes:
+            for call in (st.query, st.query_dicts):
+                with pytest.raises(InputError, match=r"^TraceStore.query is read-only: \w+ statements are refused"):
+                    call(sql, params)
+        for sql, params in [("SELEC 1", None), ("SELECT ?", [1, 2])]:
+            for call in (st.query, st.query_dicts):
+                with pytest.raises(InputError, match="SQL error"):
+                    call(sql, params)
+        monkeypatch.setattr(reads, "refuse_writes", lambda sql, where="": [])
+        for sql, params in writes:
+            for call in (st.query, st.query_dicts):
+                with pytest.raises(InputError, match="SQL error: .*read-only"):
+                    call(sql, params)
         assert st.query("SELECT (SELECT count(*) FROM wb_runs), (SELECT count(*) FROM wb_tasks)") == before
         assert st.query_dicts("SELECT count(*) AS n FROM steps") == [{"n": before[0][1]}]
 

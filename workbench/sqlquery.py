@@ -16,9 +16,8 @@ from typing import Any
 
 from workbench.errors import InputError
 from workbench.store.database import classify, engine_config, explain_open_error, storage_error
+from workbench.store.reads import refuse_writes
 from workbench.store.store import TraceStore
-
-READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
 
 
 @dataclass
@@ -130,26 +129,7 @@ def csv_sink(write: Callable[[str], Any]) -> RowSink:
 
 def check_read_only(sql: str) -> list[Any]:
     """Parse ``sql`` and refuse anything but reads; returns the parsed statements."""
-    import duckdb
-
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
-    if not statements:
-        raise InputError("no SQL statement given")
-    for st in statements:
-        kind = st.type.name
-        if kind == "EXPLAIN" and re.match(r"\s*explain\s+analy[sz]e\b", st.query, flags=re.I):
-            # EXPLAIN ANALYZE executes the statement it explains.
-            raise InputError("the SQL console is read-only: EXPLAIN ANALYZE runs its statement and is refused "
-                             "(plain EXPLAIN is fine)")
-        if kind not in READ_ONLY_TYPES:
-            # DuckDB parses CHECKPOINT as a CALL: name it, or the refusal reads as a non sequitur.
-            kind = "CALL and CHECKPOINT" if kind == "CALL" else kind
-            raise InputError(f"the SQL console is read-only: {kind} statements are refused "
-                             "(use SELECT, WITH … SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)")
-    return list(statements)
+    return refuse_writes(sql)
 
 
 QUERY_TIMEOUT_S = 30.0

@@ -652,6 +652,13 @@ HOSTILE_SQL: dict[str, str] = {
     "explain-line-comment-analyze": "EXPLAIN -- hidden\nANALYZE COPY wb_runs TO '{aim}/x5.csv'",
     "explain-format-analyze-copy": "EXPLAIN (FORMAT json, ANALYZE) COPY wb_runs TO '{aim}/x6.csv'",
     "explain-analyze-install": "EXPLAIN (ANALYZE) INSTALL httpfs",
+    # CALL enable_logging is not covered by lock_configuration: run, it aborted the process
+    # (file storage) or printed DuckDB's log into the output (stdout storage).
+    "explain-analyze-call-logging-file": "EXPLAIN (ANALYZE) CALL enable_logging(storage='file', storage_path='{aim}/l')",
+    "explain-analyze-call-logging-stdout": "EXPLAIN (ANALYZE) CALL enable_logging(level='trace', storage='stdout')",
+    "explain-spaced-analyze-select": "EXPLAIN ( FORMAT json , analyze ) SELECT 1",
+    "explain-call": "EXPLAIN CALL enable_logging(storage='stdout')",
+    "explain-comment-paren-analyze": "EXPLAIN /* x */ (ANALYZE) CALL enable_logging(storage='stdout')",
     "explain-analyze-delete": "EXPLAIN ANALYZE DELETE FROM wb_runs",
     "attach": "ATTACH '{aim}/other.duckdb' AS other",
     "attach-then-copy": "ATTACH '{aim}/o.duckdb' AS o; CREATE TABLE o.t AS SELECT * FROM wb_runs",
@@ -728,6 +735,32 @@ def test_harmless_sql_reads(sql_store: tuple[Path, Path], capsys: pytest.Capture
     assert _dir_listing(aim) == []
 
 
+def test_no_query_can_write_into_the_databases_spill_folder(sql_store: tuple[Path, Path],
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB lets queries write in its temp directory (``<store>.tmp/``, left behind by a killed
+    process that spilled): a file could be written there past every other setting. Instances
+    have no temp directory now, so the database refuses it even without the statement check."""
+    from workbench.errors import InputError
+    from workbench.store import TraceStore, reads
+
+    db, _ = sql_store
+    spill = Path(f"{db}.tmp")
+    spill.mkdir()
+    code, out, err = cli(capsys, "sql", "SELECT name, value FROM duckdb_settings() WHERE name IN "
+                         "('temp_directory', 'allowed_directories') ORDER BY name", "--db", str(db), "--format", "json")
+    clean_success(code, out, err)
+    assert json.loads(out) == [{"name": "allowed_directories", "value": "[]"}, {"name": "temp_directory", "value": ""}]
+    sql = f"EXPLAIN (ANALYZE) COPY (SELECT 'echo pwned') TO '{spill}/evil.sh' (HEADER false)"
+    refused(capsys, "sql", sql, "--db", str(db))
+    monkeypatch.setattr(reads, "refuse_writes", lambda sql, where="": [])
+    with TraceStore(str(db)) as store:
+        for text in (sql, f"COPY (SELECT 1) TO '{spill}/x.csv'"):
+            with pytest.raises(InputError, match="file system operations are disabled"):
+                store.query(text)
+    assert _dir_listing(spill) == []
+
+
 def test_sql_console_cannot_see_the_external_access_setting_changed(sql_store: tuple[Path, Path],
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     db, _ = sql_store
@@ -742,7 +775,8 @@ def test_hostile_sql_in_a_real_process_leaves_no_file(sql_store: tuple[Path, Pat
     shell script if they got through."""
     db, aim = sql_store
     before = sha(db)
-    for case in ("explain-paren-analyze-copy", "comment-explain-analyze-copy", "explain-comment-analyze-copy"):
+    for case in ("explain-paren-analyze-copy", "comment-explain-analyze-copy", "explain-comment-analyze-copy",
+                 "explain-analyze-call-logging-file"):
         res = wb("sql", HOSTILE_SQL[case].format(aim=aim), "--db", str(db), cwd=aim.parent)
         assert res.returncode == 2, res.stderr
         one_clean_line(res.stderr, res.stdout)

@@ -37,8 +37,12 @@ from workbench.store.spool import Spool
 
 log = logging.getLogger("workbench.store")
 
-HARDENED = {
+HARDENED: dict[str, Any] = {
     "enable_external_access": False,
+    # No spill folder: DuckDB lets queries write files in its temp directory (``<store>.tmp/``,
+    # or ``./.tmp/`` for an in-memory catalog), so a read could leave a file there. A query
+    # too big for memory fails with an out-of-memory error instead of spilling.
+    "temp_directory": "",
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
     "allow_community_extensions": False,

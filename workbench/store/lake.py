@@ -41,7 +41,7 @@ from workbench.errors import StoreError
 from workbench.redact import remember_secret, scrub
 from workbench.store import lake_pool
 from workbench.store.backend import Backend
-from workbench.store.database import engine_config, first_line
+from workbench.store.database import HARDENED, engine_config, first_line
 from workbench.store.schema import TABLES
 from workbench.store.spool import Spool
 
@@ -153,7 +153,8 @@ class LakeBackend(Backend):
 
         con = duckdb.connect(":memory:", config={"autoload_known_extensions": False,
                                                  "autoinstall_known_extensions": False,
-                                                 "allow_community_extensions": False, **engine_config()})
+                                                 "allow_community_extensions": False,
+                                                 "temp_directory": str(HARDENED["temp_directory"]), **engine_config()})
         try:
             con.execute(f"LOAD {_quote(_extension('ducklake', 'ducklake'))}")
             if self._catalog.startswith("postgres:"):
