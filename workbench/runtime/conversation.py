@@ -13,8 +13,9 @@ step 5); each turn's step limit counts from its own first step.
 
 A run that had not completed (failed, paused, waiting for a human, or interrupted by a crash) is
 *superseded* by its continuation: the pending work of its open step is discarded, its open
-interrupts are closed unanswered, and its status becomes ``superseded`` (store/continuation.py)
-— visibly, and exactly once across processes. A completed run stays as it is; continuing it a
+interrupts (those asked inside its subgraphs too) are closed unanswered, and its status — and
+that of the subgraph runs the discarded step started — becomes ``superseded``
+(store/continuation.py) — visibly, and exactly once across processes. A completed run stays as it is; continuing it a
 second time starts a second branch of the conversation.
 """
 
@@ -84,6 +85,10 @@ async def continue_run(
     store.sweep()  # a run whose process died: load what its journal holds first
     parent = store.get_run(run_id)
     status = parent["status"]
+    if parent.get("caller_run_id"):
+        # A subgraph's run is a part of its root's turn, never a turn of its own.
+        raise RunStateError(f"run {run_id} is subgraph {parent['path']!r} of run {parent['root_run_id']}; use that "
+                            f"run (continue {parent['root_run_id']} with the new input)")
     if parent["graph"] != runner.graph.name:
         raise RunStateError(f"run {run_id} belongs to graph {parent['graph']!r}, not {runner.graph.name!r}")
     if status == "superseded":
@@ -126,7 +131,8 @@ async def continue_run(
         pending = store.plan(run_id, at + 1)
         discarded = at + 1 if pending and pending["tasks"] else None
         superseded = {"by": run.run_id, "from_status": status, "discarded_step": discarded,
-                      "open_interrupts": sum(1 for i in store.interrupts(run_id) if i["resumed_at"] is None)}
+                      # Those asked inside its subgraphs too: they are closed with it.
+                      "open_interrupts": sum(1 for i in store.tree_interrupts(run_id) if i["resumed_at"] is None)}
     store.begin_continuation(row, records, parent_status=status, superseded=superseded)
     runner._break_when = break_when
     runner._emit(Event("run_started", run.run_id, at, None,

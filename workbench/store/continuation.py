@@ -9,10 +9,12 @@ transaction, so it happens exactly once and whole:
   RunStateError;
 * the new run's row, its input changes, its first plan and a ``continued`` event are inserted;
 * a parent that had not completed (failed, paused, waiting, or interrupted by a crash) is
-  *superseded*: its status becomes ``superseded``, its open interrupts are closed unanswered
-  (``resumed_at`` set, ``response`` NULL), and a ``superseded`` event names the new run and the
-  step whose pending work was discarded. It can no longer be resumed; it can still be read,
-  replayed, forked and exported.
+  *superseded*: its status becomes ``superseded``, its open interrupts — those asked inside its
+  subgraphs too — are closed unanswered (``resumed_at`` set, ``response`` NULL), and a
+  ``superseded`` event names the new run and the step whose pending work was discarded. The
+  subgraph runs that step started and that had not completed are its pending work too: each
+  is superseded the same way, with an event of its own. It can no longer be resumed; it can
+  still be read, replayed, forked and exported.
 """
 
 from __future__ import annotations
@@ -112,13 +114,50 @@ class Continuations:
         if superseded.get("discarded_step") is not None:
             error += f"; the pending work of step {superseded['discarded_step']} was discarded"
         now = time.time_ns() // 1000
-        con.execute("UPDATE wb_runs SET status = 'superseded', owner = NULL, "
-                    "ended_at = coalesce(ended_at, make_timestamp(?::BIGINT)), "
-                    "error = CASE WHEN status = 'failed' THEN error || ' (' || ? || ')' ELSE ? END "
-                    "WHERE run_id = ?", [now, error, error, parent])
+        _mark_superseded(con, parent, error, now)
+        self._supersede_subgraph_runs(con, parent, new_id, at + 1, now)
+        # Every question still open under the run, its subgraph runs' included (the interrupts
+        # of a child run are rows of that run, which names the parent as its root).
         con.execute("UPDATE wb_interrupts SET resumed_at = make_timestamp(?::BIGINT), closed = true "
-                    "WHERE run_id = ? AND resumed_at IS NULL", [now, parent])
+                    "WHERE (run_id = ? OR run_id IN (SELECT run_id FROM wb_runs WHERE root_run_id = ?)) "
+                    "AND resumed_at IS NULL", [now, parent, parent])
         apply_records(con, [("event", {
             "run_id": parent, "step": at + 1, "kind": "superseded", "node": None,
             "detail": codec.dumps(superseded), "created_at": now,
         })], None)
+
+    def _supersede_subgraph_runs(self, con: Any, root: str, new_id: str, step: int, now: int) -> None:
+        """Supersede the subgraph runs (any depth) that the discarded ``step`` of ``root`` started
+        and that had not completed: they are its pending work too. Each gets the status, error
+        and ``superseded`` event its root gets, the event saying how it stood (what a replay of
+        the root reproduces it as). Its open interrupts are closed by the caller."""
+        # Its id says which step of the root started it (ROOT/STEP.TASK.N/...).
+        rows = con.execute(
+            "SELECT r.run_id, r.status, p.step, p.tasks, "
+            "(SELECT count(*) FROM wb_interrupts i WHERE i.run_id = r.run_id AND i.resumed_at IS NULL) "
+            "FROM wb_runs r LEFT JOIN (SELECT run_id, max(step) AS step, json_array_length(arg_max(tasks, step)) "
+            "AS tasks FROM wb_supersteps WHERE starts_with(run_id, ?) GROUP BY run_id) p USING (run_id) "
+            "WHERE r.root_run_id = ? AND starts_with(r.run_id, ?) AND r.status NOT IN ('completed', 'superseded') "
+            "ORDER BY r.run_id",
+            [f"{root}/", root, f"{root}/{step}."]).fetchall()
+        for run_id, status, planned, tasks, open_count in rows:
+            # Its last planned step, unless that is the empty plan after its last step.
+            discarded = int(planned) if tasks else None
+            error = f"superseded: run {root} was continued with new input by run {new_id}"
+            if discarded is not None:
+                error += f"; the pending work of step {discarded} was discarded"
+            _mark_superseded(con, run_id, error, now)
+            apply_records(con, [("event", {
+                "run_id": run_id, "step": discarded if discarded is not None else planned, "kind": "superseded",
+                "node": None, "created_at": now,
+                "detail": codec.dumps({"by": new_id, "from_status": status, "discarded_step": discarded,
+                                       "open_interrupts": int(open_count)}),
+            })], None)
+
+
+def _mark_superseded(con: Any, run_id: str, error: str, now: int) -> None:
+    """Stop a run as superseded (a failed one keeps its failure text, followed by ``error``)."""
+    con.execute("UPDATE wb_runs SET status = 'superseded', owner = NULL, "
+                "ended_at = coalesce(ended_at, make_timestamp(?::BIGINT)), "
+                "error = CASE WHEN status = 'failed' THEN error || ' (' || ? || ')' ELSE ? END "
+                "WHERE run_id = ?", [now, error, error, run_id])

@@ -7,8 +7,9 @@ loaded, a machine that comes back after an outage — is dropped, so nothing bri
 back, and a killed delete leaves all of it or none. The ids of deleted runs are not reused
 (store/claims.py refuses them), except by importing an exported copy of the run.
 
-Refused, with a one-line reason: a run that a live process is recording right now, and a run
-that has forks or continuations unless they go too (their history is shared with it).
+Refused, with a one-line reason: a run that a live process is recording right now, a run
+that has forks or continuations unless they go too (their history is shared with it), and a
+subgraph's run on its own (it goes with the run it belongs to, which deletes its subgraph runs).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Deletion:
 
         ``with_descendants``: also delete every fork and continuation of them (and theirs);
         without it, a run that has any is refused (RunStateError), as is a run being recorded
-        right now by a live process. Nothing is deleted unless everything can be.
+        right now by a live process, and a subgraph's run (``ROOT/3.0.0``: delete its root, whose
+        subgraph runs go with it). Nothing is deleted unless everything can be.
         """
         import duckdb
 
@@ -76,11 +78,18 @@ class Deletion:
         return doomed
 
     def _delete_in(self, con: Any, wanted: list[str], with_descendants: bool) -> list[str]:
-        found = {r[0] for r in con.execute("SELECT run_id FROM wb_runs WHERE list_contains(?, run_id)",
-                                           [wanted]).fetchall()}
+        roots = dict(con.execute("SELECT run_id, CASE WHEN caller_run_id IS NOT NULL THEN root_run_id END "
+                                 "FROM wb_runs WHERE list_contains(?, run_id)", [wanted]).fetchall())
+        found = set(roots)
         missing = [r for r in wanted if r not in found]
         if missing:
             raise RunNotFoundError(f"no run {missing[0]!r} in {self.backend.name} (see 'workbench runs')")
+        # A subgraph's run is part of its root's history (the root's show and replay read it):
+        # it goes with its root, never alone.
+        for run_id in wanted:
+            if roots[run_id] is not None:
+                raise RunStateError(f"run {run_id} is a subgraph run of run {roots[run_id]}: delete {roots[run_id]} "
+                                    "(with its subgraph runs) instead")
         rows = con.execute(
             f"""
             WITH RECURSIVE d(run_id, depth) AS (
