@@ -61,3 +61,34 @@ def test_the_cli_prints_recorded_escape_codes_visibly(tmp_path: Path) -> None:
     # Machine output keeps the data exactly (JSON escapes it).
     as_json = run_cli("sql", "SELECT error FROM runs", "--db", db, "--format", "json", cwd=tmp_path)
     assert HOSTILE.split("\r")[0] in json.loads(as_json.stdout)[0]["error"]
+
+
+def test_json_output_escapes_what_json_dumps_leaves_raw(tmp_path: Path) -> None:
+    """``json.dumps(..., ensure_ascii=False)`` escapes ESC and BEL but writes C1 controls (U+009B
+    is an escape sequence's start on many terminals), DEL and the bidi overrides raw: every
+    ``--json`` output and ``sql --format json`` printed them. They are ``\\uXXXX`` escapes now,
+    and the values read back the same."""
+    (tmp_path / "esc.py").write_text(
+        "from typing import TypedDict\n"
+        "from workbench import END, START, Graph\n"
+        "class S(TypedDict):\n    x: str\n"
+        "graph = Graph('esc', S)\n"
+        "@graph.node\n"
+        "def echo(state):\n    return {'x': state['x'] + '\\u202eevil\\x7f'}\n"
+        "graph.sequence(START, 'echo', END)\n")
+    db = str(tmp_path / "esc.duckdb")
+    ran = run_cli("run", str(tmp_path / "esc.py"), "--input", json.dumps({"x": HOSTILE}), "--db", db, "--json",
+                  cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    outputs = {"run": ran.stdout}
+    for argv in (["show", "last", "--json"], ["runs", "--json"], ["sql", "SELECT input, state FROM runs, "
+                 "state_at(runs.run_id, 1)", "--format", "json"]):
+        res = run_cli(*argv, "--db", db, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        outputs[argv[0]] = res.stdout
+    for name, out in outputs.items():
+        raw = [c for c in out if c in "\x1b\x07\x7f\x9b\u202e"]
+        assert raw == [], (name, raw)
+        assert name == "runs" or ("\\u009b" in out and "\\u202e" in out), name
+    assert json.loads(outputs["run"])["state"]["x"] == HOSTILE + "\u202eevil\x7f"
+    assert json.loads(outputs["sql"])[0]["state"]["x"] == HOSTILE + "\u202eevil\x7f"

@@ -130,6 +130,65 @@ def test_url_credentials_are_stripped() -> None:
     assert redact("https://example.com/a@b") == "https://example.com/a@b"  # '@' in a path is no userinfo
 
 
+def test_url_userinfo_runs_to_the_last_at_of_the_authority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password holding an ``@`` is taken whole, known or not: URL parsers read the userinfo up
+    to the last ``@`` before the host."""
+    url = "postgres://admin:p@ssw0rd-longvalue@db/x"
+    assert redact(url) == "postgres://[redacted]@db/x"
+    assert scrub(url) == "postgres://[redacted]@db/x"
+    assert redact("see postgresql://admin:p@ss@w0rd@db.internal:5432/app?x=1 or me@example.com") == \
+        "see postgresql://[redacted]@db.internal:5432/app?x=1 or me@example.com"
+    monkeypatch.setenv("DB_PASSWORD", "p@ssw0rd-longvalue")
+    assert scrub(f"cannot connect to {url} as p@ssw0rd-longvalue") == \
+        "cannot connect to postgres://[redacted]@db/x as [redacted]"
+    monkeypatch.delenv("DB_PASSWORD")
+    remember_secrets_in({"dsn": "postgresql://admin:p@ss-remembered-1@db:5432/app"})
+    assert "p@ss-remembered-1" in known_secrets()
+    assert scrub("password p@ss-remembered-1 refused") == "password [redacted] refused"
+
+
+def test_known_secret_holding_an_ampersand_is_scrubbed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_TOKEN", "abc&def=ghijkl123")
+    assert scrub("GET https://h/x?token=abc&def=ghijkl123&page=2 failed") == \
+        "GET https://h/x?token=[redacted]&page=2 failed"
+    remember_secret("q&r=stuvwxyz987")
+    assert scrub("POST /v1?a=1&auth=q&r=stuvwxyz987") == "POST /v1?a=1&auth=[redacted]"
+
+
+def test_provider_credential_variables_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """litellm's credentials whose names do not end in ``_KEY``/``_TOKEN``: a Bedrock bearer
+    token, a Snowflake JWT, watsonx's Zen API key, Google credentials given inline as JSON."""
+    values = {name: _secret(name.lower()) for name in
+              ("AWS_BEARER_TOKEN_BEDROCK", "SNOWFLAKE_JWT", "WATSONX_ZENAPIKEY",
+               "GOOGLE_APPLICATION_CREDENTIALS_JSON", "CIRCLE_OIDC_TOKEN_V2")}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    plain = {"JWT_AUDIENCE": "https://audience.example.com", "AWS_BEARER_TOKEN_FILE": "/var/run/aws/token-file",
+             "TOKENIZERS_PARALLELISM": "false-setting", "ANTHROPIC_TOKEN_COUNTING_BETA_VERSION": "2024-11-01"}
+    for name, value in plain.items():
+        monkeypatch.setenv(name, value)
+    text = " ".join([*values.values(), *plain.values()])
+    assert scrub(text) == " ".join([REDACTED] * len(values) + list(plain.values()))
+    assert is_secret_key("snowflake_jwt") and is_secret_key("jwt")
+
+
+def test_presigned_url_signatures_are_redacted() -> None:
+    """An S3 presigned URL keeps what says how it was signed and loses what signs it; an Azure
+    SAS loses its ``sig``."""
+    s3 = ("https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20240101"
+          "&X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+          "&X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr&X-Amz-Signature=abcdef0123456789")
+    expected = ("https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=[redacted]"
+                "&X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+                "&X-Amz-Security-Token=[redacted]&X-Amz-Signature=[redacted]")
+    assert redact(s3) == expected and scrub(f"403 for {s3}") == f"403 for {expected}"
+    sas = "https://a.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&se=2030-01-01&sig=AbCdEf%2Bghij%3D"
+    assert redact({"url": sas}) == {"url": "https://a.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&se=2030-01-01"
+                                            "&sig=[redacted]"}
+    assert redact("https://h/x?X-Goog-Signature=0a1b2c3d4e5f&design=flat&cache_key=k1") == \
+        "https://h/x?X-Goog-Signature=[redacted]&design=flat&cache_key=k1"
+
+
 def test_remembered_secrets_are_scrubbed_from_text() -> None:
     meta, body, password = _secret("meta"), _secret("body"), _secret("pw")
     remember_secrets_in({"metadata": {"api_key": meta}, "extra_body": {"user_token": body, "n": 5},
@@ -429,6 +488,40 @@ def test_node_and_tool_errors_record_no_secret(
     assert by_tool["fetch_account"]["error"].startswith("PermissionError: 401 for key [redacted]")
     captured = capfd.readouterr()
     _assert_nowhere([*secrets.all(), token], db, [result.run_id], captured.out + captured.err)
+
+
+def test_tool_url_argument_with_an_at_in_its_password_records_no_part_of_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    password = "p@ssw0rd-longvalue"
+
+    @tool
+    def connect(dsn: str) -> str:
+        raise ConnectionError(f"could not connect to {dsn}")
+
+    g = Graph("connects", S)
+
+    @g.node
+    def open_db(state: S) -> dict[str, Any]:
+        connect(f"postgresql://admin:{password}@db.internal:5432/app")
+        return {}
+
+    g.sequence(START, "open_db", END)
+    db = tmp_path / "trace.duckdb"
+    with TraceStore(str(db)) as st:
+        result = Runner(g, st).run({})
+        assert result.status == "failed"
+        [row] = st.query_dicts("SELECT args, error FROM tool_calls WHERE run_id = ?", [result.run_id])
+    assert json.loads(row["args"]) == {"dsn": "postgresql://[redacted]@db.internal:5432/app"}
+    assert row["error"] == "ConnectionError: could not connect to postgresql://[redacted]@db.internal:5432/app"
+    assert "[redacted]" in (result.error or "")
+    captured = capfd.readouterr()
+    for part in (password, "ssw0rd-longvalue"):
+        assert part not in json.dumps(row) and part not in (result.error or "")
+        assert part not in captured.out + captured.err
+        for p in tmp_path.rglob("*"):
+            if p.is_file():
+                assert part.encode() not in p.read_bytes(), p
 
 
 def test_cli_prints_no_secret(project: Path) -> None:

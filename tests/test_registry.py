@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+from conftest import cli_env, run_cli
 
 from workbench.registry import GraphRegistry
 
@@ -95,3 +96,33 @@ def test_a_run_recorded_from_another_file_of_the_same_name_says_which_file_repla
     assert "run " in res.stderr and "was recorded from graphs/dup.py; this uses graphs/chat.py" in res.stderr
     res = run_cli("replay", "last", "--graph", "graphs/dup.py", cwd=tmp_path)
     assert res.returncode == 0 and "note:" not in res.stderr
+
+
+SECRET = "sk-test-SUPERSECRETvalue1234567890"
+LEAKS = 'import os\nraise RuntimeError("cannot start with " + os.environ["OPENAI_API_KEY"])\n'
+
+
+def test_a_load_error_echoing_a_secret_is_recorded_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the workbench's graph list and its notices show comes from here."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    (tmp_path / "bad.py").write_text(LEAKS)
+    write(tmp_path / "chat.py", "chat")
+    reg = GraphRegistry(str(tmp_path))
+    [bad] = [r for r in reg.load_all() if r.error]
+    assert bad.error is not None and bad.error.endswith("RuntimeError: cannot start with [redacted]")
+    assert reg.errors == {str(tmp_path / "bad.py"): bad.error} and reg.names() == ["chat"]
+    reloaded = reg.reload_file(str(tmp_path / "bad.py"))  # a save that still fails
+    assert reloaded.error == bad.error and SECRET not in repr(reg.errors)
+
+
+def test_graphs_prints_no_secret_of_a_file_that_fails_to_load(tmp_path: Path) -> None:
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "graphs" / "bad.py").write_text(LEAKS)
+    env = cli_env(OPENAI_API_KEY=SECRET)
+    res = run_cli("graphs", cwd=tmp_path, env=env)
+    assert res.returncode == 0 and SECRET not in res.stdout + res.stderr
+    assert "RuntimeError: cannot start with [redacted]" in res.stdout
+    res = run_cli("graphs", "--json", cwd=tmp_path, env=env)
+    assert res.returncode == 0 and SECRET not in res.stdout + res.stderr
+    [row] = json.loads(res.stdout)
+    assert row["graph"] is None and row["error"].endswith("RuntimeError: cannot start with [redacted]")

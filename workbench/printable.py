@@ -34,3 +34,14 @@ def has_control(text: str) -> bool:
 def printable(text: str) -> str:
     """``text`` with every control character but newline and tab replaced by a visible one."""
     return _CONTROL.sub(_stand_in, text) if _CONTROL.search(text) else text
+
+
+# What json.dumps(..., ensure_ascii=False) leaves raw that a terminal may act on or that reorders
+# what is shown: DEL, the C1 controls, the line/paragraph separators and the bidi controls.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with those characters written as ``\\uXXXX`` escapes: the same JSON value,
+    nothing for a terminal to obey (they can only occur inside the text's strings)."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _JSON_RAW.search(text) else text

@@ -11,12 +11,15 @@ journal, the terminal):
   over redacted parameters is stable and never depends on a secret.
 * :func:`remember_secret` / :func:`remember_secrets_in` — a process-wide registry of secret
   values, filled by the LLM and tool layers from each call's arguments. The values of
-  environment variables named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD`` or
-  ``*_KEY`` count as known too (read at each use, so they follow the environment).
+  environment variables named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``,
+  ``*_JWT`` or ``*_KEY`` (and litellm's ``AWS_BEARER_TOKEN_BEDROCK``,
+  ``GOOGLE_APPLICATION_CREDENTIALS_JSON``, ``WATSONX_ZENAPIKEY``) count as known too (read at
+  each use, so they follow the environment).
 * :func:`scrub` — a text with every known secret value and every URL credential replaced by
   ``"[redacted]"``. Meant for error messages and tracebacks, which may echo a key (a provider's
   "invalid API key sk-…", a URL with a password in it). A known value echoed URL-encoded or in
-  base64 (``Authorization: Basic …``) is found too.
+  base64 (``Authorization: Basic …``) is found too, and one holding an ``@`` or an ``&`` is
+  taken whole.
 
 Values shorter than :data:`MIN_SECRET_LEN` characters are never treated as known secrets: they
 would match ordinary words.
@@ -41,11 +44,12 @@ MIN_SECRET_LEN = 8
 _MAX_KNOWN = 1024  # remembered values kept (oldest forgotten first): a long-lived process stays bounded
 
 # A key name that may carry a credential: one of these words, alone or as the last part of a
-# name (``api_key``, ``extra_headers``, ``X-Api-Key``, ``aws_secret_access_key``, ``userToken``).
+# name (``api_key``, ``extra_headers``, ``X-Api-Key``, ``aws_secret_access_key``, ``userToken``,
+# ``snowflake_jwt``).
 # Plural ``tokens`` is not a secret (``max_tokens``).
 _SECRET_WORD = re.compile(
     r"(?:^|_)(?:api_?key|apikey|key|secrets?|password|passwd|passphrase|pwd|token|credentials?"
-    r"|authorization|auth|headers?|cookies?)$"
+    r"|authorization|auth|headers?|cookies?|jwt)$"
 )
 # Names that end like a secret but are not one. A bare ``key`` is a lookup key far more often
 # than a credential (``cache.get(key)``), a bare ``pwd`` a directory; ``*_key`` names
@@ -54,27 +58,33 @@ _SECRET_WORD = re.compile(
 _NOT_SECRET = frozenset({"key", "pwd", "max_tokens", "max_completion_tokens", "top_k"})
 _NOT_SECRET_SUFFIX = ("cache_key", "sort_key", "partition_key", "primary_key", "foreign_key", "public_key",
                       "idempotency_key", "lookup_key", "object_key", "hash_key", "range_key", "row_key",
-                      "routing_key", "shard_key", "group_key", "dedup_key")
+                      "routing_key", "shard_key", "group_key", "dedup_key",
+                      "signed_headers")  # a presigned URL's X-Amz-SignedHeaders: header names
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[\-. ]+")
 
 # Environment variables whose value is a secret.
 _SECRET_ENV = re.compile(
-    # OPENAI_API_KEY, GITHUB_TOKEN, AWS_SECRET, MYSQL_PWD, DB_PASS, GITHUB_PAT, ..._KEY_2; any
-    # ...PASSWORD (PGPASSWORD); SECRET_ as a word (SECRET_KEY_BASE). Not PWD or OLDPWD: the
-    # working directory.
-    r"(?:(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|CREDENTIALS?|PASS|PAT)|_PWD|PASSWORD|PASSWD)(?:_?\d+)?$"
-    r"|(?:^|_)SECRET_",
+    # OPENAI_API_KEY, GITHUB_TOKEN, AWS_SECRET, MYSQL_PWD, DB_PASS, GITHUB_PAT, SNOWFLAKE_JWT,
+    # ..._KEY_2, ..._TOKEN_V2; any ...PASSWORD (PGPASSWORD) or ...APIKEY (WATSONX_ZENAPIKEY);
+    # SECRET_ as a word (SECRET_KEY_BASE). Not PWD or OLDPWD: the working directory.
+    r"(?:(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|CREDENTIALS?|PASS|PAT|JWT)|_PWD|PASSWORD|PASSWD|APIKEY)(?:_?V?\d+)?$"
+    r"|(?:^|_)SECRET_"
+    # Credentials named in the middle (litellm's AWS_BEARER_TOKEN_BEDROCK) or given inline as
+    # JSON (GOOGLE_APPLICATION_CREDENTIALS_JSON); not the path of a file that holds one.
+    r"|(?:^|_)(?:BEARER_TOKEN|CREDENTIALS?_JSON)(?!.*_(?:FILE|PATH|DIR|URL|URI)$)(?:_|$)",
     re.IGNORECASE,
 )
 
 # ``scheme://userinfo@`` — the userinfo (``user:password`` or a bare token) is the credential.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@\"'<>]+)@")
+# It runs up to the last ``@`` of the authority (which ends at ``/``, ``?`` or ``#``), as URL
+# parsers read it: a password with an ``@`` in it (``admin:p@ss@db``) is taken whole.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#\"'<>]+)@")
 # ``?name=value`` / ``&name=value`` in a URL, checked against the secret key names.
 _QUERY_PARAM = re.compile(r"([?&;])([A-Za-z0-9_.\-]+)=([^&#\s\"'<>]*)")
 
 # Words that suggest a JSON text may hold something to redact (a cheap pre-check).
-_SUSPECT = re.compile(r"(?i)key|secret|passw|passphrase|pwd|token|credential|auth|header|cookie|://")
+_SUSPECT = re.compile(r"(?i)key|secret|passw|passphrase|pwd|token|credential|auth|header|cookie|jwt|sig=|signature=|://")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -86,12 +96,16 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_WORD.search(norm))
 
 
-# In a URL query a bare ``key`` is a credential (``?key=…``), and so is a signature (``?sig=…``).
-_SECRET_QUERY = frozenset({"key", "sig", "signature"})
+# In a URL query a bare ``key`` is a credential (``?key=…``; a ``cache_key`` stays a lookup key),
+# and so is a signature, alone or as the last word of the name: ``?sig=…`` (an Azure SAS),
+# ``X-Amz-Signature=…`` (a presigned URL; its ``X-Amz-Credential`` and ``X-Amz-Security-Token``
+# are secret by name).
+_SIGNATURE = frozenset({"sig", "signature"})
 
 
 def _is_secret_query(name: str) -> bool:
-    return name.lower() in _SECRET_QUERY or is_secret_key(name)
+    lower = name.lower()
+    return lower == "key" or _SEPARATORS.sub("_", lower).rpartition("_")[2] in _SIGNATURE or is_secret_key(name)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -282,14 +296,29 @@ def scrub(text: str) -> str:
     and traceback before it is recorded or printed. ``None`` and empty strings are returned as
     they are.
     """
-    if not text or len(text) < 4:
+    if not text:
         return text
-    text = redact_url_credentials(text)
-    if len(text) < MIN_SECRET_LEN:
+    if not text.isascii():
+        text = _encodable(text)
+    if len(text) < 4:
         return text
-    for secret in known_secrets():
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    # Known values first: one holding an ``@`` or an ``&`` would be cut in two by the URL
+    # patterns below, which would then leave its second half in the text.
+    if len(text) >= MIN_SECRET_LEN:
+        for secret in known_secrets():
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+    return redact_url_credentials(text)
+
+
+def _encodable(text: str) -> str:
+    """``text`` with unpaired surrogates (a file name decoded with ``surrogateescape``, say)
+    written as ``\\udce9``: an error text holding one could not be recorded or printed, which
+    crashed the run that raised it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 

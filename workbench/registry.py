@@ -1,8 +1,9 @@
 """The graphs of a project, loaded from its graphs directory and reloaded when files change.
 
 Used by the TUI's hot reload; free of UI code. A file that fails to load keeps its last good
-graphs and records the error; each reload reports which nodes' code differs from the version
-loaded first (at start), so a save that only fixes a mistake still shows the earlier changes.
+graphs and records the error (known secrets scrubbed); each reload reports which nodes' code
+differs from the version loaded first (at start), so a save that only fixes a mistake still
+shows the earlier changes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from workbench.errors import WorkbenchError
 from workbench.graph import Graph, display_path
 from workbench.loader import graphs_dir, list_graph_files, load_module_graphs
+from workbench.redact import scrub
 
 
 @dataclass
@@ -83,12 +85,11 @@ class GraphRegistry:
             graphs = list(load_module_graphs(path).values())
             for g in graphs:
                 g.validate()
-        except WorkbenchError as exc:
-            with self._lock:
-                self.errors[path] = str(exc)
-            return ReloadResult(path, [], {}, error=str(exc))
         except Exception as exc:  # never let a user's file take the workbench down
-            msg = f"{display_path(path)}: {type(exc).__name__}: {exc}"
+            # Scrubbed here, so every view of it (the list, the notice) shows no secret: a file
+            # failing to load may echo one (``raise ... + os.environ["OPENAI_API_KEY"]``).
+            msg = scrub(str(exc) if isinstance(exc, WorkbenchError)
+                        else f"{display_path(path)}: {type(exc).__name__}: {exc}")
             with self._lock:
                 self.errors[path] = msg
             return ReloadResult(path, [], {}, error=msg)

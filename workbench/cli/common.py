@@ -111,6 +111,14 @@ def emit(text: str, end: str = "\n") -> None:
     out.write(text + end)
 
 
+def emit_json(text: str, end: str = "\n") -> None:
+    """Write JSON text as :func:`emit` does, with the characters a terminal would act on that
+    ``json.dumps`` leaves raw (C1 controls, bidi overrides) escaped (printable.json_safe)."""
+    from workbench.printable import json_safe
+
+    emit(json_safe(text), end)
+
+
 @functools.cache
 def _console_class() -> Any:
     from rich.console import Console
@@ -243,7 +251,7 @@ def report(args: argparse.Namespace, result: Any, graph_ref: str | None = None, 
         error_line(f"workbench: the progress display stopped ({type(failed).__name__}: {failed}); "
                    "the run itself was recorded as usual")
     if args.json:
-        emit(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+        emit_json(json.dumps(result.to_json(), ensure_ascii=False, default=str))
         return STATUS_EXIT.get(result.status, EXIT_FAILED)
     console = make_console()
     rid = result.run_id

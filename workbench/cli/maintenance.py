@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from workbench.cli.common import EXIT_FAILED, EXIT_OK, UsageError, emit, open_store
+from workbench.cli.common import EXIT_FAILED, EXIT_OK, UsageError, emit_json, open_store
 from workbench.printable import printable
 
 
@@ -34,7 +34,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in args.run_ids))
         deleted = store.delete_runs(ids, with_descendants=args.with_descendants)
     if args.json:
-        emit(json.dumps({"deleted": deleted}))
+        emit_json(json.dumps({"deleted": deleted}))
     else:
         extra = len(deleted) - len(ids)
         more = f" (and {extra} fork(s)/continuation(s))" if extra else ""
@@ -53,7 +53,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                          "own tools (see docs/fleet.md)")
     report = examine(path)
     if args.json:
-        emit(json.dumps(report.to_json(), ensure_ascii=False))
+        emit_json(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         counts = ", ".join(f"{t} {n}" for t, n in report.tables.items())
         print(printable(f"{path}: {'healthy' if report.healthy else 'DAMAGED'}" + (f" ({counts})" if counts else "")))

@@ -8,7 +8,7 @@ import math
 import os
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, emit, error_line, esc, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, emit, emit_json, error_line, esc, make_console, open_store, short
 from workbench.errors import WorkbenchError
 from workbench.printable import printable
 
@@ -17,7 +17,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with open_store(args, if_missing="empty") as store:
         runs = store.list_runs(args.limit)
     if args.json:
-        emit(json.dumps(runs, default=str, ensure_ascii=False))
+        emit_json(json.dumps(runs, default=str, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
     from rich.text import Text
@@ -91,7 +91,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                       for i in store.tree_interrupts(run_id) if i["run_id"] in paths or i["run_id"] == run_id]
     if args.json:
         subgraph_steps = [{k: v for k, v in r.items() if k != "traceback"} for r in inner]
-        emit(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
+        emit_json(json.dumps({"run": run, "steps": steps, "llm_calls": calls, "interrupts": interrupts,
                           "events": events, "state": final, "conversation": turns,
                           "subgraph_steps": subgraph_steps}, default=str, ensure_ascii=False))
         return EXIT_OK
@@ -217,7 +217,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         a, b = store.resolve_run_id(args.run_a), store.resolve_run_id(args.run_b)
         cmp = compare_runs(store, a, b)
     if args.json:
-        emit(json.dumps(cmp.to_json(), ensure_ascii=False, default=str))
+        emit_json(json.dumps(cmp.to_json(), ensure_ascii=False, default=str))
         return EXIT_OK
     console = make_console()
     ra, rb = cmp.run_a, cmp.run_b
@@ -293,6 +293,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_graphs(args: argparse.Namespace) -> int:
     from workbench.loader import graphs_dir, list_graph_files, load_module_graphs
+    from workbench.redact import scrub
 
     rows: list[dict[str, Any]] = []
     if not os.path.isdir(graphs_dir()):  # said, not an empty list that looks like "no graphs"
@@ -304,7 +305,8 @@ def cmd_graphs(args: argparse.Namespace) -> int:
                 g.validate()
                 rows.append({"graph": g.name, "file": path, "nodes": list(g.nodes), "description": g.description})
         except WorkbenchError as exc:
-            rows.append({"graph": None, "file": path, "error": str(exc)})
+            # A graph file may echo a secret while failing to load: scrubbed like every error.
+            rows.append({"graph": None, "file": path, "error": scrub(str(exc))})
     files: dict[str, list[str]] = {}
     for r in rows:
         if r.get("graph"):
@@ -314,7 +316,7 @@ def cmd_graphs(args: argparse.Namespace) -> int:
             error_line(f"workbench: warning: graph {name!r} is defined by {' and '.join(defined_in)}; a run, "
                        "replay or fork finds its graph by name: rename one")
     if args.json:
-        emit(json.dumps(rows, ensure_ascii=False))
+        emit_json(json.dumps(rows, ensure_ascii=False))
         return EXIT_OK
     for r in rows:
         if r.get("error"):
@@ -337,7 +339,7 @@ def _json_array_sink() -> Any:
         for row in rows:
             parts.append(("" if written == 0 else ", ") + strict_json(row_dict(columns, json_columns, row)))
             written += 1
-        emit("".join(parts), end="")
+        emit_json("".join(parts), end="")
 
     return sink
 

@@ -13,6 +13,7 @@ from workbench.cli.common import (
     EXIT_OK,
     UsageError,
     emit,
+    emit_json,
     error_line,
     esc,
     graph_for,
@@ -43,7 +44,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         report = replay_run(store, run_id, graph_for(store, run_id, args.graph))
         shown = shown_status(store.get_run(run_id))
     if args.json:
-        emit(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+        emit_json(json.dumps(report.to_json(), ensure_ascii=False, default=str))
     else:
         # A recording that stops mid-run because its process died ends "interrupted", as
         # `runs` and `show` call that run (the JSON keeps the recorded status, "running").
@@ -95,7 +96,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                     console.print("    " + str(report.divergence).replace("\n", "\n    "))
     failed = [r for r in results if not r["passed"]]
     if args.json:
-        emit(json.dumps(results, ensure_ascii=False, default=str))
+        emit_json(json.dumps(results, ensure_ascii=False, default=str))
     else:
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return EXIT_FAILED if failed else EXIT_OK
@@ -142,7 +143,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         result = import_files(store, args.files)
     if args.json:
-        emit(json.dumps(result))
+        emit_json(json.dumps(result))
     else:
         print(printable(f"imported {len(result['imported'])} run(s)" +
               (f": {', '.join(result['imported'])}" if result["imported"] else "") +

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.cli.common import EXIT_OK, emit, esc, make_console, open_store, short
+from workbench.cli.common import EXIT_OK, emit_json, esc, make_console, open_store, short
 
 
 def cmd_show_step(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def cmd_show_step(args: argparse.Namespace) -> int:
         if c["attempt"] == last_attempt[c["task"]]:
             numbers[id(c)] = len(numbers) + 1
     if args.json:
-        emit(json.dumps({
+        emit_json(json.dumps({
             "run_id": root_id, "step": view.step, "address": address, "path": where.path or None,
             "subgraph_run_id": where.run_id if where.run_id != root_id else None,
             "recorded_by": view.owner, "nodes": view.nodes,
