@@ -651,3 +651,85 @@ def test_a_run_interrupted_after_a_resume_lists_the_steps_it_committed(tmp_path:
         assert run["steps"] == 1 and store.last_committed_step(first.run_id) == 1
         res = run_cli("runs", "--db", db, "--json", cwd=tmp_path)
         assert json.loads(res.stdout)[0]["steps"] == 1
+
+
+class _Text(TypedDict, total=False):
+    s: str
+
+
+def test_text_with_an_unpaired_surrogate_fails_the_node_not_the_run(store: TraceStore) -> None:
+    """A file name decoded with ``surrogateescape`` in a node's error could not be encoded for
+    the record: the runner died with "cannot record", the run was left interrupted for good. A
+    prompt holding one reached the model, then its record failed the same way."""
+    name = b"/data/caf\xe9.txt".decode("utf-8", "surrogateescape")
+    g = Graph("surrogate_error", _Text)
+
+    @g.node
+    def read(state: _Text) -> dict[str, Any]:
+        raise FileNotFoundError(name)
+
+    g.sequence(START, "read", END)
+    result = Runner(g, store).run({})
+    assert result.status == "failed" and result.error is not None
+    assert "FileNotFoundError: /data/caf\\udce9.txt" in result.error
+    [row] = store.query_dicts("SELECT status, error, traceback FROM steps WHERE run_id = ?", [result.run_id])
+    assert row["status"] == "failed" and "caf\\udce9" in row["error"] and "caf\\udce9" in row["traceback"]
+    assert store.get_run(result.run_id)["status"] == "failed"
+
+    asked: list[Any] = []
+    g2 = Graph("surrogate_prompt", _Text)
+
+    @g2.node
+    def ask(state: _Text, ctx: Any) -> dict[str, Any]:
+        asked.append(1)
+        return {"s": ctx.llm(f"summarise {name}", model="workbench-demo/echo").text}
+
+    g2.sequence(START, "ask", END)
+    failed = Runner(g2, store).run({})
+    assert failed.status == "failed" and asked == [1]
+    assert "SerializationError: ctx.llm messages" in (failed.error or "") and "surrogate" in (failed.error or "")
+    assert store.query("SELECT count(*) FROM llm_calls WHERE run_id = ?", [failed.run_id]) == [(0,)]
+
+
+def test_a_retry_on_function_that_raises_fails_the_node_not_the_runner(store: TraceStore,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """``retry_on=lambda e: e.status_code == 429`` on an error without ``status_code``: the
+    AttributeError escaped the runner (an internal error, the run left interrupted). It counts
+    as no match now: the node's own error fails the run, and a warning says why."""
+    tries: list[int] = []
+    g = Graph("retry_on_raises", _Text)
+
+    @g.node(retry=RetryPolicy(attempts=3, initial_delay=0, retry_on=lambda e: e.status_code == 429))
+    def call(state: _Text) -> dict[str, Any]:
+        tries.append(1)
+        raise ValueError("bad input")
+
+    g.sequence(START, "call", END)
+    with caplog.at_level("WARNING", logger="workbench.runtime"):
+        result = Runner(g, store).run({})
+    assert result.status == "failed" and tries == [1]
+    assert "ValueError: bad input" in (result.error or "")
+    assert store.get_run(result.run_id)["status"] == "failed"
+    assert any("retry_on <lambda> raised AttributeError" in r.getMessage() and "not retried" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_runner_options_of_the_wrong_kind_are_one_clear_error(store: TraceStore) -> None:
+    """``Runner(max_concurrency=0)`` hung the first fan-out for good, ``-1`` and ``"2"`` were raw
+    ValueError/TypeError with the run left interrupted; ``break_before="inc"`` was read as the
+    breakpoints ``i``, ``n`` and ``c``."""
+    from workbench.errors import InputError
+
+    g = Graph("options_kinds", _Text)
+
+    @g.node
+    def inc(state: _Text) -> dict[str, Any]:
+        return {"s": "done"}
+
+    g.sequence(START, "inc", END)
+    for bad in (0, -1, "2", 2.5, True):
+        with pytest.raises(InputError, match=r"^max_concurrency must be a whole number of 1 or more, got"):
+            Runner(g, store, max_concurrency=bad)
+    paused = Runner(g, store, max_concurrency=1).run({}, break_before="inc")
+    assert paused.status == "paused" and paused.step == 1
+    assert store.query("SELECT count(*) FROM wb_runs WHERE status = 'interrupted'") == [(0,)]

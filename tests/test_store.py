@@ -380,7 +380,7 @@ def test_query_is_read_only_even_after_this_process_recorded(tmp_path: Path,
         monkeypatch.setattr(reads, "refuse_writes", lambda sql, where="": [])
         for sql, params in writes:
             for call in (st.query, st.query_dicts):
-                with pytest.raises(InputError, match="SQL error: .*read-only"):
+                with pytest.raises(InputError, match=r"SQL error: .*read-only"):
                     call(sql, params)
         assert st.query("SELECT (SELECT count(*) FROM wb_runs), (SELECT count(*) FROM wb_tasks)") == before
         assert st.query_dicts("SELECT count(*) AS n FROM steps") == [{"n": before[0][1]}]

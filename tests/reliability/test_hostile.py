@@ -654,7 +654,8 @@ HOSTILE_SQL: dict[str, str] = {
     "explain-analyze-install": "EXPLAIN (ANALYZE) INSTALL httpfs",
     # CALL enable_logging is not covered by lock_configuration: run, it aborted the process
     # (file storage) or printed DuckDB's log into the output (stdout storage).
-    "explain-analyze-call-logging-file": "EXPLAIN (ANALYZE) CALL enable_logging(storage='file', storage_path='{aim}/l')",
+    "explain-analyze-call-logging-file":
+        "EXPLAIN (ANALYZE) CALL enable_logging(storage='file', storage_path='{aim}/l')",
     "explain-analyze-call-logging-stdout": "EXPLAIN (ANALYZE) CALL enable_logging(level='trace', storage='stdout')",
     "explain-spaced-analyze-select": "EXPLAIN ( FORMAT json , analyze ) SELECT 1",
     "explain-call": "EXPLAIN CALL enable_logging(storage='stdout')",

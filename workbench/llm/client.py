@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench import codec
 from workbench.errors import LLMError, LLMRejectedError
 from workbench.llm.config import resolve_fallbacks, resolve_model
 from workbench.llm.demo import PROVIDER as DEMO_PROVIDER
@@ -226,6 +227,9 @@ class _Call:
     def __init__(self, ctx: Context | None, messages: Any, model: str | None, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.messages = normalize_messages(messages)
+        # What cannot be recorded is refused before the model is asked (it was asked, then
+        # the record failed: a run stuck with an unrecorded call).
+        codec.check_text(json.dumps(self.messages, default=str, ensure_ascii=False), self.messages, "ctx.llm messages")
         self.model = resolve_model(model)
         self.fallbacks = resolve_fallbacks(params.get("fallbacks"))
         self.retries = int(params.get("retries", 2))

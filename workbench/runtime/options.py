@@ -13,8 +13,9 @@ from workbench.runtime.subgraph import check_path
 
 
 def check_names(graph: Graph, names: Iterable[str], what: str) -> list[str]:
-    """Breakpoint names: nodes of ``graph``, or paths into its subgraphs (``review/approve``)."""
-    out = list(names)
+    """Breakpoint names: nodes of ``graph``, or paths into its subgraphs (``review/approve``);
+    one name given as a plain string is one name (it was read as its letters)."""
+    out = [names] if isinstance(names, str) else list(names)
     for n in out:
         check_path(graph, n, what)
     return out
@@ -25,6 +26,13 @@ def check_limit(max_steps: int | None) -> int | None:
     if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1):
         raise InputError(f"max_steps must be a positive whole number, got {max_steps!r}")
     return max_steps
+
+
+def check_concurrency(value: Any) -> int:
+    """``Runner(max_concurrency=...)``: a whole number of 1 or more (0 hung every fan-out)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"max_concurrency must be a whole number of 1 or more, got {value!r}")
+    return value
 
 
 def with_options(graph: Graph, config: dict[str, Any], break_before: Iterable[str] | None,

@@ -42,7 +42,7 @@ from workbench.runtime.calls import call_node, describe, type_name
 from workbench.runtime.commands import read_result
 from workbench.runtime.continuing import HANDLED, load_step_progress, settled_detail
 from workbench.runtime.interrupts import record_interrupt, settle
-from workbench.runtime.options import check_limit, check_names, with_options
+from workbench.runtime.options import check_concurrency, check_limit, check_names, with_options
 from workbench.runtime.planner import Planner, loop_message
 from workbench.runtime.subgraph import (
     ChildLink,
@@ -100,7 +100,7 @@ class Runner:
         self.store = store
         self.recorder = Recorder(store)
         self.planner = Planner(self.graph, self.schema)
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = check_concurrency(max_concurrency)
         # A failing listener (a display) never fails the run: see GuardedListener.
         self.listener = guarded(listener)
         # A subgraph's invocation is a child run of the task that called it (runtime/subgraph.py).
