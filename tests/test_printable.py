@@ -91,4 +91,9 @@ def test_json_output_escapes_what_json_dumps_leaves_raw(tmp_path: Path) -> None:
         assert raw == [], (name, raw)
         assert name == "runs" or ("\\u009b" in out and "\\u202e" in out), name
     assert json.loads(outputs["run"])["state"]["x"] == HOSTILE + "\u202eevil\x7f"
+    exported = tmp_path / "out.jsonl"
+    assert run_cli("export", "last", "--to", str(exported), "--db", db, cwd=tmp_path).returncode == 0
+    text = exported.read_text(encoding="utf-8")
+    assert [c for c in text if c in "\x1b\x07\x7f\x9b\u202e"] == [] and "\\u202e" in text
+    assert run_cli("import", str(exported), "--db", str(tmp_path / "again.duckdb"), cwd=tmp_path).returncode == 0
     assert json.loads(outputs["sql"])[0]["state"]["x"] == HOSTILE + "\u202eevil\x7f"

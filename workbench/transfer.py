@@ -16,14 +16,18 @@ import contextlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 from workbench import codec
 from workbench.errors import InputError, SerializationError
+from workbench.printable import json_safe
 from workbench.runtime.types import run_id_problem
 from workbench.store.schema import SCHEMA_VERSION
 from workbench.store.store import RunsAddedMeanwhile, TraceStore
 from workbench.store.tables import INSERTS, NOT_NULL
+from workbench.transfer_checks import check_row
 
 FORMAT = "workbench-trace"
 VERSION = 1
@@ -90,7 +94,8 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
                         row = {}
                         for (name, t), v in zip(cols, values, strict=True):
                             row[name] = json.loads(v) if t == "JSON" and v is not None else v
-                        fh.write(json.dumps({"table": table, "row": row}, ensure_ascii=False, default=str) + "\n")
+                        fh.write(json_safe(json.dumps({"table": table, "row": row}, ensure_ascii=False,
+                                                      default=str)) + "\n")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException as exc:  # a failed export leaves nothing behind
@@ -198,7 +203,7 @@ def _check_shape(where: str, table: str, kind: str, row: dict[str, Any]) -> None
     writes: a hand-edited file whose config says ``"max_steps": "lots"`` imported, then made
     ``fork`` record a run and crash (an internal error), ``replay`` and ``show`` too."""
     def bad(column: str, what: str) -> InputError:
-        return InputError(f"{where}: {table} column {column!r} {what}")
+        return InputError(f"{where}: run {row.get('run_id')!r}: {table} column {column!r} {what}")
 
     def load(column: str) -> Any:
         text = row.get(column)
@@ -235,14 +240,37 @@ def _check_shape(where: str, table: str, kind: str, row: dict[str, Any]) -> None
         if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("node"), str)
                                                   for t in tasks):
             raise bad("tasks", 'must be a list of {"node": NAME, ...} objects')
-        if joins is not None and not isinstance(joins, dict):
-            raise bad("joins", "must be an object or null")
+        # Resuming and forking copy each entry as a list (planner.Planner._next).
+        if joins is not None and not (isinstance(joins, dict) and all(isinstance(v, list) for v in joins.values())):
+            raise bad("joins", "must be an object of lists, or null")
     elif kind == "task":
         goto = load("goto")
-        if goto is not None and not isinstance(goto, list):
-            raise bad("goto", "must be a list or null")
-    elif kind == "llm" and row["kind"] not in ("llm", "tool"):
+        # A resumed step reads each destination as a node name or a Send {"node": NAME, "arg": ...}.
+        if goto is not None and not (isinstance(goto, list) and all(
+                isinstance(g, str) or (isinstance(g, dict) and isinstance(g.get("node"), str)) for g in goto)):
+            raise bad("goto", 'must be a list of node names or {"node": NAME, ...} objects, or null')
+    elif kind == "llm":
+        _check_call_shape(row, bad, load)
+
+
+def _check_call_shape(row: dict[str, Any], bad: Callable[[str, str], InputError], load: Callable[[str], Any]
+                      ) -> None:
+    """A model call's answer is the assistant message (show, diff, the workbench and a replay
+    read its ``content``), its request a list of message objects, its parameters an object: a
+    response of ``5`` imported, then ``show`` crashed and replay reported a bogus divergence."""
+    if row["kind"] not in ("llm", "tool"):
         raise bad("kind", f"is {row['kind']!r}: 'llm' or 'tool'")
+    params = load("params")
+    if params is not None and not isinstance(params, dict):
+        raise bad("params", "must be an object or null")
+    if row["kind"] != "llm":  # a tool's arguments and result are any JSON values
+        return
+    response = load("response")
+    if response is not None and not isinstance(response, dict):
+        raise bad("response", "of a model call must be an object (the assistant message) or null")
+    messages = load("messages")
+    if messages is not None and not (isinstance(messages, list) and all(isinstance(m, dict) for m in messages)):
+        raise bad("messages", "of a model call must be a list of message objects or null")
 
 
 def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
@@ -253,6 +281,7 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     rows: list[tuple[str, dict[str, Any]]] = []
+    now = time.time_ns() // 1000  # timestamps ahead of this (beyond clock skew) are refused
     with fh:
         header_line = fh.readline(MAX_LINE_BYTES + 1)
         try:
@@ -299,6 +328,7 @@ def read_trace_file(path: str) -> tuple[list[str], list[tuple[str, dict[str, Any
                 raise InputError(f"{name}:{lineno}: {table} status {clean.get('status')!r} is not one of "
                                  f"{', '.join(sorted(allowed))}")
             _check_shape(f"{name}:{lineno}", table, kind, clean)
+            check_row(f"{name}:{lineno}", table, kind, clean, types, now)
             if clean["run_id"] not in runs:
                 raise InputError(f"{name}:{lineno}: row of run {clean['run_id']!r}, which the header does not list")
             rows.append((kind, clean))
