@@ -428,6 +428,69 @@ def test_llm_response_edits_one_call_of_a_node(store: TraceStore, monkeypatch: p
     assert live == []
 
 
+def _topic_graph() -> Any:
+    """Two model calls whose prompts come from the state: a --set at the fork step changes them."""
+    from typing import TypedDict
+
+    from workbench import END, START, Graph
+
+    class Topic(TypedDict, total=False):
+        topic: str
+        first: str
+        second: str
+
+    g = Graph("topic_calls", Topic)
+
+    @g.node
+    def ask(state: Topic, ctx: Any) -> dict[str, Any]:
+        first = ctx.llm(f"first about {state['topic']}", model="workbench-demo/echo").text
+        second = ctx.llm(f"then about {state['topic']}", model="workbench-demo/echo").text
+        return {"first": first, "second": second}
+
+    g.sequence(START, "ask", END)
+    return g
+
+
+def test_an_edited_answer_is_served_when_a_state_edit_changes_its_prompt(store: TraceStore) -> None:
+    """A fork with ``set_state`` and ``llm_responses`` at one step: the state edit changed the
+    prompt, so the edited answer (recorded under the parent's request) no longer matched; the
+    call went live, the edit was lost, the step held two rows for one call and the fork could
+    not replay. The edited answer answers the fork's call at its place now, and its row records
+    the request the fork made."""
+    g = _topic_graph()
+    runner = Runner(g, store)
+    parent = runner.run({"topic": "cats"})
+    fork = runner.fork(parent.run_id, 1, set_state={"topic": "dogs"}, llm_responses={1: "EDITED"})
+    assert fork.status == "completed", fork.error
+    assert fork.state["first"] == "EDITED" and fork.state["second"] == "then about dogs"
+    rows = store.query_dicts("SELECT seq, messages, response, fingerprint FROM llm_calls WHERE run_id = ? "
+                             "ORDER BY seq", [fork.run_id])
+    assert [r["seq"] for r in rows] == [0, 1]
+    assert "first about dogs" in rows[0]["messages"] and "EDITED" in rows[0]["response"]
+    assert not rows[0]["fingerprint"].startswith("edited:")
+    report = replay_run(store, fork.run_id, g)
+    assert report.identical, str(report.divergence)
+
+    # Made and paused before the step runs (as a process that died there): the edit is in the
+    # store, and the resume serves it and records the request then.
+    paused = runner.fork(parent.run_id, 1, set_state={"topic": "owls"}, llm_responses={2: "SECOND"},
+                         break_before=["ask"])
+    assert paused.status == "paused"
+    [seeded] = store.query_dicts("SELECT seq, fingerprint FROM llm_calls WHERE run_id = ? AND seq = 1",
+                                 [paused.run_id])
+    assert seeded["fingerprint"].startswith("edited:")
+    # Call 1 comes before the edited call 2 and now asks about owls: the parent's answer to it
+    # does not apply, so the edit cannot be reached as made. One clear error, not a silent loss.
+    done = runner.resume(paused.run_id)
+    assert done.status == "failed"
+    assert "EditedCallError: model call 1 of this fork asks something else than its parent did" in (done.error or "")
+    ok = runner.fork(parent.run_id, 1, set_state={"topic": "owls"}, llm_responses={1: "ONE", 2: "TWO"},
+                     break_before=["ask"])
+    finished = runner.resume(ok.run_id)
+    assert finished.status == "completed" and finished.state["first"] == "ONE" and finished.state["second"] == "TWO"
+    assert replay_run(store, finished.run_id, g).identical
+
+
 def test_llm_response_edit_reaches_the_attempt_that_made_the_call(store: TraceStore) -> None:
     """Call N of a step is numbered among its last attempt's calls (as ``show --step`` lists
     them): the fork continues that attempt, so the edited answer is what the node gets, and no

@@ -140,6 +140,17 @@ def guarded(listener: Listener | None) -> GuardedListener | None:
     return GuardedListener(listener)
 
 
+EDITED = "edited:"
+"""The fingerprint a fork's edited model answer is recorded with until it is served: it answers
+the fork's call at its place whatever the request (a ``--set`` at the same step may change the
+prompt), and serving it records the request actually made (the ``llm_request`` update)."""
+
+
+class EditedCallError(WorkbenchError):
+    """A fork's model call before the edited one now asks something else: the parent's answer
+    served there no longer applies, so the edited call cannot be reached as it was."""
+
+
 @dataclass
 class RecordedCall:
     """A model or tool call recorded by an earlier execution of the same task (served on resume)."""
@@ -252,7 +263,7 @@ class Context:
         """
         if self._served < len(self._recorded):
             rec = self._recorded[self._served]
-            if rec.fingerprint == fingerprint and rec.row.get("error") is None:
+            if rec.fingerprint.startswith(EDITED) or (rec.fingerprint == fingerprint and rec.row.get("error") is None):
                 self._served += 1
                 return rec
             if rec.fingerprint == fingerprint:
@@ -262,6 +273,12 @@ class Context:
                 raise recorded_failure(rec.row, namespace)
             if self._strict:
                 raise ReplayDivergence("request", {"call": self._served, "recorded": rec.row})
+            if any(r.fingerprint.startswith(EDITED) for r in self._recorded[self._served:]):
+                raise EditedCallError(
+                    f"model call {self._served + 1} of this fork asks something else than its parent did (an edit "
+                    "made at this step changed it), so the parent's answer served before the edited call no longer "
+                    f"applies: edit call {self._served + 1} too (--llm-response {self._served + 1}=TEXT), or fork "
+                    "without the other edit")
             self._recorded = self._recorded[: self._served]
         elif self._strict:
             raise ReplayDivergence("extra_call", {"call": self._served})
@@ -286,6 +303,13 @@ class Context:
     def record_call(self, row: dict[str, Any]) -> None:
         if self._recorder is not None:
             self._recorder(row)
+
+    def record_request(self, rec: RecordedCall, messages_json: str, params_json: str, fingerprint: str) -> None:
+        """The request a served edited answer (``EDITED``) was given to, recorded on its row."""
+        if self._recorder is not None and rec.fingerprint.startswith(EDITED):
+            self._recorder({"amend": True, "seq": rec.seq, "messages": messages_json, "params": params_json,
+                            "fingerprint": fingerprint})
+            rec.fingerprint = fingerprint
 
     # ----------------------------------------------------------------- tool calls
 

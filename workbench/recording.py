@@ -159,10 +159,16 @@ class Recorder:
             self._write([record])
 
     def call(self, run_id: str, step: int, task: int, node: str, attempt: int, row: dict[str, Any]) -> None:
-        """A model or tool call made by a task (``row`` comes from the LLM/tool layer)."""
-        if self.store is not None:
-            self.store.record("llm", {"run_id": run_id, "step": step, "task": task, "node": node,
-                                      "attempt": attempt, **row})
+        """A model or tool call made by a task (``row`` comes from the LLM/tool layer); a row
+        marked ``amend`` is the request of a call recorded already (an edited answer served)."""
+        if self.store is None:
+            return
+        if row.get("amend"):
+            self.store.record("llm_request", {"run_id": run_id, "step": step, "task": task, "attempt": attempt,
+                                              **{k: row[k] for k in ("seq", "messages", "params", "fingerprint")}})
+            return
+        self.store.record("llm", {"run_id": run_id, "step": step, "task": task, "node": node,
+                                  "attempt": attempt, **row})
 
     def interrupt(self, run_id: str, step: int, task: int, node: str, attempt: int, index: int,
                   payload_json: str) -> None:

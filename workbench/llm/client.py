@@ -261,6 +261,8 @@ class _Call:
             return None
         row = rec.row
         message = rec.response or {}
+        self.ctx.record_request(rec, json.dumps(self.messages, default=str, ensure_ascii=False),
+                                json.dumps(self.public, default=str, ensure_ascii=False), self.fp)
         return LLMReply(
             text=str(message.get("content") or ""), model=row.get("model") or self.model,
             prompt_tokens=row.get("prompt_tokens") or 0, completion_tokens=row.get("completion_tokens") or 0,

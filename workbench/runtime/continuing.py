@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workbench.context import RecordedCall
+from workbench.context import EDITED, RecordedCall
 from workbench.errors import InputError
 from workbench.recording import Record, Recorder
 from workbench.runtime.commands import recorded_outcome
@@ -136,12 +136,13 @@ def final_calls(store: StoreReader, run_id: str, step: int) -> list[dict[str, An
 def seed_llm_edits(run: ActiveRun, store: StoreReader, parent_id: str, step: int,
                    edits: dict[int, str]) -> list[Record]:
     """The records that give a fork the parent's calls up to each edited one (with the new
-    answer), and the arrangements that serve them to the fork's tasks."""
+    answers), and the arrangements that serve them to the fork's tasks. A node may have
+    several of its calls edited."""
     if not edits:
         return []
     calls = final_calls(store, parent_id, step)
     llm_only = [c for c in calls if c["kind"] == "llm"]
-    records: list[Record] = []
+    by_task: dict[int, dict[int, str]] = {}  # task -> {seq of an edited call: its new answer}
     for number, text in sorted(edits.items()):
         if not llm_only:
             raise InputError(f"{opt('--llm-response')}: step {step} of run {parent_id} made no model call")
@@ -151,21 +152,26 @@ def seed_llm_edits(run: ActiveRun, store: StoreReader, parent_id: str, step: int
                 f"{len(llm_only)} model call(s); number them 1..{len(llm_only)}"
             )
         target = llm_only[number - 1]
-        task = target["task"]
-        if run.resume.get(task) is not None:
-            raise InputError(f"{opt('--llm-response')}: edit one model call per node")
+        by_task.setdefault(target["task"], {})[target["seq"]] = text
+    records: list[Record] = []
+    for task, answers in by_task.items():
+        last = max(answers)
+        attempt = next(c["attempt"] for c in llm_only if c["task"] == task and c["seq"] == last)
         served: list[RecordedCall] = []
         for c in calls:
-            if c["task"] != task or c["seq"] > target["seq"]:
+            if c["task"] != task or c["seq"] > last:
                 continue
-            response = c["response"]
-            if c["seq"] == target["seq"]:
-                response = {"role": "assistant", "content": text}
+            response, fp = c["response"], c["fingerprint"] or ""
+            if c["seq"] in answers:
+                # Served at its place whatever the fork asks there (its own --set may change the
+                # prompt); the request made is recorded when it is served.
+                response, fp = {"role": "assistant", "content": answers[c["seq"]]}, EDITED + fp
             record = Recorder.copied_call(run.run_id, c, response)
+            record[1]["fingerprint"] = fp
             records.append(record)
-            served.append(RecordedCall(c["seq"], c["fingerprint"] or "", response, record[1]))
+            served.append(RecordedCall(c["seq"], fp, response, record[1]))
         # The fork's task continues the attempt that made these calls (a node may act on
         # ctx.attempt: an earlier attempt may have failed before any call), and its retry
         # budget stands where the parent's did at that attempt.
-        run.resume[task] = TaskResume(target["attempt"], [], served, target["seq"] + 1)
+        run.resume[task] = TaskResume(attempt, [], served, last + 1)
     return records

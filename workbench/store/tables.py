@@ -65,6 +65,11 @@ UPDATES: dict[str, tuple[str, list[str], set[str]]] = {
     "interrupt_answer": ("wb_interrupts", ["run_id", "step", "task", "attempt", "idx"], {
         "response", "resumed_at", "closed",
     }),
+    # A fork's edited model answer, recorded when the fork was made under its parent's request,
+    # gets the request the fork's code actually made once it is served (context.EDITED).
+    "llm_request": ("wb_llm_calls", ["run_id", "step", "task", "attempt", "seq"], {
+        "messages", "params", "fingerprint",
+    }),
 }
 
 # Columns that must not be null, per record kind (the base tables' NOT NULL constraints).
