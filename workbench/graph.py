@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench import graph_checks as checks
 from workbench.errors import GraphDefinitionError
 from workbench.node_signature import takes_context
 from workbench.retry import RetryPolicy
@@ -171,10 +172,14 @@ class Graph:
             self.schema = StateSchema(state)
         except GraphDefinitionError as exc:
             raise GraphDefinitionError(f"{display_path(self.file)}:{self.line}: graph {name!r}: {exc}") from None
-        self.max_steps = max_steps
+        try:
+            self.max_steps = checks.check_max_steps(max_steps)
+            keys = checks.check_inputs(inputs)
+        except checks.BadDeclaration as exc:
+            raise GraphDefinitionError(f"{display_path(self.file)}:{self.line}: graph {name!r}: {exc}") from None
         self.description = description
         # The keys a run's input is expected to set (the TUI's input form); default: all keys.
-        self.inputs = list(inputs) if inputs is not None else self.schema.keys
+        self.inputs = keys if keys is not None else self.schema.keys
         self.nodes: dict[str, Node] = {}
         self.edges: dict[str, list[str]] = {}
         self.routes: dict[str, Route] = {}
@@ -204,7 +209,7 @@ class Graph:
         The function takes ``(state)`` or ``(state, ctx)``, may be ``async``, and returns a dict
         of state updates, a list of them (applied in order), None, or a :class:`Command` (an
         update plus where to go next). ``retry`` retries failures (one policy, or a list: the
-        first that matches an error applies), ``timeout`` (seconds) bounds each attempt,
+        first that matches an error applies), ``timeout`` (seconds, > 0) bounds each attempt,
         ``on_error`` names a node the run goes to when the node still fails, ``goto`` declares
         the nodes a Command may send the run to, ``defer=True`` holds the node back until no
         other branch is left to run, and ``subgraphs`` declares the graphs the node's body runs
@@ -239,7 +244,8 @@ class Graph:
     ) -> Graph:
         """Add a node by name: a function, or another Graph used as a subgraph (options as
         :meth:`node`)."""
-        if name in _RESERVED or not name or name.startswith("__"):
+        self._checked(None, checks.check_node_name, name)
+        if name in _RESERVED or name.startswith("__"):
             raise GraphDefinitionError(self._where(name, "this node name is reserved; choose another"))
         if name in self.nodes:
             first = self.nodes[name]
@@ -248,6 +254,8 @@ class Graph:
             defined = f" (first defined at line {first.line})" if first.line and first.file == self.file else ""
             raise GraphDefinitionError(f"{here}: graph {self.name!r}, node {name!r}: a node with this name already "
                                        f"exists{defined}; choose another name")
+        timeout = self._checked(name, checks.check_timeout, timeout)
+        on_error = self._checked(name, checks.check_on_error, on_error)
         retries = self._retry_policies(name, retry)
         destinations = self._goto_names(name, goto)
         if isinstance(fn, Graph):
@@ -326,12 +334,17 @@ class Graph:
 
     def edge(self, source: str, target: str) -> Graph:
         """After ``source`` finishes, run ``target`` (``START`` and ``END`` allowed)."""
+        self._checked(None, checks.check_ref, source, "an edge's source", "START")
+        self._checked(None, checks.check_ref, target, "an edge's target", "END")
         self.edges.setdefault(source, []).append(target)
         self._declare(("edge", source, target))
         return self
 
     def sequence(self, *names: str) -> Graph:
         """Chain nodes: ``sequence(START, "a", "b", END)`` adds a→b edges in order."""
+        if len(names) == 1 and not isinstance(names[0], str):  # sequence([...]) would add no edge
+            raise GraphDefinitionError(self._here(None, "sequence takes node names as separate arguments, e.g. "
+                                                        "graph.sequence(START, 'a', 'b', END)"))
         for a, b in itertools.pairwise(names):
             self.edge(a, b)
         return self
@@ -346,20 +359,41 @@ class Graph:
 
         The router returns a node name (or a label of ``targets`` when it is a dict), ``END``, a
         list of names, or a list of :class:`Send` for a fan-out of run-time width. ``targets``
-        declares every node it may return, so the graph can be checked and drawn.
+        declares every node it may return (one name may be a plain string), so the graph can be
+        checked and drawn.
         """
+        self._checked(None, checks.check_ref, source, "a router's source", "START")
         if source in self.routes:
             raise GraphDefinitionError(self._where(source, "already has a router; combine the two functions"))
-        mapping = dict(targets) if isinstance(targets, dict) else {t: t for t in targets}
+        self._checked(source, checks.check_router, router)
+        mapping = self._checked(source, checks.check_targets, targets)
         self.routes[source] = Route(source, router, mapping)
         self._declare(("route", source))
         return self
 
     def join(self, sources: Iterable[str], target: str) -> Graph:
-        """Run ``target`` once all of ``sources`` have finished (a wait-for-all join)."""
-        self.joins.append(Join(tuple(sources), target))
+        """Run ``target`` once all of ``sources`` have finished (a wait-for-all join); one
+        source may be given as a plain name."""
+        names = self._checked(None, checks.check_join_sources, sources)
+        self._checked(None, checks.check_ref, target, "a join's target", "END")
+        self.joins.append(Join(names, target))
         self._declare(("join", target))
         return self
+
+    def _checked(self, node: str | None, check: Callable[..., Any], *args: Any) -> Any:
+        """``check(*args)`` (workbench/graph_checks.py), its problem refused with the line that
+        declared it."""
+        try:
+            return check(*args)
+        except checks.BadDeclaration as exc:
+            raise GraphDefinitionError(self._here(node, str(exc))) from None
+
+    def _here(self, node: str | None, problem: str) -> str:
+        """``problem`` prefixed with the file and line being declared (called from the builders)."""
+        file, line = _caller_file()
+        loc = f"{display_path(file)}:{line}" if line else display_path(self.file)
+        subject = f"graph {self.name!r}" + (f", node {node!r}" if node else "")
+        return f"{loc}: {subject}: {problem}"
 
     def _declare(self, what: tuple[str, ...]) -> None:
         file, line = _caller_file()
@@ -472,6 +506,8 @@ class Graph:
             for dst in route.targets.values():
                 check_target(src, dst, "route", ("route", src))
         for join in self.joins:
+            if not join.sources:  # only a Join built by hand: join() refuses it
+                raise GraphDefinitionError(self._where(None, f"the join to {join.target!r} has no source nodes"))
             for s in join.sources:
                 if s not in self.nodes:
                     raise GraphDefinitionError(self._where(None, f"join from unknown node {s!r}",
