@@ -522,6 +522,42 @@ def test_replay_serves_tools_and_interrupt_answers(store: TraceStore) -> None:
     assert executed == ["bolt"]
 
 
+def _question_graph(question: str) -> Graph:
+    g = Graph("questions", T)
+
+    @g.node
+    def ask(state: T) -> dict[str, Any]:
+        return {"approved": interrupt({"question": question, "item": state["item"]}), "log": ["asked"]}
+
+    g.sequence(START, "ask", END)
+    return g
+
+
+def test_a_question_that_changed_is_a_divergence_not_served_the_old_answer(store: TraceStore) -> None:
+    """A human approved "Ship bolt?"; the code now asks "Delete bolt?". The replay served the
+    approval to the new question and said "replays identically". It is a divergence now; an
+    unchanged question, or a payload whose keys come in another order, replays identically."""
+    runner = Runner(_question_graph("Ship it?"), store)
+    waiting = runner.run({"item": "bolt"})
+    assert runner.resume(waiting.run_id, {"ok": True}).status == "completed"
+    assert replay_run(store, waiting.run_id, _question_graph("Ship it?")).identical
+    report = replay_run(store, waiting.run_id, _question_graph("Delete it?"))
+    assert not report.identical and report.divergence is not None
+    div = report.divergence
+    assert (div.kind, div.step, div.node) == ("question", 1, "ask")
+    assert "question 1 now asks something else" in div.message
+    assert "Ship it?" in div.diff and "Delete it?" in div.diff
+
+    reordered = Graph("questions", T)
+
+    @reordered.node
+    def ask(state: T) -> dict[str, Any]:
+        return {"approved": interrupt({"item": state["item"], "question": "Ship it?"}), "log": ["asked"]}
+
+    reordered.sequence(START, "ask", END)
+    assert replay_run(store, waiting.run_id, reordered).identical
+
+
 # --------------------------------------------------------------------------- how the run ends (issue 7, item 10)
 
 

@@ -198,6 +198,8 @@ class Context:
         self.error = error
         self._recorder = recorder
         self._resume_values = resume_values
+        # In a replay, the questions the answers above were given to (set by the runner).
+        self.recorded_questions: list[Any] = []
         self._interrupts = 0
         self._recorded = recorded_calls
         self._served = 0
@@ -231,8 +233,22 @@ class Context:
         index = self._interrupts
         self._interrupts += 1
         if index < len(self._resume_values):
+            if self._strict and index < len(self.recorded_questions):
+                self._check_question(index, payload)
             return self._resume_values[index]
         raise InterruptSignal(payload, index)
+
+    def _check_question(self, index: int, payload: Any) -> None:
+        """In a replay: the question must be the one the recorded answer was given to."""
+        from workbench import codec
+
+        try:
+            asked = json.loads(codec.dumps(payload, "interrupt payload"))
+        except Exception:  # not storable: it could not have been recorded either
+            asked = repr(payload)
+        if asked != self.recorded_questions[index]:
+            raise ReplayDivergence("question", {"index": index, "recorded": self.recorded_questions[index],
+                                                "asked": asked})
 
     # ----------------------------------------------------------------- model calls
 

@@ -27,7 +27,7 @@ class Divergence:
     """Where and how a replay first differed from the recording."""
 
     step: int
-    kind: str  # path | update | status | request | extra_call | missing_call | state | end
+    kind: str  # path | update | status | request | extra_call | missing_call | question | state | end
     node: str | None
     message: str
     diff: str = ""
@@ -200,6 +200,12 @@ class ReplaySession:
                    if i["task"] == idx and i["attempt"] == attempt and i["resumed_at"] is not None
                    and not i["closed"]]
         return calls, answers
+
+    def task_questions(self, step: int, idx: int, attempt: int) -> list[Any]:
+        """The payloads of the questions this attempt of the task asked and had answered, in
+        order: a replay serves an answer only to the question it was given to."""
+        return [i["payload"] for i in self.history.step(step).interrupts
+                if i["task"] == idx and i["attempt"] == attempt and i["resumed_at"] is not None and not i["closed"]]
 
     def before_step(self, step: int, plan: list[Any]) -> None:
         if self.turn_end is not None and step > self.turn_end:
@@ -400,6 +406,11 @@ def _request_divergence(d: ReplayDivergence) -> Divergence:
         what = new.get("tool") or new.get("model") or "a call"
         message = f"call {call} ({new.get('kind', 'llm')} {what}) is not in the recording"
         return Divergence(step, "extra_call", node, message, text_diff(None, new), at)
+    if d.kind == "question":
+        number = int(detail.get("index", 0)) + 1
+        return Divergence(step, "question", node,
+                          f"question {number} now asks something else than the one the recorded answer was given to",
+                          text_diff(detail.get("recorded"), detail.get("asked")), at)
     rec = detail.get("recorded") or {}
     if d.kind == "missing_call":
         what = f"tool {rec.get('model')}" if rec.get("kind") == "tool" else f"model {rec.get('model')}"

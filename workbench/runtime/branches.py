@@ -132,6 +132,7 @@ def task_context(runner: Runner, run: ActiveRun, idx: int, spec: TaskSpec, attem
             attempt=attempt, recorder=None, resume_values=answers, recorded_calls=calls,
             next_seq=0, emit=runner.listener, error=spec.error, strict=True, first_started=first_started,
         )
+        ctx.recorded_questions = replay.task_questions(run.step, idx, attempt)
     else:
         recorder, step = runner.recorder, run.step
 
