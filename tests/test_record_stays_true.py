@@ -733,3 +733,33 @@ def test_runner_options_of_the_wrong_kind_are_one_clear_error(store: TraceStore)
     paused = Runner(g, store, max_concurrency=1).run({}, break_before="inc")
     assert paused.status == "paused" and paused.step == 1
     assert store.query("SELECT count(*) FROM wb_runs WHERE status = 'interrupted'") == [(0,)]
+
+
+def test_an_async_node_that_keeps_its_deadline_from_firing_still_times_out(store: TraceStore) -> None:
+    """``timeout=0.2`` on an async node that swallowed the cancellation and returned after
+    0.7 s, or that blocked the event loop for a second: both were recorded completed. An
+    attempt that took longer than its timeout fails with NodeTimeoutError, as documented."""
+    import asyncio
+    import time as clock
+
+    for how in ("swallow", "block"):
+        g = Graph(f"deadline_{how}", _Text)
+
+        @g.node(timeout=0.2)
+        async def slow(state: _Text) -> dict[str, Any]:
+            if how == "swallow":
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(0.5)
+            else:
+                clock.sleep(0.5)
+            return {"s": "late"}
+
+        g.sequence(START, "slow", END)
+        result = Runner(g, store).run({})
+        assert result.status == "failed", how
+        assert "NodeTimeoutError: node 'slow' timed out after 0.2s" in (result.error or ""), how
+        assert result.state.get("s") != "late"
+        [row] = store.query_dicts("SELECT status, error FROM steps WHERE run_id = ?", [result.run_id])
+        assert row["status"] == "failed" and "without giving way to its deadline" in row["error"]

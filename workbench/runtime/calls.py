@@ -46,11 +46,26 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
     else:
         return _call_sync(node, value, ctx)
     if node.timeout:
-        try:
-            return await asyncio.wait_for(coro, node.timeout)
-        except TimeoutError:
-            raise NodeTimeoutError(f"node {node.name!r} timed out after {node.timeout:g}s") from None
+        return await _within(node, coro, node.timeout)
     return await coro
+
+
+async def _within(node: Node, coro: Any, limit: float) -> Any:
+    """Await ``coro``; an attempt that took longer than ``limit`` fails with NodeTimeoutError —
+    also when it kept the deadline from being enforced: an async body that swallowed the
+    cancellation and returned, or that blocked the event loop past it (it came back late with
+    a result, recorded as completed)."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            result = await coro
+    except TimeoutError:
+        raise NodeTimeoutError(f"node {node.name!r} timed out after {limit:g}s") from None
+    took = time.perf_counter() - started
+    if deadline.expired() or took > limit:
+        raise NodeTimeoutError(f"node {node.name!r} timed out after {limit:g}s (it returned after {took:.2f}s "
+                               "without giving way to its deadline: a blocking call or a swallowed cancellation)")
+    return result
 
 
 def _call_sync(node: Node, value: Any, ctx: Context) -> Any:
