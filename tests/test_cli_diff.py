@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, workbench_cmd
+from conftest import cli_env, run_cli, workbench_cmd
 
 from workbench import Runner
 from workbench.compare import compare_runs
@@ -145,3 +145,33 @@ def test_diff_names_a_tool_calls_result_as_the_tools(project: Path, db: str) -> 
     as_json = json.loads(wb("diff", a.run_id, b.run_id, "--db", db, "--json", cwd=project).stdout)
     kinds = {(x["node"], x["kind"]) for s in as_json["steps"] for x in s["answers"]}
     assert ("fetch_account", "tool crm_lookup") in kinds
+
+
+def test_diff_lists_an_append_keys_difference_once_not_at_every_later_step(project: Path, db: str) -> None:
+    """Two conversations that differ at turn 2 and then say the same: the difference of turn 2's
+    messages was listed again at every later step (the key's whole value had changed)."""
+    def say(parent: str, text: str) -> str:
+        done = runner.continue_run(parent, {"messages": {"role": "user", "content": text}})
+        assert done.status == "completed", done.error
+        return done.run_id
+
+    with TraceStore(db) as store:
+        runner = Runner(load_graph("chat"), store)
+        first = runner.run({"messages": [{"role": "user", "content": "Hi"}]}).run_id
+        a2, b2 = say(say(first, "apples"), "more"), say(say(first, "pears"), "more")
+        a3, b3 = say(a2, "red"), say(b2, "blue")
+    out = run_cli("diff", a2, b2, "--db", db, cwd=project).stdout
+    assert out.count("messages[2].content: [-apples-]{+pears+}") == 1, out
+    assert "step 3  respond  (still different: messages)" in out
+    data = json.loads(run_cli("diff", a2, b2, "--db", db, "--json", cwd=project).stdout)
+    three = next(s for s in data["steps"] if s["step"] == 3)
+    assert three["state"] == [] and three["still_different"] == ["messages"] and not three["same"]
+    # A new difference later on: only its own paths are listed, the earlier ones are still different.
+    with TraceStore(db) as store:
+        cmp = compare_runs(store, a3, b3)
+    four = next(s for s in cmp.steps if s.step == 4)
+    [(key, _, _)] = four.state
+    assert key == "messages" and four.carried == ["messages"]
+    assert [c.path for c in four.changes_of(*four.state[0])] == ["[6].content", "[7].content"]
+    [listed] = four.to_json()["state"]
+    assert [c["path"] for c in listed["changes"]] == ["[6].content", "[7].content"]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional, TypedDict
 import pytest
 from pydantic import BaseModel, Field
 
-from workbench import END, START, Graph, Runner, add, append, custom, merge, replace
+from workbench import END, START, Graph, Overwrite, Runner, add, append, custom, merge, replace
 from workbench.errors import InputError, InvalidUpdateError
 from workbench.state import StateSchema, apply_changes
 
@@ -440,3 +440,86 @@ def test_in_place_mutation_by_a_node_does_not_corrupt_recorded_state(store: Any)
     recorded = store.state_at(result.run_id, result.step)
     assert result.state == recorded
     assert store.get_run(result.run_id)["output"] == recorded
+
+
+# ---------------------------------------------------------------- custom rules take any update
+
+
+def count_items(current: int | None, update: Any) -> int:
+    return (current or 0) + 1
+
+
+def add_messages(current: list[Any] | None, update: Any) -> list[Any]:
+    """A LangGraph-style reducer: one message or a list of them."""
+    return [*(current or []), *(update if isinstance(update, list) else [update])]
+
+
+def as_text(current: Any, update: Any) -> Any:
+    return str(update)
+
+
+class Reduced(TypedDict):
+    count: Annotated[int, custom(count_items)]
+    messages: Annotated[list[dict[str, Any]], add_messages]
+    broken: Annotated[int, custom(as_text)]
+
+
+def test_a_custom_rule_takes_an_update_of_any_type() -> None:
+    """The declared type was checked on the update: an item counted into an int key, or one
+    message for a list reducer, failed with 'expects int, got str' / 'expects list, got dict'."""
+    schema = StateSchema(Reduced)
+    state, _ = schema.initial({})
+    message = {"role": "user", "content": "hi"}
+    schema.validate_update({"count": "an item", "messages": message}, "node 'n'")
+    new, _ = schema.merge(state, [("n", {"count": "an item", "messages": message})])
+    assert new["count"] == 1 and new["messages"] == [message]
+
+
+def test_what_a_custom_rule_returns_is_checked_against_the_declared_type() -> None:
+    schema = StateSchema(Reduced)
+    state, _ = schema.initial({})
+    with pytest.raises(InvalidUpdateError) as info:
+        schema.merge(state, [("n", {"broken": 3})])
+    assert str(info.value) == ("node 'n': merge rule custom(as_text) of state key 'broken' returned str, but "
+                               "the key is declared int; make the rule return int")
+    # A whole value (an input, an Overwrite) is the key's value itself: checked as before.
+    with pytest.raises(InvalidUpdateError, match="expects int, got str"):
+        schema.merge(state, [("n", {"count": Overwrite("three")})])
+    with pytest.raises(InputError, match="expects int, got str"):
+        Runner(_reducer_graph(lambda s: None)).run({"count": "three"})
+
+
+def _reducer_graph(node: Any) -> Graph:
+    g = Graph("reducers", Reduced)
+    g.add_node("n", node)
+    g.sequence(START, "n", END)
+    return g
+
+
+def test_a_run_gives_a_custom_rule_any_update(store: Any) -> None:
+    message = {"role": "assistant", "content": "hello"}
+    done = Runner(_reducer_graph(lambda s: {"count": "an item", "messages": message}), store).run({})
+    assert done.status == "completed", done.error
+    assert done.state["count"] == 1 and done.state["messages"] == [message]
+    failed = Runner(_reducer_graph(lambda s: {"broken": 1}), store).run({})
+    assert failed.status == "failed"
+    assert "merge rule custom(as_text) of state key 'broken' returned str" in str(failed.error)
+
+
+# ---------------------------------------------------------------- the state after every step
+
+
+def test_states_has_every_committed_step_even_one_that_changed_nothing(store: Any) -> None:
+    """``states`` left out a step whose node returned None (keys [0, 2, 3] for three steps)."""
+    g = Graph("quiet", RunState)
+    g.add_node("a", lambda s: None)
+    g.add_node("b", lambda s: {"winner": "b"})
+    g.add_node("c", lambda s: {"notes": ["c"]})
+    g.sequence(START, "a", "b", "c", END)
+    result = Runner(g, store).run({"winner": "w"})
+    assert result.status == "completed", result.error
+    states = store.states(result.run_id)
+    assert sorted(states) == [0, 1, 2, 3]
+    assert states[1] == states[0] and states[1]["winner"] == "w"
+    assert states[2]["winner"] == "b" and states[3]["notes"] == ["c"]
+    assert all(states[k] == store.state_at(result.run_id, k) for k in states)

@@ -5,12 +5,13 @@ the same way and their differences are listed under the calling step (to any dep
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.history import RunHistory, state_diff
 from workbench.store.store import TraceStore
-from workbench.valuediff import json_changes
+from workbench.valuediff import Change, json_changes
 
 
 @dataclass
@@ -23,6 +24,9 @@ class StepComparison:
     # node, A, B, and what answered: "model", or "tool NAME" (a recorded tool call's result)
     answers: list[tuple[str, str | None, str | None, str]] = field(default_factory=list)
     carried: list[str] = field(default_factory=list)  # keys still different from an earlier step
+    # The differences of each key in ``state`` that appear at this step (JSON paths, for an
+    # append list only its new ones): those shown at an earlier step are not listed again.
+    changes: dict[str, list[Change]] = field(default_factory=dict)
     subgraphs: list[SubgraphComparison] = field(default_factory=list)  # the step's subgraph runs
 
     @property
@@ -30,10 +34,14 @@ class StepComparison:
         return self.shared or (self.nodes_a == self.nodes_b and not self.state and not self.answers
                                and not self.carried and all(g.same for g in self.subgraphs))
 
+    def changes_of(self, key: str, a: Any, b: Any) -> list[Change]:
+        """The differences of ``key`` (valued ``a`` in A, ``b`` in B) to list at this step."""
+        return self.changes[key] if key in self.changes else json_changes(a, b)
+
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "same": self.same, "shared": self.shared, "nodes_a": self.nodes_a,
                 "nodes_b": self.nodes_b,
-                "state": [{"key": k, "a": a, "b": b, "changes": [c.to_json() for c in json_changes(a, b)]}
+                "state": [{"key": k, "a": a, "b": b, "changes": [c.to_json() for c in self.changes_of(k, a, b)]}
                           for k, a, b in self.state],
                 "answers": [{"node": n, "kind": kind, "a": a, "b": b,
                              "changes": [c.to_json() for c in json_changes(a, b)]}
@@ -131,7 +139,7 @@ _MAX_DEPTH = 16  # subgraphs nest; a store never holds deeper ones, but a loop m
 
 def _compare_steps(store: TraceStore, ha: RunHistory, hb: RunHistory, depth: int) -> list[StepComparison]:
     steps = []
-    shown: dict[str, tuple[Any, Any]] = {}
+    shown: dict[str, set[str]] = {}  # each key's differences at the step before, as signatures
     for s in range(1, max(ha.last_step, hb.last_step) + 1):
         va = ha.step(s) if s <= ha.last_step else None
         vb = hb.step(s) if s <= hb.last_step else None
@@ -141,11 +149,7 @@ def _compare_steps(store: TraceStore, ha: RunHistory, hb: RunHistory, depth: int
         if not shared:
             sa = (va.state_after if va and va.state_after is not None else ha.state_after(s)) or {}
             sb = (vb.state_after if vb and vb.state_after is not None else hb.state_after(s)) or {}
-            # Each difference is listed at the step where it appears or changes, not repeated.
-            diff = state_diff(sa, sb)
-            cmp.state = [(k, a, b) for k, a, b in diff if shown.get(k) != (a, b)]
-            cmp.carried = [k for k, a, b in diff if shown.get(k) == (a, b)]
-            shown = {k: (a, b) for k, a, b in diff}
+            shown = _new_differences(cmp, state_diff(sa, sb), shown)
             aa, ab = _answers(va) if va else [], _answers(vb) if vb else []
             for i in range(max(len(aa), len(ab))):
                 na = aa[i] if i < len(aa) else None
@@ -158,6 +162,35 @@ def _compare_steps(store: TraceStore, ha: RunHistory, hb: RunHistory, depth: int
                 cmp.subgraphs = _compare_subgraphs(store, va, vb, depth)
         steps.append(cmp)
     return steps
+
+
+def _new_differences(cmp: StepComparison, diff: list[tuple[str, Any, Any]],
+                     shown: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Fill ``cmp.state``/``cmp.changes`` with the differences that appear or change at its step,
+    and ``cmp.carried`` with the keys that still hold differences shown before; returns this
+    step's differences, for the next step.
+
+    Compared by JSON path, not by whole value: an append list that grew by the same items in
+    both runs (a conversation's next turn) keeps the difference of an earlier item, shown once
+    where it appeared, not again at every later step."""
+    now: dict[str, set[str]] = {}
+    for key, a, b in diff:
+        changes = json_changes(a, b)
+        marks = [_signature(c) for c in changes]
+        before = shown.get(key, set())
+        new = [c for c, m in zip(changes, marks, strict=True) if m not in before]
+        if new or not changes:
+            cmp.state.append((key, a, b))
+            cmp.changes[key] = new
+        if len(new) < len(changes):
+            cmp.carried.append(key)
+        now[key] = set(marks)
+    return now
+
+
+def _signature(change: Change) -> str:
+    """One difference as text: where it is, and both sides' values."""
+    return json.dumps([change.path, change.kind, change.a, change.b], sort_keys=True, default=str)
 
 
 def _subgraph_calls(store: TraceStore, view: Any) -> dict[tuple[int, int], dict[str, Any]]:

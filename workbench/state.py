@@ -190,6 +190,19 @@ def _default_for(annotation: Any, rule: MergeRule) -> Callable[[], Any]:
     return _const(zero.get(annotation))
 
 
+def _mismatch(channel: Channel, value: Any) -> type | None:
+    """The simple type ``channel`` declares when ``value`` plainly is not one (else None)."""
+    expected = _simple_type(channel.annotation)
+    if expected is None or value is None:
+        return None
+    ok = isinstance(value, expected)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if expected is int and isinstance(value, bool):
+        ok = False
+    return None if ok else expected
+
+
 def _simple_type(annotation: Any) -> type | None:
     """The runtime type to check an update against, or None when it is not a simple one."""
     base = typing.get_origin(annotation) or annotation
@@ -293,21 +306,29 @@ class StateSchema:
     def check_type(self, key: str, value: Any, where: str) -> None:
         """Refuse a value whose type plainly contradicts the schema (str for int, and so on)."""
         ch = self.channels.get(key)
-        if ch is None or value is None:
-            return
-        expected = _simple_type(ch.annotation)
-        if ch.rule.kind == "append":
+        if ch is None or ch.rule.kind == "append":
             return  # an append update may be one item or a list of items
-        if expected is None:
-            return
-        ok = isinstance(value, expected)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if expected is int and isinstance(value, bool):
-            ok = False
-        if not ok:
+        expected = _mismatch(ch, value)
+        if expected is not None:
             raise InvalidUpdateError(
                 f"{where}: state key {key!r} expects {expected.__name__}, got {type(value).__name__}"
+            )
+
+    def check_update(self, key: str, value: Any, where: str) -> None:
+        """Check one update to ``key`` as its merge rule takes it. A custom rule takes any
+        update (a LangGraph reducer takes one message for a list key): what it returns is
+        checked instead (:meth:`merge`)."""
+        if self.rule(key).kind != "custom":
+            self.check_type(key, value, where)
+
+    def _check_result(self, key: str, value: Any, where: str) -> None:
+        """Refuse what a custom merge rule returned when it contradicts the key's declared type."""
+        ch = self.channels.get(key)
+        expected = _mismatch(ch, value) if ch is not None else None
+        if ch is not None and expected is not None:
+            raise InvalidUpdateError(
+                f"{where}: merge rule {ch.rule!r} of state key {key!r} returned {type(value).__name__}, but the "
+                f"key is declared {expected.__name__}; make the rule return {expected.__name__}"
             )
 
     def validate_update(self, update: dict[str, Any], where: str) -> None:
@@ -317,7 +338,7 @@ class StateSchema:
             if isinstance(value, Overwrite):
                 self._check_whole(key, value.value, where)
                 continue
-            self.check_type(key, value, where)
+            self.check_update(key, value, where)
             if self.rule(key).kind == "merge" and not isinstance(value, dict):
                 raise InvalidUpdateError(f"{where}: state key {key!r} merges dicts, got {type(value).__name__}")
 
@@ -401,11 +422,13 @@ class StateSchema:
                         extended.setdefault(key, []).extend(items)
                         pending.setdefault(key, []).extend(items)
                     else:
-                        self.check_type(key, value, f"node {node!r}")
+                        self.check_update(key, value, f"node {node!r}")
                         current = new.get(key)
                         if key in pending:  # appended in place so far: make it a value first
                             current = [*(current or []), *pending.pop(key)]
                         new[key] = self._fold(rule, key, node, current, value, extended)
+                        if rule.kind == "custom":
+                            self._check_result(key, new[key], f"node {node!r}")
                     if key not in touched:
                         touched.append(key)
         changes: list[Change] = []

@@ -111,8 +111,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if len(turns) > 1:
         console.print(f"conversation: {len(turns)} turns")
         for t in turns:
-            steps_of = f"step {t['first_step']}" if t["first_step"] == t["last_step"] else \
-                f"steps {t['first_step']}-{t['last_step']}"
+            steps_of = turn_steps(t)
             this = " (this run)" if t["run_id"] == run_id else ""
             if t.get("redone_by"):
                 this = f", redone by this run from step {t['redone_by']['from_step']}"
@@ -161,9 +160,36 @@ def cmd_show(args: argparse.Namespace) -> int:
             i["status"], f"answered {esc(short(i['response'], 50))}")
         console.print(f"interrupt {i['interrupt_id']} at step {i['step']} ({esc(i.get('path') or i['node'])}): "
                       f"{esc(short(i['payload'], 60))} — {answered}", markup=True)
+    for line in resumed_lines(events):
+        console.print(line, markup=True)
     if run["error"]:
         console.print(f"[red]error:[/] {esc(run['error'])}", markup=True)
     return EXIT_OK
+
+
+def resumed_lines(events: list[dict[str, Any]]) -> list[str]:
+    """A line for each time the run was resumed after it failed (or stopped with an error), with
+    the reason when the ``resumed`` event recorded it: a resume clears the run's ``error``, and
+    without this line a run that failed and was resumed reads as if it never failed."""
+    out = []
+    for e in events:
+        detail = e.get("detail")
+        was, error = (detail.get("from"), detail.get("error")) if isinstance(detail, dict) else (None, None)
+        if e["kind"] != "resumed" or (was != "failed" and not error):
+            continue
+        how = "after it [red]failed[/]" if was == "failed" else f"from {esc(str(was))}"
+        out.append(f"resumed at step {e['step']} {how}" + (f": {esc(str(error))}" if error else ""))
+    return out
+
+
+def turn_steps(turn: dict[str, Any]) -> str:
+    """A conversation turn's steps, for ``show``: ``step 3``, ``steps 3-5``, or ``no step
+    committed`` for a turn superseded before its first step committed (its next turn starts
+    there again)."""
+    first, last = turn["first_step"], turn["last_step"]
+    if last < first:
+        return "no step committed"
+    return f"step {first}" if first == last else f"steps {first}-{last}"
 
 
 TABLE_ROWS = 1000

@@ -98,10 +98,13 @@ def _budgets(store: StoreReader, run: ActiveRun) -> dict[int, int]:
     return out
 
 
-def settled_detail(settled: list[tuple[dict[str, Any], str | None]], fresh: dict[int, int]) -> dict[str, Any]:
-    """What a resume settled, for its ``resumed`` event: interrupts answered and closed, and
-    the tasks given a fresh retry budget."""
-    out: dict[str, Any] = {}
+def settled_detail(settled: list[tuple[dict[str, Any], str | None]], fresh: dict[int, int],
+                   run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a resume settled, for its ``resumed`` event: why the run had stopped (its error,
+    which the claim clears from the run's row: a router's failure or a step limit leaves no
+    failed step to show it), interrupts answered and closed, and the tasks given a fresh retry
+    budget."""
+    out: dict[str, Any] = {"error": run["error"]} if run and run.get("error") else {}
     answered = [row["interrupt_id"] for row, reply in settled if reply is not None]
     closed = [row["interrupt_id"] for row, reply in settled if reply is None]
     if answered:

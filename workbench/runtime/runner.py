@@ -285,7 +285,7 @@ class Runner:
         run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
                                                   and paused.get("step") == step)
         fresh = load_step_progress(run, store, store.interrupts(run_id), resumed_from=status)
-        self.recorder.event(run_id, step, "resumed", None, {"from": status, **settled_detail(settled, fresh)})
+        self.recorder.event(run_id, step, "resumed", None, {"from": status, **settled_detail(settled, fresh, rec)})
         self._emit(Event("run_resumed", run_id, step, None, {"from": status}))
         return await self._execute(run)
 

@@ -335,6 +335,7 @@ async def continue_child(inner: Runner, rec: dict[str, Any], link: ChildLink) ->
     config = dict(rec["config"] or {})
     paused = config.pop("paused", None) or {}
     config.update(break_before=link.break_before, break_after=link.break_after)
+    why = {"error": rec["error"]} if rec.get("error") else {}  # the row's error goes with the claim
     inner.recorder.run_continued(run_id, config)
     committed = store.last_committed_step(run_id)
     step = committed + 1
@@ -348,7 +349,7 @@ async def continue_child(inner: Runner, rec: dict[str, Any], link: ChildLink) ->
     run.skip_before = status == "waiting" or (status == "paused" and paused.get("when") == "before"
                                               and paused.get("step") == step)
     load_step_progress(run, store, store.interrupts(run_id), resumed_from=status)
-    inner.recorder.event(run_id, step, "resumed", None, {"from": status})
+    inner.recorder.event(run_id, step, "resumed", None, {"from": status, **why})
     inner.set_break_when(link.break_when)
     return await inner._execute(run)
 

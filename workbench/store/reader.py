@@ -169,17 +169,18 @@ class StoreReader:
         return state
 
     def states(self, run_id: str) -> dict[int, dict[str, Any]]:
-        """The state after every committed step of a run, in one pass over its changes."""
+        """The state after every committed step of a run (0 = the input), in one pass over its
+        changes. A step that changed nothing is there too, with the state it left as it was."""
+        by_step: dict[int, list[tuple[str, str, Any]]] = {}
+        for s, k, op, v in self.changes(run_id):
+            by_step.setdefault(s, []).append((k, op, v))
+        # Up to the last committed step (the one the last recorded plan follows): a step's
+        # changes are written with the next plan, so none lie beyond it.
+        last = max([self.last_committed_step(run_id), *by_step])
         out: dict[int, dict[str, Any]] = {}
         state: dict[str, Any] = {}
-        current = None
-        for s, k, op, v in self.changes(run_id):
-            if current is not None and s != current:
-                out[current] = dict(state)
-            current = s
-            apply_changes(state, [(k, op, v)])
-        if current is not None:
-            out[current] = dict(state)
+        for step in range(last + 1):
+            out[step] = dict(apply_changes(state, by_step.get(step, ())))
         return out
 
     def plan(self, run_id: str, step: int) -> dict[str, Any] | None:
