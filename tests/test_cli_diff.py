@@ -175,3 +175,6 @@ def test_diff_lists_an_append_keys_difference_once_not_at_every_later_step(proje
     assert [c.path for c in four.changes_of(*four.state[0])] == ["[6].content", "[7].content"]
     [listed] = four.to_json()["state"]
     assert [c["path"] for c in listed["changes"]] == ["[6].content", "[7].content"]
+    printed = run_cli("diff", a3, b3, "--db", db, cwd=project).stdout
+    assert printed.count("messages[2].content") == 1, printed  # not again beside the new paths
+    assert "messages[6].content" in printed and "(still different: messages)" in printed

@@ -58,9 +58,11 @@ def short_change(a: Any, b: Any, width: int = 60) -> tuple[Text, Text]:
     return side(pieces, "a"), side(pieces, "b")
 
 
-def change_lines(label: str, a: Any, b: Any, indent: str = "    ", width: int = 100) -> list[Text]:
+def change_lines(label: str, a: Any, b: Any, indent: str = "    ", width: int = 100,
+                 changes: list[Any] | None = None) -> list[Text]:
     """The difference between two values, for printing under ``label``: a long or multi-line
-    text as its changed lines with context; JSON as the paths that differ; short values as
+    text as its changed lines with context; JSON as the paths that differ (``changes``: only
+    these, e.g. the paths a comparison has not listed at an earlier step); short values as
     ``label: A=… B=…`` with the changed words marked."""
     if isinstance(a, str) and isinstance(b, str):
         if "\n" in a or "\n" in b or max(len(a), len(b)) > width:
@@ -70,9 +72,9 @@ def change_lines(label: str, a: Any, b: Any, indent: str = "    ", width: int = 
             return out
         return [Text(f"{indent}{label}: ").append_text(inline(word_diff(a, b)))]
     if isinstance(a, (dict, list)) and isinstance(b, (dict, list)):
-        changes = json_changes(a, b, limit=50)
+        listed = json_changes(a, b, limit=50) if changes is None else changes[:50]
         out = []
-        for c in changes:
+        for c in listed:
             out += _change_line(label, c, indent, width)
         return out
     if (a is None) != (b is None):

@@ -284,11 +284,11 @@ def _print_steps(console: Any, steps: list[Any], indent: str) -> None:
         nodes = (", ".join(s.nodes_a) or "—") if s.nodes_a == s.nodes_b else \
             f"A: {', '.join(s.nodes_a) or '—'}  |  B: {', '.join(s.nodes_b) or '—'}"
         line = Text(f"{indent}step {s.step}", style="bold").append(f"  {nodes}", style="")
-        if s.carried and not s.state:
+        if s.carried:
             line.append(f"  (still different: {', '.join(s.carried)})", style="dim")
         console.print(line)
         for key, va, vb in s.state:
-            for text in change_lines(key, va, vb, indent + "    "):
+            for text in change_lines(key, va, vb, indent + "    ", changes=s.changes_of(key, va, vb)):
                 console.print(text)
         for node, answer_a, answer_b, kind in s.answers:
             what = "model answer" if kind == "model" else f"{kind} result"
