@@ -112,7 +112,7 @@ def _watch(pid: int, read_fd: int, crash_report: Any) -> int:
     else:
         forwarded.append(signal.SIGINT)
     for sig in forwarded:
-        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+        signal.signal(sig, lambda s, _f: _forward(pid, s))
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -182,3 +182,12 @@ def code_site(report: str) -> str | None:
         shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
         return f"{shown}:{frame[2]} ({frame[3]})"
     return None
+
+
+def _forward(pid: int, sig: int) -> None:
+    """Pass a signal on to the child; one that has just exited (a signal arriving as the
+    command finishes) is no error: its exit status is on its way."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

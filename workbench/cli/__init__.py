@@ -89,6 +89,22 @@ def _setup_logging() -> _Warnings:
     return handler
 
 
+def _interrupted(recording: list[str]) -> int:
+    """Ctrl-C: one line (naming the run it left interrupted, if one was being recorded), 130."""
+    if recording:
+        error_line(f"workbench: interrupted: run {recording[0]} is marked interrupted; continue it with: "
+                   f"workbench resume {recording[0]}")
+    else:
+        error_line("workbench: interrupted")
+    return 130
+
+
+def _is_query_interrupt(exc: BaseException) -> bool:
+    """DuckDB turns a Ctrl-C during a query into its own exception, not KeyboardInterrupt."""
+    return type(exc).__name__ == "InterruptException" or (
+        isinstance(exc, RuntimeError) and str(exc).strip() == "Query interrupted")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command (what the ``workbench`` console script calls, inside its crash guard)."""
     complete_writes()
@@ -122,18 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_line(f"workbench: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if RECORDING:
-            error_line(f"workbench: interrupted: run {RECORDING[0]} is marked interrupted; continue it with: "
-                       f"workbench resume {RECORDING[0]}")
-        else:
-            error_line("workbench: interrupted")
-        return 130
+        return _interrupted(RECORDING)
     except BrokenPipeError:
         return EXIT_OK
     except RecursionError:
         error_line("workbench: error: a value is nested too deeply to handle (over a few hundred levels)")
         return EXIT_USAGE
     except Exception as exc:  # a bug in workbench: still one line, with a way to see more
+        if _is_query_interrupt(exc):  # Ctrl-C while DuckDB ran a query: it raises its own error
+            return _interrupted(RECORDING)
         if os.environ.get("WORKBENCH_DEBUG"):
             # Printed here, not re-raised: the console script's crash guard ends the process with
             # os._exit, which would drop an exception still on its way out.

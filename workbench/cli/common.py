@@ -51,17 +51,32 @@ def parse_json(text: str, what: str) -> Any:
 
 def missing_store(db: str | None) -> str | None:
     """The path of the local store ``db`` names (``--db``, else the configured default) if
-    nothing exists there yet: no database file, no write-ahead log, no spool. A DuckLake
-    location is never missing here (its catalog is the one to ask)."""
+    there is no database there: no database file, no write-ahead log. A spool left beside a
+    path whose file was moved or deleted does not make a store (a reading command would have
+    created a new file there and loaded the spool's journals into it). A DuckLake location is
+    never missing here (its catalog is the one to ask)."""
     from workbench.store.lake import is_lake_location
     from workbench.store.store import default_db_path
 
     path = db or default_db_path()
     if path == ":memory:" or is_lake_location(path):
         return None
-    if any(os.path.lexists(path + suffix) for suffix in ("", ".wal", ".spool", ".journal")):
+    if any(os.path.lexists(path + suffix) for suffix in ("", ".wal")):
         return None
     return path
+
+
+def _left_journals(path: str) -> str:
+    """A note on journals left in ``path``'s spool with no database beside them, or ''."""
+    journals = os.path.join(path + ".spool", "journals")
+    try:
+        left = [n for n in os.listdir(journals) if not n.startswith(".")]
+    except OSError:
+        return ""
+    if not left:
+        return ""
+    return (f"; its spool {path}.spool holds {len(left)} journal(s) of records not in any store (was the file "
+            "moved? move it back, or a command that records there loads them)")
 
 
 def open_store(args: argparse.Namespace, *, if_missing: str = "create") -> Any:
@@ -79,9 +94,10 @@ def open_store(args: argparse.Namespace, *, if_missing: str = "create") -> Any:
         path = missing_store(args.db)
         if path is not None:
             where = "check --db" if args.db else "check --db or WORKBENCH_DB"
+            left = _left_journals(path)
             if if_missing == "refuse":
-                raise UsageError(f"no trace store at {path}: nothing is recorded there ({where})")
-            error_line(f"workbench: note: no trace store at {path} yet, nothing is recorded there ({where})")
+                raise UsageError(f"no trace store at {path}: nothing is recorded there ({where}){left}")
+            error_line(f"workbench: note: no trace store at {path} yet, nothing is recorded there ({where}){left}")
             return TraceStore(":memory:")
     return TraceStore(args.db)
 
@@ -202,6 +218,8 @@ def run_tracker(inner: Any = None) -> Any:
     def listen(event: Any) -> None:
         if event.kind in ("run_started", "run_resumed") and "/" not in event.run_id:
             RECORDING[:] = [event.run_id]
+        elif event.kind == "run_finished" and RECORDING and event.run_id == RECORDING[0]:
+            RECORDING.clear()  # ended (completed, waiting, failed...): a Ctrl-C now interrupts no run
         if inner is not None:
             inner(event)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from workbench.errors import RunNotFoundError, RunStateError
 from workbench.store.backend import Backend
+from workbench.store.database import classify, explain_open_error
 from workbench.store.ingest import apply_records, rollback
 from workbench.store.tables import KEYS
 
@@ -77,6 +78,9 @@ class Claims:
                     rollback(con)
                     # A shared store reports a lost race at commit: look again (the rerun then
                     # sees who won); a local file reports a write-write conflict.
+                    if classify(exc) in ("full", "readonly", "corrupt", "invalidated"):
+                        # The commit failed for the file's sake (a full disk), not for a race.
+                        raise explain_open_error(self.backend.name, exc) from None
                     if not self.backend.is_conflict(exc):
                         raise RunStateError(f"run {run_id} was just claimed by another process") from None
                     time.sleep(min(0.01 * 1.5 ** attempt, 0.5))

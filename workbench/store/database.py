@@ -231,8 +231,15 @@ class LocalDatabase:
                 cur.close()
             return
         con = self._acquire(want, self.busy_timeout if timeout is None else timeout)
-        self._local.held = (self._mode or "read", con)
-        cur = con.cursor()
+        # From here the use is released whatever happens, a Ctrl-C included: a use never
+        # released kept every later close of the store waiting for ever.
+        try:
+            self._local.held = (self._mode or "read", con)
+            cur = con.cursor()
+        except BaseException:
+            self._local.held = held
+            self._release()
+            raise
         try:
             yield cur
         except BaseException as exc:
@@ -252,7 +259,8 @@ class LocalDatabase:
                 cur.close()
             except Exception:  # the instance may be unusable after a fatal error
                 pass
-            self._release()
+            finally:
+                self._release()
 
     def holding(self) -> bool:
         """Whether the calling thread holds the file right now (inside a ``connection`` block)."""

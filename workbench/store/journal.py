@@ -214,9 +214,12 @@ class Journal:
             except OSError as exc:
                 self._cut_back()
                 reason = exc.strerror or str(exc)
-                raise StoreError(f"cannot write the trace store's journal {self.path}: {reason}; every step "
-                                 "recorded before this one is kept — make room, then continue the run with "
-                                 "'workbench resume'") from None
+                # A frame that starts a run (a run, a fork, a continuation) leaves nothing to resume.
+                then = ("nothing of the run was recorded — make room, then start it again"
+                        if any(kind == "run" for kind, _ in records) else
+                        "every step recorded before this one is kept — make room, then continue the run with "
+                        "'workbench resume'")
+                raise StoreError(f"cannot write the trace store's journal {self.path}: {reason}; {then}") from None
             self._frames = number
             self._size += len(data)
             return number, self._size
