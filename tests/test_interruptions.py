@@ -146,3 +146,23 @@ def test_reading_a_path_whose_file_was_moved_creates_no_store(tmp_path: Path) ->
     res = run_cli("runs", "--db", str(db), cwd=tmp_path)
     assert "holds 1 journal(s) of records not in any store (was the file moved?" in res.stderr
     assert not db.exists()
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """An export killed while writing (SIGTERM, SIGKILL) left ``out.jsonl.XXXX.tmp`` behind, one
+    more per killed export. The next export to the same file removes those of dead processes
+    (and leaves a running one's alone)."""
+    graph = Path(__file__).parent / "graphs" / "simple.py"
+    db = str(tmp_path / "t.duckdb")
+    assert run_cli("run", str(graph), "--db", db, cwd=tmp_path).returncode == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f"out.jsonl.{dead.pid}.abc123.tmp"
+    left.write_text("half an export")
+    running = tmp_path / f"out.jsonl.{os.getppid()}.def456.tmp"  # a live process's: kept
+    running.write_text("being written")
+    other = tmp_path / "other.jsonl.1.x.tmp"
+    other.write_text("another target's")
+    assert run_cli("export", "last", "--to", str(tmp_path / "out.jsonl"), "--db", db, cwd=tmp_path).returncode == 0
+    assert not left.exists() and running.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.glob("out.jsonl*")) == ["out.jsonl", running.name]

@@ -78,9 +78,11 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
     if not os.path.isdir(folder):
         raise InputError(f"--to {path}: folder {folder} does not exist; create it first")
     # Written beside the target under a name of its own, then moved into place: the target is
-    # whole or untouched, and a failed export leaves nothing behind.
+    # whole or untouched, and a failed export leaves nothing behind. The name carries the
+    # process id: what a killed export left (SIGKILL, SIGTERM) is removed by the next one.
+    _remove_dead_exports(folder, os.path.basename(path))
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
     except OSError as exc:
         raise InputError(f"--to {path}: cannot write in {folder} ({exc.strerror})") from None
     try:
@@ -105,6 +107,30 @@ def export_runs(store: TraceStore, run_ids: list[str], path: str) -> list[str]:
             raise InputError(f"--to {path}: cannot write it ({exc.strerror or exc}); nothing was written") from None
         raise
     return wanted
+
+
+def _remove_dead_exports(folder: str, name: str) -> None:
+    """Remove ``NAME.PID.*.tmp`` files in ``folder`` whose process is gone (a killed export's)."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    prefix = name + "."
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive: an export running now
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's process: not ours to judge
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, entry))
 
 
 def _check_target(store: TraceStore, path: str) -> None:
