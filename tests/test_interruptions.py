@@ -166,3 +166,36 @@ def test_what_a_killed_export_left_is_removed_by_the_next_one(tmp_path: Path) ->
     assert run_cli("export", "last", "--to", str(tmp_path / "out.jsonl"), "--db", db, cwd=tmp_path).returncode == 0
     assert not left.exists() and running.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.glob("out.jsonl*")) == ["out.jsonl", running.name]
+
+
+def test_a_long_wait_for_the_store_is_said_while_it_lasts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A finished run waited up to 150 s, silently, while a query held the store. After a few
+    seconds the wait is said at once (a warning marked ``now``, printed by the CLI as it
+    happens), with where the records are safe and that Ctrl-C stops waiting."""
+    from workbench.cli import _Warnings
+    from workbench.store import store as store_module
+
+    monkeypatch.setattr(store_module, "_TELL_WAIT_S", 0.0)
+    with TraceStore(str(tmp_path / "t.duckdb")) as store:
+        store.record_many([("run", {"run_id": "R1", "graph": "g", "status": "running", "input": "{}",
+                                    "config": "{}"})])
+        store.flush()
+        store._appended += 1  # a record that is never loaded: the flush waits out its timeout
+        caplog.clear()
+        try:
+            with caplog.at_level("WARNING", logger="workbench"), pytest.raises(StoreError, match="timed out"):
+                store.flush(timeout=0.2)
+        finally:
+            store._appended -= 1
+    [said] = [r for r in caplog.records if "waiting for trace store" in r.getMessage()]
+    assert getattr(said, "now", False) and "Ctrl-C stops waiting" in said.getMessage()
+
+    printed: list[str] = []
+    monkeypatch.setattr("workbench.cli.error_line", printed.append)
+    handler = _Warnings()
+    handler.emit(said)
+    assert printed and printed[0].startswith("workbench: warning: waiting for trace store") and handler.lines == []
+    handler.immediate = False  # the workbench owns the terminal: not printed over its screen
+    handler.emit(said)
+    assert len(printed) == 1 and handler.lines == []

@@ -64,10 +64,18 @@ class _Warnings(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.lines: list[str] = []
+        # A record marked ``now`` (a wait the user should know about while it lasts) is printed
+        # at once, unless the workbench owns the terminal.
+        self.immediate = True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append(f"workbench: {record.levelname.lower()}: {record.getMessage()}")
+            line = f"workbench: {record.levelname.lower()}: {record.getMessage()}"
+            if getattr(record, "now", False):
+                if self.immediate:
+                    error_line(line)
+                return
+            self.lines.append(line)
         except Exception:  # never let a warning take the command down
             pass
 
@@ -124,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         args = parser.parse_args(["ui", *(argv or [])])
     warnings = _setup_logging()
+    warnings.immediate = args.command != "ui"
     failed = True
     try:
         machine = bool(getattr(args, "json", False)) or getattr(args, "format", None) in ("json", "csv")

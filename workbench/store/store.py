@@ -50,6 +50,10 @@ from workbench.store.spool import new_owner_id
 
 log = logging.getLogger("workbench.store")
 
+# How long a flush waits for the database before saying so (it may wait up to its timeout).
+_TELL_WAIT_S = 3.0
+
+
 class RunsAddedMeanwhile(StoreError):
     """:meth:`TraceStore.insert_batch` found runs it was to add already there (another process
     added them meanwhile): nothing was inserted."""
@@ -252,8 +256,15 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
                 return
             self._flushers += 1
             self._cond.notify_all()
+            waited_from, told = time.monotonic(), False
             try:
                 while self._applied < target:
+                    if not told and time.monotonic() - waited_from > _TELL_WAIT_S:
+                        told = True
+                        log.warning("waiting for trace store %s: another process holds it (a long query?); what "
+                                    "was recorded is safe in %s, and Ctrl-C stops waiting (it is loaded when the "
+                                    "store is next opened)", self.path, self._journal and self._journal.path,
+                                    extra={"now": True})
                     if self._writer_error is not None:
                         break
                     if self._writer is not None and not self._writer.is_alive():
