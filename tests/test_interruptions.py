@@ -199,3 +199,26 @@ def test_a_long_wait_for_the_store_is_said_while_it_lasts(tmp_path: Path, monkey
     handler.immediate = False  # the workbench owns the terminal: not printed over its screen
     handler.emit(said)
     assert len(printed) == 1 and handler.lines == []
+
+
+def test_a_read_only_store_with_a_dead_process_journal_says_what_it_cannot_show(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """On a store this process cannot write (a read-only mount), a killed process's journal
+    cannot be loaded: ``runs`` showed its run as ``running`` and a few steps short, without a
+    hint. A warning now says the spool holds unloaded journals and how to load them."""
+    db = str(tmp_path / "t.duckdb")
+    code = ("import os, sys\n"
+            "from workbench.store import TraceStore\n"
+            "st = TraceStore(sys.argv[1])\n"
+            "st.record_many([('run', {'run_id': 'R1', 'graph': 'g', 'status': 'running', 'input': '{}', "
+            "'config': '{}'})])\n"
+            "os._exit(0)\n")  # dies with its journal unloaded
+    subprocess.run([sys.executable, "-c", code, db], check=True, timeout=120)
+    from workbench.store import backend
+
+    real = os.access
+    monkeypatch.setattr(backend.os, "access", lambda p, mode: False if mode == os.W_OK else real(p, mode))
+    with caplog.at_level("WARNING", logger="workbench"), TraceStore(db) as store:
+        assert not store.writable
+    [said] = [r.getMessage() for r in caplog.records if "read-only here" in r.getMessage()]
+    assert "spool holds 1 journal(s) of processes that died, not loaded" in said and "workbench doctor" in said

@@ -68,6 +68,19 @@ class Recovery:
     def name(self) -> str:
         return self.backend.name
 
+    def note_unloaded(self) -> None:
+        """On a store this process cannot write: say so when dead processes' journals wait in its
+        spool (nothing here can load them, so the runs they recorded show as they were last
+        loaded — further along in truth, or interrupted rather than running)."""
+        try:
+            orphans = self.backend.spool.orphans()
+        except OSError:
+            return
+        if orphans:
+            log.warning("trace store %s is read-only here, and its spool holds %d journal(s) of processes that "
+                        "died, not loaded: the runs they recorded may be further along than shown (open the store "
+                        "where it can be written, e.g. 'workbench doctor', to load them)", self.name, len(orphans))
+
     def sweep(self) -> int:
         """Load the journals of processes that died; returns how many were found.
 

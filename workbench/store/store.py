@@ -143,6 +143,8 @@ class TraceStore(Recovery, Claims, Continuations, Deletion, StoreReader):
             self.backend.prepare_schema(exists, write=recovering)
             if self.writable:
                 self._recover(path)
+            elif exists:
+                self.note_unloaded()
         except BaseException:
             self._release()
             if getattr(self.backend, "new_spool", False):
