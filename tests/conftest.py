@@ -37,6 +37,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     monkeypatch.setenv("WORKBENCH_DB_THREADS", DB_THREADS)
+    # The CLI's main() makes the "workbench" logger keep its records to itself (its warnings are
+    # printed as one line each at the end): a test calling main() directly must not leave it so
+    # for the next test of the process, whose caplog would then see nothing.
+    import logging
+
+    logger = logging.getLogger("workbench")
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "handlers", [h for h in logger.handlers if type(h).__name__ != "_Warnings"])
 
 
 @pytest.fixture
