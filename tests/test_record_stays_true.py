@@ -763,3 +763,24 @@ def test_an_async_node_that_keeps_its_deadline_from_firing_still_times_out(store
         assert result.state.get("s") != "late"
         [row] = store.query_dicts("SELECT status, error FROM steps WHERE run_id = ?", [result.run_id])
         assert row["status"] == "failed" and "without giving way to its deadline" in row["error"]
+
+
+def test_a_huge_exception_message_fails_the_node_with_its_text_cut(store: TraceStore) -> None:
+    """A node raising an exception whose message is megabytes long: over the store's value
+    limit its step could not be recorded (the command failed, the run stuck interrupted). The
+    recorded error keeps the first 2,000 characters and says how many were left out; the
+    traceback keeps its start and its end."""
+    g = Graph("huge_error", _Text)
+
+    @g.node
+    def boom(state: _Text) -> dict[str, Any]:
+        raise RuntimeError("start " + "z" * 1_500_000 + " end")
+
+    g.sequence(START, "boom", END)
+    result = Runner(g, store).run({})
+    assert result.status == "failed"
+    [row] = store.query_dicts("SELECT error, traceback FROM steps WHERE run_id = ?", [result.run_id])
+    assert row["error"].startswith("RuntimeError: start zzz") and row["error"].endswith("(1,498,010 more characters)")
+    assert len(row["error"]) < 2_100 and len(result.error or "") < 2_200
+    assert len(row["traceback"]) < 65_000 and "characters left out" in row["traceback"]
+    assert row["traceback"].rstrip().endswith("z end")

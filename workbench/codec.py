@@ -172,7 +172,7 @@ def check_text(text: str, value: Any, path: str) -> str:
         where = _largest(value, path) or path or "value"
         raise SerializationError(
             f"{where}: {size / 1048576:.1f} MB is more than the trace store holds per value "
-            f"({MAX_BYTES / 1048576:.0f} MB, set WORKBENCH_MAX_VALUE_MB); store a reference (a file path or URL) "
+            f"({MAX_BYTES / 1048576:g} MB, set WORKBENCH_MAX_VALUE_MB); store a reference (a file path or URL) "
             "instead of the data"
         )
     return text

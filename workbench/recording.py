@@ -146,7 +146,8 @@ class Recorder:
         record: Record = ("task", {
             "run_id": run_id, "step": step, "task": task, "node": node, "attempt": attempt, "status": status,
             "started_at": started, "ended_at": now_us(), "duration_ms": duration_ms, "update": update_json,
-            "error": scrub(error) if error else error, "traceback": scrub(traceback) if traceback else traceback,
+            "error": scrub(_capped(error, 8_000)) if error else error,
+            "traceback": scrub(_capped(traceback, 64_000)) if traceback else traceback,
             # A Send's argument is plain JSON already (the planner made it so): the C encoder
             # gives the same text as the path-naming walk, and falls back to it otherwise.
             "arg": codec.fast_dumps(arg) if send else None, "goto": goto_json,
@@ -225,3 +226,13 @@ class Recorder:
                             "config": codec.dumps(config)}),
             self._event(run_id, at_step, "breakpoint", node, {"when": when, **detail}),
         ])
+
+
+def _capped(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, its start and its end kept (a traceback's
+    last lines name the error): an exception message of megabytes failed the record of the
+    step and left the run stuck."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 4, limit - limit // 4
+    return f"{text[:head]}\n… ({len(text) - head - tail:,} characters left out) …\n{text[-tail:]}"

@@ -281,6 +281,10 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: A
     return True
 
 
+MESSAGE_CHARS = 2000
+"""How much of an exception's message a node's recorded error keeps (its traceback keeps more)."""
+
+
 def describe(exc: BaseException) -> str:
     """One line about a node's exception (recorded and shown): known secrets scrubbed. An
     exception whose ``str()`` itself fails is named by its type (it crashed the runner)."""
@@ -289,5 +293,7 @@ def describe(exc: BaseException) -> str:
     except Exception:
         text = "<str() of the exception failed>"
     text = text.splitlines()[0] if text else ""
+    if len(text) > MESSAGE_CHARS:  # a message of megabytes would not fit the record (nor a screen)
+        text = f"{text[:MESSAGE_CHARS]}… ({len(text) - MESSAGE_CHARS:,} more characters)"
     name = type_name(exc)
     return scrub(f"{name}: {text}") if text else name

@@ -567,7 +567,7 @@ def _check_sizes(records: list[tuple[str, dict[str, Any]]]) -> None:
                 what = f"state key {row.get('key')!r}" if kind == "change" else f"{kind} column {col!r}"
                 size_mb = utf8_size(value) / 1048576
                 raise StoreError(f"{what} of run {row.get('run_id')} is {size_mb:.1f} MB; the trace store "
-                                 f"holds values up to {MAX_VALUE_BYTES / 1048576:.0f} MB (set WORKBENCH_MAX_VALUE_MB)")
+                                 f"holds values up to {MAX_VALUE_BYTES / 1048576:g} MB (set WORKBENCH_MAX_VALUE_MB)")
 
 
 _STALE_BATCH = re.compile(r"workbench-(run|task|change|plan|llm|interrupt|event)-.*\.jsonl\Z")
