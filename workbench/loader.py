@@ -105,6 +105,7 @@ def import_file(path: str) -> ModuleType:
     """
     name = _module_name(path)
     sys.modules.pop(name, None)
+    _make_importable(os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, path))
     if spec is None or spec.loader is None:
         raise GraphLoadError(f"{display_path(path)}: cannot be imported as Python")
@@ -133,6 +134,21 @@ def import_file(path: str) -> ModuleType:
             f"{display_path(path)}{line}: error while loading: {type(exc).__name__}: {exc}"
         ) from None
     return module
+
+
+def _make_importable(folder: str) -> None:
+    """What a graph file imports is found as when the file runs as a script (``python FILE``)
+    or with ``python -m workbench``: modules beside it (a ``graphs/_common.py`` helper) and the
+    project's own packages (the current directory). Both go at the end of ``sys.path``, so that
+    nothing installed is shadowed. A helper beside the graph is imported afresh with it, so
+    that a reload sees its edits too (only plain modules lying in that very folder)."""
+    for entry in (folder, os.getcwd()):
+        if entry not in sys.path:
+            sys.path.append(entry)
+    for mod_name, mod in list(sys.modules.items()):
+        where = getattr(mod, "__file__", None)
+        if "." not in mod_name and isinstance(where, str) and os.path.dirname(where) == folder:
+            sys.modules.pop(mod_name, None)
 
 
 def load_module_graphs(path: str) -> dict[str, Graph]:
