@@ -654,3 +654,15 @@ def test_corrupt_database(tmp_path: Path, filled_db: str, kind: str, cmd: list[s
     assert str(path) in line or path.name in line
     assert sha(path) == before
     assert not Path(str(path) + ".wal").exists()
+
+
+def test_demo_outside_the_repository_says_what_it_needs_and_records_nothing(tmp_path: Path) -> None:
+    """Outside the workbench repository ``demo`` said ``unknown graph 'support' (graphs in
+    graphs/: …)`` as if the user's project lacked a graph of its own."""
+    (tmp_path / "graphs").mkdir()
+    res = wb("demo", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("workbench: error: workbench demo runs the support demo graph (graphs/support.py "
+                                  "of the workbench repository): run it from the repository's root, or copy that "
+                                  "file into ./graphs")
+    assert not (tmp_path / "traces").exists()

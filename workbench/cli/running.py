@@ -160,11 +160,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the support demo on a few messages, headless, and show what was recorded."""
     from rich.text import Text
 
+    from workbench.errors import GraphLoadError
     from workbench.loader import load_graph
     from workbench.runtime import Runner
 
     console = make_console()
-    graph = load_graph("support")
+    try:
+        graph = load_graph("support")
+    except GraphLoadError as exc:
+        if "unknown graph 'support'" not in str(exc):
+            raise
+        # The demo is the repository's own support graph, not a graph of the user's project.
+        raise UsageError("workbench demo runs the support demo graph (graphs/support.py of the workbench "
+                         "repository): run it from the repository's root, or copy that file into ./graphs") from None
     with open_store(args) as store:
         ids = []
         for value in DEMO_INPUTS:
