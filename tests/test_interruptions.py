@@ -119,7 +119,7 @@ def test_a_full_disk_at_a_runs_first_frame_says_nothing_was_recorded(tmp_path: P
     monkeypatch.setattr(journal_module.os, "write", no_room)
     with pytest.raises(StoreError, match="nothing of the run was recorded — make room, then start it again"):
         journal.append([("run", {"run_id": "R1"}), ("plan", {"run_id": "R1", "step": 1})])
-    with pytest.raises(StoreError, match="every step recorded before this one is kept .* 'workbench resume'"):
+    with pytest.raises(StoreError, match=r"every step recorded before this one is kept .* 'workbench resume'"):
         journal.append([("task", {"run_id": "R1", "step": 1})])
     monkeypatch.undo()
     journal.close(remove=True)

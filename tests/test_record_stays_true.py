@@ -746,7 +746,7 @@ def test_an_async_node_that_keeps_its_deadline_from_firing_still_times_out(store
         g = Graph(f"deadline_{how}", _Text)
 
         @g.node(timeout=0.2)
-        async def slow(state: _Text) -> dict[str, Any]:
+        async def slow(state: _Text, how: str = how) -> dict[str, Any]:
             if how == "swallow":
                 try:
                     await asyncio.sleep(30)

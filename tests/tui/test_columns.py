@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
+from workbench.errors import InputError
 from workbench.tui.columns import RUNS_COLUMNS, Column, cell_text, fit_columns, timeline_widths
 from workbench.tui.keys import fit_keys
-from workbench.tui.runs_filter import runs_filter_sql
+from workbench.tui.runs_filter import check_filter, runs_query
 
 
 def test_low_priority_columns_go_first_and_order_is_kept() -> None:
@@ -43,9 +46,16 @@ def test_a_narrow_footer_keeps_the_important_keys_in_order() -> None:
 
 
 def test_the_runs_filter_names_the_header_columns() -> None:
-    sql = runs_filter_sql("steps > 3 AND ms < 10")
-    assert sql.startswith("SELECT run_id FROM (SELECT r.*,") and sql.endswith("WHERE steps > 3 AND ms < 10")
-    assert "AS steps" in sql and "AS tokens" in sql
+    sql = runs_query("steps > 3 AND ms < 10")
+    assert "WHERE (\nsteps > 3 AND ms < 10\n)\nORDER BY started_at DESC" in sql
+    assert "AS steps" in sql and "AS tokens" in sql and "duration_ms AS ms" in sql
+    # The search is a quoted literal, matched as plain text (a quote in it is one quote).
+    assert "contains(" in runs_query(search="O'Brien") and "'o''brien'" in runs_query(search="O'Brien")
+    check_filter("steps > 3 -- a comment")
+    with pytest.raises(InputError, match="read-only"):
+        check_filter("true; DELETE FROM wb_runs")
+    with pytest.raises(InputError, match="one SQL condition"):
+        check_filter("true; SELECT 1")  # (the rows would not be runs)
 
 
 def test_a_cell_cut_to_its_column_ends_in_an_ellipsis() -> None:

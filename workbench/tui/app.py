@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.lazy import Lazy
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Header, Input, Static, TabbedContent, TabPane, TextArea
 
 from workbench.context import Event
 from workbench.errors import WorkbenchError
@@ -47,13 +47,12 @@ from workbench.tui.messages import (
     RunChosen,
     RunEnded,
     RunEventReceived,
-    RunsLoaded,
     WorkFailed,
 )
 from workbench.tui.panes import PaneLayout
 from workbench.tui.run_control import RunControl
 from workbench.tui.run_view import RunViewApp
-from workbench.tui.runs_filter import runs_filter_sql
+from workbench.tui.runs_list import RunsList
 from workbench.tui.screens.error import ErrorScreen
 from workbench.tui.screens.fork_editor import ForkRequest
 from workbench.tui.screens.help import HelpScreen
@@ -67,11 +66,10 @@ from workbench.tui.widgets.lineage_tree import LineageTree
 from workbench.tui.widgets.live_log import LiveLog
 from workbench.tui.widgets.runs_table import RunsTable
 from workbench.tui.widgets.sql_console import SqlConsole
-from workbench.tui.widgets.text_update import update_text
 from workbench.tui.widgets.timeline import Timeline
 
 
-class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background, KeyOrder):
+class WorkbenchApp(RunControl, HistoryActions, DataViews, RunsList, RunViewApp, Background, KeyOrder):
     """The workbench. ``db``: trace store path; ``graphs``: graphs directory; ``watch``: hot reload."""
 
     CSS_PATH = "app.tcss"
@@ -103,9 +101,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         self.stop_flag = threading.Event()
         self.step_mode = False
         self.mark: str | None = None
-        self.runs: list[dict[str, Any]] = []
-        self._runs_shown: tuple[list[dict[str, Any]], str | None] | None = None  # the last RunsLoaded shown
-        self.runs_filter = ""
+        self._init_runs_list()  # runs, the filter and search, what was read (runs_list.py)
         self.last_inputs: dict[str, dict[str, Any]] = {}
         self._quit_armed = False
         self.layout_state = PaneLayout(self)  # sidebar, Live panel, zoom, narrow mode (panes.py)
@@ -186,25 +182,6 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     @work(thread=True, exclusive=True, group="graphs")
     def load_graphs(self) -> None:
         self._guard("Loading graphs", lambda: self.post_message(GraphsLoaded(self.registry.load_all())))
-
-    @work(thread=True, exclusive=True, group="runs")
-    def load_runs(self) -> None:
-        def job() -> None:
-            from workbench.sqlquery import run_read_only
-
-            where = self.runs_filter.strip()
-            with self.shared.lease() as store:
-                runs = store.list_runs(1000)
-                if where:
-                    try:
-                        ids = {r[0] for r in run_read_only(store, runs_filter_sql(where)).rows}
-                    except WorkbenchError as exc:
-                        self.post_message(RunsLoaded(runs, error=str(exc)))
-                        return
-                    runs = [r for r in runs if r["run_id"] in ids]
-            self.post_message(RunsLoaded(runs))
-
-        self._guard("Reading runs", job)
 
     @work(thread=True, exclusive=True, group="run")
     def execute(self, kind: str, graph_name: str, live: dict[str, Any], **kwargs: Any) -> None:
@@ -349,24 +326,6 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
             state = "set" if message.node in marks else "cleared"
             self.notify(f"breakpoint {message.when} {message.node} {state}")
 
-    def on_runs_loaded(self, message: RunsLoaded) -> None:
-        if not self.query("#runs-table"):
-            return  # the app is closing: a late answer from a worker
-        if (message.runs, message.error) == self._runs_shown:
-            return  # (a tab switch or the store watcher re-read the same runs: nothing to redraw)
-        self._runs_shown = (message.runs, message.error)
-        before = {r["run_id"]: r["status"] for r in self.runs}
-        if before:
-            for r in message.runs:
-                if r["status"] == "waiting" and before.get(r["run_id"]) != "waiting" \
-                        and not (self.live and self.live.get("run_id") == r["run_id"]):
-                    self.notify(f"run {r['run_id']} ({r['graph']}) is waiting for human input — i answers it")
-        self.runs = message.runs
-        error = self.query_one("#runs-error", Static)
-        update_text(error, Text(message.error, style="bold red") if message.error else "")
-        self.query_one("#runs-table", RunsTable).show_runs(message.runs)
-        self.query_one("#lineage", LineageTree).show_runs(message.runs)
-
     def on_run_chosen(self, message: RunChosen) -> None:
         self._open_run(message.run_id)
         self._tabs().active = "tab-timeline"
@@ -422,15 +381,6 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
     def on_work_failed(self, message: WorkFailed) -> None:
         self.notify(message.error, title=message.title, severity="error", timeout=10)
 
-    @on(Input.Submitted, "#runs-filter")
-    def _filter_runs(self, event: Input.Submitted) -> None:
-        self.runs_filter = event.value
-        self.load_runs()
-
-    @on(Input.Changed, "#runs-search")
-    def _search_runs(self, event: Input.Changed) -> None:
-        self.query_one("#runs-table", RunsTable).set_search(event.value)
-
     @on(Input.Submitted, "#timeline-search")
     def _search_steps(self, event: Input.Submitted) -> None:
         self.query_one("#timeline", Timeline).set_search(event.value)
@@ -443,6 +393,7 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # (the footer's "/ Search" follows the tab: check_action)
         if event.pane.id == "tab-runs":
             self.load_runs()
         elif event.pane.id == "tab-sql":
@@ -543,10 +494,21 @@ class WorkbenchApp(RunControl, HistoryActions, DataViews, RunViewApp, Background
         yield SystemCommand("Refresh runs", "Re-read the run history", self.load_runs)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While a dialog is open, the main screen's keys are off (and out of its footer)."""
+        """While a dialog is open, the main screen's keys are off (and out of its footer); ``/``
+        is in the footer only where it searches."""
         if isinstance(self.screen, ModalScreen) and action not in ("quit", "command_palette"):
             return action not in MAIN_ACTIONS
+        if action == "search":
+            return self._search_works()
         return True
+
+    def _search_works(self) -> bool:
+        """Whether ``/`` searches here: on the Runs and Timeline tabs, outside a text box (in
+        one it types a slash; on the other tabs it did nothing, though the footer offered it)."""
+        if isinstance(self.focused, (Input, TextArea)):
+            return False
+        tabs = self.query("#tabs").results(TabbedContent)
+        return any(t.active in ("tab-runs", "tab-timeline") for t in tabs)
 
     def _widget_action(self, widget_id: str, action: str) -> None:
         """Run a pane's action from the command palette (showing its tab first)."""

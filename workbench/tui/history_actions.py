@@ -116,27 +116,37 @@ class HistoryActions(App[None]):
         self.action_fork(rerun=True)
 
     def action_mark(self) -> None:
+        """Mark a run for comparison; ``m`` on the marked run unmarks it."""
         rid = self._current_run_id()
         if rid is None:
             self.notify("no run to mark: select one in Runs (2) or open one", severity="warning")
             return
+        if self.mark == rid:
+            self.mark = None
+            self.notify(f"unmarked {rid}: d on a fork compares it with its parent again")
+            return
         self.mark = rid
-        self.notify(f"marked {rid} for comparison: open or select another run and press d")
+        self.notify(f"marked {rid} for comparison: open or select another run and press d (m again unmarks it)")
 
     def action_compare(self) -> None:
+        """Compare the current run with the marked one (the mark is used up: it never outlives
+        the comparison it was made for), else a fork with its parent."""
         current = self._current_run_id()
         if current is None:
             self.notify("open a run first", severity="warning")
             return
         other = self.mark if self.mark and self.mark != current else None
-        if other is None:
+        if other is not None:
+            self.mark = None
+            self.notify(f"comparing the marked run {other} with {current}; the mark is cleared")
+        else:
             run = self.open_run if self.open_run and self.open_run["run_id"] == current else \
                 next((r for r in self.runs if r["run_id"] == current), None)
             other = run.get("parent_run_id") if run else None
         if other is None:
             if self.mark == current:
                 self.notify(f"{current} is the marked run itself: open or select another run, then press d "
-                            "(or d on a fork compares it with its parent)", severity="warning")
+                            "(m unmarks it; d on a fork compares it with its parent)", severity="warning")
             else:
                 self.notify("mark a run with m first (or open a fork to compare it with its parent)",
                             severity="warning")

@@ -42,14 +42,15 @@ APP_BINDINGS: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
             tooltip="Continue the selected run's conversation with new input (a new run, its next turn)"),
     Binding("f", "fork", "Fork", tooltip="Fork the run at the selected step, with edits"),
     Binding("R", "rerun", "Re-run", tooltip="Re-run from the selected step with the current code"),
-    Binding("m", "mark", "Mark", tooltip="Mark this run for comparison"),
+    Binding("m", "mark", "Mark", tooltip="Mark this run for comparison (m on the marked run unmarks it)"),
     Binding("p", "replay", "Replay", tooltip="Replay the open run with today's code and recorded answers"),
     Binding("G", "focus_graphs", "Graphs", show=False, tooltip="Move to the graph list"),
     Binding("right_square_bracket", "cycle_graph(1)", "Next graph", show=False,
             tooltip="Show the next graph of the project"),
     Binding("left_square_bracket", "cycle_graph(-1)", "Previous graph", show=False,
             tooltip="Show the previous graph of the project"),
-    Binding("d", "compare", "Compare", tooltip="Compare with the marked run, or a fork with its parent"),
+    Binding("d", "compare", "Compare",
+            tooltip="Compare with the marked run (the mark is then cleared), or a fork with its parent"),
     Binding("v", "view_value", "View value", show=False, tooltip="Open the value under the cursor in full"),
     Binding("slash", "search", "Search", tooltip="Search runs, or steps in the timeline"),
     Binding("z", "zoom", "Zoom", tooltip="Give the focused pane the whole screen (z again restores)"),
@@ -65,7 +66,7 @@ MAIN_ACTIONS = {b.action.split("(")[0] for b in APP_BINDINGS if isinstance(b, Bi
 # Which keys a narrow footer keeps, most important first. Keys not listed (a pane's own keys
 # come after these) are shown while room is left.
 FOOTER_PRIORITY = ("quit", "help", "run_graph", "step", "continue_run", "fork", "compare", "zoom",
-                   "answer", "stop_run", "submit", "cancel", "focus_section")
+                   "answer", "search", "stop_run", "submit", "cancel", "focus_section")
 
 
 def _priority(action: str) -> int:

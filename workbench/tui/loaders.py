@@ -16,9 +16,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from workbench.errors import WorkbenchError
+from workbench.errors import RunNotFoundError, WorkbenchError
 from workbench.timeline_feed import TimelineFeed
-from workbench.tui.messages import StepLoaded, TimelineLoaded, WorkFailed
+from workbench.tui.messages import RunGone, StepLoaded, TimelineLoaded, WorkFailed
 
 if TYPE_CHECKING:
     from workbench.history import RunHistory, StepView
@@ -59,6 +59,12 @@ class TimelineLoader:
             self._feed = TimelineFeed(run_id)
         self._request()
 
+    def close(self) -> None:
+        """Stop following the run shown (it was deleted): a read in flight is dropped."""
+        with self._lock:
+            self.seq += 1
+            self._feed = None
+
     def refresh(self, run_id: str) -> None:
         """Read what is new in the run shown (or open it, when another run is shown)."""
         if self.run_id != run_id:
@@ -95,6 +101,9 @@ class TimelineLoader:
                 started = time.perf_counter()
                 update = feed.refresh(store)
                 self.stats.append((update.total, time.perf_counter() - started, len(update.rows)))
+        except RunNotFoundError:  # another process deleted it (workbench rm): the app clears the view
+            self.app.post_message(RunGone(feed.run_id))
+            return
         except Exception as exc:  # shown, never fatal; the next refresh starts from the start
             feed.__init__(feed.run_id)  # type: ignore[misc]
             self.app.post_message(WorkFailed("Reading the run", _failure(exc)))

@@ -35,12 +35,27 @@ class GraphSelected(Message):
 
 
 class RunsLoaded(Message):
-    """The run history was read from the store."""
+    """The run history was read from the store: the newest ``runs`` of the ``matching`` that
+    pass ``query`` (the Runs tab's filter and search, as read); ``error``: the filter's mistake
+    (the runs are then unfiltered); ``seq``: the read's number (a later read started after it)."""
 
-    def __init__(self, runs: list[dict[str, Any]], error: str | None = None) -> None:
+    def __init__(self, runs: list[dict[str, Any]], error: str | None = None, *, matching: int | None = None,
+                 query: tuple[str, str] = ("", ""), seq: int = 0) -> None:
         super().__init__()
         self.runs = runs
         self.error = error
+        self.matching = len(runs) if matching is None else matching
+        self.query = query
+        self.seq = seq  # the read's number: a later one started after it
+
+
+class RunGone(Message):
+    """A run the workbench shows (the open run, or the marked one) is no longer in the store:
+    another process deleted it (``workbench rm``)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
 
 
 class RunChosen(Message):

@@ -162,7 +162,8 @@ class RunControl(App[None]):
     def action_continue_run(self) -> None:
         run = self._paused_run()
         if run is None:
-            self.notify("the open run is not paused", severity="warning")
+            self.notify("the open run is not paused" if self.open_run else
+                        "no run is open: open a paused run (Runs → enter), then c continues it", severity="warning")
             return
         self._start("resume", run["graph"], run_id=run["run_id"])
 

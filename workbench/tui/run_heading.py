@@ -3,12 +3,26 @@ its code changed since, and why it is paused or waiting."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from workbench.store.reader import shown_status
 from workbench.tui.stepping import pause_words
+
+
+def committed_steps(run: dict[str, Any], rows: Sequence[Any]) -> int:
+    """How many steps ``run`` (a ``get_run`` row) has, as the Runs table and ``workbench runs``
+    count them (``TraceStore.list_runs``): a run that stopped, its recorded last step; a run
+    recording, the steps before the one it stands at (the last top-level row of its timeline
+    ``rows``). Never a subgraph's inner steps, a step pending or in flight, nor the step of a
+    subgraph that paused inside it (⏸): a warranty run paused in its review after step 1 said
+    2 steps while the table said 1."""
+    if run["status"] != "running" and run.get("last_step") is not None:
+        return int(run["last_step"])
+    top = [row.step for row in rows if not row.depth]
+    return max(0, max(top) - 1) if top else 0
 
 
 def run_heading(run: dict[str, Any], steps: int, graph: Any) -> Text:

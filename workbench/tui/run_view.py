@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import App
 from textual.css.query import NoMatches
 from textual.widgets import Static
@@ -24,8 +25,8 @@ from textual.widgets import Static
 from workbench.graph_layout import path_edges
 from workbench.store.reader import shown_status
 from workbench.tui.loaders import StepLoader, TimelineLoader
-from workbench.tui.messages import StepHighlighted, StepLoaded, StoreChanged, TimelineLoaded
-from workbench.tui.run_heading import run_heading
+from workbench.tui.messages import RunGone, StepHighlighted, StepLoaded, StoreChanged, TimelineLoaded
+from workbench.tui.run_heading import committed_steps, run_heading
 from workbench.tui.widgets.graph_view import GraphView
 from workbench.tui.widgets.inspector import Inspector
 from workbench.tui.widgets.text_update import update_text
@@ -43,6 +44,7 @@ class RunViewApp(App[None]):
     registry: GraphRegistry
     selected_graph: str | None
     live: dict[str, Any] | None
+    mark: str | None
     load_runs: Callable[[], Any]  # the app's worker that re-reads the runs list
 
     def _init_run_view(self) -> None:
@@ -64,12 +66,15 @@ class RunViewApp(App[None]):
         self.timeline_loader.open(run_id)
 
     def _open_run(self, run_id: str) -> None:
-        """Show a run: empty the timeline and inspector now, read it in the background."""
+        """Show a run: empty the timeline, its heading and the inspector now, read it in the
+        background."""
         self.step_loader.cancel()
         self.step_loader.forget(run_id)
         try:
             self.query_one("#timeline", Timeline).show_loading(run_id, f"Loading run {run_id}…")
             self.query_one("#inspector", Inspector).show_message(f"Loading run {run_id}…")
+            # (The heading named the run left behind, next to "Loading run …".)
+            update_text(self.query_one("#timeline-head", Static), Text(f"Loading run {run_id}…", style="dim"))
         except NoMatches:  # the app is closing
             return
         self.selected_step = None
@@ -121,8 +126,8 @@ class RunViewApp(App[None]):
         """Draw the open run's heading again (its graph was reloaded: the "code changed since
         this run" note follows the code now loaded)."""
         run = self.open_run
-        if run is None:
-            return
+        if run is None or self.timeline_loader.run_id != run["run_id"]:
+            return  # (another run is being opened: its heading comes with it)
         graph = self.registry.get(run["graph"])
         self._schema_keys = graph.schema.keys if graph else []
         try:
@@ -151,13 +156,36 @@ class RunViewApp(App[None]):
             # inspector reads them afresh.
             self.step_loader.forget(run["run_id"], message.since)
         timeline.apply(run["run_id"], message.keep, message.rows, keep_cursor=same, follow=follow)
-        # The run's own steps, as the Runs table counts them: not a subgraph's inner steps (a
-        # warranty run's heading said 6 for 3), not the step still pending.
-        self._open_steps = sum(1 for row in timeline.rows if not row.depth and row.status != "pending")
+        self._open_steps = committed_steps(run, timeline.rows)
         update_text(head_widget, run_heading(run, self._open_steps, graph))
         if not message.total:
             self.query_one("#inspector", Inspector).show_message("This run has no steps yet.")
         self._highlight_path()
+
+    def on_run_gone(self, message: RunGone) -> None:
+        """A run shown was deleted by another process: say so, and stop showing it."""
+        rid = message.run_id
+        if self.mark == rid:
+            self.mark = None
+            self.notify(f"the marked run {rid} was deleted: nothing is marked now", severity="warning")
+        if self.timeline_loader.run_id != rid:
+            return  # (another run was opened meanwhile, or it was cleared already)
+        self.timeline_loader.close()
+        self.step_loader.cancel()
+        self.step_loader.forget(rid)
+        self.open_run = None
+        self.selected_step = None
+        self.selected_inner = None
+        if self._follow == rid:
+            self._follow = None
+        try:
+            self.query_one("#timeline", Timeline).show_loading(None, f"Run {rid} was deleted. Pick a run in Runs (2).")
+            self.query_one("#inspector", Inspector).show_message(f"Run {rid} was deleted.")
+            update_text(self.query_one("#timeline-head", Static), Text("No run open.", style="dim"))
+        except NoMatches:  # the app is closing
+            return
+        self._highlight_path()
+        self.notify(f"run {rid} was deleted (by another process): it is no longer shown", severity="warning")
 
     def _highlight_path(self) -> None:
         try:

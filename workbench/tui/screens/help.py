@@ -41,7 +41,7 @@ Every action is also in the command palette (**ctrl+p**). The mouse works too.
 | p | replay the open run with today's code, serving recorded answers (reports the first divergence) |
 | [ / ] | show the previous / next graph |
 | G | move to the graph list (↑ ↓ pick a graph) |
-| m / d | mark a run for comparison / compare with the marked run (or a fork with its parent) |
+| m / d | mark a run (m again unmarks) / compare with the marked run (clearing the mark), or a fork with its parent |
 | v | the value under the cursor in full (Runs, Timeline, Compare, SQL) |
 | / | search (runs, or steps in the timeline) |
 | z | zoom: the focused pane gets the whole screen (z again, or a tab key, restores) |

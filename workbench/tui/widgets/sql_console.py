@@ -86,6 +86,10 @@ class SqlConsole(Vertical):
         self.last_sql: str | None = None
         self.limit = PAGE_ROWS
         self.result: QueryResult | None = None
+        self.stale = False
+        """The results on screen are not the last query's: it failed, or it is still running."""
+        self.querying = False
+        """A query asked for has not answered yet."""
         self._unshown_schema: dict[str, list[tuple[str, str]]] | None = None
         """Views read while the console was hidden: the browser is filled when it is shown."""
 
@@ -211,6 +215,7 @@ class SqlConsole(Vertical):
         sql = self.query_one("#sql-editor", TextArea).text.strip()
         if sql:
             self.limit = PAGE_ROWS
+            self.stale = self.querying = True
             self.set_status(Text("running… (ctrl+x cancels)", style="dim"))
             self.post_message(self.QuerySubmitted(sql, self.limit))
 
@@ -219,11 +224,14 @@ class SqlConsole(Vertical):
 
     def action_fetch_more(self) -> None:
         """Run the last query again for more rows (the limit grows by a page)."""
+        if self._refuse_stale("fetched"):
+            return
         if not self.last_sql or self.result is None or not self.result.truncated:
             self.set_status(Text("no more rows to fetch: run a query first", style="yellow")
                             if self.result is None else Text("every row is shown already", style="dim"))
             return
         self.limit += PAGE_ROWS
+        self.stale = self.querying = True
         self.set_status(Text(f"fetching the first {self.limit:,} rows…", style="dim"))
         self.post_message(self.QuerySubmitted(self.last_sql, self.limit))
 
@@ -232,7 +240,22 @@ class SqlConsole(Vertical):
         if not self.last_sql:
             self.set_status(Text("run a query first, then export its results", style="yellow"))
             return
+        if self._refuse_stale("exported"):
+            return
         self.post_message(self.ExportRequested(self.last_sql, fmt))
+
+    def _refuse_stale(self, done: str) -> bool:
+        """Refuse to act on the results on screen when they are not the last query's (the
+        export after a failed query wrote the previous query's rows, saying only where)."""
+        if not self.stale:
+            return False
+        if self.querying:
+            self.notify(f"a query is running: nothing {done} yet (try again once its results are shown)",
+                        severity="warning")
+        else:
+            self.notify(f"the last query failed: nothing {done} (the results on screen are an earlier "
+                        "query's; run one that works first)", severity="warning")
+        return True
 
     @after_typed_keys
     def action_new_query(self) -> None:
@@ -249,6 +272,7 @@ class SqlConsole(Vertical):
     def show_result(self, sql: str, result: QueryResult) -> None:
         self.last_sql = sql
         self.result = result
+        self.stale = self.querying = False
         table = self.query_one("#sql-results", DataTable)
         table.clear(columns=True)
         cells = [[_cell(v) for v in row] for row in result.rows]
@@ -294,9 +318,12 @@ class SqlConsole(Vertical):
         return True
 
     def show_error(self, message: str) -> None:
+        self.stale, self.querying = True, False
         text = Text(message, style="bold red")
-        if self.query_one("#sql-results", DataTable).row_count:
-            # The table keeps the last results, for a look while the query is mended: say whose.
+        table = self.query_one("#sql-results", DataTable)
+        if table.row_count or table.columns:
+            # The table keeps the last results (or a result's headers, when it had no rows), for
+            # a look while the query is mended: say whose.
             text.append("  (the results below are the previous query's)", style="dim")
         self.set_status(text)
 

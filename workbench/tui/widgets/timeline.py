@@ -11,6 +11,7 @@ subgraph's run id for an inner step).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 
 from rich.segment import Segment
 from rich.style import Style
@@ -132,8 +133,9 @@ class Timeline(ScrollView, can_focus=True):
             self._announce()  # a new line, or the same step read again: the inspector reloads it
         self.refresh()
 
-    def show_loading(self, run_id: str, text: str) -> None:
-        """Empty the timeline at once while a run is read (nothing of the previous run stays)."""
+    def show_loading(self, run_id: str | None, text: str) -> None:
+        """Empty the timeline at once while a run is read (nothing of the previous run stays);
+        ``run_id`` None: no run is shown (``text`` says why)."""
         self.stop_playing()
         self.run_id, self.rows, self.shown, self.executed = run_id, [], [], set()
         self.folded = set()
@@ -214,6 +216,11 @@ class Timeline(ScrollView, can_focus=True):
         self.scroll_to_cursor()
         self.refresh()
 
+    def on_resize(self) -> None:
+        # A pane made smaller (the terminal resized, the layout gone narrow) left the cursor's
+        # line out of view until the next key moved it: keep it in view.
+        self.call_after_refresh(self.scroll_to_cursor)
+
     def scroll_to_cursor(self) -> None:
         top = self.scroll_offset.y
         # The rows a scroll bar leaves (the horizontal one takes the last: the cursor went under it).
@@ -270,25 +277,34 @@ class Timeline(ScrollView, can_focus=True):
         self._announce()
         self.refresh()
 
-    def _find(self, predicate: object) -> None:
-        if not self.shown:
-            return
+    def _find(self, predicate: Callable[[TimelineRow], object]) -> bool:
+        """Move to the next line after the cursor for which ``predicate`` holds (round to the
+        cursor's own); the bell and False when there is none."""
         n = len(self.shown)
         for offset in range(1, n + 1):
             i = (self.cursor + offset) % n
-            if predicate(self.rows[self.shown[i]]):  # type: ignore[operator]
+            if predicate(self.rows[self.shown[i]]):
                 self.cursor = i
                 self._announce()
-                return
+                return True
         self.app.bell()
+        return False
 
     def action_next_error(self) -> None:
         self._find(lambda r: r.status in ("failed", "retried") or r.error)
 
     def action_next_match(self) -> None:
-        if self.search:
-            needle = self.search.lower()
-            self._find(lambda r: needle in r.label.lower() + " " + (r.error or "").lower())
+        if not self.search:
+            return
+        needle = self.search.lower()
+
+        def matches(r: TimelineRow) -> bool:
+            return needle in r.label.lower() + " " + (r.error or "").lower()
+
+        if not self._find(matches):  # (the bell alone, and the box gone, said nothing of why)
+            folded = any(matches(r) for r in self.rows)
+            self.notify(f"no step matches {self.search!r}" + (" (inside folded steps some do: → unfolds)"
+                                                               if folded else ""), severity="warning")
 
     def action_play(self) -> None:
         """Play back: move to the next step every 0.7 s (the inspector and graph follow)."""
