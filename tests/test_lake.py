@@ -485,3 +485,23 @@ def test_two_imports_of_one_file_committing_at_once_import_each_run_once(
             ("IMP1", 1), ("IMP2", 1), ("IMP3", 1)]
         assert store.query("SELECT run_id, count(*) FROM wb_changes GROUP BY run_id ORDER BY run_id") == [
             ("IMP1", 1), ("IMP2", 1), ("IMP3", 1)]
+
+
+def test_a_worker_without_the_data_path_reads_it_from_the_catalog(lake: Lake) -> None:
+    """fleet.md: the data path is needed to create a lake; later it is read from the catalog.
+    A worker configured with the catalog alone worked until ``maintain`` moved rows into data
+    files, then every command failed ("file system operations are disabled")."""
+    done = _json(lake.cli("run", SIMPLE, "--input", '{"name": "lake"}', "--json"))
+    assert lake.cli("maintain").returncode == 0
+    files = list(lake.data.rglob("*.parquet"))
+    assert files, "maintain wrote no data file: the test would not test anything"
+    env = {k: v for k, v in lake.env("bare").items() if k != "WORKBENCH_LAKE_DATA"}
+    runs = run_cli("runs", "--json", "--db", lake.location, cwd=lake.root, env=env, timeout=TIMEOUT)
+    assert [r["run_id"] for r in _json(runs)] == [done["run_id"]]
+    shown = run_cli("sql", "SELECT count(*) AS n FROM steps", "--format", "json", "--db", lake.location,
+                    cwd=lake.root, env=env, timeout=TIMEOUT)
+    assert _json(shown) == [{"n": 3}]
+    # Still no file outside the lake's data path.
+    escape = run_cli("sql", f"SELECT * FROM read_text('{lake.root / 'outside.txt'}')", "--db", lake.location,
+                     cwd=lake.root, env=env, timeout=TIMEOUT)
+    assert escape.returncode == 2 and "file system operations are disabled" in escape.stderr

@@ -326,10 +326,23 @@ def test_model_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert resolve_fallbacks([]) == []
 
 
-def test_unreadable_config_falls_back_to_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_config_is_an_error_not_the_demo_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A production config with a typo must not quietly send every call to the demo model."""
+    from workbench.project_config import ConfigError
+
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "workbench.toml").write_text("this is [not toml")
-    assert resolve_model() == DEMO_MODEL
+    (tmp_path / "workbench.toml").write_text('[llm\nmodel = "openai/gpt-4o-mini"\n')
+    with pytest.raises(ConfigError, match=r"^workbench.toml is not valid TOML: .*\(at line 1, column 5\)$"):
+        resolve_model()
+    (tmp_path / "workbench.toml").write_text('[llm]\nmodle = "openai/gpt-4o-mini"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'modle' in \[llm\] \(known keys: model, fallbacks\)"):
+        resolve_model()
+    (tmp_path / "workbench.toml").write_text('[llm]\nfallbacks = "a/b"\n')
+    with pytest.raises(ConfigError, match=r"\[llm\] fallbacks must be a list"):
+        resolve_fallbacks()
+    # The environment wins over the file, as documented: the file is not consulted then.
+    monkeypatch.setenv("WORKBENCH_MODEL", "from-env/model")
+    assert resolve_model() == "from-env/model"
 
 
 def test_configured_model_is_used_by_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

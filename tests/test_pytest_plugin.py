@@ -16,6 +16,7 @@ from conftest import cli_env
 from inner_pytest import run_pytest as inner_pytest
 
 from workbench import Runner
+from workbench.errors import InputError, RunNotFoundError, StoreError
 from workbench.loader import load_graph
 from workbench.store import TraceStore
 from workbench.testing import ReplayMismatch, assert_replays, recorded_runs, replay
@@ -96,7 +97,7 @@ def test_library_helpers(project: Path, recorded: dict[str, str]) -> None:
     db = "traces/regressions.duckdb"
     assert set(recorded_runs(db)) == set(recorded.values())
     assert recorded_runs(db, graph="orders", status="failed") == [recorded["failed"]]
-    assert recorded_runs(db, graph="support") == []
+    assert recorded_runs(db, graph="orders", status="paused") == []  # a known graph, none paused
     report = assert_replays(recorded["completed"], db=db)
     assert report.identical and report.status == "completed"
     assert replay(recorded["waiting"][:14], db=db).identical
@@ -109,6 +110,46 @@ def test_library_helpers(project: Path, recorded: dict[str, str]) -> None:
     message = str(err.value)
     assert recorded["failed"] in message and "stats" in message and "step 2" in message
     assert assert_replays(recorded["completed"], db=db).changed_nodes == ["stats"]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "__pycache__" not in p.parts)
+
+
+def test_a_mistyped_store_path_fails_the_suite_and_creates_nothing(project: Path, recorded: dict[str, str]) -> None:
+    """The documented test file with a typo in DB was a green CI with no tests (one skipped), and
+    left a new empty store and its spool at the typo."""
+    (project / "test_regressions.py").write_text(TEST_FILE.replace("traces/regressions.duckdb",
+                                                                    "traces/regression.duckdb"))
+    before = _files(project)
+    res = run_pytest(project)
+    assert res.returncode != 0, res.stdout
+    assert "no trace store at traces/regression.duckdb: nothing is recorded there (check the db argument)" \
+        in res.stdout
+    assert _files(project) == before
+
+
+def test_library_helpers_refuse_mistakes_creating_nothing(project: Path, recorded: dict[str, str]) -> None:
+    db = "traces/regressions.duckdb"
+    before = _files(project)
+    typo = "traces/regression.duckdb"
+    message = f"no trace store at {typo}: nothing is recorded there (check the db argument)"
+    for call in (lambda: recorded_runs(typo), lambda: replay(recorded["completed"], db=typo),
+                 lambda: assert_replays(recorded["completed"], db=typo)):
+        with pytest.raises(StoreError) as err:
+            call()
+        assert str(err.value) == message
+    with pytest.raises(StoreError, match=r"no trace store at traces/workbench.duckdb: .* \(check WORKBENCH_DB"):
+        recorded_runs()  # the default store, which nothing recorded into
+    assert _files(project) == before
+
+    with pytest.raises(RunNotFoundError) as graph_err:
+        recorded_runs(db, graph="helpdes")
+    assert str(graph_err.value) == (f"no finished run of graph 'helpdes' in {db} (it has finished runs of "
+                                    "'orders')")
+    with pytest.raises(InputError, match="status 'bogus' is not a finished run's status; use one of completed, "
+                                         "failed, paused, superseded, waiting"):
+        recorded_runs(db, status="bogus")
 
 
 def test_the_plugin_is_declared_for_auto_registration() -> None:

@@ -88,12 +88,15 @@ def open_store(args: argparse.Namespace, *, if_missing: str = "create") -> Any:
       their output for no runs is the same as for an empty store);
     * ``refuse``: one-line error, exit 2 (commands that name a run: there is none to find).
     """
+    from workbench.project_config import db_origin, load
     from workbench.store import TraceStore
 
+    load()  # a broken workbench.toml stops every command that opens a store, --db or not
     if if_missing != "create":
         path = missing_store(args.db)
         if path is not None:
-            where = "check --db" if args.db else "check --db or WORKBENCH_DB"
+            # The path came from --db, WORKBENCH_DB, [store] location in workbench.toml, or the default.
+            where = "check --db" if args.db else f"check --db or {db_origin() or 'WORKBENCH_DB'}"
             left = _left_journals(path)
             if if_missing == "refuse":
                 raise UsageError(f"no trace store at {path}: nothing is recorded there ({where}){left}")

@@ -16,6 +16,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UsageError("the workbench TUI needs a terminal; for headless use see 'workbench --help'")
     import gc
 
+    from workbench.project_config import load
+
+    load()  # a broken workbench.toml is one line here, not a model call failing inside the TUI
+
     # Start-up makes many objects that live as long as the TUI: no garbage collection passes
     # over them until the first frame is up (the app turns it back on, lifecycle.py).
     gc.disable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from workbench.cli.maintenance import cmd_doctor, cmd_maintain, cmd_rm, cmd_ui
 from workbench.cli.reading import TABLE_ROWS, cmd_diff, cmd_graph, cmd_graphs, cmd_runs, cmd_show, cmd_sql
@@ -43,6 +44,33 @@ def whole(text: str) -> int:
     return value
 
 
+DISTRIBUTION = "agent-workbench"
+"""The package's name on PyPI (pyproject.toml), whose installed version ``--version`` prints."""
+
+
+def installed_version() -> str:
+    """The installed version of workbench, or a note that its metadata is missing (the code run
+    from a checkout that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "(not installed: no package metadata for agent-workbench)"
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata costs start-up time)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="workbench",
@@ -50,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 completed, 3 waiting or paused, 1 run failed, 2 bad usage or input, "
                "4 replay diverged.",
     )
+    p.add_argument("--version", action=_Version, help="print the installed version of workbench and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def graph_opt(sp: argparse.ArgumentParser) -> None:
@@ -76,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the next turn of RUN's conversation: a new run starting from RUN's last state merged "
                          "with --input (an id, a unique prefix, or 'last': the newest run of GRAPH); a run that "
                          "had not completed is superseded")
+    sp.add_argument("--max-steps", type=int, default=None, metavar="N",
+                    help="the run's step limit (default: the graph's max_steps)")
     sp.add_argument("--json", action="store_true",
                     help="print one JSON object: run_id, status, state, interrupt, error")
     sp.set_defaults(func=cmd_run)
@@ -175,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_diff)
 
-    sp = sub.add_parser("graph", help="draw a graph as ASCII or Mermaid")
+    sp = sub.add_parser("graph", help="draw a graph: ASCII, layered (2-D) or Mermaid")
     sp.add_argument("graph", metavar="GRAPH")
     sp.add_argument("--format", choices=["ascii", "layered", "mermaid"], default="ascii",
                     help="ascii: boxes in flow order with their edges listed; layered: a 2-D drawing "

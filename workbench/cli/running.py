@@ -30,6 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     value = parse_json(args.input, "--input") if args.input is not None else {}
     if not isinstance(value, dict):
         raise UsageError(f"--input must be a JSON object for a new run, got {type(value).__name__}")
+    from workbench.runtime.options import check_limit
+
+    # A bad step limit is refused before the store is touched (worded as resume and fork word it).
+    check_limit(args.max_steps)
     if args.continue_run is not None:
         return _continue(args, graph, value)
     try:
@@ -43,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json:
             make_console().print(f"running [bold]{esc(graph.name)}[/] → {esc(store.path)}", markup=True)
         runner = Runner(graph, store, listener=listener)
-        result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or ())
+        result = runner.run(value, break_before=args.break_before or (), break_after=args.break_after or (),
+                            max_steps=args.max_steps)
         return report(args, result, args.graph, runner)
 
 
@@ -64,7 +69,7 @@ def _continue(args: argparse.Namespace, graph: Any, value: dict[str, Any]) -> in
         listener = run_tracker(None if args.json else progress_listener(make_console()))
         runner = Runner(graph, store, listener=listener)
         result = runner.continue_run(run_id, value, break_before=args.break_before or (),
-                                     break_after=args.break_after or ())
+                                     break_after=args.break_after or (), max_steps=args.max_steps)
         return report(args, result, args.graph, runner)
 
 

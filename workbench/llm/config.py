@@ -1,23 +1,28 @@
 """Which model a call uses: the call's own ``model``, else ``$WORKBENCH_MODEL``, else the
-``[llm] model`` of ``workbench.toml`` in the current directory, else the offline demo model."""
+``[llm] model`` of ``workbench.toml`` in the current directory, else the offline demo model.
+
+A ``workbench.toml`` that is not TOML, or that has a misspelt key or a value of the wrong type,
+is an error (:class:`workbench.project_config.ConfigError`), never a quiet fall-back to the
+demo model."""
 
 from __future__ import annotations
 
 import os
-import tomllib
 from typing import Any
+
+from workbench.project_config import CONFIG_FILE, load, section
 
 DEMO_MODEL = "workbench-demo/assistant"
 """The offline, deterministic model served through litellm's custom-provider mechanism."""
 
 
-def project_config(path: str = "workbench.toml") -> dict[str, Any]:
-    """The project's ``workbench.toml`` as a dict ({} when there is none or it is unreadable)."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
+def project_config(path: str = CONFIG_FILE) -> dict[str, Any]:
+    """The project's ``workbench.toml`` as a dict ({} when there is none).
+
+    Raises:
+        ConfigError: the file is unreadable, not TOML, or holds an unknown key or a bad value.
+    """
+    return load(path)
 
 
 def resolve_model(explicit: str | None = None) -> str:
@@ -27,9 +32,7 @@ def resolve_model(explicit: str | None = None) -> str:
     env = os.environ.get("WORKBENCH_MODEL")
     if env:
         return env
-    llm = project_config().get("llm", {})
-    model = llm.get("model") if isinstance(llm, dict) else None
-    return str(model) if model else DEMO_MODEL
+    return str(section("llm").get("model") or DEMO_MODEL)
 
 
 def resolve_fallbacks(explicit: list[str] | None = None) -> list[str]:
@@ -39,6 +42,4 @@ def resolve_fallbacks(explicit: list[str] | None = None) -> list[str]:
     env = os.environ.get("WORKBENCH_FALLBACKS")
     if env:
         return [m.strip() for m in env.split(",") if m.strip()]
-    llm = project_config().get("llm", {})
-    fb = llm.get("fallbacks") if isinstance(llm, dict) else None
-    return [str(m) for m in fb] if isinstance(fb, list) else []
+    return [str(m) for m in section("llm").get("fallbacks", [])]

@@ -57,11 +57,15 @@ def is_lake_location(location: str) -> bool:
 
 
 def store_config() -> dict[str, Any]:
-    """The ``[store]`` section of ``workbench.toml`` in the current directory ({} if none)."""
-    from workbench.llm.config import project_config
+    """The ``[store]`` section of ``workbench.toml`` in the current directory ({} if none).
 
-    section = project_config().get("store", {})
-    return section if isinstance(section, dict) else {}
+    Raises:
+        ConfigError: the file is not TOML, or has an unknown key or a value of the wrong type
+            (a misspelt ``location`` must not quietly record into a local file instead).
+    """
+    from workbench.project_config import section
+
+    return section("store")
 
 
 def configured_location() -> str | None:
@@ -171,6 +175,12 @@ class LakeBackend(Backend):
             opts = f" ({', '.join(options)})" if options else ""
             con.execute(f"ATTACH {_quote(PREFIX + self._catalog)} AS {ALIAS}{opts}")
             con.execute(f"USE {ALIAS}")
+            if not self.data_path:
+                # A worker configured with the catalog alone: the lake's data path is read from
+                # it, and is the one directory this instance may read (data files) and write.
+                stored = _stored_data_path(con)
+                if stored:
+                    con.execute(f"SET allowed_directories = [{_quote(stored.rstrip('/') + '/')}]")
             try:
                 con.execute("SET TimeZone = 'UTC'")
             except duckdb.Error:
@@ -302,3 +312,15 @@ class LakeBackend(Backend):
         row = con.execute("SELECT max(updated_at) > now()::TIMESTAMP - to_seconds(?) FROM wb_journals "
                           "WHERE starts_with(journal, ?)", [self.owner_timeout, owner + "."]).fetchone()
         return bool(row and row[0])
+
+
+def _stored_data_path(con: Any) -> str | None:
+    """The data path a lake's catalog holds (its ``ducklake_metadata``), or None."""
+    import duckdb
+
+    try:
+        row = con.execute(f"SELECT value FROM __ducklake_metadata_{ALIAS}.ducklake_metadata "
+                          "WHERE key = 'data_path'").fetchone()
+    except duckdb.Error:
+        return None
+    return str(row[0]) if row and row[0] else None
