@@ -209,6 +209,9 @@ class Context:
         self._strict = strict
         self._first_started = first_started
         self.excluded: list[tuple[float, float]] = []
+        # Set while a node runs under its timeout: (pause, resume) of its deadline, for a wait
+        # that is not the node's own (litellm's first import), called from any thread.
+        self.deadline_hooks: tuple[Callable[[], object], Callable[[], object]] | None = None
         """When (``perf_counter`` spans) this task waited for workbench's own one-time set-up
         (importing the model library): not counted in the task's recorded duration."""
         self.subgraphs: Any = None

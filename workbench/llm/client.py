@@ -241,6 +241,11 @@ class _Call:
         remember_secrets_in(self.params)
         self.public = public_params(self.params)
         self.fp = fingerprint(self.model, self.messages, self.public)
+        # The provider's SDK would retry each request itself (OpenAI's: twice), so that one
+        # recorded attempt was three requests and retries=0 still retried: workbench's own
+        # retries (retries=, backoff=) are the only ones unless the caller asks otherwise. Not
+        # part of the recorded request (set after its fingerprint): old recordings still match.
+        self.params.setdefault("max_retries", 0)
         self.attempts = 0
         # Models whose last failure was a refusal (not worth another attempt, at any level).
         self.refused: list[str] = []
@@ -273,7 +278,12 @@ class _Call:
     def plan(self) -> list[str]:
         return list(dict.fromkeys([self.model, *self.fallbacks]))  # each model once
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
+        """The wait before the next attempt: the provider's ``Retry-After`` when it gave one
+        (up to a minute), else the backoff."""
+        after = _retry_after(exc)
+        if after is not None:
+            return after
         return min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
 
     def reply(self, litellm: Any, model: str, response: Any, text: str | None = None) -> LLMReply:
@@ -333,7 +343,10 @@ class _Call:
     def take_chunk(self, chunk: Any, chunks: list[Any], parts: list[str]) -> None:
         """Keep one streamed chunk and pass its text on to whoever watches the run."""
         chunks.append(chunk)
-        delta = chunk.choices[0].delta.content or ""
+        choices = getattr(chunk, "choices", None)
+        if not choices:  # the last chunk of stream_options={"include_usage": True}: usage only
+            return
+        delta = choices[0].delta.content or ""
         parts.append(delta)
         if self.ctx is not None and delta:
             self.ctx.emit("token", delta)
@@ -367,16 +380,18 @@ def call_llm(ctx: Context | None, messages: Any, *, model: str | None = None, **
                 if call.stream:
                     chunks: list[Any] = []
                     parts: list[str] = []
+                    until = _clock() + call.timeout
                     for chunk in litellm.completion(model=m, messages=call.messages, stream=True,
                                                     timeout=call.timeout, **call.params):
                         call.take_chunk(chunk, chunks, parts)
+                        _check_stream_time(until, call.timeout)
                     return call.streamed_reply(litellm, m, chunks, parts)
                 response = _within(call.timeout, litellm.completion, model=m, messages=call.messages,
                                    timeout=call.timeout, **call.params)
                 return call.reply(litellm, m, response)
             except Exception as exc:
                 if call.should_retry(litellm, m, exc, attempt, errors):
-                    time.sleep(call.delay(attempt))
+                    _sleep(call.delay(attempt, exc))
                     continue
                 break
     raise call.fail(errors)
@@ -390,9 +405,16 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
         return served
     if _litellm is None:
         t0 = time.perf_counter()
-        litellm = await asyncio.to_thread(litellm_module)
-        if ctx is not None:
-            ctx.excluded.append((t0, time.perf_counter()))
+        hooks = ctx.deadline_hooks if ctx is not None else None
+        if hooks is not None:
+            hooks[0]()
+        try:
+            litellm = await asyncio.to_thread(litellm_module)
+        finally:
+            if hooks is not None:
+                hooks[1]()
+            if ctx is not None:
+                ctx.excluded.append((t0, time.perf_counter()))
     else:
         litellm = _litellm
     call.started = time.perf_counter()
@@ -404,10 +426,12 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
                 if call.stream:
                     chunks: list[Any] = []
                     parts: list[str] = []
+                    until = _clock() + call.timeout
                     stream = await litellm.acompletion(model=m, messages=call.messages, stream=True,
                                                        timeout=call.timeout, **call.params)
                     async for chunk in stream:
                         call.take_chunk(chunk, chunks, parts)
+                        _check_stream_time(until, call.timeout)
                     return call.streamed_reply(litellm, m, chunks, parts)
                 try:
                     response = await asyncio.wait_for(
@@ -419,7 +443,7 @@ async def acall_llm(ctx: Context | None, messages: Any, *, model: str | None = N
                 return call.reply(litellm, m, response)
             except Exception as exc:
                 if call.should_retry(litellm, m, exc, attempt, errors):
-                    await asyncio.sleep(call.delay(attempt))
+                    await asyncio.sleep(call.delay(attempt, exc))
                     continue
                 break
     raise call.fail(errors)
@@ -430,9 +454,16 @@ def _imported(ctx: Context | None) -> Any:
     if _litellm is not None:
         return _litellm
     t0 = time.perf_counter()
-    module = litellm_module()
-    if ctx is not None:
-        ctx.excluded.append((t0, time.perf_counter()))
+    hooks = ctx.deadline_hooks if ctx is not None else None
+    if hooks is not None:  # the node's timeout does not run while litellm imports
+        hooks[0]()
+    try:
+        module = litellm_module()
+    finally:
+        if hooks is not None:
+            hooks[1]()
+        if ctx is not None:
+            ctx.excluded.append((t0, time.perf_counter()))
     return module
 
 
@@ -475,3 +506,28 @@ def _short(exc: BaseException) -> str:
     if len(text) > 200:
         text = text[:199].rstrip() + "…"
     return f"{name}: {text}" if text else name
+
+
+# Names of their own: tests move these, not the clock and sleep of every thread.
+_clock = time.monotonic
+_sleep = time.sleep
+
+
+def _check_stream_time(until: float, limit: float) -> None:
+    """A streamed answer is bounded by ``timeout`` as a whole, not per read (a model trickling
+    a token every few seconds never tripped the HTTP client's read timeout)."""
+    if _clock() > until:
+        raise TimeoutError(f"no whole answer within {limit:g}s (timeout)")
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the provider asked to wait (``Retry-After``, in its error response), at most 60."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return min(max(float(value), 0.0), 60.0) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None

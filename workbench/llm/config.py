@@ -38,7 +38,8 @@ def resolve_model(explicit: str | None = None) -> str:
 def resolve_fallbacks(explicit: list[str] | None = None) -> list[str]:
     """Fallback models: the call's own, else ``$WORKBENCH_FALLBACKS`` (comma-separated), else config."""
     if explicit is not None:
-        return list(explicit)
+        # One model given as a string is one model (it was read as its letters: "t", "-", "4").
+        return [explicit] if isinstance(explicit, str) else list(explicit)
     env = os.environ.get("WORKBENCH_FALLBACKS")
     if env:
         return [m.strip() for m in env.split(",") if m.strip()]

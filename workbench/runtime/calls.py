@@ -38,7 +38,8 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
             reset_current(token)
         coro = _with_context(coro, ctx, node)
     elif node.timeout:
-        coro = _in_daemon_thread(_call_sync, node, value, ctx)
+        # Started inside _within, once the deadline's hooks are on the context.
+        return await _within(node, lambda: _in_daemon_thread(_call_sync, node, value, ctx), node.timeout, ctx)
     elif parallel and (node.threaded or node.quick_bodies < INLINE_AFTER):
         coro = _in_pool(_call_measured, node, value, ctx)
     elif parallel:
@@ -46,22 +47,42 @@ async def call_node(node: Node, value: Any, ctx: Context, *, parallel: bool,
     else:
         return _call_sync(node, value, ctx)
     if node.timeout:
-        return await _within(node, coro, node.timeout)
+        return await _within(node, coro, node.timeout, ctx)
     return await coro
 
 
-async def _within(node: Node, coro: Any, limit: float) -> Any:
+async def _within(node: Node, coro: Any, limit: float, ctx: Context) -> Any:
     """Await ``coro``; an attempt that took longer than ``limit`` fails with NodeTimeoutError —
     also when it kept the deadline from being enforced: an async body that swallowed the
     cancellation and returned, or that blocked the event loop past it (it came back late with
     a result, recorded as completed)."""
     started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    left: list[float] = []  # the time left when the deadline was paused
+
+    def pause(deadline: asyncio.Timeout) -> None:
+        when = deadline.when()
+        if when is not None and not deadline.expired():
+            left.append(max(0.0, when - loop.time()))
+            deadline.reschedule(None)
+
+    def resume(deadline: asyncio.Timeout) -> None:
+        if left and not deadline.expired():
+            deadline.reschedule(loop.time() + left.pop())
+
     try:
         async with asyncio.timeout(limit) as deadline:
-            result = await coro
+            # litellm's first import (seconds) is waited out with the deadline paused: it is
+            # not the node's time, and recorded durations leave it out too.
+            ctx.deadline_hooks = (lambda: loop.call_soon_threadsafe(pause, deadline),
+                                  lambda: loop.call_soon_threadsafe(resume, deadline))
+            try:
+                result = await (coro() if callable(coro) else coro)
+            finally:
+                ctx.deadline_hooks = None
     except TimeoutError:
         raise NodeTimeoutError(f"node {node.name!r} timed out after {limit:g}s") from None
-    took = time.perf_counter() - started
+    took = time.perf_counter() - started - sum(end - start for start, end in ctx.excluded if start >= started)
     if deadline.expired() or took > limit:
         raise NodeTimeoutError(f"node {node.name!r} timed out after {limit:g}s (it returned after {took:.2f}s "
                                "without giving way to its deadline: a blocking call or a swallowed cancellation)")
