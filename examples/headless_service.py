@@ -98,11 +98,13 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 def cmd_pending(args: argparse.Namespace) -> int:
     with open_store() as store:
+        # By root_run_id: a question asked inside a subgraph is a row of the subgraph's run
+        # (ROOT/2.0.0), which is not in `runs`; the run to answer is the root.
         rows = store.query_dicts(
             """
-            SELECT i.run_id, i.created_at, i.payload ->> 'category' AS category,
+            SELECT r.run_id, i.created_at, i.payload ->> 'category' AS category,
                    i.payload ->> 'message' AS message
-            FROM interrupts i JOIN runs r USING (run_id)
+            FROM interrupts i JOIN runs r ON r.run_id = i.root_run_id
             WHERE r.status = 'waiting' AND i.resumed_at IS NULL
             ORDER BY i.created_at
             """

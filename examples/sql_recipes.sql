@@ -1,7 +1,8 @@
 -- SQL recipes over a workbench trace store.
 --
--- Every query here reads only the documented views (runs, steps, llm_calls, interrupts,
--- state_changes, supersteps, events) and the state_at(run_id, step) macro; see docs/sql.md.
+-- Every query here reads only the documented views (runs, subgraph_runs, steps, llm_calls,
+-- interrupts, state_changes, supersteps, events) and the state_at(run_id, step) macro; see
+-- docs/sql.md.
 -- Run one with the CLI (read-only):
 --
 --     workbench sql "SELECT ..."                       # table
@@ -12,6 +13,10 @@
 --     (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)
 -- Put a run id in quotes there instead, e.g. '1a20df509e9a0560a'.
 -- Timestamps are UTC.
+--
+-- Runs with subgraphs: a subgraph's steps, model calls and questions are rows of its own run
+-- (run_id '1a20df509e9a0560a/2.0.0', not in `runs`); root_run_id is the run a user started
+-- that they belong to. Questions about whole runs join and count on root_run_id.
 
 
 -- 1. The last 20 runs: status, how long they took, how many steps.
@@ -25,7 +30,7 @@ LIMIT 20;
 
 -- 2. Which node fails most? Failed attempts per node, with how many runs they hit.
 --    (A node retried three times and then successful counts two failed attempts.)
-SELECT node, count(*) AS failed_attempts, count(DISTINCT run_id) AS runs_hit,
+SELECT node, count(*) AS failed_attempts, count(DISTINCT root_run_id) AS runs_hit,
        any_value(error) AS example_error
 FROM steps
 WHERE status = 'failed'
@@ -41,7 +46,7 @@ WITH latest AS (
 SELECT s.node, count(*) FILTER (WHERE s.status = 'failed') AS failed_attempts,
        count(*) AS attempts
 FROM steps s
-JOIN runs r USING (run_id)
+JOIN runs r ON r.run_id = s.root_run_id  -- a subgraph's steps count for the run they belong to
 JOIN latest l ON l.graph = r.graph AND l.code_version = r.code_version
 GROUP BY s.node
 ORDER BY failed_attempts DESC, s.node;
@@ -64,14 +69,15 @@ GROUP BY node
 ORDER BY tasks_retried DESC;
 
 
--- 6. Tokens and cost per run (model calls only; a run with no calls shows zeros).
+-- 6. Tokens and cost per run (model calls only; a run with no calls shows zeros), its
+--    subgraphs' calls included: the totals `workbench runs` shows.
 SELECT r.run_id, r.graph, r.status,
        count(c.model) AS model_calls,
        coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(c.completion_tokens), 0) AS completion_tokens,
        round(coalesce(sum(c.cost_usd), 0), 6) AS cost_usd
 FROM runs r
-LEFT JOIN llm_calls c USING (run_id)
+LEFT JOIN llm_calls c ON c.root_run_id = r.run_id
 GROUP BY r.run_id, r.graph, r.status, r.started_at
 ORDER BY r.started_at DESC
 LIMIT 20;
@@ -165,11 +171,12 @@ WHERE json_array_length(tasks) > 1
 ORDER BY tasks DESC, run_id, step;
 
 
--- 18. Who is waiting for a human, and for how long.
-SELECT i.run_id, r.graph, i.node, i.payload, i.created_at,
+-- 18. Who is waiting for a human, and for how long — questions asked inside a subgraph
+--     included (path review/approve): answer with workbench resume RUN_ID [--interrupt ID].
+SELECT r.run_id, r.graph, i.path, i.interrupt_id, i.payload, i.created_at,
        date_diff('minute', i.created_at, CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP)) AS waiting_minutes
 FROM interrupts i
-JOIN runs r USING (run_id)
+JOIN runs r ON r.run_id = i.root_run_id
 WHERE r.status = 'waiting' AND i.resumed_at IS NULL
 ORDER BY i.created_at;
 
@@ -207,9 +214,12 @@ LIMIT 5;
 
 
 -- 23. Storage: bytes of stored state changes per run (it grows with what changed, not with
---     the size of the state).
-SELECT run_id, count(*) AS changes, sum(length(CAST(value AS VARCHAR))) AS bytes
-FROM state_changes
-GROUP BY run_id
+--     the size of the state), its subgraphs' included (state_changes has no root_run_id:
+--     subgraph_runs maps a subgraph's run to it).
+SELECT coalesce(g.root_run_id, c.run_id) AS run_id, count(*) AS changes,
+       sum(length(CAST(c.value AS VARCHAR))) AS bytes
+FROM state_changes c
+LEFT JOIN subgraph_runs g ON g.run_id = c.run_id
+GROUP BY ALL
 ORDER BY bytes DESC
 LIMIT 10;

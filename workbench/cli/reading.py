@@ -323,7 +323,7 @@ def cmd_graphs(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     if not os.path.isdir(graphs_dir()):  # said, not an empty list that looks like "no graphs"
-        error_line(f"workbench: no graphs folder at {graphs_dir()}; run from the project directory or set "
+        error_line(f"workbench: note: no graphs folder at {graphs_dir()}; run from the project directory or set "
                    "WORKBENCH_GRAPHS")
     for path in list_graph_files():
         try:

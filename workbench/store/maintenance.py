@@ -28,10 +28,7 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
 
     from workbench.store.lake import ALIAS, LakeBackend
 
-    match = re.fullmatch(r"\s*(\d+)\s*(second|minute|hour|day|week|month)s?\s*", keep, re.I)
-    if match is None:
-        raise InputError(f"--keep {keep!r}: give a whole number and a unit, e.g. '1 day' or '12 hours'")
-    interval = f"{int(match[1])} {match[2].lower()}s"
+    interval, age = _keep_interval(keep)
     done: list[str] = []
     store.flush()
     try:
@@ -50,7 +47,7 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
                 done.append(f"merged {sum(int(r[2]) for r in merged if len(r) > 2)} small files")
                 again(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
                 again(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => now() - INTERVAL '{interval}')")
-                done.append(f"expired snapshots and deleted unreferenced files older than {interval}")
+                done.append(f"expired snapshots and deleted unreferenced files older than {age}")
             else:
                 unreadable = _unreadable_views(con)
                 if unreadable:  # dropped or broken by another program: definitions, made again
@@ -62,6 +59,16 @@ def maintain(store: TraceStore, keep: str = "1 day") -> list[str]:
     except duckdb.Error as exc:
         raise StoreError(f"maintaining {store.path} failed: {str(exc).strip().splitlines()[0]}") from None
     return done
+
+
+def _keep_interval(keep: str) -> tuple[str, str]:
+    """``--keep`` as a SQL interval (``'1 days'``) and as words for the report (``1 day``,
+    ``12 hours``: singular for one)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(second|minute|hour|day|week|month)s?\s*", keep, re.I)
+    if match is None:
+        raise InputError(f"--keep {keep!r}: give a whole number and a unit, e.g. '1 day' or '12 hours'")
+    count, unit = int(match[1]), match[2].lower()
+    return f"{count} {unit}s", f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def _unreadable_views(con: Any) -> list[str]:
