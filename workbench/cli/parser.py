@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("test", help="replay recorded runs as regression tests")
     sp.add_argument("run_ids", metavar="RUN_ID", nargs="*")
     sp.add_argument("--graph", metavar="NAME|FILE[:VAR]",
-                    help="NAME: also every finished run of this graph in ./graphs; FILE[:VAR]: the code of a "
+                    help="NAME: also every finished run of this graph in ./graphs (finished: completed, failed, "
+                         "waiting, paused or superseded; not running or interrupted); FILE[:VAR]: the code of a "
                          "graph outside ./graphs, to replay the named runs (or, with none named, every "
                          "finished run of that graph) against")
     db_opt(sp)

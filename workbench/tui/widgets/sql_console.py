@@ -26,8 +26,8 @@ EXAMPLES = [
     ("runs by status", "SELECT graph, status, count(*) AS runs FROM runs GROUP BY ALL ORDER BY runs DESC"),
     ("which node fails most", "SELECT node, count(*) AS failures FROM steps WHERE status = 'failed'\n"
                               "GROUP BY node ORDER BY failures DESC"),
-    ("tokens and cost per run", "SELECT run_id, sum(prompt_tokens + completion_tokens) AS tokens,\n"
-                                "       sum(cost_usd) AS cost FROM llm_calls GROUP BY run_id ORDER BY tokens DESC"),
+    ("tokens and cost per run", "SELECT root_run_id AS run_id, sum(prompt_tokens + completion_tokens) AS tokens,\n"
+                                "       sum(cost_usd) AS cost FROM llm_calls GROUP BY 1 ORDER BY tokens DESC"),
     ("slowest steps", "SELECT run_id, step, node, duration_ms FROM steps ORDER BY duration_ms DESC LIMIT 20"),
     ("state after a step", "SELECT state FROM state_at((SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1), 3)"),
 ]
