@@ -10,6 +10,7 @@ choose which local Python file runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import os
@@ -105,14 +106,19 @@ def import_file(path: str) -> ModuleType:
     """
     name = _module_name(path)
     sys.modules.pop(name, None)
-    _make_importable(os.path.dirname(os.path.abspath(path)))
+    added = _make_importable(os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, path))
     if spec is None or spec.loader is None:
         raise GraphLoadError(f"{display_path(path)}: cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            for entry in added:  # for the file's own imports only: a long sys.path slows every import
+                with contextlib.suppress(ValueError):
+                    sys.path.remove(entry)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         raise GraphLoadError(
@@ -136,19 +142,23 @@ def import_file(path: str) -> ModuleType:
     return module
 
 
-def _make_importable(folder: str) -> None:
+def _make_importable(folder: str) -> list[str]:
     """What a graph file imports is found as when the file runs as a script (``python FILE``)
     or with ``python -m workbench``: modules beside it (a ``graphs/_common.py`` helper) and the
-    project's own packages (the current directory). Both go at the end of ``sys.path``, so that
-    nothing installed is shadowed. A helper beside the graph is imported afresh with it, so
-    that a reload sees its edits too (only plain modules lying in that very folder)."""
+    project's own packages (the current directory). Both go at the end of ``sys.path`` while
+    the file is imported (returned: the entries added), so that nothing installed is shadowed.
+    A helper beside the graph is imported afresh with it, so that a reload sees its edits too
+    (only plain modules lying in that very folder)."""
+    added = []
     for entry in (folder, os.getcwd()):
         if entry not in sys.path:
             sys.path.append(entry)
+            added.append(entry)
     for mod_name, mod in list(sys.modules.items()):
         where = getattr(mod, "__file__", None)
         if "." not in mod_name and isinstance(where, str) and os.path.dirname(where) == folder:
             sys.modules.pop(mod_name, None)
+    return added
 
 
 def load_module_graphs(path: str) -> dict[str, Graph]:
