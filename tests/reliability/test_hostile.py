@@ -660,6 +660,14 @@ HOSTILE_SQL: dict[str, str] = {
     "explain-spaced-analyze-select": "EXPLAIN ( FORMAT json , analyze ) SELECT 1",
     "explain-call": "EXPLAIN CALL enable_logging(storage='stdout')",
     "explain-comment-paren-analyze": "EXPLAIN /* x */ (ANALYZE) CALL enable_logging(storage='stdout')",
+    # DuckDB nests comments: a check that ended the comment at the first */ ran this.
+    "nested-comment-analyze-call": "EXPLAIN /* /* */ SELECT 1 AS \"*/ ANALYZE CALL enable_logging(storage="
+                                   "'file', storage_path='{aim}/n') -- \"",
+    # The same engine functions called as table functions parse as a SELECT.
+    "select-from-enable-logging": "SELECT * FROM enable_logging(storage='file', storage_path='{aim}/s')",
+    "from-quoted-enable-logging": "FROM \"Enable_Logging\"(level='trace', storage='stdout')",
+    "from-main-enable-logging": "SELECT * FROM main.enable_logging(storage='stdout')",
+    "from-truncate-logs": "FROM truncate_duckdb_logs()",
     "explain-analyze-delete": "EXPLAIN ANALYZE DELETE FROM wb_runs",
     "attach": "ATTACH '{aim}/other.duckdb' AS other",
     "attach-then-copy": "ATTACH '{aim}/o.duckdb' AS o; CREATE TABLE o.t AS SELECT * FROM wb_runs",
@@ -700,6 +708,9 @@ HARMLESS_SQL: dict[str, str] = {
     "state-at": "SELECT state FROM runs r, state_at(r.run_id, 1)",
     "pragma-database-list": "PRAGMA database_list",  # a table function in disguise: planned as a SELECT
     "string-looks-like-copy": "SELECT 'COPY wb_runs TO ''/tmp/x.sh''' AS s",
+    "explain-dollar-quoted": "EXPLAIN SELECT $$--$$ AS x",
+    "explain-format-string": "EXPLAIN (FORMAT 'json') SELECT (1)",
+    "string-names-an-engine-function": "SELECT 'enable_logging' AS s",
 }
 
 
@@ -777,7 +788,7 @@ def test_hostile_sql_in_a_real_process_leaves_no_file(sql_store: tuple[Path, Pat
     db, aim = sql_store
     before = sha(db)
     for case in ("explain-paren-analyze-copy", "comment-explain-analyze-copy", "explain-comment-analyze-copy",
-                 "explain-analyze-call-logging-file"):
+                 "explain-analyze-call-logging-file", "nested-comment-analyze-call", "select-from-enable-logging"):
         res = wb("sql", HOSTILE_SQL[case].format(aim=aim), "--db", str(db), cwd=aim.parent)
         assert res.returncode == 2, res.stderr
         one_clean_line(res.stderr, res.stdout)

@@ -13,18 +13,21 @@ from workbench.store.ingest import rollback
 _T = TypeVar("_T")
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
-# What EXPLAIN is followed by before the statement it explains: options in parentheses, or
-# ANALYZE. Anything this does not take apart leaves a text that does not parse: refused.
-_EXPLAIN_PREFIX = re.compile(r"\s*explain\s*(?:\((?P<options>(?:[^)']|'[^']*')*)\)\s*|(?P<analyze>analy[sz]e)\b\s*)?",
-                             re.IGNORECASE)
+# Functions a SELECT may call that change the engine, not the data: the locked configuration
+# does not cover them, and enable_logging(storage='file', ...) aborted the process (a file it
+# may not write), enable_logging(storage='stdout') printed the engine's log into the output.
+ENGINE_FUNCTIONS = {"enable_logging", "disable_logging", "truncate_duckdb_logs", "checkpoint", "force_checkpoint"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 
 
 def refuse_writes(sql: str, where: str = "the SQL console") -> list[Any]:
     """Parse ``sql`` and refuse anything but reads (InputError naming ``where``); returns the
     parsed statements. The database enforces read-only on its own (a read-only transaction, no
     file access, a locked configuration); this names a refused statement before it runs, and
-    keeps statements the database would run for their effects on the engine (``CALL``, and
-    ``EXPLAIN ANALYZE`` of anything, in any spelling) from running at all."""
+    keeps out what the engine would run for its effects on itself (``CALL``, the functions in
+    :data:`ENGINE_FUNCTIONS`, ``EXPLAIN ANALYZE`` of anything). The text is read with DuckDB's
+    own parser and tokenizer, so comments (nested ones too) and quoting read as DuckDB reads them."""
     import duckdb
 
     try:
@@ -38,6 +41,23 @@ def refuse_writes(sql: str, where: str = "the SQL console") -> list[Any]:
     return list(statements)
 
 
+def _tokens(text: str) -> list[tuple[int, str, str]]:
+    """``(offset, text, kind)`` of each token DuckDB's tokenizer finds (strings and comments
+    are not words: a word inside one is never taken for a keyword or a function's name)."""
+    import duckdb
+
+    out = []
+    for offset, kind in duckdb.tokenize(text):
+        name = getattr(kind, "name", str(kind))
+        if name == "identifier" and text.startswith('"', offset):  # "Enable_Logging" names it too
+            quoted = _QUOTED.match(text, offset)
+            out.append((offset, quoted.group(1).replace('""', '"').lower() if quoted else '"', name))
+            continue
+        word = _WORD.match(text, offset) if name in ("keyword", "identifier") else None
+        out.append((offset, word.group().lower() if word else text[offset:offset + 1], name))
+    return out
+
+
 def _check_statement(kind: str, text: str, where: str) -> None:
     import duckdb
 
@@ -46,49 +66,35 @@ def _check_statement(kind: str, text: str, where: str) -> None:
         kind = "CALL and CHECKPOINT" if kind == "CALL" else kind
         raise InputError(f"{where} is read-only: {kind} statements are refused "
                          "(use SELECT, WITH … SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)")
+    tokens = _tokens(text)
+    engine = sorted({t for _, t, k in tokens if k in ("keyword", "identifier")} & ENGINE_FUNCTIONS)
+    if engine:
+        raise InputError(f"{where} is read-only: {engine[0]}() changes the database engine and is refused")
     if kind != "EXPLAIN":
         return
-    prefix = _EXPLAIN_PREFIX.match(_without_comments(text))
-    options = (prefix.group("options") or "") if prefix else ""
-    if prefix is None or prefix.group("analyze") or re.search(r"\banaly[sz]e\b", options, re.IGNORECASE):
+    if any(t in ("analyze", "analyse") for _, t, k in tokens if k in ("keyword", "identifier")):
         # EXPLAIN ANALYZE executes the statement it explains.
         raise InputError(f"{where} is read-only: EXPLAIN ANALYZE runs its statement and is refused "
                          "(plain EXPLAIN is fine)")
-    # The statement explained must be a read as well (it is planned, and planning a CALL runs it).
+    # The statement explained must be a read as well (it is planned, and planning a CALL runs
+    # it): it starts after EXPLAIN and its parenthesised options.
+    start, depth = None, 0
+    for i, (offset, token, kind_of) in enumerate(tokens[1:], 1):
+        if depth == 0 and not (i == 1 and token == "("):
+            start = offset
+            break
+        depth += {"(": 1, ")": -1}.get(token, 0) if kind_of == "operator" else 0
+        if depth == 0 and token == ")":
+            start = tokens[i + 1][0] if i + 1 < len(tokens) else None
+            break
     try:
-        inner = duckdb.extract_statements(_without_comments(text)[prefix.end():])
+        inner = duckdb.extract_statements(text[start:]) if start is not None else []
     except duckdb.Error:
         inner = []
     if not inner:
         raise InputError(f"{where} is read-only: cannot tell what this EXPLAIN explains, so it is refused")
     for st in inner:
         _check_statement(st.type.name, st.query, where)
-
-
-def _without_comments(text: str) -> str:
-    """``text`` with SQL comments blanked out (string literals kept as they are)."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text.startswith("--", i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            out.append(" ")
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = len(text) if end < 0 else end + 2
-            out.append(" ")
-        elif text[i] in "'\"":
-            end = text.find(text[i], i + 1)
-            while end > 0 and text.startswith(text[i], end + 1):  # a doubled quote inside
-                end = text.find(text[i], end + 2)
-            stop = len(text) if end < 0 else end + 1
-            out.append(text[i:stop])
-            i = stop
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
 
 
 def as_dicts(con: Any) -> list[dict[str, Any]]:
