@@ -65,7 +65,15 @@ def test_a_graph_file_imports_its_projects_code_and_a_helper_beside_it(tmp_path:
     from workbench import Runner
 
     assert Runner(load_graph(str(graphs / "g.py"))).run({}).state == {"out": 'hello["a", "b"]'}
+    # Two graph files of the folder share the helper (one module, one set of its classes).
+    (graphs / "h.py").write_text((graphs / "g.py").read_text().replace("Graph('g'", "Graph('h'"))
+    shared = sys.modules["_common"]
+    load_graph(str(graphs / "h.py"))
+    load_graph(str(graphs / "g.py"))
+    assert sys.modules["_common"] is shared
     (graphs / "_common.py").write_text("GREETING = 'bye'\n")
+    stamp = (graphs / "_common.py").stat().st_mtime_ns + 1_000_000_000
+    os.utime(graphs / "_common.py", ns=(stamp, stamp))  # edited later than it was imported
     assert Runner(load_graph(str(graphs / "g.py"))).run({}).state == {"out": 'bye["a", "b"]'}
     monkeypatch.delitem(sys.modules, "_common", raising=False)
     monkeypatch.delitem(sys.modules, "myapp", raising=False)

@@ -472,3 +472,66 @@ def test_a_graph_files_exception_type_is_found_by_other_processes(tmp_path: Path
     with TraceStore(db) as store:
         [row] = tool_rows(store, run_id)
     assert row["error"] == "CrmDown: crm down for C-2"
+
+
+class Slotted(Exception):
+    __slots__ = ("code",)
+
+
+def test_a_served_failure_is_the_whole_exception_or_says_it_is_not() -> None:
+    """Only what JSON carries back whole is made again: a CalledProcessError with its command
+    list, an OSError with its file name. One with bytes, a tuple or __slots__ attributes was
+    served half-built (its str() failed, an attribute missing): it is served as a
+    RecordedCallError naming its type now. An exception raised without a message keeps its
+    type's name; looking a type up runs no module's __getattr__."""
+    import subprocess
+    import sys
+
+    from workbench.context import RecordedCallError, recorded_failure
+    from workbench.failures import identity, type_name
+
+    def round_trip(exc: BaseException) -> Exception:
+        text = f"{type(exc).__name__}: {exc}"
+        return recorded_failure({"kind": "tool", "error": text, "params": json.dumps(identity(exc))})
+
+    called = round_trip(subprocess.CalledProcessError(1, ["git", "x"]))
+    assert type(called) is subprocess.CalledProcessError
+    assert str(called) == "Command '['git', 'x']' returned non-zero exit status 1."
+    missing = round_trip(FileNotFoundError(2, "No such file", "f.txt"))
+    assert type(missing) is FileNotFoundError and str(missing) == "[Errno 2] No such file: 'f.txt'"
+    slotted = Slotted("boom")
+    slotted.code = 7
+    for exc in (slotted, UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), KeyError(("a", 1))):
+        served = round_trip(exc)
+        assert type(served) is RecordedCallError and type_name(served) == type(exc).__name__, exc
+    silent = recorded_failure({"kind": "tool", "error": "CrmDown: ", "params": {"error_type": "nowhere:CrmDown"}})
+    assert type_name(silent) == "CrmDown"
+    sys.modules.pop("concurrent.futures.process", None)
+    import concurrent.futures  # noqa: F401  (loaded: its lazy names come through __getattr__)
+
+    lazy = recorded_failure({"kind": "tool", "error": "X: y",
+                             "params": {"error_type": "concurrent.futures:ProcessPoolExecutor.X"}})
+    assert type(lazy) is RecordedCallError and "concurrent.futures.process" not in sys.modules
+
+
+def test_an_edited_model_answer_is_never_given_to_a_tool_call(store: TraceStore) -> None:
+    """A fork's edited answer was served to whatever call came first at its place: a tool call
+    the edited state now made got the model's answer as its result (the tool never ran)."""
+    @tool
+    def lookup(key: str) -> str:
+        return f"looked up {key}"
+
+    g = Graph("edit_vs_tool", S)
+
+    @g.node
+    def step(state: S, ctx: Any) -> dict[str, Any]:
+        looked = lookup("x") if state.get("item") == "tool" else None
+        return {"value": looked, "answer": ctx.llm("hi", model="workbench-demo/echo").text}
+
+    g.sequence(START, "step", END)
+    runner = Runner(g, store)
+    parent = runner.run({"item": "no"})
+    fork = runner.fork(parent.run_id, 1, set_state={"item": "tool"}, llm_responses={1: "EDITED"})
+    assert fork.status == "failed"
+    assert "EditedCallError" in (fork.error or "") and fork.state.get("value") != {"role": "assistant",
+                                                                                   "content": "EDITED"}

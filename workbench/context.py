@@ -62,13 +62,16 @@ def recorded_failure(row: dict[str, Any], namespace: dict[str, Any] | None = Non
     if made is not None:
         return made
     kind = getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, Exception):  # recorded before types were kept
+    old_record = not (isinstance(params, dict) and "error_type" in params)  # recorded before types were kept
+    if old_record and isinstance(kind, type) and issubclass(kind, Exception):
         try:
             return kind(message)
         except Exception:  # an exception type with a constructor of its own: fall through
             pass
-    served = RecordedCallError(message if message else error)
-    served.recorded_type = name if message else None
+    # "CrmDown: " (raised without a message) names its type as well as "CrmDown: down" does.
+    bare = name.isidentifier()
+    served = RecordedCallError(message if bare else error)
+    served.recorded_type = name if bare else None
     return served
 
 
@@ -272,7 +275,8 @@ class Context:
 
         return await acall_llm(self, messages, model=model, **params)
 
-    def take_recorded(self, fingerprint: str, namespace: dict[str, Any] | None = None) -> RecordedCall | None:
+    def take_recorded(self, fingerprint: str, namespace: dict[str, Any] | None = None,
+                      kind: str = "llm") -> RecordedCall | None:
         """The next recorded call of this task if there is one (used by the LLM layer and tools).
 
         Calls are matched by order; a different request fingerprint means the code now asks
@@ -282,7 +286,8 @@ class Context:
         """
         if self._served < len(self._recorded):
             rec = self._recorded[self._served]
-            if rec.fingerprint.startswith(EDITED) or (rec.fingerprint == fingerprint and rec.row.get("error") is None):
+            edited = rec.fingerprint.startswith(EDITED) and kind == "llm"  # an edited answer is a model's
+            if edited or (rec.fingerprint == fingerprint and rec.row.get("error") is None):
                 self._served += 1
                 return rec
             if rec.fingerprint == fingerprint:

@@ -34,21 +34,29 @@ def type_name(exc: BaseException) -> str:
 
 
 def identity(exc: BaseException) -> dict[str, Any]:
-    """``{"error_type": "module:qualname", "error_attrs": {...}}`` for a tool call's error."""
+    """``{"error_type": "module:qualname", "error_args": [...], "error_attrs": {...}}`` for a
+    tool call's error. Only an exception JSON can carry whole is made again: one with an
+    argument or attribute JSON would change (a tuple, bytes, an object), or with ``__slots__``,
+    is recorded by its type alone (``"error_whole": false``) and served as RecordedCallError."""
     cls = type(exc)
     out: dict[str, Any] = {"error_type": f"{_stable(cls.__module__)}:{cls.__qualname__}"}
-    args = [_plain(a) for a in exc.args[:_MAX_ATTRS]]
-    if all(a is not _NOT_PLAIN for a in args):
-        out["error_args"] = args
-    attrs = {k: _plain(v) for k, v in list(getattr(exc, "__dict__", {}).items())[:_MAX_ATTRS]
-             if isinstance(k, str) and not k.startswith("_")}
-    attrs = {k: v for k, v in attrs.items() if v is not _NOT_PLAIN}
+    args = list(exc.args)
+    if isinstance(exc, OSError) and exc.filename is not None:  # its file names are not in args
+        args = [exc.errno, exc.strerror, exc.filename]
+        if exc.filename2 is not None:
+            args += [None, exc.filename2]
+    attrs = {k: v for k, v in getattr(exc, "__dict__", {}).items() if isinstance(k, str) and not k.startswith("_")}
+    slotted = any("__slots__" in vars(c) for c in cls.__mro__ if c.__module__ != "builtins")
+    values = [*args, *attrs.values()]
+    if slotted or len(args) > _MAX_ATTRS or len(attrs) > _MAX_ATTRS or not all(map(_faithful, values)):
+        out["error_whole"] = False
+        return out
+    out["error_args"] = [_scrubbed(a) for a in args]
     if attrs:
-        out["error_attrs"] = attrs
+        out["error_attrs"] = {k: _scrubbed(v) for k, v in attrs.items()}
     return out
 
 
-_NOT_PLAIN = object()
 # A graph file's module is named after its path with a per-process digest (loader.py): the
 # digest is left out of the record, so that another process finds the same module.
 _GRAPH_MODULE = re.compile(r"^(workbench_graphs\.\w+?)_\d+$")
@@ -58,12 +66,30 @@ def _stable(module: str) -> str:
     return _GRAPH_MODULE.sub(r"\1", module)
 
 
-def _plain(value: Any) -> Any:
+def _faithful(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` comes back from JSON as it went in (no tuple, bytes or object)."""
     if value is None or isinstance(value, bool | int | float):
-        return value
+        return True
     if isinstance(value, str):
-        return scrub(value[:_MAX_TEXT])
-    return _NOT_PLAIN
+        return len(value) <= _MAX_TEXT
+    if depth > 4:
+        return False
+    if type(value) is list:
+        return len(value) <= _MAX_ATTRS and all(_faithful(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return len(value) <= _MAX_ATTRS and all(isinstance(k, str) and _faithful(v, depth + 1)
+                                                 for k, v in value.items())
+    return False
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
+    return value
 
 
 def rebuild(params: Any, message: str, namespace: dict[str, Any] | None = None) -> Exception | None:
@@ -72,7 +98,8 @@ def rebuild(params: Any, message: str, namespace: dict[str, Any] | None = None) 
     ``namespace``: the globals of the module that raised it (the tool's), searched first when
     the recorded module is that one — a graph file loaded again has a new module of the same
     name, and the node catches the type of the module its code came from."""
-    if not isinstance(params, dict) or not isinstance(params.get("error_type"), str):
+    if not isinstance(params, dict) or not isinstance(params.get("error_type"), str) \
+            or params.get("error_whole") is False:
         return None
     module_name, _, qualname = params["error_type"].partition(":")
     parts = qualname.split(".") if qualname else []
@@ -85,7 +112,12 @@ def rebuild(params: Any, message: str, namespace: dict[str, Any] | None = None) 
     else:
         found = sys.modules.get(module_name)
     for part in parts:
-        found = getattr(found, part, None)
+        # The object's own dict, not getattr: a module's __getattr__ (or a class's descriptors)
+        # would run code — and import modules — on the record's say.
+        try:
+            found = vars(found).get(part)
+        except TypeError:  # nothing to look in (None, a value without a __dict__)
+            return None
     if not (isinstance(found, type) and issubclass(found, Exception)):
         return None
     cls: type[Exception] = found

@@ -119,6 +119,8 @@ def import_file(path: str) -> ModuleType:
             for entry in added:  # for the file's own imports only: a long sys.path slows every import
                 with contextlib.suppress(ValueError):
                     sys.path.remove(entry)
+            for _, where in _helpers(os.path.dirname(os.path.abspath(path))):
+                _helper_stamps.setdefault(where, _stamp(where))  # as imported now
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         raise GraphLoadError(
@@ -147,18 +149,39 @@ def _make_importable(folder: str) -> list[str]:
     or with ``python -m workbench``: modules beside it (a ``graphs/_common.py`` helper) and the
     project's own packages (the current directory). Both go at the end of ``sys.path`` while
     the file is imported (returned: the entries added), so that nothing installed is shadowed.
-    A helper beside the graph is imported afresh with it, so that a reload sees its edits too
-    (only plain modules lying in that very folder)."""
+    A helper beside the graph that was edited since it was imported is imported afresh, so
+    that a reload sees its edits (only plain modules lying in that very folder); one that was
+    not stays the one module every graph file of the folder shares."""
     added = []
     for entry in (folder, os.getcwd()):
         if entry not in sys.path:
             sys.path.append(entry)
             added.append(entry)
+    for mod_name, where in _helpers(folder):
+        if where in _helper_stamps and _helper_stamps[where] != _stamp(where):
+            del _helper_stamps[where]
+            sys.modules.pop(mod_name, None)
+    return added
+
+
+_helper_stamps: dict[str, int | None] = {}  # a helper module's file -> its mtime when imported
+
+
+def _helpers(folder: str) -> list[tuple[str, str]]:
+    """``(module name, file)`` of the plain modules imported from ``folder``."""
+    out = []
     for mod_name, mod in list(sys.modules.items()):
         where = getattr(mod, "__file__", None)
         if "." not in mod_name and isinstance(where, str) and os.path.dirname(where) == folder:
-            sys.modules.pop(mod_name, None)
-    return added
+            out.append((mod_name, where))
+    return out
+
+
+def _stamp(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def load_module_graphs(path: str) -> dict[str, Graph]:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.errors import InputError
+from workbench.redact import scrub
 
 CONFIG_FILE = "workbench.toml"
 
@@ -71,7 +72,7 @@ def _check(config: dict[str, Any], path: str) -> None:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{name}] (known keys: {_keys(name)})")
             check, expected = KNOWN[name][key]
             if not check(value):
-                raise ConfigError(f"{path}: [{name}] {key} must be {expected}, got {value!r} "
+                raise ConfigError(f"{path}: [{name}] {key} must be {expected}, got {scrub(repr(value))} "
                                   f"(known keys of [{name}]: {_keys(name)})")
 
 

@@ -108,7 +108,7 @@ def _served(ctx: Context, name: str, fn: Callable[..., Any], args_json: str, fp:
     from workbench.context import ReplayDivergence
 
     try:
-        rec = ctx.take_recorded(fp, getattr(inspect.unwrap(fn), "__globals__", None))
+        rec = ctx.take_recorded(fp, getattr(inspect.unwrap(fn), "__globals__", None), kind="tool")
     except ReplayDivergence as div:
         div.detail["request"] = {"kind": "tool", "tool": name, "args": json.loads(args_json)}
         raise

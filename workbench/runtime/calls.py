@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 import time
@@ -63,12 +64,14 @@ async def _within(node: Node, coro: Any, limit: float, ctx: Context) -> Any:
     def pause(deadline: asyncio.Timeout) -> None:
         when = deadline.when()
         if when is not None and not deadline.expired():
-            left.append(max(0.0, when - loop.time()))
-            deadline.reschedule(None)
+            with contextlib.suppress(RuntimeError):  # the block has ended meanwhile (cancelled)
+                deadline.reschedule(None)
+                left.append(max(0.0, when - loop.time()))
 
     def resume(deadline: asyncio.Timeout) -> None:
         if left and not deadline.expired():
-            deadline.reschedule(loop.time() + left.pop())
+            with contextlib.suppress(RuntimeError):  # the block has ended meanwhile (cancelled)
+                deadline.reschedule(loop.time() + left.pop())
 
     try:
         async with asyncio.timeout(limit) as deadline:
