@@ -157,3 +157,26 @@ def test_litellms_first_import_does_not_count_against_a_nodes_timeout(store: Tra
     result = Runner(g, store).run({})
     assert result.status == "completed", result.error
     assert result.state["answer"] == "answered"
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("retries", -1, "ctx.llm(retries=...) must be a whole number of 0 or more, got -1"),
+    ("retries", 1.5, "ctx.llm(retries=...) must be a whole number of 0 or more, got 1.5"),
+    ("timeout", 0, "ctx.llm(timeout=...) must be a number of seconds greater than 0, got 0"),
+    ("timeout", None, "ctx.llm(timeout=...) must be a number of seconds greater than 0, got None"),
+    ("backoff", -1, "ctx.llm(backoff=...) must be a number of seconds, 0 or more, got -1"),
+])
+def test_the_model_calls_own_options_are_checked_before_any_request(store: TraceStore, fake: Any, option: str,
+                                                                   value: Any, says: str) -> None:
+    """``retries=-1`` made no attempt and gave no reason; ``timeout=0`` still sent the request;
+    ``timeout=None`` was a TypeError; ``backoff=-1`` failed after an unrecorded request."""
+    stand_in = fake([_response("never")])
+    result = Runner(_graph(**{option: value}), store).run({})
+    assert result.status == "failed" and says in (result.error or "")
+    assert stand_in.requests == []
+
+
+def test_one_failed_attempt_is_said_in_the_singular(store: TraceStore, fake: Any) -> None:
+    fake([RateLimitError()])
+    result = Runner(_graph(retries=0), store).run({})
+    assert "model call failed after 1 attempt: " in (result.error or "")

@@ -19,6 +19,7 @@ import contextvars
 import hashlib
 import importlib
 import json
+import math
 import os
 import random
 import re
@@ -232,9 +233,9 @@ class _Call:
         codec.check_text(json.dumps(self.messages, default=str, ensure_ascii=False), self.messages, "ctx.llm messages")
         self.model = resolve_model(model)
         self.fallbacks = resolve_fallbacks(params.get("fallbacks"))
-        self.retries = int(params.get("retries", 2))
-        self.backoff = float(params.get("backoff", 0.5))
-        self.timeout = float(params.get("timeout", 60.0))
+        self.retries = _option(params, "retries", 2, int, 0)
+        self.backoff = _option(params, "backoff", 0.5, float, 0.0)
+        self.timeout = _option(params, "timeout", 60.0, float, None)
         self.stream = bool(params.get("stream", False))
         self.params = {k: v for k, v in params.items() if k not in _OWN_OPTIONS}
         # Every credential passed in (at any depth, or in a URL) is scrubbed from error texts.
@@ -336,7 +337,8 @@ class _Call:
             msg = scrub(f"{LLMRejectedError.PREFIX}: " + "; ".join(shown))
             self.record(None, msg)
             return LLMRejectedError(msg)
-        msg = scrub(f"model call failed after {self.attempts} attempts: " + "; ".join(shown))
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        msg = scrub(f"model call failed after {tries}: " + "; ".join(shown))
         self.record(None, msg)
         return LLMError(msg)
 
@@ -531,3 +533,18 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return min(max(float(value), 0.0), 60.0) if value is not None else None
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _option(params: dict[str, Any], name: str, default: Any, kind: type, least: float | None) -> Any:
+    """One of ctx.llm's own options, checked before any request is made: ``retries`` a whole
+    number >= 0, ``backoff`` seconds >= 0, ``timeout`` seconds > 0 (``retries=-1`` made no
+    attempt and said nothing, ``timeout=0`` still sent the request, ``timeout=None`` was a
+    TypeError, ``backoff=-1`` failed after a request that was never recorded)."""
+    value = params.get(name, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (
+        kind is not int or isinstance(value, int))
+    if ok and (value > 0 if least is None else value >= least):
+        return kind(value)
+    what = "a whole number of 0 or more" if kind is int else (
+        "a number of seconds greater than 0" if least is None else "a number of seconds, 0 or more")
+    raise LLMError(f"ctx.llm({name}=...) must be {what}, got {value!r}")
