@@ -22,53 +22,25 @@ def seconds(text: str) -> float:
     return value
 
 
-def positive(text: str) -> int:
-    """A whole number of 1 or more (argparse turns the ValueError into a usage error, exit 2)."""
+def _at_least(text: str, least: int) -> int:
+    """A whole number of ``least`` or more (argparse turns the error into a usage error, exit 2)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text} is not {least} or more")
     return value
+
+
+def positive(text: str) -> int:
+    """A whole number of 1 or more."""
+    return _at_least(text, 1)
 
 
 def whole(text: str) -> int:
-    """A whole number of 0 or more (argparse turns the ValueError into a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not 0 or more")
-    return value
-
-
-DISTRIBUTION = "agent-workbench"
-"""The package's name on PyPI (pyproject.toml), whose installed version ``--version`` prints."""
-
-
-def installed_version() -> str:
-    """The installed version of workbench, or a note that its metadata is missing (the code run
-    from a checkout that was never installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "(not installed: no package metadata for agent-workbench)"
-
-
-class _Version(argparse.Action):
-    """``--version``: looks the version up only when asked (importlib.metadata costs start-up time)."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        print(f"{parser.prog} {installed_version()}")
-        parser.exit()
+    """A whole number of 0 or more."""
+    return _at_least(text, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
