@@ -43,6 +43,33 @@ def whole(text: str) -> int:
     return _at_least(text, 0)
 
 
+DISTRIBUTION = "agent-workbench"
+"""The package's name on PyPI (pyproject.toml), whose installed version ``--version`` prints."""
+
+
+def installed_version() -> str:
+    """The installed version of workbench, or a note that its metadata is missing (the code run
+    from a checkout that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "(not installed: no package metadata for agent-workbench)"
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata costs start-up time)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="workbench",
