@@ -417,6 +417,20 @@ def test_changed_prompt_is_a_request_divergence(store: TraceStore, support_file:
     assert "friendly" in RunHistory(store, technical_run).step(4).calls[0]["messages"][0]["content"]
 
 
+def test_a_request_that_differs_only_in_its_model_points_at_the_configuration(
+        store: TraceStore, support_file: Path, technical_run: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run recorded with one configured model and replayed where another is configured
+    diverged with "the request differs" and nothing pointing at the setting."""
+    monkeypatch.setenv("WORKBENCH_MODEL", "workbench-demo/echo")
+    report = replay_run(store, technical_run, load_graph(str(support_file)))
+    assert report.divergence is not None and report.divergence.kind == "request"
+    assert ("(model workbench-demo/echo now, workbench-demo/assistant recorded: check WORKBENCH_MODEL and "
+            "[llm] model in workbench.toml where it was recorded)") in report.divergence.message
+    monkeypatch.delenv("WORKBENCH_MODEL")
+    graph = edit(support_file, "You draft a short, friendly support reply.", "You draft a short, warm support reply.")
+    assert "WORKBENCH_MODEL" not in replay_run(store, technical_run, graph).divergence.message  # type: ignore[union-attr]
+
+
 def test_changed_update_is_an_update_divergence(store: TraceStore, support_file: Path, technical_run: str,
                                                 no_live_models: list[str]) -> None:
     graph = edit(support_file, 'return {"policies": [POLICIES[state["category"]]]}',

@@ -423,5 +423,10 @@ def _request_divergence(d: ReplayDivergence) -> Divergence:
         return Divergence(step, "request", node, f"tool call {call} asks something else", text_diff(old, now), at)
     old = {"model": rec.get("model"), "messages": rec.get("messages"), "params": rec.get("params")}
     now = {"model": new.get("model"), "messages": new.get("messages"), "params": new.get("params")}
-    return Divergence(step, "request", node, f"model call {call}: the request differs from the recording",
+    message = f"model call {call}: the request differs from the recording"
+    if old["model"] and now["model"] and old["model"] != now["model"] and old["messages"] == now["messages"]:
+        # Only the model changed: most often the configuration, not the code.
+        message += (f" (model {now['model']} now, {old['model']} recorded: check WORKBENCH_MODEL and [llm] model "
+                    "in workbench.toml where it was recorded)")
+    return Divergence(step, "request", node, message,
                       text_diff(old, now), at)
