@@ -7,9 +7,9 @@ import gc
 import io
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,26 @@ async def poll(pilot: Pilot[Any], until: Callable[[], Any], *, rounds: int = 500
             return
         await pilot.pause(0.02)
     raise AssertionError(f"gave up waiting for {what}: {describe(pilot.app)}")
+
+
+@asynccontextmanager
+async def opened(project: Any, size: tuple[int, int] = (150, 45), **kwargs: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """The project's app running headless at ``size``, started up (its graphs listed, its
+    start-up work done): ``async with opened(project) as (app, pilot)``."""
+    app = project.app(**kwargs)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
+        yield app, pilot
+
+
+async def choose_run(pilot: Pilot[Any], run_id: str) -> None:
+    """Open ``run_id`` as choosing it anywhere in the app does, and wait until it is shown."""
+    from workbench.tui.messages import RunChosen
+
+    app = pilot.app
+    app.post_message(RunChosen(run_id))
+    await settle(pilot, lambda: app.open_run and app.open_run["run_id"] == run_id and not busy(app),
+                 what=f"run {run_id} open")
 
 
 # ---------------------------------------------------------------------- reading the screen

@@ -5,8 +5,7 @@ token costs the same however long the answer already is."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,13 @@ from workbench.context import Event
 from workbench.tui.messages import RunEventReceived
 from workbench.tui.widgets.live_log import LiveLog
 
-from .conftest import Project, busy, final_state, log_lines, make_project, poll, settle
+from .conftest import Project, final_state, log_lines, make_project, opened, poll
 from .test_pilot import run_via_form, wait_run
 
 pytestmark = pytest.mark.anyio
 
-SIZE = (150, 45)
 RUN = "r-stream"
 ANSWER = " ".join(f"word{i}" for i in range(100))
-
-
-@asynccontextmanager
-async def opened(project: Project) -> AsyncIterator[tuple[Any, Any]]:
-    app = project.app()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
-        yield app, pilot
 
 
 def pieces(text: str) -> list[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,9 @@ from workbench.tui.messages import RunChosen, StepLoaded
 from workbench.tui.screens.fork_editor import ForkScreen
 from workbench.tui.widgets.timeline import Timeline
 
-from .conftest import Project, busy, db_query, make_project, poll, settle, text_of
+from .conftest import Project, busy, choose_run, db_query, make_project, opened, poll, settle, text_of
 
 pytestmark = pytest.mark.anyio
-
-SIZE = (150, 45)
 
 
 @pytest.fixture
@@ -32,21 +28,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     proj = make_project(tmp_path / "proj", ["chain", "counter", "gate", "demo:warranty"])
     monkeypatch.chdir(proj.root)
     return proj
-
-
-@asynccontextmanager
-async def opened(project: Project) -> AsyncIterator[tuple[Any, Any]]:
-    app = project.app()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
-        yield app, pilot
-
-
-async def open_run(pilot: Any, run_id: str) -> None:
-    app = pilot.app
-    app.post_message(RunChosen(run_id))
-    await settle(pilot, lambda: app.open_run and app.open_run["run_id"] == run_id and not busy(app),
-                 what=f"run {run_id} open")
 
 
 def inspector(app: Any) -> str:
@@ -89,7 +70,7 @@ async def test_a_live_run_appends_to_the_timeline_reading_only_what_is_new(
     other = project.run("counter", {"limit": 200}, break_when=lambda s: s["count"] >= 100)
     assert other.status == "paused"
     async with opened(project) as (app, pilot):
-        await open_run(pilot, other.run_id)
+        await choose_run(pilot, other.run_id)
         for _ in range(8):
             await pilot.press("s")  # one more step, recorded live by the workbench
             await settle(pilot, lambda: app.live is None and not busy(app), what="the step")
@@ -123,7 +104,7 @@ async def test_the_inspector_never_shows_the_run_left_behind(
 
     monkeypatch.setattr(TimelineFeed, "refresh", slow_for_b)
     async with opened(project) as (app, pilot):
-        await open_run(pilot, a.run_id)
+        await choose_run(pilot, a.run_id)
         await settle(pilot, lambda: "c failed on purpose" in inspector(app) or "step 1" in inspector(app))
         assert "step 1: a" in inspector(app)
         a_view = app.step_loader.views[(a.run_id, 1)]
@@ -147,7 +128,7 @@ async def test_the_inspector_never_shows_the_run_left_behind(
 async def test_moving_the_cursor_shows_each_step_once_read(project: Project) -> None:
     run = project.run("counter", {"limit": 40})
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         timeline_widget = app.query_one("#timeline", Timeline)
         timeline_widget.focus()
         await pilot.press(*["j"] * 25)  # faster than the steps are read: only the newest counts
@@ -173,7 +154,7 @@ async def test_subgraph_steps_nest_under_their_step_and_fold(project: Project) -
     assert run.status == "completed"
     child = f"{run.run_id}/2.0.0"
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         widget = app.query_one("#timeline", Timeline)
         lines = [(widget.rows[i].depth, widget.rows[i].label) for i in widget.shown]
         assert lines == [(0, "intake"), (0, "review"), (1, "assess"), (1, "approve"), (1, "record"), (0, "reply")]
@@ -200,7 +181,7 @@ async def test_fork_at_a_step_inside_a_subgraph_from_the_timeline(project: Proje
     run = project.run("warranty", {"message": "My kettle broke, refund $30 please", "customer_id": "C-1"})
     child = f"{run.run_id}/2.0.0"
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         widget = app.query_one("#timeline", Timeline)
         widget.focus()
         await pilot.press("j", "j", "j")  # review/approve: inner step 2 of the subgraph run

@@ -13,8 +13,6 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from .conftest import (
     log_lines,
     make_project,
     notes,
+    opened,
     options,
     plain,
     poll,
@@ -63,14 +62,6 @@ BILLING = "I was charged twice on my last invoice"
 
 
 # ---------------------------------------------------------------------- driving the app
-
-
-@asynccontextmanager
-async def opened(project: Project, **kwargs: Any) -> AsyncIterator[tuple[Any, Any]]:
-    app = project.app(**kwargs)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
-        yield app, pilot
 
 
 async def select_graph(pilot: Any, name: str) -> None:

@@ -10,8 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +19,13 @@ from textual.widgets._footer import FooterKey
 
 from workbench.runtime import Runner
 from workbench.sqlquery import run_read_only
-from workbench.tui.messages import RunChosen
 from workbench.tui.widgets.runs_table import RunsTable
 from workbench.tui.widgets.sql_console import SqlConsole
 from workbench.tui.widgets.timeline import Timeline
 
-from .conftest import Project, _in_thread, busy, make_project, notes, poll, rows, settle, text_of
+from .conftest import Project, _in_thread, choose_run, make_project, notes, opened, poll, rows, settle, text_of
 
 pytestmark = pytest.mark.anyio
-
-SIZE = (150, 45)
 
 
 @pytest.fixture
@@ -38,21 +33,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     proj = make_project(tmp_path / "proj", ["chain", "counter", "demo:warranty"])
     monkeypatch.chdir(proj.root)
     return proj
-
-
-@asynccontextmanager
-async def opened(project: Project) -> AsyncIterator[tuple[Any, Any]]:
-    app = project.app()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: not busy(app) and app.registry.entries, what="start-up")
-        yield app, pilot
-
-
-async def open_run(pilot: Any, run_id: str) -> None:
-    app = pilot.app
-    app.post_message(RunChosen(run_id))
-    await settle(pilot, lambda: app.open_run and app.open_run["run_id"] == run_id and not busy(app),
-                 what=f"run {run_id} open")
 
 
 def record_many(project: Project, completed: int) -> str:
@@ -131,14 +111,14 @@ async def test_m_again_unmarks_and_a_comparison_uses_the_mark_up(project: Projec
     fork = project.fork("chain", parent.run_id, 3, set_state={"value": 100})
     other = project.run("chain", {"fail": True})
     async with opened(project) as (app, pilot):
-        await open_run(pilot, other.run_id)
+        await choose_run(pilot, other.run_id)
         await pilot.press("m")
         assert app.mark == other.run_id
         await pilot.press("m")  # m on the marked run: unmarked, and said so
         assert app.mark is None and f"unmarked {other.run_id}" in notes(app)[-1]
 
         await pilot.press("m")
-        await open_run(pilot, fork.run_id)
+        await choose_run(pilot, fork.run_id)
         await pilot.press("d")
         await settle(pilot)
         assert f"A {other.run_id}" in text_of(app, "#compare-head")
@@ -165,7 +145,7 @@ async def test_the_heading_counts_the_steps_as_the_runs_table_does(project: Proj
         await pilot.press("2")
         await settle(pilot, lambda: app.runs)
         assert app.runs[0]["steps"] == 1
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         timeline = app.query_one("#timeline", Timeline)
         assert [(r.step, r.status) for r in timeline.rows if not r.depth] == [(1, "completed"), (2, "interrupted")]
         assert "paused  1 steps" in text_of(app, "#timeline-head")
@@ -177,7 +157,7 @@ async def test_the_heading_counts_the_steps_as_the_runs_table_does(project: Proj
 async def test_the_selected_step_stays_in_view_when_the_terminal_shrinks(project: Project) -> None:
     run = project.run("counter", {"limit": 12})
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         timeline = app.query_one("#timeline", Timeline)
         timeline.focus()
         await pilot.press("G")
@@ -199,13 +179,13 @@ async def test_a_run_deleted_by_the_cli_while_open_is_cleared(project: Project) 
     other = project.run("chain", {"fail": True})
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         await pilot.press("m")  # marked too: a mark of a deleted run is cleared
         # Opening another run: its heading no longer names the run left behind.
         app._open_run(other.run_id)
         head = text_of(app, "#timeline-head")
         assert f"Loading run {other.run_id}" in head and run.run_id not in head
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
 
         done = await asyncio.to_thread(subprocess.run, [*cli(), "rm", run.run_id], cwd=project.root, env=env,
                                        capture_output=True, text=True, timeout=120)
@@ -270,7 +250,7 @@ async def test_headers_of_an_empty_result_are_marked_as_the_previous_querys(proj
 async def test_a_timeline_search_that_finds_nothing_says_so(project: Project) -> None:
     run = project.run("chain")
     async with opened(project) as (app, pilot):
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         app.query_one("#timeline", Timeline).focus()
         await pilot.press("slash", *"zzz", "enter")
         await settle(pilot)
@@ -289,7 +269,7 @@ async def test_search_is_in_the_footer_only_where_it_searches(project: Project) 
     run = project.run("chain")
     async with opened(project) as (app, pilot):
         assert "slash" not in footer_keys(app)  # the Graph tab: / does nothing there
-        await open_run(pilot, run.run_id)
+        await choose_run(pilot, run.run_id)
         await pilot.press("3")
         await settle(pilot)
         assert "slash" in footer_keys(app)  # the timeline, where it works (it did not fit before)
